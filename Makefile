@@ -1,0 +1,66 @@
+# Batch Normalization in TensorFlow: every command of the course. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.bnlab-installed
+# nbgrader runs `alembic` from PATH, so every target sees the venv's bin first.
+export PATH := $(BIN):$(PATH)
+ASSIGNMENTS := $(notdir $(wildcard source/*))
+ASSIGNMENT ?= batch_norm_exercises
+PORT ?= 8888
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help setup data lab test test-fast release check-release bench grade-demo \
+        autograde feedback export clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "The course needs Python 3.11; $(VENV) has $$($(BIN)/python --version). Remove $(VENV) and set PYTHON=python3.11."; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -e '.[test]'
+	@touch $@
+
+setup: $(STAMP)  ## create .venv and install the course (only when pyproject.toml changed)
+	@echo "Course environment ready in $(VENV)."
+
+data: $(STAMP)  ## fetch and verify MNIST into the cache (BNLAB_DATA_DIR overrides where)
+	$(BIN)/python -m bnlab.data
+
+lab: setup data  ## start JupyterLab on the student notebooks in release/
+	$(BIN)/jupyter lab --ServerApp.root_dir=release --port=$(PORT) $(LAB_ARGS)
+
+test: setup data  ## set up, then run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup data  ## the unit tests only (no notebook execution, no nbgrader pipeline)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+release: setup  ## regenerate release/ and solutions/ from source/ (commit the result)
+	$(BIN)/python -m bnlab.release
+
+check-release: setup  ## fail when release/ or solutions/ are stale
+	$(BIN)/python -m bnlab.release --check
+
+bench: setup data  ## full 800-batch benchmark over 3 seeds; prints a table and a JSON line
+	$(BIN)/python -m bnlab.bench
+
+grade-demo: setup data  ## autograde the solution as a demo student in a scratch course, with feedback and CSV
+	$(BIN)/python -m bnlab.pipeline demo
+
+autograde: setup  ## nbgrader autograde $(ASSIGNMENT) for every submission in submitted/
+	nbgrader autograde $(ASSIGNMENT) --force
+
+feedback: setup  ## nbgrader generate_feedback $(ASSIGNMENT)
+	nbgrader generate_feedback $(ASSIGNMENT) --force
+
+export: setup  ## nbgrader export (grades.csv)
+	nbgrader export
+
+clean:  ## remove the venv, nbgrader's database and autograded output (keeps the MNIST cache)
+	rm -rf $(VENV) gradebook.db autograded/* feedback .pytest_cache
