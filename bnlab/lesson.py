@@ -1,0 +1,389 @@
+"""Machinery behind the lesson notebook *Batch Normalization in TensorFlow*.
+
+The lesson notebook stays short by calling these helpers:
+
+- :func:`initial_kernels`, :func:`build_demo_net`, :func:`build_twin_nets`: small fully connected
+  MNIST classifiers, with or without batch normalization, that start from *identical* weights;
+- :func:`train_demo` and :func:`compare`: the demo training loop (a ``tf.function`` step, plain
+  gradient descent) that feeds a :class:`bnlab.monitor.TrainingMonitor`, and the helper that trains
+  twin networks for several settings side by side in one panel;
+- :class:`ComparisonControls`: dropdowns and a button to rerun one comparison;
+- :func:`build_textbook_mlp`: the batch-normalized 784-300-100-10 MLP of the textbook chapter;
+- :func:`predict_one_at_a_time`: scoring images as batches of one, in training or inference mode;
+- :func:`batch_norm_formula` and :func:`batch_norm_tf_nn`: batch normalization written by hand, to
+  check against ``keras.layers.BatchNormalization``;
+- :func:`describe_variables`: the variables a layer owns, trainable or not.
+
+:mod:`bnlab.monitor` is imported only by the functions that open a monitor, so the rest of this
+module works on its own (the unit tests use it that way).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from bnlab._quiet import import_tensorflow
+
+tf = import_tensorflow()
+import keras  # noqa: E402  (after the quiet TensorFlow import)
+
+#: Weight initialisations the demos offer: key -> label shown in the dropdown.
+INITIALISERS = {
+    "glorot": "Glorot uniform (the Keras default)",
+    "he": "He normal",
+    "normal-5": "normal, stddev 5 (far too large)",
+    "normal-0.001": "normal, stddev 0.001 (far too small)",
+}
+
+#: Activations the demos offer.
+ACTIVATIONS = ("relu", "sigmoid", "tanh")
+
+#: Learning rates the dropdown offers.
+LEARNING_RATES = (0.01, 0.1, 1.0, 2.0)
+
+DEMO_HIDDEN = (100, 100)
+NUM_CLASSES = 10
+INPUT_SIZE = 28 * 28
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+def initial_kernels(layer_sizes: Sequence[int], init: str = "glorot", seed: int = 0) -> list[np.ndarray]:
+    """Weight matrices for a fully connected network with the given layer sizes, from ``seed``.
+
+    ``layer_sizes`` lists every layer including the input, e.g. ``(784, 100, 100, 10)`` gives
+    three matrices of shapes (784, 100), (100, 100) and (100, 10). ``init`` is a key of
+    :data:`INITIALISERS`. The same arguments always give the same matrices, which is how the
+    networks with and without batch normalization start from identical weights.
+    """
+    if init not in INITIALISERS:
+        raise ValueError(f"unknown init {init!r}; choose one of {sorted(INITIALISERS)}")
+    rng = np.random.default_rng(seed)
+    kernels = []
+    for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        if init == "glorot":
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            kernel = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+        elif init == "he":
+            kernel = rng.normal(0.0, math.sqrt(2.0 / fan_in), size=(fan_in, fan_out))
+        else:  # "normal-<stddev>"
+            kernel = rng.normal(0.0, float(init.split("-", 1)[1]), size=(fan_in, fan_out))
+        kernels.append(kernel.astype(np.float32))
+    return kernels
+
+
+def build_demo_net(batch_norm: bool, activation: str = "relu", init: str = "glorot", seed: int = 0,
+                   hidden: Sequence[int] = DEMO_HIDDEN, momentum: float = 0.9) -> keras.Model:
+    """A small MNIST classifier: flatten, ``hidden`` fully connected layers, 10 logits.
+
+    Without batch normalization each hidden layer is ``Dense(bias) -> activation``. With it, each
+    hidden layer is ``Dense(no bias) -> BatchNormalization -> activation``: the bias would be
+    cancelled by the mean subtraction anyway, and beta takes over its role. The output layer is a
+    plain ``Dense`` with bias in both cases. Kernels come from :func:`initial_kernels`, so two
+    networks built with the same ``init`` and ``seed`` start from the same weights whether or not
+    they use batch normalization (biases start at 0, gamma at 1, beta at 0).
+
+    ``momentum`` is the BN layers' moving-average momentum; the demos use 0.9 rather than Keras'
+    0.99 because they train for only a few hundred batches.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
+    name = f"{'bn' if batch_norm else 'plain'}_{activation}_{init}"
+    layers: list = [keras.Input(shape=(28, 28, 1)), keras.layers.Flatten()]
+    for i, units in enumerate(hidden, start=1):
+        layers.append(keras.layers.Dense(units, use_bias=not batch_norm, name=f"dense{i}"))
+        if batch_norm:
+            layers.append(keras.layers.BatchNormalization(momentum=momentum, name=f"bn{i}"))
+        layers.append(keras.layers.Activation(activation, name=f"{activation}{i}"))
+    layers.append(keras.layers.Dense(NUM_CLASSES, name="logits"))
+    model = keras.Sequential(layers, name=name)
+    kernels = initial_kernels((INPUT_SIZE, *hidden, NUM_CLASSES), init=init, seed=seed)
+    dense_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    for layer, kernel in zip(dense_layers, kernels):
+        layer.kernel.assign(kernel)
+    return model
+
+
+def build_twin_nets(activation: str = "relu", init: str = "glorot", seed: int = 0,
+                    hidden: Sequence[int] = DEMO_HIDDEN, momentum: float = 0.9) -> tuple[keras.Model, keras.Model]:
+    """``(without_bn, with_bn)``: two :func:`build_demo_net` networks with identical initial kernels."""
+    return (build_demo_net(False, activation, init, seed, hidden, momentum),
+            build_demo_net(True, activation, init, seed, hidden, momentum))
+
+
+def dense_kernels(model: keras.Model) -> list[np.ndarray]:
+    """The kernels of a model's ``Dense`` layers, in order, as NumPy arrays."""
+    return [layer.kernel.numpy() for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
+
+def build_textbook_mlp(seed: int = 42, momentum: float = 0.9) -> keras.Model:
+    """The batch-normalized MLP of the textbook chapter: 784-300-100-10.
+
+    Each hidden layer is ``Dense`` (He initialisation) followed by ``BatchNormalization``
+    (momentum 0.9) and then the ELU activation; the output layer gives 10 logits. Compile it
+    yourself (the lesson uses plain SGD with learning rate 0.1 and sparse softmax cross-entropy).
+    """
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input(shape=(28, 28, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(300, kernel_initializer="he_normal", name="hidden1"),
+        keras.layers.BatchNormalization(momentum=momentum, name="bn1"),
+        keras.layers.Activation("elu", name="elu1"),
+        keras.layers.Dense(100, kernel_initializer="he_normal", name="hidden2"),
+        keras.layers.BatchNormalization(momentum=momentum, name="bn2"),
+        keras.layers.Activation("elu", name="elu2"),
+        keras.layers.Dense(NUM_CLASSES, kernel_initializer="he_normal", name="logits"),
+    ], name="textbook_mlp")
+
+
+def describe_variables(layer: keras.layers.Layer) -> list[tuple[str, tuple[int, ...], bool]]:
+    """``(name, shape, trainable)`` for every variable of ``layer``, trainable ones first."""
+    rows = [(v.name, tuple(v.shape), True) for v in layer.trainable_weights]
+    rows += [(v.name, tuple(v.shape), False) for v in layer.non_trainable_weights]
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+class _Trainer:
+    """One model, one plain-SGD optimizer and a compiled training step.
+
+    The step is a method so that every model gets its own compiled function without TensorFlow
+    mistaking fresh closures for excessive retracing.
+    """
+
+    def __init__(self, model: keras.Model, learning_rate: float):
+        self.model = model
+        self.optimizer = keras.optimizers.SGD(learning_rate=learning_rate)
+        self.optimizer.build(model.trainable_variables)
+        self.step = tf.function(self._step, reduce_retracing=True)
+
+    def _step(self, images, labels):
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+        gradients = tape.gradient(loss, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        correct = tf.equal(tf.argmax(logits, axis=1), labels)
+        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
+
+
+def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 2500) -> tuple[float, float]:
+    """``(mean loss, accuracy)`` of ``model`` in inference mode (population statistics)."""
+    losses, hits = [], 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start:start + batch_size], training=False)
+        target = labels[start:start + batch_size]
+        losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits).numpy())
+        hits += int(np.sum(np.argmax(logits.numpy(), axis=1) == target))
+    return float(np.mean(np.concatenate(losses))), hits / len(images)
+
+
+def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches: int, batch_size: int = 60,
+               log_every: int = 25, validate_every: int = 100, seed: int = 0,
+               validation_size: int | None = None, test_size: int | None = None) -> dict:
+    """Train ``model`` with plain gradient descent on MNIST and report to a monitor ``run``.
+
+    ``data`` is :func:`bnlab.data.load_mnist`'s result. Every ``log_every`` batches the mean
+    training loss and accuracy of those batches go to ``run.log(..., split="train")``; every
+    ``validate_every`` batches (and after the last one) the validation loss and accuracy, measured
+    in inference mode, go to ``run.log(..., split="validation")``. The batches are shuffled from
+    ``seed``, so two models trained with the same seed see exactly the same batches. At the end
+    ``run.finish`` receives the validation and test accuracy. A loss that overflows is reported as
+    ``nan``; training goes on (that is what the too-high learning rates show).
+
+    Returns ``{"validation_accuracy", "test_accuracy", "final_train_loss"}``.
+    """
+    trainer = _Trainer(model, learning_rate)
+    val = data.validation
+    val_images, val_labels = val.images[:validation_size], val.labels[:validation_size]
+    test_images, test_labels = data.test.images[:test_size], data.test.labels[:test_size]
+    pending: list = []
+    train_loss = float("nan")
+    val_acc = float("nan")
+    last_validated = 0
+    batches = data.train.batches(batch_size, seed=seed, num_batches=num_batches)
+    for done, (images, labels) in enumerate(batches, start=1):
+        pending.append(trainer.step(images, labels))
+        if done % log_every == 0 or done == num_batches:
+            values = np.array([[float(loss), float(acc)] for loss, acc in pending])
+            pending.clear()
+            train_loss = float(np.mean(values[:, 0]))
+            run.log(done, _finite_or_nan(train_loss), float(np.mean(values[:, 1])), split="train")
+        if done % validate_every == 0 or done == num_batches:
+            if last_validated != done:
+                val_loss, val_acc = evaluate(model, val_images, val_labels)
+                run.log(done, _finite_or_nan(val_loss), val_acc, split="validation")
+                last_validated = done
+    _, test_acc = evaluate(model, test_images, test_labels)
+    run.finish(validation_accuracy=val_acc, test_accuracy=test_acc)
+    return {"validation_accuracy": val_acc, "test_accuracy": test_acc, "final_train_loss": train_loss}
+
+
+def _finite_or_nan(value: float) -> float:
+    return value if math.isfinite(value) else float("nan")
+
+
+def setting_label(learning_rate: float, activation: str, init: str) -> str:
+    """Short text for one setting, e.g. ``"lr=1, relu, glorot"``."""
+    return f"lr={learning_rate:g}, {activation}, {init}"
+
+
+def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_size: int = 60,
+            log_every: int = 25, validate_every: int = 100, seed: int = 0,
+            validation_size: int | None = None, test_size: int | None = None, mode: str = "auto") -> list[dict]:
+    """Train twin networks (without and with batch normalization) for each setting, in one panel.
+
+    Each setting is a dict with ``learning_rate`` and optionally ``activation`` (default
+    ``"relu"``) and ``init`` (default ``"glorot"``). For every setting the two networks of
+    :func:`build_twin_nets` start from the same weights and see the same batches; both runs go to
+    one :class:`bnlab.monitor.TrainingMonitor` so the curves can be compared side by side.
+
+    Returns one dict per run: the setting, ``batch_norm`` and :func:`train_demo`'s results.
+    """
+    from bnlab.monitor import TrainingMonitor
+
+    settings = [dict(s) for s in settings]
+    monitor = TrainingMonitor(title=title, total_batches=num_batches, mode=mode)
+    results = []
+    try:
+        for setting in settings:
+            lr = float(setting["learning_rate"])
+            activation = setting.get("activation", "relu")
+            init = setting.get("init", "glorot")
+            for model in build_twin_nets(activation, init, seed=seed):
+                batch_norm = model.name.startswith("bn")
+                name = f"{setting_label(lr, activation, init)}, {'with BN' if batch_norm else 'no BN'}"
+                run = monitor.run(name)
+                outcome = train_demo(model, run, data, lr, num_batches, batch_size=batch_size,
+                                     log_every=log_every, validate_every=validate_every, seed=seed,
+                                     validation_size=validation_size, test_size=test_size)
+                results.append({"name": name, "learning_rate": lr, "activation": activation, "init": init,
+                                "batch_norm": batch_norm, **outcome})
+    finally:
+        monitor.close()
+    return results
+
+
+def results_table(results: list[dict]) -> str:
+    """The results of :func:`compare` as a small fixed-width text table."""
+    lines = [f"{'run':<44} {'val acc':>8} {'test acc':>8}"]
+    for r in results:
+        lines.append(f"{r['name']:<44} {r['validation_accuracy']:>8.3f} {r['test_accuracy']:>8.3f}")
+    return "\n".join(lines)
+
+
+class ComparisonControls:
+    """Dropdowns (learning rate, activation, initialisation) and a button that reruns one comparison.
+
+    Display the object in a notebook cell to get the controls. Clicking the button trains the twin
+    networks for the chosen setting, showing the monitor below the controls. :meth:`run` does the
+    same from code (its monitor appears in the cell that calls it), so a notebook executed without
+    anyone clicking still exercises the comparison.
+    """
+
+    def __init__(self, data, num_batches: int, batch_size: int = 60, validation_size: int | None = None,
+                 test_size: int | None = None, learning_rate: float = 1.0, activation: str = "sigmoid",
+                 init: str = "glorot"):
+        import ipywidgets as widgets
+
+        self.data = data
+        self.options = dict(num_batches=num_batches, batch_size=batch_size, validation_size=validation_size,
+                            test_size=test_size)
+        style = {"description_width": "initial"}
+        self.learning_rate = widgets.Dropdown(options=list(LEARNING_RATES), value=learning_rate,
+                                              description="learning rate", style=style)
+        self.activation = widgets.Dropdown(options=list(ACTIVATIONS), value=activation,
+                                           description="activation", style=style)
+        self.init = widgets.Dropdown(options=[(label, key) for key, label in INITIALISERS.items()], value=init,
+                                     description="initial weights", style=style)
+        self.button = widgets.Button(description="Train with and without BN", button_style="primary",
+                                     layout=widgets.Layout(width="auto"))
+        self.output = widgets.Output()
+        self.button.on_click(self._clicked)
+        self.widget = widgets.VBox([widgets.HBox([self.learning_rate, self.activation, self.init]),
+                                    self.button, self.output])
+        self.last_results: list[dict] = []
+
+    def setting(self) -> dict:
+        """The setting the dropdowns show now."""
+        return {"learning_rate": self.learning_rate.value, "activation": self.activation.value,
+                "init": self.init.value}
+
+    def run(self) -> list[dict]:
+        """Train the twin networks for the current setting; returns :func:`compare`'s results."""
+        setting = self.setting()
+        self.last_results = compare([setting], self.data, title=f"Your choice: {setting_label(**setting)}",
+                                    **self.options)
+        return self.last_results
+
+    def _clicked(self, _button) -> None:
+        self.button.disabled = True
+        self.output.clear_output()
+        try:
+            with self.output:
+                results = self.run()
+                print(results_table(results))
+        except Exception as exc:  # shown to the student rather than lost in the kernel log
+            with self.output:
+                print(f"Training failed: {type(exc).__name__}: {exc}")
+        finally:
+            self.button.disabled = False
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+# --------------------------------------------------------------------------------------------
+# Inference with batches of one
+# --------------------------------------------------------------------------------------------
+
+def predict_one_at_a_time(model: keras.Model, images: np.ndarray, training: bool) -> np.ndarray:
+    """Predicted classes for ``images``, each scored alone as a batch of one.
+
+    With ``training=True`` the BN layers normalize with the statistics of that single image (and
+    would update their moving averages); the model's non-trainable variables are saved before and
+    restored afterwards, so the model is left exactly as it was.
+    """
+    saved = [v.numpy() for v in model.non_trainable_variables]
+    try:
+        return np.array([int(np.argmax(model(image[np.newaxis], training=training)[0])) for image in images])
+    finally:
+        for variable, value in zip(model.non_trainable_variables, saved):
+            variable.assign(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Batch normalization by hand
+# --------------------------------------------------------------------------------------------
+
+def batch_norm_formula(x, gamma, beta, mean, variance, epsilon: float):
+    """``(x - mean) / sqrt(variance + epsilon) * gamma + beta``, with NumPy broadcasting."""
+    x = np.asarray(x, dtype=np.float64)
+    return (x - mean) / np.sqrt(np.asarray(variance, dtype=np.float64) + epsilon) * gamma + beta
+
+
+def batch_norm_tf_nn(x, layer: keras.layers.BatchNormalization, training: bool):
+    """What ``layer(x, training=training)`` computes, rebuilt with ``tf.nn`` and the layer's variables.
+
+    Training mode normalizes with the batch's own mean and variance from ``tf.nn.moments`` over
+    every axis but the last (axis 0 for a dense layer's output, axes 0, 1, 2 for a feature map);
+    inference mode uses the layer's moving mean and variance. The moving averages are *not*
+    updated here.
+    """
+    x = tf.convert_to_tensor(x, dtype=tf.float32)
+    if training:
+        mean, variance = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))
+    else:
+        mean, variance = layer.moving_mean, layer.moving_variance
+    return tf.nn.batch_normalization(x, mean, variance, offset=layer.beta, scale=layer.gamma,
+                                     variance_epsilon=layer.epsilon)
