@@ -238,13 +238,17 @@ def setting_label(learning_rate: float, activation: str, init: str) -> str:
 
 def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_size: int = 60,
             log_every: int = 25, validate_every: int = 100, seed: int = 0,
-            validation_size: int | None = None, test_size: int | None = None, mode: str = "auto") -> list[dict]:
+            validation_size: int | None = None, test_size: int | None = None, mode: str = "auto",
+            close: bool = True) -> list[dict]:
     """Train twin networks (without and with batch normalization) for each setting, in one panel.
 
     Each setting is a dict with ``learning_rate`` and optionally ``activation`` (default
     ``"relu"``) and ``init`` (default ``"glorot"``). For every setting the two networks of
     :func:`build_twin_nets` start from the same weights and see the same batches; both runs go to
     one :class:`bnlab.monitor.TrainingMonitor` so the curves can be compared side by side.
+
+    ``close=False`` leaves the monitor open (its live panel stays as it is) instead of replacing
+    the panel by a static figure; :class:`ComparisonControls` needs that, see there.
 
     Returns one dict per run: the setting, ``batch_norm`` and :func:`train_demo`'s results.
     """
@@ -268,7 +272,8 @@ def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_
                 results.append({"name": name, "learning_rate": lr, "activation": activation, "init": init,
                                 "batch_norm": batch_norm, **outcome})
     finally:
-        monitor.close()
+        if close:
+            monitor.close()
     return results
 
 
@@ -291,7 +296,7 @@ class ComparisonControls:
 
     def __init__(self, data, num_batches: int, batch_size: int = 60, validation_size: int | None = None,
                  test_size: int | None = None, learning_rate: float = 1.0, activation: str = "sigmoid",
-                 init: str = "glorot"):
+                 init: str = "normal-0.001"):
         import ipywidgets as widgets
 
         self.data = data
@@ -317,11 +322,11 @@ class ComparisonControls:
         return {"learning_rate": self.learning_rate.value, "activation": self.activation.value,
                 "init": self.init.value}
 
-    def run(self) -> list[dict]:
+    def run(self, close: bool = True) -> list[dict]:
         """Train the twin networks for the current setting; returns :func:`compare`'s results."""
         setting = self.setting()
         self.last_results = compare([setting], self.data, title=f"Your choice: {setting_label(**setting)}",
-                                    **self.options)
+                                    close=close, **self.options)
         return self.last_results
 
     def _clicked(self, _button) -> None:
@@ -329,7 +334,11 @@ class ComparisonControls:
         self.output.clear_output()
         try:
             with self.output:
-                results = self.run()
+                # Inside an Output widget the monitor stays open: closing it would swap the live
+                # panel for a static image through a display update, and Output widgets ignore
+                # display updates (jupyter-widgets/ipywidgets#1844), so the curves would vanish.
+                # The live panel already shows the final curves once both runs have finished.
+                results = self.run(close=False)
                 print(results_table(results))
         except Exception as exc:  # shown to the student rather than lost in the kernel log
             with self.output:

@@ -208,6 +208,11 @@ def test_comparison_controls_offer_the_choices_and_run():
     assert [(r["activation"], r["init"], r["batch_norm"]) for r in results] == [
         ("tanh", "normal-5", False), ("tanh", "normal-5", True)]
 
+    controls.learning_rate.value = 0.1
+    controls.button.click()  # what a student's click does: train, print the table, enable the button again
+    assert [(r["learning_rate"], r["activation"]) for r in controls.last_results] == [(0.1, "tanh"), (0.1, "tanh")]
+    assert not controls.button.disabled
+
 
 # -- the notebook ----------------------------------------------------------------------------
 
