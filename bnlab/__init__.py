@@ -19,6 +19,8 @@ __version__ = "1.0.0"
 
 tf = import_tensorflow()
 
+from bnlab import data, device  # noqa: E402  (light modules every notebook uses)
+
 
 def short_mode() -> bool:
     """True when notebooks should run shortened training: under nbgrader, or ``BNLAB_SHORT=1``.

@@ -1,0 +1,45 @@
+"""nbgrader configuration of the course (run nbgrader from the repository root, through `make`)."""
+import os
+
+c = get_config()  # noqa: F821 - provided by nbgrader
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+c.CourseDirectory.course_id = "batchnorm"
+# The course directory is the folder nbgrader runs in: the repository root for instructors; the
+# pipeline tests run nbgrader in a scratch copy and override it on the command line.
+c.CourseDirectory.root = os.environ.get("BNLAB_COURSE_ROOT", here)
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.CourseDirectory.solution_directory = "solutions"
+c.CourseDirectory.submitted_directory = "submitted"
+c.CourseDirectory.autograded_directory = "autograded"
+c.CourseDirectory.feedback_directory = "feedback"
+
+c.CourseDirectory.db_assignments = [
+    dict(name="batch_norm_exercises"),
+    dict(name="batch_norm_lesson"),
+]
+
+# What a student sees in place of a solution: what to write, and an error if they forget.
+c.ClearSolutions.code_stub = {
+    "python": "# YOUR CODE HERE: replace this line and the next with your implementation\n"
+              "raise NotImplementedError(\"Write this part of the exercise (see the instructions above)\")",
+}
+c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+
+# Each cell runs with a deadline that fits the shortened training on 2 CPU cores; the whole
+# notebook is shortened under nbgrader (bnlab.short_mode()), so a submission grades in about a minute.
+c.Execute.timeout = 300
+c.Execute.interrupt_on_timeout = True
+# A test cell that writes to stderr gets zero points, passing or not. bnlab silences TensorFlow,
+# and as a second line of defence TensorFlow's C++ log lines (I1122 12:00:00.000 ... file.cc:12])
+# and absl's start-up note are dropped from stderr before grading.
+c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl)"
+
+# Hidden tests stay hidden in the feedback students receive.
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "bnlab.feedback.HideHiddenTests",
+]
