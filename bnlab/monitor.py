@@ -249,7 +249,7 @@ class TrainingMonitor:
     """
 
     def __init__(self, title: str = "Training", total_batches: int | None = None, mode: str = "auto", *,
-                 min_interval: float = 0.5, max_overhead: float = 0.04, render_only: bool = False,
+                 min_interval: float = 0.5, max_overhead: float = 0.03, render_only: bool = False,
                  clock: Callable[[], float] | None = None, stream=None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
