@@ -11,6 +11,8 @@ ASSIGNMENT ?= batch_norm_exercises
 PORT ?= 8888
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+# Jupyter refuses to run as root (containers) unless told to.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help setup data lab test test-fast release check-release bench grade-demo \
         autograde feedback export clean
@@ -33,7 +35,7 @@ data: $(STAMP)  ## fetch and verify MNIST into the cache (BNLAB_DATA_DIR overrid
 	$(BIN)/python -m bnlab.data
 
 lab: setup data  ## start JupyterLab on the student notebooks in release/
-	$(BIN)/jupyter lab --ServerApp.root_dir=release --port=$(PORT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=release --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
 test: setup data  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -16,11 +16,6 @@ c.CourseDirectory.submitted_directory = "submitted"
 c.CourseDirectory.autograded_directory = "autograded"
 c.CourseDirectory.feedback_directory = "feedback"
 
-c.CourseDirectory.db_assignments = [
-    dict(name="batch_norm_exercises"),
-    dict(name="batch_norm_lesson"),
-]
-
 # What a student sees in place of a solution: what to write, and an error if they forget.
 c.ClearSolutions.code_stub = {
     "python": "# YOUR CODE HERE: replace this line and the next with your implementation\n"
@@ -42,4 +37,13 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "bnlab.feedback.HideHiddenTests",
+]
+
+# solutions/ is committed and checked for staleness, so it is generated without executing the
+# notebook (outputs would differ from run to run); CI executes it with nbval instead.
+c.GenerateSolution.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.LockCells",
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.ClearMarkScheme",
 ]

@@ -9,6 +9,7 @@ a time, which is low exactly when inference does not use population statistics).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Callable
 
@@ -27,6 +28,15 @@ TRAIN_LOG_EVERY = 25
 VALIDATE_EVERY = 100
 SINGLE_SAMPLES = 100
 EVAL_CHUNK = 500
+
+
+def short_num_batches() -> int:
+    """Batches per run in short mode: ``$BNLAB_SHORT_BATCHES`` if set (tests use a handful), else 40."""
+    value = os.environ.get("BNLAB_SHORT_BATCHES", "")
+    try:
+        return max(1, int(value)) if value.strip() else SHORT_NUM_BATCHES
+    except ValueError:
+        raise ValueError(f"BNLAB_SHORT_BATCHES must be a whole number of batches, got {value!r}") from None
 
 
 def loss_fn(logits, labels):
@@ -104,7 +114,7 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     _check_callable(predict, "predict", "predict(model, images) -> logits")
     short = bnlab.short_mode()
     if num_batches is None:
-        num_batches = SHORT_NUM_BATCHES if short else NUM_BATCHES
+        num_batches = short_num_batches() if short else NUM_BATCHES
     data = data or load_mnist()
     if validation_size is None:
         validation_size = 1000 if short else len(data.validation)

@@ -41,7 +41,7 @@ bnlab.device.print_device()
 mnist = load_mnist()
 print(f"MNIST: {len(mnist.train)} training, {len(mnist.validation)} validation, {len(mnist.test)} test images")
 if bnlab.short_mode():
-    print("Short mode: every training run below stops after", training.SHORT_NUM_BATCHES, "batches.")
+    print("Short mode: every training run below stops after", training.short_num_batches(), "batches.")
 """, "setup"),
 md("""
 ## Part 1: batch normalization with `tf.keras.layers`

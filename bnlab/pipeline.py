@@ -1,0 +1,165 @@
+"""The nbgrader pipeline end to end, on a scratch course: for tests, demos and instructors.
+
+``python -m bnlab.pipeline demo`` (``make grade-demo``) creates a scratch course directory,
+submits the solution as student ``demo``, and runs ``autograde``, ``generate_feedback`` and
+``export``, then prints the scores, the feedback file and the CSV. The functions below are what
+``tests/test_pipeline.py`` uses to grade known-buggy submissions.
+
+A submission that crashes (an exception in every cell, a killed kernel, a timeout) never stops the
+others: nbgrader goes on with the next student, leaves the submitted notebook untouched, and
+:func:`autograde` reports which students could not be graded and why, instead of raising.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+
+from bnlab.release import ROOT, generate, nbgrader
+
+EXERCISE = "batch_norm_exercises"
+NOTEBOOK = "Batch_Normalization_Exercises"
+
+
+def create_course(directory: Path, assignment: str = EXERCISE) -> Path:
+    """A fresh course in ``directory``: source/, the config, the released assignment and its gradebook."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "source" / assignment, directory / "source" / assignment, dirs_exist_ok=True)
+    shutil.copy(ROOT / "nbgrader_config.py", directory / "nbgrader_config.py")
+    nbgrader("generate_assignment", assignment, "--force", root=directory)
+    return directory
+
+
+def answer_cells(notebook: nbformat.NotebookNode) -> dict:
+    """``{grade_id: source}`` of the cells a student writes."""
+    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in notebook.cells
+            if c.metadata.get("nbgrader", {}).get("solution")}
+
+
+def fill_in(release_nb: nbformat.NotebookNode, answers: dict) -> nbformat.NotebookNode:
+    """A copy of the student notebook with the answer cells ``{grade_id: source}`` written in."""
+    nb = nbformat.from_dict(release_nb)
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return nb
+
+
+def solution_answers(assignment: str = EXERCISE, notebook: str = NOTEBOOK) -> dict:
+    return answer_cells(nbformat.read(ROOT / "source" / assignment / f"{notebook}.ipynb", as_version=4))
+
+
+def submit(course: Path, student: str, nb: nbformat.NotebookNode, assignment: str = EXERCISE,
+           notebook: str = NOTEBOOK) -> Path:
+    """Place a submission where nbgrader expects it (submitted/STUDENT/ASSIGNMENT/)."""
+    folder = Path(course) / "submitted" / student / assignment
+    folder.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, folder / f"{notebook}.ipynb")
+    (folder / "timestamp.txt").write_text("2026-11-22 12:00:00.000000 UTC")
+    return folder / f"{notebook}.ipynb"
+
+
+def release_notebook(course: Path, assignment: str = EXERCISE, notebook: str = NOTEBOOK) -> nbformat.NotebookNode:
+    return nbformat.read(Path(course) / "release" / assignment / f"{notebook}.ipynb", as_version=4)
+
+
+@dataclasses.dataclass
+class GradingRun:
+    """What one ``nbgrader autograde`` run gave."""
+
+    seconds: float
+    graded: list          # students with an autograded notebook
+    failed: dict          # student -> why nbgrader could not grade them
+    log: str
+
+
+def autograde(course: Path, assignment: str = EXERCISE) -> GradingRun:
+    """Autograde every submission; a failing student never stops the others."""
+    course = Path(course)
+    students = sorted(p.name for p in (course / "submitted").iterdir() if (p / assignment).is_dir())
+    start = time.perf_counter()
+    result = nbgrader("autograde", assignment, "--force", root=course, check=False)
+    seconds = time.perf_counter() - start
+    log = result.stdout + result.stderr
+    graded, failed = [], {}
+    for student in students:
+        if (course / "autograded" / student / assignment).is_dir():
+            graded.append(student)
+        else:
+            lines = [line for line in log.splitlines() if student in line or "Error" in line or "error" in line]
+            failed[student] = ("nbgrader could not grade this submission (kernel died, timed out or the notebook is "
+                               f"unreadable); it is kept unchanged in submitted/{student}/{assignment}/. "
+                               + " | ".join(lines[-3:]))
+    return GradingRun(seconds, graded, failed, log)
+
+
+def cell_scores(course: Path, student: str, assignment: str = EXERCISE, notebook: str = NOTEBOOK) -> dict:
+    """``{test grade_id: (score, max_score)}`` from the gradebook."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
+        nb = gb.find_submission_notebook(notebook, assignment, student)
+        return {g.name: (g.score, g.max_score) for g in nb.grades}
+
+
+def feedback_and_export(course: Path, assignment: str = EXERCISE) -> tuple[list[Path], list[dict]]:
+    """Run ``generate_feedback`` and ``export``; return the feedback files and the CSV rows."""
+    course = Path(course)
+    nbgrader("generate_feedback", assignment, "--force", root=course)
+    nbgrader("export", root=course)
+    feedback = sorted((course / "feedback").rglob("*.html"))
+    with open(course / "grades.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return feedback, rows
+
+
+def demo(directory: Path) -> int:
+    """Grade the solution as student ``demo`` and show every output of the pipeline."""
+    directory = Path(directory)
+    if directory.exists():
+        shutil.rmtree(directory)
+    print(f"Scratch course in {directory}")
+    course = create_course(directory)
+    submit(course, "demo", fill_in(release_notebook(course), solution_answers()))
+    print("Autograding the solution as student 'demo' (shortened training under nbgrader) ...", flush=True)
+    run = autograde(course)
+    if run.failed:
+        print(run.log)
+        print("FAILED:", run.failed)
+        return 1
+    scores = cell_scores(course, "demo")
+    for name, (score, maximum) in scores.items():
+        print(f"  {name:<32} {score:g} / {maximum:g}")
+    total = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
+    print(f"Total: {total[0]:g} / {total[1]:g}; autograde took {run.seconds:.1f} s")
+    feedback, rows = feedback_and_export(course)
+    print("Feedback:", ", ".join(str(f) for f in feedback))
+    print("grades.csv:", course / "grades.csv")
+    for row in rows:
+        print("  ", {k: row[k] for k in ("assignment", "student_id", "score", "max_score")})
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="nbgrader pipeline helpers")
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="grade the solution as a demo student in a scratch course")
+    d.add_argument("--dir", default=str(ROOT / ".grade-demo"), help="scratch course directory (recreated)")
+    sub.add_parser("regenerate", help="same as `python -m bnlab.release`")
+    args = parser.parse_args(argv)
+    if args.command == "demo":
+        return demo(Path(args.dir))
+    generate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Generate the student notebooks (release/) and the solutions (solutions/) from source/.
+
+``python -m bnlab.release`` (``make release``) runs ``nbgrader generate_assignment`` and
+``nbgrader generate_solution`` for every assignment under source/. ``--check`` generates into a
+scratch copy of the course instead and fails, naming the files, when the committed release/ or
+solutions/ differ from what source/ gives (CI runs it through the tests).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = ("release", "solutions")
+
+
+def nbgrader_env() -> dict:
+    """The environment nbgrader needs: this interpreter's bin first on PATH (for ``alembic``)."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
+def nbgrader(*args: str, root: Path, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in course directory ``root`` with the course's config."""
+    cmd = [str(Path(sys.executable).parent / "nbgrader"), *args, f"--CourseDirectory.root={root}"]
+    result = subprocess.run(cmd, cwd=root, env=nbgrader_env(), capture_output=capture, text=True)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def assignments(root: Path = ROOT) -> list[str]:
+    return sorted(p.name for p in (root / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def generate(root: Path = ROOT, verbose: bool = True) -> None:
+    """(Re)generate release/ and solutions/ in ``root`` from its source/."""
+    for name in assignments(root):
+        if verbose:
+            print(f"generating release/{name} and solutions/{name} ...", flush=True)
+        nbgrader("generate_assignment", name, "--force", root=root)
+        nbgrader("generate_solution", name, "--force", root=root)
+
+
+def _normalized(path: Path):
+    if path.suffix == ".ipynb":
+        return json.loads(path.read_text())
+    return path.read_bytes()
+
+
+def stale_files(root: Path = ROOT) -> list[str]:
+    """Files of release/ and solutions/ that differ from a fresh generation (missing, extra or changed)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        scratch = Path(tmp)
+        shutil.copytree(root / "source", scratch / "source")
+        shutil.copy(root / "nbgrader_config.py", scratch / "nbgrader_config.py")
+        generate(scratch, verbose=False)
+        problems = []
+        for top in GENERATED:
+            fresh = {p.relative_to(scratch) for p in (scratch / top).rglob("*") if p.is_file()}
+            committed = {p.relative_to(root) for p in (root / top).rglob("*") if p.is_file()
+                         and ".ipynb_checkpoints" not in p.parts}
+            for rel in sorted(fresh | committed):
+                if rel not in committed:
+                    problems.append(f"{rel}: missing")
+                elif rel not in fresh:
+                    problems.append(f"{rel}: not generated from source/ (remove it)")
+                elif _normalized(scratch / rel) != _normalized(root / rel):
+                    problems.append(f"{rel}: differs from what source/ generates")
+        return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only check that release/ and solutions/ are up to date")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = stale_files()
+        if problems:
+            print("release/ or solutions/ are stale; run `make release` and commit:\n  " + "\n  ".join(problems))
+            return 1
+        print("release/ and solutions/ are up to date with source/.")
+        return 0
+    generate()
+    print("done: commit release/ and solutions/.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The real nbgrader pipeline, end to end, on a scratch course directory.
+
+One ``nbgrader autograde`` run grades: the solution (full marks), the untouched release notebook
+(zero on every graded cell), known-buggy submissions (each loses exactly the points of the tests
+that name its bugs), the accepted alternatives (full marks), and a submission that kills its
+kernel (reported, kept, and the others are still graded). Then ``generate_feedback`` (hidden
+tests not shown) and ``export`` (the CSV holds the expected scores).
+"""
+from __future__ import annotations
+
+import os
+
+import nbformat
+import pytest
+
+from bnlab import feedback, pipeline
+from submissions import ALL_TESTS, ALTERNATIVES, BUGS
+
+pytestmark = pytest.mark.slow
+
+# Bugs of Part 1 and Part 2 are independent, so each submission carries one of each (fewer
+# notebooks to execute); the expected failures are the union.
+KERAS_BUGS = [b for b in BUGS if "keras_layers" in b.cells or "keras_training" in b.cells]
+NN_BUGS = [b for b in BUGS if "nn_layers" in b.cells]
+
+
+def _pairs():
+    pairs = []
+    for i in range(max(len(KERAS_BUGS), len(NN_BUGS))):
+        parts = [lst[i] for lst in (KERAS_BUGS, NN_BUGS) if i < len(lst)]
+        cells, fails = {}, set()
+        for part in parts:
+            cells.update(part.cells)
+            fails |= part.fails
+        pairs.append(("bug__" + "__".join(p.name for p in parts), cells, frozenset(fails)))
+    return pairs
+
+
+BUGGY = _pairs()
+CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = pipeline.create_course(tmp_path_factory.mktemp("course"))
+    release = pipeline.release_notebook(course)
+    solution = pipeline.solution_answers()
+    pipeline.submit(course, "solution", pipeline.fill_in(release, solution))
+    pipeline.submit(course, "untouched", release)
+    for name, cells, _ in BUGGY:
+        pipeline.submit(course, name, pipeline.fill_in(release, {**solution, **cells}))
+    for alt in ALTERNATIVES:
+        pipeline.submit(course, alt.name, pipeline.fill_in(release, {**solution, **alt.cells}))
+    pipeline.submit(course, "crashes_kernel", pipeline.fill_in(release, {**solution, "keras_layers": CRASH}))
+    os.environ.setdefault("BNLAB_SHORT_BATCHES", "3")  # training length does not matter to the checks
+    run = pipeline.autograde(course)
+    return course, run
+
+
+def _failed(course, student):
+    scores = pipeline.cell_scores(course, student)
+    assert set(scores) == ALL_TESTS
+    return {name for name, (score, maximum) in scores.items() if score < maximum}
+
+
+def test_solution_scores_full_marks(graded):
+    course, run = graded
+    scores = pipeline.cell_scores(course, "solution")
+    assert sum(s for s, _ in scores.values()) == sum(m for _, m in scores.values()) == 28, scores
+
+
+def test_untouched_release_scores_zero_everywhere(graded):
+    course, _ = graded
+    scores = pipeline.cell_scores(course, "untouched")
+    assert all(score == 0 for score, _ in scores.values()), scores
+
+
+@pytest.mark.parametrize("name,cells,fails", BUGGY, ids=[b[0] for b in BUGGY])
+def test_buggy_submission_loses_the_named_tests(graded, name, cells, fails):
+    course, _ = graded
+    assert _failed(course, name) == set(fails)
+
+
+@pytest.mark.parametrize("alt", ALTERNATIVES, ids=lambda a: a.name)
+def test_alternatives_score_full_marks(graded, alt):
+    course, _ = graded
+    assert _failed(course, alt.name) == set()
+
+
+def test_crashing_submission_is_reported_kept_and_others_graded(graded):
+    course, run = graded
+    assert "crashes_kernel" in run.failed and "submitted/crashes_kernel" in run.failed["crashes_kernel"]
+    assert (course / "submitted" / "crashes_kernel" / pipeline.EXERCISE / f"{pipeline.NOTEBOOK}.ipynb").exists()
+    assert {"solution", "untouched"} <= set(run.graded)
+    assert len(run.graded) == 2 + len(BUGGY) + len(ALTERNATIVES)
+
+
+def test_feedback_hides_hidden_tests_and_export_has_scores(graded):
+    course, _ = graded
+    files, rows = pipeline.feedback_and_export(course)
+    solution_html = [f for f in files if "/solution/" in str(f)]
+    assert solution_html, files
+    html = solution_html[0].read_text()
+    assert "BEGIN HIDDEN TESTS" not in html and "seed=11" not in html
+    assert "hidden tests ran here" in html
+    assert "check_population_statistics" in html  # the visible tests stay
+    by_student = {row["student_id"]: row for row in rows if row["assignment"] == pipeline.EXERCISE}
+    assert float(by_student["solution"]["score"]) == 28.0
+    assert float(by_student["untouched"]["score"]) == 0.0
+    for name, _, fails in BUGGY:
+        lost = sum(pipeline.cell_scores(course, name)[t][1] for t in fails)
+        assert float(by_student[name]["score"]) == 28.0 - lost
+    assert feedback.NOTE.startswith("#")
