@@ -9,7 +9,7 @@ variable on every later pass, matched by call order. Layer functions stay plain 
 training flag, as in the original exercise::
 
     def fully_connected(prev_layer, num_units, is_training):
-        weights = get_variable("weights", [prev_layer.shape[-1], num_units], tf.keras.initializers.TruncatedNormal(stddev=0.05))
+        weights = get_variable("weights", [prev_layer.shape[-1], num_units], tf.keras.initializers.GlorotUniform())
         ...
 
     network = Network(build_fn)
@@ -123,6 +123,6 @@ def get_variable(name: str, shape, initializer, trainable: bool = True, dtype=tf
 def dense(prev_layer, num_units, name="dense"):
     """A plain linear layer (weights and bias), for the output of the low-level network."""
     weights = get_variable(f"{name}_weights", [prev_layer.shape[-1], num_units],
-                           tf.keras.initializers.TruncatedNormal(stddev=0.05))
+                           tf.keras.initializers.GlorotUniform())
     bias = get_variable(f"{name}_bias", [num_units], tf.zeros)
     return tf.matmul(prev_layer, weights) + bias

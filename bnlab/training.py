@@ -100,8 +100,7 @@ def single_sample_accuracy(predict: Callable, model, images: np.ndarray, labels:
 def train(model, train_step: Callable, predict: Callable, *, name: str = "network",
           data: Mnist | None = None, num_batches: int | None = None, batch_size: int = BATCH_SIZE,
           learning_rate: float = LEARNING_RATE, seed: int = 0, monitor=None,
-          validation_size: int | None = None, compile: bool = True,
-          jit_compile: bool | None = None) -> Results:
+          validation_size: int | None = None, compile: bool = True) -> Results:
     """Train ``model`` with Adam on MNIST and report the original exercise's figures.
 
     ``train_step(model, optimizer, images, labels)`` does one optimisation step on a batch
@@ -124,7 +123,7 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
 
     tf.keras.utils.set_random_seed(seed)
     optimizer = tf.keras.optimizers.Adam(learning_rate)
-    step_fn = tf.function(train_step, reduce_retracing=True, jit_compile=jit_compile) if compile else train_step
+    step_fn = tf.function(train_step, reduce_retracing=True) if compile else train_step
     predict_fn = tf.function(predict, reduce_retracing=True) if compile else predict
 
     own_monitor = monitor is None

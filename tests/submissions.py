@@ -51,7 +51,7 @@ def keras_bn(linear_fc="keras.layers.Dense(num_units, use_bias=False)",
 NN_LAYERS = '''
 def fully_connected(prev_layer, num_units, is_training):
     weights = nn.get_variable("weights", [prev_layer.shape[-1], num_units],
-                              keras.initializers.TruncatedNormal(stddev=0.05))
+                              keras.initializers.GlorotUniform())
     linear = tf.matmul(prev_layer, weights)
     {fc_bias}
     return {fc_out}
@@ -60,7 +60,7 @@ def fully_connected(prev_layer, num_units, is_training):
 def conv_layer(prev_layer, layer_depth, is_training):
     strides = 2 if layer_depth % 3 == 0 else 1
     weights = nn.get_variable("weights", [3, 3, prev_layer.shape[-1], layer_depth * 4],
-                              keras.initializers.TruncatedNormal(stddev=0.05))
+                              keras.initializers.GlorotUniform())
     linear = tf.nn.conv2d(prev_layer, weights, strides=strides, padding="SAME")
     {conv_bias}
     return {conv_out}

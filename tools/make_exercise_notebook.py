@@ -260,7 +260,7 @@ can write layer functions exactly as in TF1. The network itself is an `nn.Networ
 that calls the layer functions and keeps their variables:
 
 ```python
-weights = nn.get_variable("weights", [num_inputs, num_units], keras.initializers.TruncatedNormal(stddev=0.05))
+weights = nn.get_variable("weights", [num_inputs, num_units], keras.initializers.GlorotUniform())
 gamma = nn.get_variable("gamma", [num_units], tf.ones)
 ```
 
@@ -299,7 +299,7 @@ Write `fully_connected(prev_layer, num_units, is_training)` and `conv_layer(prev
 is_training)`. Each computes its linear output **without a bias**, batch-normalizes it, and applies
 `tf.nn.relu`:
 
-1. Weights: `nn.get_variable("weights", ...)` with `keras.initializers.TruncatedNormal(stddev=0.05)`,
+1. Weights: `nn.get_variable("weights", ...)` initialized with `keras.initializers.GlorotUniform()` (the Keras default),
    shape `[inputs, num_units]` for the dense layer (use `tf.matmul`) and `[3, 3, in_channels,
    layer_depth * 4]` for the convolution (use `tf.nn.conv2d` with `padding="SAME"` and stride 2 when
    `layer_depth % 3 == 0`, else 1).
@@ -322,7 +322,7 @@ def fully_connected(prev_layer, num_units, is_training):
     """A fully connected layer of `num_units` units with batch normalization (tf.nn ops) and ReLU."""
     ### BEGIN SOLUTION
     weights = nn.get_variable("weights", [prev_layer.shape[-1], num_units],
-                              keras.initializers.TruncatedNormal(stddev=0.05))
+                              keras.initializers.GlorotUniform())
     linear = tf.matmul(prev_layer, weights)
     normalized = batch_norm(linear, num_units, [0], is_training)
     return tf.nn.relu(normalized)
@@ -336,7 +336,7 @@ def conv_layer(prev_layer, layer_depth, is_training):
     out_channels = layer_depth * 4
     ### BEGIN SOLUTION
     weights = nn.get_variable("weights", [3, 3, prev_layer.shape[-1], out_channels],
-                              keras.initializers.TruncatedNormal(stddev=0.05))
+                              keras.initializers.GlorotUniform())
     linear = tf.nn.conv2d(prev_layer, weights, strides=strides, padding="SAME")
     normalized = batch_norm(linear, out_channels, [0, 1, 2], is_training)
     return tf.nn.relu(normalized)

@@ -1,0 +1,121 @@
+"""Benchmark of the exercise: full 800-batch runs of the three networks over several seeds.
+
+``python -m bnlab.bench`` (``make bench``) takes the networks from the source notebook itself
+(the code the students see and the instructor's solution), trains each for 800 batches per seed
+with the monitor silent, and prints a table of medians: test accuracy, accuracy on the 100 single
+samples, training seconds and the ratio to the network without batch normalization. It then times
+``nbgrader autograde`` on the solution. The last line printed is one JSON object with the medians:
+
+``{"<net>_test_accuracy", "<net>_single_sample_accuracy", "<net>_train_seconds", "<net>_time_ratio"}``
+for ``<net>`` in ``no_bn``, ``keras_bn``, ``nn_bn``, plus ``"autograde_seconds"``, ``"seeds"``,
+``"batches"`` and ``"device"``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+import bnlab
+from bnlab import training
+from bnlab.data import load_mnist
+
+SOURCE = Path(__file__).resolve().parents[1] / "source" / "batch_norm_exercises" / "Batch_Normalization_Exercises.ipynb"
+TRAINING_RUNS = {"keras_baseline_run", "keras_bn_run", "nn_bn_run"}
+# network name -> (last cell to execute, how to build and train it from that namespace)
+NETWORKS = {
+    "no_bn": ("keras_baseline_training", lambda ns: (ns["build_network"](), ns["train_step"], ns["predict"])),
+    "keras_bn": ("keras_training", lambda ns: (ns["build_network"](), ns["train_step"], ns["predict"])),
+    "nn_bn": ("nn_layers", lambda ns: (ns["nn"].Network(ns["build_network_nn"]), ns["train_step_nn"], ns["predict_nn"])),
+}
+LABELS = {"no_bn": "Keras, no batch norm", "keras_bn": "Part 1: Keras + BatchNormalization",
+          "nn_bn": "Part 2: tf.nn batch norm"}
+
+
+def notebook_namespace(until: str, source: Path = SOURCE) -> dict:
+    """Execute the notebook's code cells (training runs skipped) up to and including ``until``."""
+    nb = nbformat.read(source, as_version=4)
+    namespace: dict = {"__name__": "__bench__"}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.cell_type != "code" or grade_id in TRAINING_RUNS or cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        exec(cell.source, namespace)
+        if grade_id == until:
+            return namespace
+    raise KeyError(f"no cell {until!r} in {source}")
+
+
+def run_one(network: str, seed: int, batches: int, data) -> training.Results:
+    from bnlab.monitor import TrainingMonitor
+
+    until, make = NETWORKS[network]
+    bnlab.tf.keras.backend.clear_session()
+    bnlab.tf.keras.utils.set_random_seed(seed)
+    model, step, predict = make(notebook_namespace(until))
+    monitor = TrainingMonitor(title=network, total_batches=batches, mode="silent")
+    return training.train(model, step, predict, name=f"{network} seed {seed}", data=data,
+                          num_batches=batches, seed=seed, monitor=monitor, validation_size=len(data.validation))
+
+
+def time_autograde() -> float:
+    from bnlab import pipeline
+
+    with tempfile.TemporaryDirectory() as tmp:
+        course = pipeline.create_course(Path(tmp))
+        pipeline.submit(course, "bench", pipeline.fill_in(pipeline.release_notebook(course), pipeline.solution_answers()))
+        run = pipeline.autograde(course)
+        if run.failed:
+            raise RuntimeError(f"autograding the solution failed: {run.failed}")
+        return run.seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="800-batch benchmark of the exercise's networks")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batches", type=int, default=training.NUM_BATCHES)
+    parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
+    parser.add_argument("--no-autograde", action="store_true", help="skip timing nbgrader autograde")
+    args = parser.parse_args(argv)
+
+    data = load_mnist(verbose=True)
+    rows = {}
+    for network in args.networks:
+        results = []
+        for seed in args.seeds:
+            r = run_one(network, seed, args.batches, data)
+            print(f"  {network} seed {seed}: test {r.test_accuracy:.4f}, single {r.single_sample_accuracy:.2f}, "
+                  f"{r.train_seconds:.1f} s", flush=True)
+            results.append(r)
+        rows[network] = {
+            "test_accuracy": statistics.median(r.test_accuracy for r in results),
+            "single_sample_accuracy": statistics.median(r.single_sample_accuracy for r in results),
+            "train_seconds": statistics.median(r.train_seconds for r in results),
+        }
+    base = rows.get("no_bn", {}).get("train_seconds")
+    for row in rows.values():
+        row["time_ratio"] = row["train_seconds"] / base if base else float("nan")
+    autograde_seconds = float("nan") if args.no_autograde else time_autograde()
+
+    device = bnlab.device.describe()
+    print(f"\n{device}\n{args.batches} batches of {training.BATCH_SIZE}, seeds {args.seeds}; medians over seeds")
+    print(f"| network | test accuracy | 100 single samples | training s | x no-BN time |")
+    print(f"|---|---|---|---|---|")
+    for network, row in rows.items():
+        print(f"| {LABELS[network]} | {row['test_accuracy']:.4f} | {row['single_sample_accuracy']:.2f} | "
+              f"{row['train_seconds']:.1f} | {row['time_ratio']:.2f} |")
+    print(f"nbgrader autograde of the solution (shortened runs): {autograde_seconds:.1f} s")
+    summary = {f"{net}_{key}": round(value, 4) for net, row in rows.items() for key, value in row.items()}
+    summary.update(autograde_seconds=round(autograde_seconds, 1), seeds=args.seeds, batches=args.batches,
+                   device=device)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
