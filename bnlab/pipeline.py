@@ -81,12 +81,14 @@ class GradingRun:
     log: str
 
 
-def autograde(course: Path, assignment: str = EXERCISE) -> GradingRun:
-    """Autograde every submission; a failing student never stops the others."""
+def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None) -> GradingRun:
+    """Autograde every submission; a failing student never stops the others.
+
+    ``env`` adds environment variables for the graded kernels (e.g. ``BNLAB_SHORT_BATCHES``)."""
     course = Path(course)
     students = sorted(p.name for p in (course / "submitted").iterdir() if (p / assignment).is_dir())
     start = time.perf_counter()
-    result = nbgrader("autograde", assignment, "--force", root=course, check=False)
+    result = nbgrader("autograde", assignment, "--force", root=course, check=False, env=env)
     seconds = time.perf_counter() - start
     log = result.stdout + result.stderr
     graded, failed = [], {}

@@ -20,18 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ("release", "solutions")
 
 
-def nbgrader_env() -> dict:
+def nbgrader_env(extra: dict | None = None) -> dict:
     """The environment nbgrader needs: this interpreter's bin first on PATH (for ``alembic``)."""
-    env = dict(os.environ)
+    env = {**os.environ, **(extra or {})}
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return env
 
 
-def nbgrader(*args: str, root: Path, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
-    """Run ``nbgrader ARGS`` in course directory ``root`` with the course's config."""
+def nbgrader(*args: str, root: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader ARGS`` in course directory ``root`` with the course's config (``env`` adds variables)."""
     cmd = [str(Path(sys.executable).parent / "nbgrader"), *args, f"--CourseDirectory.root={root}"]
-    result = subprocess.run(cmd, cwd=root, env=nbgrader_env(), capture_output=capture, text=True)
+    result = subprocess.run(cmd, cwd=root, env=nbgrader_env(env), capture_output=True, text=True)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
