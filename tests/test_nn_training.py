@@ -1,0 +1,137 @@
+"""bnlab.nn (variables that live across forward passes) and bnlab.training (the exercise's loop)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bnlab
+from bnlab import nn, training
+from bnlab.monitor import TrainingMonitor
+
+tf = bnlab.tf
+keras = tf.keras
+
+
+def _layer(x, is_training):
+    w = nn.get_variable("w", [x.shape[-1], 3], keras.initializers.GlorotUniform())
+    count = nn.get_variable("count", [], tf.zeros, trainable=False)
+    if is_training:
+        count.assign_add(1.0)
+    return tf.matmul(x, w)
+
+
+def test_variables_are_created_once_and_reused():
+    net = nn.Network(_layer)
+    x = tf.ones([2, 4])
+    first = net(x, True)
+    second = net(x, False)
+    np.testing.assert_allclose(first, second)
+    assert len(net.variables) == 2
+    assert [v.name.split(":")[0] for v in net.trainable_variables] == ["w"]
+    assert float(net.created[1]) == 1.0
+
+
+def test_first_call_inside_tf_function_creates_variables_eagerly():
+    net = nn.Network(_layer)
+    step = tf.function(lambda x: net(x, True))
+    step(tf.ones([2, 4]))
+    step(tf.ones([2, 4]))
+    assert float(net.created[1]) == 2.0
+
+
+def test_a_pass_that_asks_for_other_variables_is_an_error():
+    calls = {"n": 0}
+
+    def layer(x, is_training):
+        calls["n"] += 1
+        name = "w" if calls["n"] == 1 else "v"
+        return tf.matmul(x, nn.get_variable(name, [4, 3], tf.zeros))
+
+    net = nn.Network(layer)
+    net(tf.ones([1, 4]), True)
+    with pytest.raises(nn.VariableOrderError, match="same order"):
+        net(tf.ones([1, 4]), True)
+
+
+def test_fewer_variables_on_a_later_pass_is_an_error():
+    def layer(x, is_training):
+        out = tf.matmul(x, nn.get_variable("w", [4, 3], tf.zeros))
+        if is_training:
+            out += nn.get_variable("b", [3], tf.zeros)
+        return out
+
+    net = nn.Network(layer)
+    net(tf.ones([1, 4]), True)
+    with pytest.raises(nn.VariableOrderError, match="same variables on every pass"):
+        net(tf.ones([1, 4]), False)
+
+
+def test_get_variable_outside_a_network_says_what_to_do():
+    with pytest.raises(RuntimeError, match="Network"):
+        nn.get_variable("w", [1], tf.zeros)
+
+
+def test_initializer_shape_is_checked():
+    net = nn.Network(lambda x, t: nn.get_variable("w", [3], lambda shape: tf.zeros([2])))
+    with pytest.raises(ValueError, match="shape"):
+        net(tf.ones([1]), True)
+
+
+def test_short_num_batches_reads_the_environment(monkeypatch):
+    monkeypatch.delenv("BNLAB_SHORT_BATCHES", raising=False)
+    assert training.short_num_batches() == training.SHORT_NUM_BATCHES
+    monkeypatch.setenv("BNLAB_SHORT_BATCHES", "7")
+    assert training.short_num_batches() == 7
+    monkeypatch.setenv("BNLAB_SHORT_BATCHES", "many")
+    with pytest.raises(ValueError, match="whole number"):
+        training.short_num_batches()
+
+
+def test_short_mode_follows_nbgrader_and_the_override(monkeypatch):
+    monkeypatch.delenv("BNLAB_SHORT", raising=False)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    assert not bnlab.short_mode()
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert bnlab.short_mode()
+    monkeypatch.setenv("BNLAB_SHORT", "0")
+    assert not bnlab.short_mode()
+
+
+def test_loss_and_accuracy():
+    logits = tf.constant([[5.0, -5.0], [-5.0, 5.0]])
+    labels = tf.constant([[1.0, 0.0], [1.0, 0.0]])
+    assert float(training.accuracy_fn(logits, labels)) == 0.5
+    expected = np.mean(np.log1p(np.exp(-np.abs([5.0, 5.0, 5.0, 5.0]))) + np.array([0, 0, 5, 5]))
+    assert float(training.loss_fn(logits, labels)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_train_runs_the_loop_and_reports_the_final_figures(capsys):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    calls = {"step": 0}
+
+    def train_step(model, optimizer, images, labels):
+        calls["step"] += 1
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = training.loss_fn(logits, labels)
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, logits
+
+    monitor = TrainingMonitor(total_batches=30, mode="silent")
+    results = training.train(model, train_step, lambda m, x: m(x, training=False), num_batches=30,
+                             monitor=monitor, validation_size=500, compile=False)
+    assert calls["step"] == 30
+    assert [b for b, *_ in results.train_log] == [25, 30]
+    assert [b for b, *_ in results.validation_log] == [30]
+    assert 0.5 < results.test_accuracy <= 1.0  # a linear model learns quickly
+    assert 0.0 <= results.single_sample_accuracy <= 1.0
+    assert monitor.history[results.name].final["test_accuracy"] == results.test_accuracy
+    assert "Final test accuracy" in capsys.readouterr().out
+
+
+def test_train_rejects_what_is_not_a_function():
+    with pytest.raises(TypeError, match="train_step"):
+        training.train(None, "not a function", lambda m, x: x, num_batches=1)
