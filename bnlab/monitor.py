@@ -265,8 +265,9 @@ class TrainingMonitor:
         self.draw_seconds = 0.0
         self.closed = False
         self._current: Run | None = None
-        self._log_lines: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
+        self._log_lines: collections.deque[tuple[str, str]] = collections.deque(maxlen=LOG_LINES)
         self._last_draw: float | None = None
+        self._last_text: float | None = None
         self._draw_costs: collections.deque[float] = collections.deque(maxlen=2)
         self._dirty = False
         self._figure = None
@@ -356,7 +357,7 @@ class TrainingMonitor:
             self._announced.add(run.name)
             self._print(line)
         elif self.mode == "widget":
-            self._log_lines.append(f"[{run.name}] {line}" if len(self.history) > 1 else line)
+            self._log_lines.append((run.name, line))
             self._dirty = True
             self._maybe_redraw()
 
@@ -366,27 +367,36 @@ class TrainingMonitor:
             self._maybe_redraw(force=True)
 
     def _maybe_redraw(self, force: bool = False) -> None:
+        """Refresh the panel: the cheap parts (progress, status, log) every ``min_interval``, the
+        chart only as often as its rendering cost allows (``max_overhead`` of the wall time)."""
         if self.closed or self.mode != "widget" or not self._dirty:
             return
         now = self._clock()
-        if not force and self._last_draw is not None:
-            # The cheaper of the last two renders: one slow render (fonts loading) is no trend.
-            cost = min(self._draw_costs, default=0.0)
-            wait = max(self.min_interval, cost / max(self.max_overhead, 1e-6))
-            if now - self._last_draw < wait:
-                return
         try:
-            self._redraw()
+            if force or self._chart_due(now):
+                self._redraw()
+                self._last_draw = self._last_text = self._clock()
+            elif self._last_text is None or now - self._last_text >= self.min_interval:
+                self._update_text()
+                self._last_text = now
         except Exception as exc:
             self._fall_back(exc)
-        self._last_draw = self._clock()
+
+    def _chart_due(self, now: float) -> bool:
+        if self._last_draw is None:
+            return True
+        wait = self.min_interval
+        if len(self._draw_costs) >= 2:
+            # The cheaper of the last two renders: one slow render (fonts loading) is no trend.
+            wait = max(wait, min(self._draw_costs) / max(self.max_overhead, 1e-6))
+        return now - self._last_draw >= wait
 
     def _fall_back(self, exc: BaseException) -> None:
         """Switch to text mode after a panel failure, with one warning line on stdout."""
         self.mode = "text"
         self._print(f"bnlab.monitor: the live panel failed ({type(exc).__name__}: {exc}); "
                     "continuing with text progress lines.")
-        for line in self._log_lines:
+        for _, line in self._log_lines:
             self._print(line)
         self._log_lines.clear()
 
@@ -413,10 +423,19 @@ class TrainingMonitor:
             self._handle = display(panel, display_id=True)
 
     def _redraw(self) -> None:
+        """Render the chart and refresh everything else."""
         started = time.perf_counter()
-        png = self._figure.render(self.history.values())
+        self._widgets["image"].value = self._figure.render(self.history.values())
+        self._update_text()
+        self._dirty = False
+        cost = time.perf_counter() - started
+        self.redraw_count += 1
+        self.draw_seconds += cost
+        self._draw_costs.append(cost)
+
+    def _update_text(self) -> None:
+        """Progress bar, status table and log: cheap, so they follow the training closely."""
         w = self._widgets
-        w["image"].value = png
         run = self._current
         if run is not None:
             total = run.total_batches or max(run.batches_done, 1)
@@ -425,13 +444,9 @@ class TrainingMonitor:
             w["progress"].description = f"{run.batches_done}/{run.total_batches or '?'}"
             w["progress"].bar_style = "success" if run.finished else "info"
         w["status"].value = self._status_html()
-        w["log"].value = ("<pre style='max-height:12em;overflow-y:auto;font-size:80%;margin:0'>"
-                          + html.escape("\n".join(self._log_lines)) + "</pre>")
-        self._dirty = False
-        cost = time.perf_counter() - started
-        self.redraw_count += 1
-        self.draw_seconds += cost
-        self._draw_costs.append(cost)
+        several = len(self.history) > 1
+        lines = [f"[{name}] {line}" if several else line for name, line in self._log_lines]
+        w["log"].value = ("<pre style='font-size:80%;margin:0'>" + html.escape("\n".join(lines)) + "</pre>")
 
     def _status_html(self) -> str:
         rows = []

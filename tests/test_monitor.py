@@ -157,8 +157,12 @@ def test_widget_mode_keeps_the_log_in_the_panel():
     a, b = monitor.run("a"), monitor.run("b")
     fill(a, 800, clock=clock, step=0.01)
     fill(b, 400, clock=clock, step=0.01)
-    assert len(monitor._log_lines) == mon.LOG_LINES
-    assert monitor._log_lines[-1].startswith("[b] Batch: 400: Validation loss:")
+    monitor._update_text()
+    log = monitor._widgets["log"].value
+    lines = log.removeprefix("<pre style='font-size:80%;margin:0'>").removesuffix("</pre>").splitlines()
+    assert len(lines) == mon.LOG_LINES
+    assert lines[-1].startswith("[b] Batch: 400: Validation loss:")  # the newest line is shown
+    assert all(line.startswith(("[a] ", "[b] ")) for line in lines)  # every run labelled alike
     png = monitor._widgets["image"].value
     assert bytes(png[:8]) == b"\x89PNG\r\n\x1a\n"
     assert "best val acc" in monitor._widgets["status"].value
@@ -245,3 +249,21 @@ def test_headless_notebook_keeps_one_static_figure(tmp_path):
     # The widgets were emptied before closing: no second copy of the PNG in the metadata.
     assert len(json.dumps(saved.metadata.get("widgets", {}))) < 20000
     assert len(pngs[0].data["image/png"]) > 1000
+
+
+def test_progress_and_status_follow_training_between_chart_redraws():
+    clock = FakeClock()
+    monitor = TrainingMonitor("t", total_batches=400, mode="widget", clock=clock, min_interval=0.5,
+                              max_overhead=1e-6)  # a chart is "expensive": redrawn rarely
+    run = monitor.run("r")
+    run.log(25, 1.0, 0.1)
+    run.log(50, 1.0, 0.1)
+    clock.advance(1.0)
+    run.log(75, 1.0, 0.1)  # the second render: with two costs known the chart now waits long
+    charts = monitor.redraw_count
+    for batch in (100, 125, 150):
+        clock.advance(1.0)
+        run.log(batch, 0.5, 0.5)
+    assert monitor.redraw_count == charts  # no new chart ...
+    assert monitor._widgets["progress"].value == 150  # ... but the progress bar moved
+    assert "150/400" in monitor._widgets["status"].value

@@ -66,7 +66,7 @@ def _failed(course, student):
 def test_solution_scores_full_marks(graded):
     course, run = graded
     scores = pipeline.cell_scores(course, "solution")
-    assert sum(s for s, _ in scores.values()) == sum(m for _, m in scores.values()) == 28, scores
+    assert sum(s for s, _ in scores.values()) == sum(m for _, m in scores.values()) == 30, scores
 
 
 def test_untouched_release_scores_zero_everywhere(graded):
@@ -105,9 +105,9 @@ def test_feedback_hides_hidden_tests_and_export_has_scores(graded):
     assert "hidden tests ran here" in html
     assert "check_population_statistics" in html  # the visible tests stay
     by_student = {row["student_id"]: row for row in rows if row["assignment"] == pipeline.EXERCISE}
-    assert float(by_student["solution"]["score"]) == 28.0
+    assert float(by_student["solution"]["score"]) == 30.0
     assert float(by_student["untouched"]["score"]) == 0.0
     for name, _, fails in BUGGY:
         lost = sum(pipeline.cell_scores(course, name)[t][1] for t in fails)
-        assert float(by_student[name]["score"]) == 28.0 - lost
+        assert float(by_student[name]["score"]) == 30.0 - lost
     assert feedback.NOTE.startswith("#")

@@ -220,21 +220,21 @@ grading.check_inference_output(conv_layer, "conv", api="keras", arg=3, seed=7)
 ### END HIDDEN TESTS
 """, "test_keras_conv_outputs", 3),
 test("""
-# Check (2 points): train_step runs the model in training mode, so the population statistics move
+# Check (3 points): train_step runs the model in training mode, so the population statistics move
 grading.check_train_step(train_step, fully_connected)
 print("train_step OK")
 ### BEGIN HIDDEN TESTS
 grading.check_train_step(train_step, fully_connected, seed=21)
 ### END HIDDEN TESTS
-""", "test_keras_train_step", 2),
+""", "test_keras_train_step", 3),
 test("""
-# Check (2 points): predict runs the model in inference mode, with the population statistics
+# Check (3 points): predict runs the model in inference mode, with the population statistics
 grading.check_predict(predict, fully_connected)
 print("predict OK")
 ### BEGIN HIDDEN TESTS
 grading.check_predict(predict, fully_connected, seed=17)
 ### END HIDDEN TESTS
-""", "test_keras_predict", 2),
+""", "test_keras_predict", 3),
 md("""
 ### Train the network with batch normalization
 
