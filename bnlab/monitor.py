@@ -150,7 +150,14 @@ class Run:
         point = (int(batch), float(loss), float(accuracy))
         (self.train if split == "train" else self.validation).append(point)
         self.batches_done = max(self.batches_done, point[0])
+        if self.done and self.end_time is None:  # all batches logged: the clock stops even without finish()
+            self.end_time = self._monitor._clock()
         self._monitor._on_log(self, split, point)
+
+    @property
+    def done(self) -> bool:
+        """Finished, or all ``total_batches`` batches logged."""
+        return self.finished or (self.total_batches is not None and self.batches_done >= self.total_batches)
 
     def finish(self, **final_metrics: float) -> None:
         """Mark the run as done and record its final figures (floats), shown in panel and summary.
@@ -194,7 +201,7 @@ class Run:
 
     def remaining(self) -> float | None:
         """Estimated seconds until ``total_batches``, or ``None`` when unknown."""
-        if self.finished:
+        if self.done:
             return 0.0
         rate = self.batches_per_second()
         if self.total_batches is None or rate is None:
@@ -460,7 +467,7 @@ class TrainingMonitor:
                 f"{run.batches_done}/{run.total_batches or '?'}",
                 f"{rate:.1f}/s" if rate else "–",
                 _format_duration(run.elapsed()),
-                "done" if run.finished else _format_duration(run.remaining()),
+                "done" if run.done else _format_duration(run.remaining()),
                 f"{best[2]:.4f} @ {best[0]}" if best else "–",
                 f"{last_val[2]:.4f}" if last_val else "–",
                 html.escape(finals) or "–",

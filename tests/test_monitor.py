@@ -267,3 +267,16 @@ def test_progress_and_status_follow_training_between_chart_redraws():
     assert monitor.redraw_count == charts  # no new chart ...
     assert monitor._widgets["progress"].value == 150  # ... but the progress bar moved
     assert "150/400" in monitor._widgets["status"].value
+
+
+def test_a_run_whose_batches_are_all_logged_stops_its_clock():
+    clock = FakeClock()
+    monitor = TrainingMonitor("t", total_batches=100, mode="silent", clock=clock)
+    a = monitor.run("a")
+    fill(a, 100, clock=clock, step=0.01)
+    elapsed = a.elapsed()
+    b = monitor.run("b")
+    fill(b, 50, clock=clock, step=0.01)  # a never called finish(): its figures must not drift
+    assert a.done and not a.finished
+    assert a.elapsed() == elapsed and a.remaining() == 0.0
+    assert not b.done and b.remaining() > 0
