@@ -38,15 +38,24 @@ LABELS = {"no_bn": "Keras, no batch norm", "keras_bn": "Part 1: Keras + BatchNor
           "nn_bn": "Part 2: tf.nn batch norm"}
 
 
-def notebook_namespace(until: str, source: Path = SOURCE) -> dict:
-    """Execute the notebook's code cells (training runs skipped) up to and including ``until``."""
+def code_cells(source: Path = SOURCE) -> list[tuple[str | None, dict, str]]:
+    """``(grade_id, nbgrader metadata, source)`` of the notebook's code cells, training runs left out."""
     nb = nbformat.read(source, as_version=4)
-    namespace: dict = {"__name__": "__bench__"}
+    cells = []
     for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.cell_type != "code" or grade_id in TRAINING_RUNS or cell.metadata.get("nbgrader", {}).get("grade"):
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("grade_id") not in TRAINING_RUNS:
+            cells.append((meta.get("grade_id"), meta, cell.source))
+    return cells
+
+
+def notebook_namespace(until: str, source: Path = SOURCE) -> dict:
+    """Execute the notebook's code cells (training runs and tests skipped) up to and including ``until``."""
+    namespace: dict = {"__name__": "__bench__"}
+    for grade_id, meta, code in code_cells(source):
+        if meta.get("grade"):
             continue
-        exec(cell.source, namespace)
+        exec(code, namespace)
         if grade_id == until:
             return namespace
     raise KeyError(f"no cell {until!r} in {source}")

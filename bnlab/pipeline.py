@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from bnlab.release import ROOT, generate, nbgrader
+from bnlab.release import ROOT, nbgrader
 
 EXERCISE = "batch_norm_exercises"
 NOTEBOOK = "Batch_Normalization_Exercises"
@@ -155,12 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="grade the solution as a demo student in a scratch course")
     d.add_argument("--dir", default=str(ROOT / ".grade-demo"), help="scratch course directory (recreated)")
-    sub.add_parser("regenerate", help="same as `python -m bnlab.release`")
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo(Path(args.dir))
-    generate()
-    return 0
+    return demo(Path(args.dir))
 
 
 if __name__ == "__main__":

@@ -3,32 +3,22 @@ run in-process on the answer cells of the source notebook (fast; the nbgrader pi
 same submissions in tests/test_pipeline.py)."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import numpy as np
 import pytest
 
 import bnlab
 from bnlab import grading
+from bnlab.bench import code_cells
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, Variant
-
-SOURCE = Path(__file__).resolve().parents[1] / "source" / "batch_norm_exercises" / "Batch_Normalization_Exercises.ipynb"
-TRAINING_RUNS = {"keras_baseline_run", "keras_bn_run", "nn_bn_run"}
 
 
 def grade_in_process(replacements: dict) -> dict:
     """Execute the notebook's code (training runs skipped) with some answer cells replaced.
     Returns ``{test grade_id: None if passed else the AssertionError message}``."""
-    nb = nbformat.read(SOURCE, as_version=4)
     namespace: dict = {}
     results = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        grade_id = meta.get("grade_id")
-        if cell.cell_type != "code" or grade_id in TRAINING_RUNS:
-            continue
-        source = replacements.get(grade_id, cell.source)
+    for grade_id, meta, source in code_cells():
+        source = replacements.get(grade_id, source)
         if meta.get("grade"):
             try:
                 exec(source, namespace)
