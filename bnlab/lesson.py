@@ -308,7 +308,8 @@ class ComparisonControls:
         self.activation = widgets.Dropdown(options=list(ACTIVATIONS), value=activation,
                                            description="activation", style=style)
         self.init = widgets.Dropdown(options=[(label, key) for key, label in INITIALISERS.items()], value=init,
-                                     description="initial weights", style=style)
+                                     description="initial weights", style=style,
+                                     layout=widgets.Layout(width="480px"))  # room for the longest label
         self.button = widgets.Button(description="Train with and without BN", button_style="primary",
                                      layout=widgets.Layout(width="auto"))
         self.output = widgets.Output()

@@ -503,7 +503,7 @@ class _Figure:
 
         self.figure = Figure(figsize=(width, height), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.figure)
-        self.figure.subplots_adjust(left=0.07, right=0.98, bottom=0.15, top=0.88, wspace=0.22)
+        self.figure.subplots_adjust(left=0.07, right=0.80, bottom=0.15, top=0.88, wspace=0.22)
         self.ax_loss, self.ax_acc = self.figure.subplots(1, 2)
         self.figure.suptitle(title, fontsize=11)
         for ax, label in ((self.ax_loss, "loss"), (self.ax_acc, "accuracy")):
@@ -527,7 +527,9 @@ class _Figure:
                                                  marker="o", markersize=4, linewidth=1.2)
             self._lines[run.name] = lines
             handles = [line["train_acc"] for line in self._lines.values()] + self._style_handles
-            self.ax_acc.legend(handles=handles, fontsize=8, loc="lower right")
+            # beside the plots, so that it never hides a curve
+            self.ax_acc.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                               borderaxespad=0.0)
         return lines
 
     def render(self, runs) -> bytes:
