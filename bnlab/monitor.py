@@ -384,7 +384,9 @@ class TrainingMonitor:
                 self._redraw()
                 self._last_draw = self._last_text = self._clock()
             elif self._last_text is None or now - self._last_text >= self.min_interval:
+                started = time.perf_counter()
                 self._update_text()
+                self.draw_seconds += time.perf_counter() - started  # the panel's whole cost counts
                 self._last_text = now
         except Exception as exc:
             self._fall_back(exc)
