@@ -355,8 +355,9 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
             f"{probe.where}: the population mean and variance never changed during {steps} training steps. In training "
             f"mode update them from the batch statistics: pop = pop * decay + batch * (1 - decay).{extra}")
     findings = []
-    for name in probe.normalizer_inputs(inputs[0]):
-        stats = [_moments(probe.normalizer_inputs(x)[name], probe.kind) for x in inputs]
+    candidates = [probe.normalizer_inputs(x) for x in inputs]  # {placement: z} for every training batch
+    for name in candidates[0]:
+        stats = [_moments(per_batch[name], probe.kind) for per_batch in candidates]
         if stats[0][0].shape != means[0].shape:
             findings.append(f"expected one statistic per {'unit' if kind == 'dense' else 'feature map'}, "
                             f"shape {stats[0][0].shape}, found {means[0].shape}")

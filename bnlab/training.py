@@ -138,9 +138,10 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
         batches = iterate_batches(data.train.images, data.train.labels, batch_size, seed=seed,
                                   num_batches=num_batches)
         for batch_i, (x, y) in enumerate(batches, start=1):
-            loss, logits = step_fn(model, optimizer, tf.constant(x), tf.constant(one_hot(y)))
+            labels = one_hot(y)
+            loss, logits = step_fn(model, optimizer, tf.constant(x), tf.constant(labels))
             if batch_i % TRAIN_LOG_EVERY == 0 or batch_i == num_batches:
-                acc = float(accuracy_fn(logits, one_hot(y)))
+                acc = float(accuracy_fn(logits, labels))
                 results.train_log.append((batch_i, float(loss), acc))
                 run.log(batch_i, float(loss), acc, split="train")
             if batch_i % VALIDATE_EVERY == 0 or batch_i == num_batches:
