@@ -20,14 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-import nbformat
-
 import bnlab
 from bnlab import training
+from bnlab.exercise import fill_in, notebook_namespace, solution_answers
 from bnlab.data import load_mnist
 
-SOURCE = Path(__file__).resolve().parents[1] / "source" / "batch_norm_exercises" / "Batch_Normalization_Exercises.ipynb"
-TRAINING_RUNS = {"keras_baseline_run", "keras_bn_run", "nn_bn_run"}
 # network name -> (last cell to execute, how to build and train it from that namespace)
 NETWORKS = {
     "no_bn": ("keras_baseline_training", lambda ns: (ns["build_network"](), ns["train_step"], ns["predict"])),
@@ -36,29 +33,6 @@ NETWORKS = {
 }
 LABELS = {"no_bn": "Keras, no batch norm", "keras_bn": "Part 1: Keras + BatchNormalization",
           "nn_bn": "Part 2: tf.nn batch norm"}
-
-
-def code_cells(source: Path = SOURCE) -> list[tuple[str | None, dict, str]]:
-    """``(grade_id, nbgrader metadata, source)`` of the notebook's code cells, training runs left out."""
-    nb = nbformat.read(source, as_version=4)
-    cells = []
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("grade_id") not in TRAINING_RUNS:
-            cells.append((meta.get("grade_id"), meta, cell.source))
-    return cells
-
-
-def notebook_namespace(until: str, source: Path = SOURCE) -> dict:
-    """Execute the notebook's code cells (training runs and tests skipped) up to and including ``until``."""
-    namespace: dict = {"__name__": "__bench__"}
-    for grade_id, meta, code in code_cells(source):
-        if meta.get("grade"):
-            continue
-        exec(code, namespace)
-        if grade_id == until:
-            return namespace
-    raise KeyError(f"no cell {until!r} in {source}")
 
 
 def run_one(network: str, seed: int, batches: int, data, monitor_mode: str = "silent"):
@@ -91,7 +65,7 @@ def time_autograde() -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         course = pipeline.create_course(Path(tmp))
-        pipeline.submit(course, "bench", pipeline.fill_in(pipeline.release_notebook(course), pipeline.solution_answers()))
+        pipeline.submit(course, "bench", fill_in(pipeline.release_notebook(course), solution_answers()))
         run = pipeline.autograde(course)
         if run.failed:
             raise RuntimeError(f"autograding the solution failed: {run.failed}")

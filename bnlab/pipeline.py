@@ -21,10 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from bnlab.exercise import ASSIGNMENT as EXERCISE, NOTEBOOK, fill_in, solution_answers
 from bnlab.release import ROOT, nbgrader
-
-EXERCISE = "batch_norm_exercises"
-NOTEBOOK = "Batch_Normalization_Exercises"
 
 
 def create_course(directory: Path, assignment: str = EXERCISE) -> Path:
@@ -35,26 +33,6 @@ def create_course(directory: Path, assignment: str = EXERCISE) -> Path:
     shutil.copy(ROOT / "nbgrader_config.py", directory / "nbgrader_config.py")
     nbgrader("generate_assignment", assignment, "--force", root=directory)
     return directory
-
-
-def answer_cells(notebook: nbformat.NotebookNode) -> dict:
-    """``{grade_id: source}`` of the cells a student writes."""
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in notebook.cells
-            if c.metadata.get("nbgrader", {}).get("solution")}
-
-
-def fill_in(release_nb: nbformat.NotebookNode, answers: dict) -> nbformat.NotebookNode:
-    """A copy of the student notebook with the answer cells ``{grade_id: source}`` written in."""
-    nb = nbformat.from_dict(release_nb)
-    for cell in nb.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            cell.source = answers[grade_id]
-    return nb
-
-
-def solution_answers(assignment: str = EXERCISE, notebook: str = NOTEBOOK) -> dict:
-    return answer_cells(nbformat.read(ROOT / "source" / assignment / f"{notebook}.ipynb", as_version=4))
 
 
 def submit(course: Path, student: str, nb: nbformat.NotebookNode, assignment: str = EXERCISE,

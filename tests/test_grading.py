@@ -8,7 +8,7 @@ import pytest
 
 import bnlab
 from bnlab import grading
-from bnlab.bench import code_cells
+from bnlab.exercise import code_cells
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, Variant
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from bnlab import exercise
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
 
 def test_solutions_notebook_runs_under_nbval():
-    notebook = ROOT / "solutions" / "batch_norm_exercises" / "Batch_Normalization_Exercises.ipynb"
+    notebook = exercise.SOLUTIONS
     env = {**os.environ, "BNLAB_SHORT": "1", "BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "20")}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", str(notebook)],

@@ -13,7 +13,7 @@ import os
 import nbformat
 import pytest
 
-from bnlab import feedback, pipeline
+from bnlab import exercise, feedback, pipeline
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS
 
 pytestmark = pytest.mark.slow
@@ -44,14 +44,14 @@ CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 def graded(tmp_path_factory):
     course = pipeline.create_course(tmp_path_factory.mktemp("course"))
     release = pipeline.release_notebook(course)
-    solution = pipeline.solution_answers()
-    pipeline.submit(course, "solution", pipeline.fill_in(release, solution))
+    solution = exercise.solution_answers()
+    pipeline.submit(course, "solution", exercise.fill_in(release, solution))
     pipeline.submit(course, "untouched", release)
     for name, cells, _ in BUGGY:
-        pipeline.submit(course, name, pipeline.fill_in(release, {**solution, **cells}))
+        pipeline.submit(course, name, exercise.fill_in(release, {**solution, **cells}))
     for alt in ALTERNATIVES:
-        pipeline.submit(course, alt.name, pipeline.fill_in(release, {**solution, **alt.cells}))
-    pipeline.submit(course, "crashes_kernel", pipeline.fill_in(release, {**solution, "keras_layers": CRASH}))
+        pipeline.submit(course, alt.name, exercise.fill_in(release, {**solution, **alt.cells}))
+    pipeline.submit(course, "crashes_kernel", exercise.fill_in(release, {**solution, "keras_layers": CRASH}))
     # the length of the training runs does not matter to the checks
     run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")})
     return course, run

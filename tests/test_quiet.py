@@ -140,3 +140,12 @@ def test_notebook_after_import_bnlab_has_no_stderr(tmp_path):
     assert nb.cells[4].outputs[0]["data"]["text/plain"] == "(5, 3)"
     assert stdout(5).strip() == str([1.0] * 8)
     assert stdout(6).strip() in ("0.0", "-0.0")
+
+
+def test_tooling_modules_do_not_import_tensorflow():
+    """Release, feedback and the exercise definition are used by nbgrader's side: no TensorFlow there."""
+    code = ("import sys, bnlab.feedback, bnlab.release, bnlab.exercise\n"
+            "print('tf loaded' if 'tensorflow' in sys.modules else 'tf absent')")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert "tf absent" in result.stdout, "importing bnlab's tooling modules must not load TensorFlow"

@@ -8,10 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlab import release
+from bnlab import exercise, release
 
 ROOT = Path(__file__).resolve().parents[1]
-EXERCISE = Path("batch_norm_exercises") / "Batch_Normalization_Exercises.ipynb"
+EXERCISE = exercise.RELATIVE
 
 pytestmark = pytest.mark.slow
 
