@@ -21,6 +21,8 @@ from typing import Callable
 
 import numpy as np
 
+from bnlab.reference import batch_norm_formula
+
 import bnlab
 from bnlab.nn import Network
 
@@ -60,10 +62,6 @@ def _axes(kind: str):
 def _moments(z, kind):
     z = np.asarray(z, dtype=np.float64)
     return z.mean(axis=_axes(kind)), z.var(axis=_axes(kind))
-
-
-def _normalize(z, mean, var, gamma, beta, epsilon):
-    return (np.asarray(z, np.float64) - mean) / np.sqrt(np.asarray(var, np.float64) + epsilon) * gamma + beta
 
 
 def _relu(x):
@@ -405,7 +403,7 @@ def _expect_normalized(probe: _Probe, x, output, mean_var_of: Callable, mode: st
                     f"{probe.where}: {label} has shape {np.shape(value)}, but there are {z.shape[-1]} "
                     f"{'units' if probe.kind == 'dense' else 'feature maps'}: batch normalization needs one value per "
                     f"{'unit (axis 0)' if probe.kind == 'dense' else 'feature map (axes 0, 1, 2)'}.")
-        normalized = _normalize(z, mean, var, gamma, beta, epsilon)
+        normalized = batch_norm_formula(z, gamma, beta, mean, var, epsilon)
         for expected in (_relu(normalized), normalized):
             if _close(output, expected):
                 return

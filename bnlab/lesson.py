@@ -24,6 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
+
 from bnlab._quiet import import_tensorflow
 
 tf = import_tensorflow()
@@ -375,12 +377,6 @@ def predict_one_at_a_time(model: keras.Model, images: np.ndarray, training: bool
 # --------------------------------------------------------------------------------------------
 # Batch normalization by hand
 # --------------------------------------------------------------------------------------------
-
-def batch_norm_formula(x, gamma, beta, mean, variance, epsilon: float):
-    """``(x - mean) / sqrt(variance + epsilon) * gamma + beta``, with NumPy broadcasting."""
-    x = np.asarray(x, dtype=np.float64)
-    return (x - mean) / np.sqrt(np.asarray(variance, dtype=np.float64) + epsilon) * gamma + beta
-
 
 def batch_norm_tf_nn(x, layer: keras.layers.BatchNormalization, training: bool):
     """What ``layer(x, training=training)`` computes, rebuilt with ``tf.nn`` and the layer's variables.
