@@ -1,4 +1,5 @@
-"""Tests of bnlab.monitor: history, summary, throttling, text fallback, Keras callback, headless run."""
+"""Tests of bnlab.monitor: history, summary, throttling, display fallback, legend, Keras callback,
+headless run, and the simulated-workload benchmark bnlab.bench_monitor."""
 from __future__ import annotations
 
 import io
@@ -8,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bnlab import bench_monitor
 from bnlab import monitor as mon
 from bnlab.monitor import TrainingMonitor
+from bnlab.monitor.figure import LEGEND_WIDTH, legend_labels, shorten_middle
+from bnlab.monitor.widget import device_caption, device_line
 
 NOTEBOOK = Path(__file__).parent / "notebooks" / "monitor_headless.ipynb"
 
@@ -157,15 +161,14 @@ def test_widget_mode_keeps_the_log_in_the_panel():
     a, b = monitor.run("a"), monitor.run("b")
     fill(a, 800, clock=clock, step=0.01)
     fill(b, 400, clock=clock, step=0.01)
-    monitor._update_text()
-    log = monitor._widgets["log"].value
-    lines = log.removeprefix("<pre style='font-size:80%;margin:0'>").removesuffix("</pre>").splitlines()
+    monitor.display.refresh_text()
+    lines = monitor.display.log_lines()
     assert len(lines) == mon.LOG_LINES
     assert lines[-1].startswith("[b] Batch: 400: Validation loss:")  # the newest line is shown
     assert all(line.startswith(("[a] ", "[b] ")) for line in lines)  # every run labelled alike
-    png = monitor._widgets["image"].value
+    png = monitor.display.widgets["image"].value
     assert bytes(png[:8]) == b"\x89PNG\r\n\x1a\n"
-    assert "best val acc" in monitor._widgets["status"].value
+    assert "best val acc" in monitor.display.widgets["status"].value
 
 
 def test_rendering_failure_falls_back_to_text(monkeypatch, capsys):
@@ -174,7 +177,7 @@ def test_rendering_failure_falls_back_to_text(monkeypatch, capsys):
     def broken(runs):
         raise RuntimeError("no canvas")
 
-    monkeypatch.setattr(monitor._figure, "render", broken)
+    monkeypatch.setattr(monitor.display.figure, "render", broken)
     run = monitor.run("r")
     fill(run, 100)  # must not raise
     monitor.close()
@@ -213,7 +216,7 @@ def test_keras_callback_records_points():
 
 
 def test_bench_prints_a_table(capsys):
-    result = mon.bench(batches=100, seconds_per_batch=0.001)
+    result = bench_monitor.bench(batches=100, seconds_per_batch=0.001)
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:2] == ["batches", "s"]
     assert out[1].split()[0] == "100"
@@ -265,8 +268,8 @@ def test_progress_and_status_follow_training_between_chart_redraws():
         clock.advance(1.0)
         run.log(batch, 0.5, 0.5)
     assert monitor.redraw_count == charts  # no new chart ...
-    assert monitor._widgets["progress"].value == 150  # ... but the progress bar moved
-    assert "150/400" in monitor._widgets["status"].value
+    assert monitor.display.widgets["progress"].value == 150  # ... but the progress bar moved
+    assert "150/400" in monitor.display.widgets["status"].value
 
 
 def test_a_run_whose_batches_are_all_logged_stops_its_clock():
@@ -280,3 +283,117 @@ def test_a_run_whose_batches_are_all_logged_stops_its_clock():
     assert a.done and not a.finished
     assert a.elapsed() == elapsed and a.remaining() == 0.0
     assert not b.done and b.remaining() > 0
+
+
+# -- legend labels (the lesson's comparison names differ only at their end) ---------------------------
+LONG_A = "lr=1, sigmoid, normal-0.001, no BN"
+LONG_B = "lr=1, sigmoid, normal-0.001, with BN"
+
+
+def test_shorten_middle_keeps_both_ends():
+    assert shorten_middle("short", 10) == "short"
+    short = shorten_middle(LONG_B, 20)
+    assert len(short) <= 20 and short.startswith("lr=1") and short.endswith("with BN") and "…" in short
+    with pytest.raises(ValueError, match="at least 3"):
+        shorten_middle(LONG_B, 2)
+
+
+def test_long_names_differing_only_at_the_end_get_distinct_legend_labels():
+    title, labels = legend_labels([LONG_A, LONG_B])
+    assert title == "lr=1, sigmoid, normal-0.001"  # what they share, said once
+    assert labels == ["no BN", "with BN"]
+    title, labels = legend_labels([LONG_A, LONG_B], width=12)  # a title too long is shortened too
+    assert title == "lr=1, s…al-0.001" and len(title) == 12 + 4 and labels == ["no BN", "with BN"]
+    # four runs of two settings: nothing shared, every label still different and within the width
+    names = [LONG_A, LONG_B, "lr=0.01, sigmoid, normal-0.001, no BN", "lr=0.01, sigmoid, normal-0.001, with BN"]
+    title, labels = legend_labels(names)
+    assert title == "" and len(set(labels)) == 4 and all(len(label) <= LEGEND_WIDTH for label in labels)
+    assert all(label.endswith(("no BN", "with BN")) for label in labels)
+    # names that differ only in the middle: numbered rather than merged
+    names = ["x" * 30 + "a" + "y" * 30, "x" * 30 + "b" + "y" * 30]
+    _, labels = legend_labels(names, width=12)
+    assert len(set(labels)) == 2 and labels[0].startswith("1: ") and labels[1].startswith("2: ")
+    # short names are kept whole
+    assert legend_labels(["with BN", "no BN"]) == ("", ["with BN", "no BN"])
+
+
+def test_rendered_legend_tells_the_two_runs_apart():
+    monitor = TrainingMonitor("t", total_batches=100, mode="widget", stream=io.StringIO())
+    for name in (LONG_A, LONG_B):
+        fill(monitor.run(name), 100)
+    monitor.close()
+    texts = monitor.display.figure.legend_texts()
+    run_labels = texts[1:3]  # after the title: one label per run, then "train" and "validation"
+    assert texts[0] == "lr=1, sigmoid, normal-0.001"
+    assert len(set(run_labels)) == 2 and run_labels == ["no BN", "with BN"]
+    assert texts[3:] == ["train", "validation"]
+
+
+# -- the device in the panel and in the figure it leaves -----------------------------------------
+def test_panel_and_figure_say_where_training_runs(monkeypatch):
+    from bnlab.monitor import widget
+
+    monkeypatch.setattr(widget, "device_line", lambda: "TensorFlow 9.9 will train on 1 GPU(s): Fake GPU X1")
+    assert device_caption() == "trains on 1 GPU(s): Fake GPU X1"
+    monitor = TrainingMonitor("t", total_batches=100, mode="widget", stream=io.StringIO())
+    assert "will train on 1 GPU(s): Fake GPU X1" in monitor.display.widgets["header"].value
+    captions = [text.get_text() for text in monitor.display.figure.figure.texts]
+    assert "trains on 1 GPU(s): Fake GPU X1" in captions
+    monitor.close()
+    # the real report, whatever this machine has, names the CPU or a GPU
+    assert "CPU" in device_line() or "GPU" in device_line()
+
+
+def test_a_panel_that_cannot_be_built_leaves_text_lines(monkeypatch, capsys):
+    from bnlab.monitor import widget
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no matplotlib")
+
+    monkeypatch.setattr(widget, "ChartFigure", broken)
+    monitor = TrainingMonitor("t", total_batches=25, mode="widget")
+    assert monitor.mode == "text"
+    fill(monitor.run("r"), 25)
+    monitor.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("bnlab.monitor: the live panel failed (RuntimeError: no matplotlib)")
+    assert lines[1].startswith("Batch:  25: Training loss:")
+    assert lines[2] == monitor.summary() and len(lines) == 3
+
+
+def test_a_failing_close_still_prints_the_summary(monkeypatch, capsys):
+    monitor = TrainingMonitor("t", total_batches=25, mode="widget")
+    fill(monitor.run("r"), 25)
+
+    def broken(summary):
+        raise RuntimeError("display gone")
+
+    monkeypatch.setattr(monitor.display, "close", broken)
+    monitor.close()
+    lines = capsys.readouterr().out.splitlines()
+    assert monitor.mode == "text"
+    assert lines[0].startswith("bnlab.monitor: the live panel failed (RuntimeError: display gone)")
+    assert lines[1].startswith("Batch:  25: Training loss:")  # the panel's log, printed instead
+    assert lines[-1] == monitor.summary()
+
+
+# -- the simulated-workload benchmark ------------------------------------------------------------
+def test_simulation_logs_on_the_training_schedule():
+    from bnlab.training import TRAIN_LOG_EVERY, VALIDATE_EVERY
+
+    assert bench_monitor.schedule() == (TRAIN_LOG_EVERY, VALIDATE_EVERY)
+    monitor = TrainingMonitor("t", mode="silent")
+    bench_monitor.simulate(monitor, 200, lambda: None, "sim")
+    run = monitor.history["sim"]
+    assert [p[0] for p in run.train] == list(range(TRAIN_LOG_EVERY, 201, TRAIN_LOG_EVERY))
+    assert [p[0] for p in run.validation] == list(range(VALIDATE_EVERY, 201, VALIDATE_EVERY))
+    assert monitor.closed and run.finished
+    monitor = TrainingMonitor("t", mode="silent")
+    bench_monitor.simulate(monitor, 30, lambda: None, "sim", every=(10, 15))
+    assert [p[0] for p in monitor.history["sim"].validation] == [15, 30]
+
+
+def test_bench_rejects_nonsense_with_a_message(capsys):
+    with pytest.raises(SystemExit):
+        bench_monitor.main(["--batches", "0"])
+    assert "batches must be at least 1" in capsys.readouterr().err
