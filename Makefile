@@ -9,12 +9,16 @@ export PATH := $(BIN):$(PATH)
 ASSIGNMENTS := $(notdir $(wildcard source/*))
 ASSIGNMENT ?= batch_norm_exercises
 PORT ?= 8888
+# The folder `make lab` serves (the browser tests serve a scratch copy of release/).
+LAB_ROOT ?= release
+# Where `make lab-settings` installs the course's JupyterLab settings (jupyter/README.md).
+LAB_PREFIX ?= $(VENV)
 LAB_ARGS ?=
 PYTEST_ARGS ?=
 # Jupyter refuses to run as root (containers) unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help setup data lab test test-fast release check-release bench grade-demo \
+.PHONY: help setup data lab lab-settings test test-fast release check-release bench grade-demo \
         autograde feedback export clean
 
 help:  ## list the targets
@@ -34,8 +38,13 @@ setup: $(STAMP)  ## create .venv and install the course (only when pyproject.tom
 data: $(STAMP)  ## fetch and verify MNIST into the cache (BNLAB_DATA_DIR overrides where)
 	$(BIN)/python -m bnlab.data
 
-lab: setup data  ## start JupyterLab on the student notebooks in release/
-	$(BIN)/jupyter lab --ServerApp.root_dir=release --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
+lab: setup data lab-settings  ## start JupyterLab on the student notebooks in release/
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
+
+lab-settings:  ## install the course's quiet, offline JupyterLab settings into $(LAB_PREFIX) (jupyter/README.md)
+	@install -D -m 644 jupyter/overrides.json $(LAB_PREFIX)/share/jupyter/lab/settings/overrides.d/bnlab-course.json
+	@install -D -m 644 jupyter/jupyter_lab_config.json $(LAB_PREFIX)/etc/jupyter/jupyter_lab_config.json
+	@echo "Course JupyterLab settings installed in $(LAB_PREFIX) (no news prompt, no news or update checks)."
 
 test: setup data  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,0 +1,139 @@
+"""Fixtures of the browser tests: Chromium through Playwright, JupyterLab on the student notebooks
+(started by `make lab`, as students start it) and on a scratch nbgrader course for the formgrader.
+
+Without Chromium or Playwright the tests skip with a line that says how to install them; where
+the environment variable ``CI`` is set (``.ci/run`` sets it), a missing browser fails them.
+Screenshots go to ``test-artifacts/browser/`` (``BNLAB_BROWSER_ARTIFACTS`` overrides), one per
+step; the folder is emptied when the session starts and printed when it ends.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import labdriver
+from labdriver import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO
+
+# Batches of each shortened training run in the browser tests' kernels: enough for the live panel
+# to update several times, few enough that nbgrader's Validate (three runs) stays short.
+STUDENT_BATCHES = "60"
+GRADING_BATCHES = "5"
+HEADED = os.environ.get("BNLAB_BROWSER_HEADED") == "1"   # tools/browser_check.py sets it
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.iterdir():
+        if old.is_file():
+            old.unlink()
+    ignore = ARTIFACTS.parent / ".gitignore"
+    if ARTIFACTS.parent.parent == REPO and not ignore.exists():
+        ignore.write_text("# screenshots of the browser tests (CI artefacts), never committed\n*\n")
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def browser(artifacts):
+    reason = labdriver.missing_browser()
+    if reason:
+        if in_ci():
+            pytest.fail(f"CI needs the browser tests: {reason}", pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=not HEADED, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab; ``page.external_requests`` lists every request that left the machine."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    page.external_requests = []
+
+    def record(request):
+        url = urllib.parse.urlsplit(request.url)
+        if url.scheme in ("http", "https", "ws", "wss") and url.hostname not in (labdriver.HOST, "localhost"):
+            page.external_requests.append(request.url)
+
+    page.on("request", record)
+    yield page
+    context.close()
+
+
+def shutdown_kernels(base: str) -> None:
+    """End every kernel of the server (each notebook's TensorFlow kernel holds about 1 GB)."""
+    with urllib.request.urlopen(f"{base}/api/sessions", timeout=10) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        request = urllib.request.Request(f"{base}/api/sessions/{session['id']}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
+
+
+@pytest.fixture(scope="session")
+def student_lab(browser, tmp_path_factory):
+    """``make lab`` on a scratch copy of release/ (the tests type into the notebooks and save them).
+
+    Yields ``(base_url, root)``; the kernels run the shortened training (``BNLAB_SHORT=1``)."""
+    if shutil.which("make") is None:
+        pytest.skip("GNU make is not installed (the students' `make lab` needs it)")
+    work = tmp_path_factory.mktemp("student-lab")
+    root = work / "release"
+    shutil.copytree(REPO / "release", root)
+    port = labdriver.free_port()
+    args = " ".join(labdriver.lab_args(work))
+    cmd = ["make", "--no-print-directory", "lab", f"LAB_ROOT={root}", f"PORT={port}", f"LAB_ARGS={args}"]
+    env = labdriver.lab_env(work, {"BNLAB_SHORT": "1", "BNLAB_SHORT_BATCHES": STUDENT_BATCHES})
+    with labdriver.jupyter_lab(cmd, REPO, env, port, ARTIFACTS / "student-lab.log") as base:
+        yield base, root
+
+
+@pytest.fixture(scope="session")
+def instructor_lab(browser, tmp_path_factory):
+    """JupyterLab in a scratch nbgrader course holding one autograded submission (student ``ada``).
+
+    The course is built with bnlab.pipeline (generate, submit the solution, autograde), as an
+    instructor's `nbgrader` commands would; the formgrader then shows it. Yields ``(base_url, course)``."""
+    from bnlab import exercise, pipeline
+
+    work = tmp_path_factory.mktemp("instructor-lab")
+    if shutil.which("make"):  # the course's quiet JupyterLab settings, as `make lab` installs them
+        subprocess.run(["make", "--no-print-directory", "lab-settings"], cwd=REPO, check=True, capture_output=True)
+    course = pipeline.create_course(work / "course")
+    pipeline.submit(course, "ada", exercise.fill_in(pipeline.release_notebook(course), exercise.solution_answers()))
+    graded = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": GRADING_BATCHES})
+    assert graded.graded == ["ada"], f"autograde failed in the fixture: {graded.failed}\n{graded.log[-3000:]}"
+    port = labdriver.free_port()
+    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", f"--ServerApp.root_dir={course}",
+           f"--port={port}", *labdriver.lab_args(work)]
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    env = labdriver.lab_env(work, {"BNLAB_COURSE_ROOT": str(course), "BNLAB_SHORT_BATCHES": GRADING_BATCHES})
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # nbgrader needs alembic
+    with labdriver.jupyter_lab(cmd, course, env, port, ARTIFACTS / "instructor-lab.log") as base:
+        yield base, course
+
+
+def pytest_terminal_summary(terminalreporter):
+    shots = sorted(ARTIFACTS.glob("*.png")) if ARTIFACTS.is_dir() else []
+    if shots:
+        terminalreporter.write_line(f"browser tests: {len(shots)} screenshots and the JupyterLab logs in {ARTIFACTS}")

@@ -1,0 +1,259 @@
+"""What the browser tests share: JupyterLab started as `make lab` starts it, a notebook driven as a
+person drives it (click a cell, type, Ctrl+Enter), and a screenshot after every step.
+
+Everything here goes through JupyterLab's visible UI or its REST API; nothing reaches into the
+page's JavaScript objects. A failed step raises an AssertionError that names the step and the
+screenshot taken when it failed.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+
+REPO = Path(__file__).resolve().parents[2]
+HOST = "127.0.0.1"
+CHROMIUM = os.environ.get("BNLAB_CHROMIUM", "/usr/bin/chromium")
+# Debian's chromium as root in a container, with no background traffic (COURSE_NOTES.md).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(os.environ.get("BNLAB_BROWSER_ARTIFACTS", REPO / "test-artifacts" / "browser"))
+STDERR = "application/vnd.jupyter.stderr"
+STDOUT = "application/vnd.jupyter.stdout"
+
+
+def missing_browser() -> str | None:
+    """Why the browser tests cannot run here (one line that says how to fix it), or ``None``."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed: pip install -e '.[test]' (it drives the system Chromium, no download)"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM}: apt-get install chromium (or point BNLAB_CHROMIUM at one)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def lab_args(workdir: Path) -> list[str]:
+    """Loopback only, no token, no browser; user settings and workspaces in ``workdir`` (never ~/.jupyter)."""
+    return ["--no-browser", "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.ip={HOST}",
+            "--ServerApp.port_retries=0",
+            f"--LabApp.user_settings_dir={workdir / 'user-settings'}",
+            f"--LabApp.workspaces_dir={workdir / 'workspaces'}"]
+
+
+def lab_env(workdir: Path, extra: dict) -> dict:
+    """The server's environment: no config from ~/.jupyter (the course's settings must do the work)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BNLAB_SHORT", "JUPYTER"))}
+    env.update(JUPYTER_CONFIG_DIR=str(workdir / "config"), JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
+               TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    return env
+
+
+@contextlib.contextmanager
+def jupyter_lab(cmd: list[str], cwd: Path, env: dict, port: int, log_path: Path, timeout: float = 120):
+    """Run ``cmd`` (a JupyterLab server on ``port``) in its own process group; yield its base URL."""
+    log = open(log_path, "wb")
+    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://{HOST}:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{base}/api/status", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterLab did not answer within {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.close()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60]
+
+
+class Steps:
+    """Numbered steps of one scenario, each ending with a screenshot in :data:`ARTIFACTS`.
+
+    ``with steps("run the setup cell"): ...`` saves ``<scenario>-NN-run-the-setup-cell.png`` when
+    the step succeeds; when it fails, ``...-FAILED.png`` and an AssertionError naming both.
+    """
+
+    def __init__(self, page, scenario: str):
+        self.page, self.scenario, self.number, self.shots = page, scenario, 0, []
+
+    def shot(self, name: str, full_page: bool = False, suffix: str = "") -> Path:
+        path = ARTIFACTS / f"{self.scenario}-{self.number:02d}-{slug(name)}{suffix}.png"
+        with contextlib.suppress(Exception):  # a screenshot must never hide the real failure
+            self.page.screenshot(path=str(path), full_page=full_page)
+            self.shots.append(path)
+        return path
+
+    @contextlib.contextmanager
+    def __call__(self, title: str):
+        self.number += 1
+        try:
+            yield
+        except Exception as exc:  # assertions and Playwright's timeouts alike
+            path = self.shot(title, suffix="-FAILED")
+            raise AssertionError(f"{self.scenario}, step {self.number} ({title}) failed; screenshot: {path}\n"
+                                 f"{type(exc).__name__}: {exc}") from exc
+        self.shot(title)
+
+
+# One JS function evaluated in the page: the outputs of code cell number `i` as a person sees them.
+OUTPUTS_JS = """
+(i) => {
+  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+  if (!cell) return null;
+  const outputs = Array.from(cell.querySelectorAll(
+      '.jp-OutputArea:not(.jp-OutputArea .jp-OutputArea) > .jp-OutputArea-child > .jp-OutputArea-output'));
+  return outputs.map(o => ({mime: o.getAttribute('data-mime-type'), text: o.innerText,
+                            widget: !!o.querySelector('.jupyter-widgets')}));
+}
+"""
+
+
+class Notebook:
+    """A notebook open in JupyterLab, driven through its visible UI."""
+
+    def __init__(self, page, base: str, root: Path, relative: str):
+        self.page, self.base, self.relative = page, base, relative
+        self.file = root / relative
+        self.nb = nbformat.read(self.file, as_version=4)
+
+    # -- where things are -------------------------------------------------------------------
+    def index(self, grade_id: str) -> int:
+        """Index of the cell with nbgrader ``grade_id`` (as in the file and in the page)."""
+        for i, cell in enumerate(self.nb.cells):
+            if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+                return i
+        raise AssertionError(f"{self.relative} has no cell with grade_id {grade_id!r}")
+
+    def code_indices(self, start: int = 0, stop: int | None = None) -> list[int]:
+        stop = len(self.nb.cells) if stop is None else stop
+        return [i for i in range(start, stop) if self.nb.cells[i].cell_type == "code"]
+
+    def cell(self, i: int):
+        return self.page.locator(".jp-Notebook .jp-Cell").nth(i)
+
+    # -- opening ----------------------------------------------------------------------------
+    def open(self, timeout: float = 120) -> None:
+        """Open the notebook and wait until its kernel is idle and connected to the page."""
+        self.page.goto(f"{self.base}/lab/tree/{self.relative}")
+        self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout * 1000)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(f"{self.base}/api/sessions", timeout=2) as response:
+                    sessions = json.load(response)
+                kernels = [s["kernel"] for s in sessions if s.get("path", "").endswith(self.relative)]
+                if kernels and kernels[0].get("execution_state") == "idle" and kernels[0].get("connections", 0):
+                    break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the kernel of {self.relative} was not ready within {timeout:.0f} s")
+        shown = self.page.locator(".jp-Notebook .jp-Cell").count()
+        assert shown == len(self.nb.cells), f"the page shows {shown} cells, the file has {len(self.nb.cells)}"
+
+    # -- acting like a person ---------------------------------------------------------------
+    def prompt(self, i: int) -> str:
+        return self.cell(i).locator(".jp-InputPrompt").inner_text().strip()
+
+    def start(self, i: int) -> None:
+        """Click into code cell ``i`` and press Ctrl+Enter; again if the key press was dropped."""
+        before = self.prompt(i)
+        editor = self.cell(i).locator(".jp-InputArea-editor")
+        for _ in range(3):
+            editor.click()
+            self.page.keyboard.press("Control+Enter")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if self.prompt(i) != before:
+                    return
+                time.sleep(0.1)
+        raise AssertionError(f"cell {i} did not start after 3 Ctrl+Enter presses (prompt {before!r})")
+
+    def finished(self, i: int) -> bool:
+        return re.fullmatch(r"\[\d+\]:", self.prompt(i)) is not None
+
+    def wait(self, i: int, timeout: float = 180) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while not self.finished(i):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cell {i} still runs after {timeout:.0f} s (prompt {self.prompt(i)!r})")
+            time.sleep(0.2)
+        time.sleep(0.3)  # the last IOPub messages
+        return self.outputs(i)
+
+    def run(self, i: int, timeout: float = 180) -> list[dict]:
+        """Run code cell ``i`` and return its outputs once it has finished."""
+        self.start(i)
+        return self.wait(i, timeout)
+
+    def outputs(self, i: int) -> list[dict]:
+        return self.page.evaluate(OUTPUTS_JS, i)
+
+    def type_into(self, i: int, text: str) -> None:
+        """Replace the code of cell ``i`` as a student does: click it, select all, type the new code.
+
+        The text arrives as one input event (as when pasting), so the editor's auto-indent does not
+        re-indent the lines."""
+        self.cell(i).locator(".jp-InputArea-editor").click()
+        self.page.keyboard.press("Control+a")
+        self.page.keyboard.press("Delete")
+        self.page.keyboard.insert_text(text)
+
+    def save(self) -> nbformat.NotebookNode:
+        """Ctrl+S (command mode) and wait until the file on disk changed; return it."""
+        mtime = self.file.stat().st_mtime_ns
+        self.page.keyboard.press("Escape")
+        self.page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 30
+        while self.file.stat().st_mtime_ns == mtime:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"Ctrl+S did not save {self.relative} within 30 s")
+            time.sleep(0.2)
+        time.sleep(0.3)
+        return nbformat.read(self.file, as_version=4)
+
+
+def errors(outputs: list[dict]) -> list[str]:
+    return [o["text"] for o in outputs if o["mime"] == STDERR]
+
+
+def text(outputs: list[dict], mime: str = STDOUT) -> str:
+    return "\n".join(o["text"] for o in outputs if o["mime"] == mime)
+
+
+def news_prompts(page) -> int:
+    """How many "get notified about official Jupyter news?" pop-ups the page shows."""
+    return page.get_by_text("notified about official Jupyter news").count()
