@@ -397,3 +397,26 @@ def test_bench_rejects_nonsense_with_a_message(capsys):
     with pytest.raises(SystemExit):
         bench_monitor.main(["--batches", "0"])
     assert "batches must be at least 1" in capsys.readouterr().err
+
+
+def test_every_display_offers_the_display_interface():
+    from bnlab.monitor.core import Display
+
+    names = [name for name in vars(Display) if not name.startswith("_")]
+    assert set(names) >= {"log", "finish", "close", "backlog"}
+    monitors = [TrainingMonitor("t", mode=mode, stream=io.StringIO()) for mode in ("widget", "text", "silent")]
+    for monitor in monitors:
+        for name in names:
+            assert hasattr(monitor.display, name), (monitor.mode, name)
+        monitor.close()
+    assert [m.mode for m in monitors] == ["widget", "text", "silent"]
+
+
+def test_importing_the_monitor_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; import bnlab.monitor; "
+            "print(sorted(m for m in ('tensorflow', 'matplotlib', 'ipywidgets', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
