@@ -18,6 +18,14 @@ RELATIVE = Path(ASSIGNMENT) / FILENAME           # inside source/, release/, sol
 SOURCE = ROOT / "source" / RELATIVE
 RELEASE = ROOT / "release" / RELATIVE
 SOLUTIONS = ROOT / "solutions" / RELATIVE
+# The exercise's training schedule (as in the original exercise): bnlab.training runs it, the monitor's
+# benchmark simulates it. Kept here, free of TensorFlow, so that tooling can read it cheaply.
+LEARNING_RATE = 0.002
+BATCH_SIZE = 64
+NUM_BATCHES = 800
+TRAIN_LOG_EVERY = 25        # training loss/accuracy logged every this many batches
+VALIDATE_EVERY = 100        # validation loss/accuracy every this many batches
+SINGLE_SAMPLES = 100        # the first test images scored one at a time at the end
 # the cells that run the long training runs; tools that only need the functions skip them
 TRAINING_RUNS = frozenset({"keras_baseline_run", "keras_bn_run", "nn_bn_run"})
 
