@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -36,22 +37,59 @@ def test_a_change_in_source_is_reported_as_stale(tmp_path):
     assert "release/stray.txt: not generated from source/ (remove it)" in release.stale_files(tmp_path)
 
 
+# Text that would hand over an answer: Part 1's layers and training flag, Part 2's statistics, update and
+# normalization calls, and the letters of the multiple-choice answers. None of it may appear in the
+# released notebook outside the collapsed hints; the hints hold enough of it to finish.
+GIVEAWAY = [r"\btraining=True", r"BatchNormalization\(\)\(", r"use_bias=False", r"tf\.nn\.moments\(",
+            r"\[0, 1, 2\]", r"axes=\[0\]", r"\.assign\(", r"decay\s*=\s*0\.99", r"tf\.nn\.batch_normalization\(",
+            r"expected=", r"ANSWER_SINGLE_IMAGES\s*=\s*[\"']", r"ANSWER_STATISTICS\s*=\s*[\"']"]
+IN_HINTS = ["training=True", "use_bias=False", "tf.nn.moments(", "[0, 1, 2]", ".assign(", "momentum"]
+DETAILS = re.compile(r"<details>(.*?)</details>", re.S)
+
+
+def _release():
+    return nbformat.read(ROOT / "release" / EXERCISE, as_version=4)
+
+
 def test_student_notebook_has_stubs_and_no_solutions_or_hidden_tests():
     text = (ROOT / "release" / EXERCISE).read_text()
     assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
-    nb = nbformat.read(ROOT / "release" / EXERCISE, as_version=4)
+    nb = _release()
     answers = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-    assert len(answers) == 3
-    assert not any("training=True" in c.source or "BatchNormalization()(" in c.source or "tf.nn.moments(" in c.source
-                   for c in answers)  # the answers are not given away
-    assert all("raise NotImplementedError" in c.source for c in answers)
+    code = [c for c in answers if c.cell_type == "code"]
+    assert len(code) == 6 and len(answers) == 7
+    assert all("raise NotImplementedError" in c.source for c in code)
+    assert [c.source for c in answers if c.cell_type == "markdown"] == ["YOUR ANSWER HERE"]
     # signatures the checks rely on survive the stub
-    joined = "\n".join(c.source for c in answers)
+    joined = "\n".join(c.source for c in code)
     for signature in ("def fully_connected(prev_layer, num_units):", "def conv_layer(prev_layer, layer_depth):",
-                      "def train_step(model, optimizer, images, labels):", "def predict(model, images):",
+                      "def train_step(model, optimizer, images, labels):",
                       "def fully_connected(prev_layer, num_units, is_training):",
                       "def conv_layer(prev_layer, layer_depth, is_training):"):
         assert signature in joined
+    assert "def predict(model, images):" in "\n".join(c.source for c in nb.cells)  # given, not an answer
+
+
+def test_released_text_outside_the_hints_gives_no_answer_away():
+    nb = _release()
+    outside = "\n".join(DETAILS.sub("", c.source) for c in nb.cells)
+    found = [pattern for pattern in GIVEAWAY if re.search(pattern, outside)]
+    assert found == [], f"the released notebook gives answers away outside the hints: {found}"
+    hints = "\n".join(h for c in nb.cells if c.cell_type == "markdown" for h in DETAILS.findall(c.source))
+    assert [t for t in IN_HINTS if t not in hints] == [], "the hints must still let a stuck student finish"
+
+
+def test_hints_are_collapsed_and_progressive():
+    nb = _release()
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        opening = re.findall(r"<details[^>]*>", cell.source)
+        assert all(tag == "<details>" for tag in opening), f"hints must start collapsed: {opening}"
+        assert len(opening) == cell.source.count("</details>")
+        numbers = [int(n) for n in re.findall(r"<summary>Hint (\d+)", cell.source)]
+        assert numbers == list(range(1, len(numbers) + 1)), numbers
+    assert sum(c.source.count("<details>") for c in nb.cells) >= 8
 
 
 def test_solutions_keep_answers_and_have_no_outputs():
