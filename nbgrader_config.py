@@ -47,3 +47,14 @@ c.GenerateSolution.preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.ClearMarkScheme",
 ]
+
+# Grade exports (`nbgrader export`, `make export`) leave out ungraded notebooks such as the lesson.
+c.ExportApp.plugin_class = "bnlab.lms.GradedCsvExportPlugin"
+# `nbgrader zip_collect` (`make collect ARCHIVE=...`): file names as Canvas writes them, e.g.
+# doejane_12345_67890_Batch_Normalization_Exercises.ipynb; the Canvas user id becomes the student id.
+c.FileNameCollectorPlugin.named_regexp = (r"^(?:.*[/\\])?[A-Za-z0-9'-]+?_(?:LATE_)?(?P<student_id>\d+)_\d+_"
+                                          r"(?P<file_id>[^/\\]+?)(?:-\d+)?\.ipynb$")  # = bnlab.lms.CANVAS_PATTERN
+# nbgrader's exchange (release_assignment / fetch_assignment / submit / collect) on a shared
+# machine: BNLAB_EXCHANGE names its folder (nbgrader's default is /srv/nbgrader/exchange).
+if os.environ.get("BNLAB_EXCHANGE"):
+    c.Exchange.root = os.environ["BNLAB_EXCHANGE"]

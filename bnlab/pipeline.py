@@ -6,8 +6,9 @@ submits the solution as student ``demo``, and runs ``autograde``, ``generate_fee
 ``tests/test_pipeline.py`` uses to grade known-buggy submissions.
 
 A submission that crashes (an exception in every cell, a killed kernel, a timeout) never stops the
-others: nbgrader goes on with the next student, leaves the submitted notebook untouched, and
-:func:`autograde` reports which students could not be graded and why, instead of raising.
+others: the submitted notebook stays untouched, and :func:`autograde` reports which students could
+not be graded and why, instead of raising. With ``jobs`` it uses the parallel grader
+(:mod:`bnlab.autograde`), which also records each failure in the gradebook.
 """
 from __future__ import annotations
 
@@ -59,11 +60,23 @@ class GradingRun:
     log: str
 
 
-def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None) -> GradingRun:
+def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None, jobs: int | None = None,
+              **options) -> GradingRun:
     """Autograde every submission; a failing student never stops the others.
 
-    ``env`` adds environment variables for the graded kernels (e.g. ``BNLAB_SHORT_BATCHES``)."""
+    ``env`` adds environment variables for the graded kernels (e.g. ``BNLAB_SHORT_BATCHES``). With
+    ``jobs``, the parallel grader :func:`bnlab.autograde.grade_class` grades ``jobs`` submissions at
+    a time, each in its own scratch course (``options`` go to it: ``limits``, ``client``, ...);
+    without, one serial ``nbgrader autograde --force`` run, as nbgrader alone would do it."""
     course = Path(course)
+    if jobs is not None:
+        import io
+
+        from bnlab.autograde import grade_class, summary
+
+        stream = io.StringIO()
+        run = grade_class(course, assignment, jobs=jobs, env=env, stream=stream, regrade_all=True, **options)
+        return GradingRun(run.seconds, run.graded, run.failed, stream.getvalue() + summary(run))
     students = sorted(p.name for p in (course / "submitted").iterdir() if (p / assignment).is_dir())
     start = time.perf_counter()
     result = nbgrader("autograde", assignment, "--force", root=course, check=False, env=env)
@@ -110,7 +123,7 @@ def demo(directory: Path) -> int:
     course = create_course(directory)
     submit(course, "demo", fill_in(release_notebook(course), solution_answers()))
     print("Autograding the solution as student 'demo' (shortened training under nbgrader) ...", flush=True)
-    run = autograde(course)
+    run = autograde(course, jobs=1)
     if run.failed:
         print(run.log)
         print("FAILED:", run.failed)

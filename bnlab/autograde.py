@@ -1,0 +1,325 @@
+"""Grade a whole class in parallel: on this machine, or on a Dask cluster.
+
+``python -m bnlab.autograde`` (``make autograde JOBS=N``) grades every new or changed submission
+in ``submitted/STUDENT/ASSIGNMENT/``. Each one is a task (:func:`bnlab.gradejob.grade_submission`)
+that grades it in its own process and its own scratch course, under per-submission limits
+(:mod:`bnlab.sandbox`). The tasks go to Dask distributed: by default a local cluster of ``JOBS``
+worker threads in this process (each task starts its own ``nbgrader`` process, so a thread is all
+it needs), or with ``--scheduler tcp://host:8786`` an existing cluster, whose workers need only
+the course library installed. Only this coordinator writes the course gradebook
+(:mod:`bnlab.graderecord`), as each result arrives, so an interrupted run keeps what it graded.
+
+It shows a progress line (done, left, failed, ETA), then a summary table (student, score,
+seconds, status), and writes ``autograde_report.csv`` plus the exports of :mod:`bnlab.lms`.
+``--regrade`` regenerates the assignment from ``source/`` (nbgrader's stored cells updated) and
+regrades everyone, listing only the students whose scores changed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bnlab import graderecord
+from bnlab.exercise import ASSIGNMENT as EXERCISE
+from bnlab.gradejob import grade_submission, make_kit
+from bnlab.release import ROOT, nbgrader
+from bnlab.sandbox import GiB, Limits, network_isolation
+
+REPORT = "autograde_report.csv"
+
+
+@dataclasses.dataclass
+class Submission:
+    student: str
+    files: dict          # {relative name: bytes}
+    digest: str          # of the files and of what grades them (source/ and the config)
+
+
+@dataclasses.dataclass
+class ClassRun:
+    """What one run graded: a record per student graded (see :mod:`bnlab.graderecord`), who was skipped."""
+
+    rows: list
+    skipped: list
+    seconds: float
+    notes: dict          # student -> log lines worth a look
+
+    @property
+    def failed(self) -> dict:
+        return {r["student"]: f"{r['status']}: {r['reason']}" for r in self.rows if r["status"] != "graded"}
+
+    @property
+    def graded(self) -> list:
+        return [r["student"] for r in self.rows if r["status"] == "graded"]
+
+
+def grading_digest(course: Path, assignment: str) -> str:
+    """A digest of what grades a submission: the assignment's source/ files and nbgrader_config.py."""
+    course, sha = Path(course), hashlib.sha256()
+    for path in sorted((course / "source" / assignment).rglob("*")) + [course / "nbgrader_config.py"]:
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            sha.update(str(path.relative_to(course)).encode() + b"\0" + path.read_bytes())
+    return sha.hexdigest()
+
+
+def submissions(course: Path, assignment: str) -> list[Submission]:
+    """Every submission of ``assignment`` in ``course/submitted/``, sorted by student."""
+    course, found = Path(course), []
+    salt = grading_digest(course, assignment)
+    for folder in sorted((course / "submitted").glob(f"*/{assignment}")):
+        if not folder.is_dir():
+            continue
+        files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+                 if p.is_file() and ".ipynb_checkpoints" not in p.parts}
+        sha = hashlib.sha256(salt.encode())
+        for name, data in files.items():
+            sha.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+        found.append(Submission(folder.parent.name, files, sha.hexdigest()))
+    return found
+
+
+class Progress:
+    """One status line: a bar, done / left / failed, elapsed and ETA (a line per student when not a terminal)."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.done, self.failed, self.stream = total, 0, 0, stream
+        self.start = time.perf_counter()
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+
+    @staticmethod
+    def _clock(seconds: float) -> str:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+    def line(self) -> str:
+        elapsed = time.perf_counter() - self.start
+        left = self.total - self.done
+        eta = self._clock(elapsed / self.done * left) if self.done else "?"
+        filled = int(20 * self.done / max(self.total, 1))
+        return (f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} done, {left} left, "
+                f"{self.failed} failed, {self._clock(elapsed)} elapsed, ETA {eta}")
+
+    def update(self, row: dict) -> None:
+        self.done += 1
+        self.failed += row["status"] != "graded"
+        what = f"{row['score']:g}/{row['max_score']:g}" if row["max_score"] else "-"
+        message = f"{row['student']}: {row['status']} {what} in {row['seconds']:.1f} s"
+        if self.tty:
+            self.stream.write(f"\r\033[K{message}\n{self.line()}")
+        else:
+            self.stream.write(f"{message}  {self.line()}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+@contextlib.contextmanager
+def dask_client(jobs: int | None = None, scheduler: str | None = None):
+    """A Dask client: to ``scheduler`` when given, else to a local cluster of ``jobs`` single-thread workers."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    # the in-process cluster logs its shutdown (closed comms) at INFO with tracebacks: not news
+    quiet = logging.getLogger("distributed")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        with LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1, processes=False,
+                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+    finally:
+        quiet.setLevel(level)
+
+
+def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = None, scheduler: str | None = None,
+                client=None, limits: Limits = Limits(), regrade_all: bool = False, retry_failed: bool = False,
+                students: list | None = None, env: dict | None = None, stream=sys.stderr) -> ClassRun:
+    """Grade the new or changed submissions of ``assignment`` (all with ``regrade_all``) and merge them."""
+    course = Path(course).resolve()
+    with graderecord.gradebook(course) as gb:
+        from nbgrader.api import MissingEntry
+
+        try:
+            gb.find_assignment(assignment)
+        except MissingEntry:
+            raise SystemExit(f"{assignment} is not in {course / 'gradebook.db'}: generate it first "
+                             f"(`make release`, or `nbgrader generate_assignment {assignment}`).") from None
+    known = graderecord.records(course, assignment)
+    todo, skipped = [], []
+    for sub in submissions(course, assignment):
+        if students and sub.student not in students:
+            continue
+        last = known.get(sub.student, {})
+        unchanged = last.get("digest") == sub.digest and not (retry_failed and last.get("status") != "graded")
+        (skipped if unchanged and not regrade_all else todo).append(sub)
+    skipped = [s.student for s in skipped]
+    start, rows, notes = time.perf_counter(), [], {}
+    if not todo:
+        return ClassRun(rows, skipped, 0.0, notes)
+    progress = Progress(len(todo), stream)
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(dask_client(jobs, scheduler))
+        from distributed import as_completed
+
+        kit = client.scatter(make_kit(course, assignment), broadcast=False)
+        futures = {client.submit(grade_submission, kit, assignment, sub.student, sub.files, limits, env,
+                                 key=f"grade-{sub.student}-{sub.digest[:12]}", pure=False): sub for sub in todo}
+        for future in as_completed(futures):
+            sub = futures[future]
+            try:
+                result = future.result()
+            except Exception as error:  # noqa: BLE001 - a lost worker must not stop the class
+                result = {"student": sub.student, "assignment": assignment, "status": "error", "notebooks": {},
+                          "reason": f"the grading task failed ({type(error).__name__}: {str(error)[:300]})"}
+            if result["status"] != "graded":
+                result["reason"] += f" The submission is kept unchanged in submitted/{sub.student}/{assignment}/."
+            row = graderecord.merge(course, result, sub.files, sub.digest)
+            rows.append(row)
+            if result.get("notes"):
+                notes[sub.student] = result["notes"]
+            progress.update(row)
+    progress.close()
+    return ClassRun(sorted(rows, key=lambda r: r["student"]), skipped, time.perf_counter() - start, notes)
+
+
+def write_report(course: Path, assignment: str) -> Path:
+    """``autograde_report.csv``: the last grading of every student (score, seconds, status, reason)."""
+    path = Path(course) / REPORT
+    rows = sorted(graderecord.records(course, assignment).values(), key=lambda r: r["student"])
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=graderecord.COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def summary(run: ClassRun) -> str:
+    """The table printed at the end of a run."""
+    lines = [f"{'student':<28} {'score':>9} {'seconds':>8}  status", "-" * 64]
+    for row in run.rows:
+        score = f"{row['score']:g}/{row['max_score']:g}"
+        lines.append(f"{row['student']:<28} {score:>9} {row['seconds']:>8.1f}  {row['status']}"
+                     + (f": {row['reason'][:160]}" if row["status"] != "graded" else ""))
+        lines += [f"{'':<28} note: {note}" for note in run.notes.get(row["student"], [])[:5]]
+    lines.append(f"{len(run.rows)} graded in {run.seconds:.1f} s, {len(run.failed)} failed, "
+                 f"{len(run.skipped)} unchanged and skipped (--regrade-all grades them again).")
+    return "\n".join(lines)
+
+
+def regrade(course: Path, assignment: str = EXERCISE, **options) -> tuple[ClassRun, list]:
+    """Regenerate ``assignment`` from source/ (stored cells updated), regrade everyone, return who changed.
+
+    The changes are ``(student, total before, total after, {grade_id: (before, after)})``."""
+    course = Path(course).resolve()
+    before = graderecord.cell_scores(course, assignment)
+    nbgrader("generate_assignment", assignment, "--force", root=course)
+    if (course / "solutions").is_dir():
+        nbgrader("generate_solution", assignment, "--force", root=course)
+    run = grade_class(course, assignment, regrade_all=True, **options)
+    after = graderecord.cell_scores(course, assignment)
+    changes = []
+    for student in sorted(after):
+        old, new = before.get(student, {}), after[student]
+        cells = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+        if cells:
+            total = (sum(v or 0 for v in old.values()), sum(v or 0 for v in new.values()))
+            changes.append((student, *total, cells))
+    return run, changes
+
+
+def benchmark_class(n: int = 8, jobs: tuple = (1, 2), env: dict | None = None) -> dict:
+    """Wall time to grade ``n`` copies of the solution with each number of ``jobs`` (one scratch course)."""
+    from bnlab import exercise, pipeline
+
+    figures = {"class_size": n}
+    with tempfile.TemporaryDirectory(prefix="bnlab-bench-class-") as tmp:
+        course = pipeline.create_course(Path(tmp) / "course")
+        answered = exercise.fill_in(pipeline.release_notebook(course), exercise.solution_answers())
+        for i in range(n):
+            pipeline.submit(course, f"student{i + 1:02d}", answered)
+        for count in jobs:
+            run = grade_class(course, jobs=count, regrade_all=True, env=env, stream=open(os.devnull, "w"))
+            if run.failed:
+                raise RuntimeError(f"benchmark submissions failed: {run.failed}")
+            figures[f"jobs_{count}_seconds"] = round(run.seconds, 1)
+    if len(jobs) > 1:
+        figures["speedup"] = round(figures[f"jobs_{jobs[0]}_seconds"] / figures[f"jobs_{jobs[-1]}_seconds"], 2)
+    return figures
+
+
+def _limits(args) -> Limits:
+    return Limits(wall_seconds=args.wall_time, memory_bytes=int(args.memory_gib * GiB) if args.memory_gib else None,
+                  cell_timeout=args.cell_timeout, network=args.network)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Grade a class in parallel (locally or on a Dask cluster).")
+    parser.add_argument("assignment", nargs="?", default=EXERCISE)
+    parser.add_argument("--course", default=str(ROOT), help="course directory (default: the repository root)")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel submissions (default: number of cores)")
+    parser.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786")
+    parser.add_argument("--regrade-all", action="store_true", help="grade unchanged submissions again too")
+    parser.add_argument("--retry-failed", action="store_true", help="grade failed submissions again")
+    parser.add_argument("--regrade", action="store_true", help="regenerate from source/ and regrade everyone")
+    parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
+    parser.add_argument("--wall-time", type=float, default=1800, help="seconds per submission (default 1800)")
+    parser.add_argument("--memory-gib", type=float, default=4, help="memory per submission in GiB (0: no limit)")
+    parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: the config's)")
+    parser.add_argument("--network", choices=("auto", "require", "allow"), default="auto",
+                        help="cut student code off the network: when possible (auto), or refuse without it")
+    parser.add_argument("--no-export", action="store_true", help="skip grades.csv / grades_per_question.csv")
+    parser.add_argument("--bench", nargs="?", const=8, type=int, metavar="N",
+                        help="time grading N copies of the solution with 1 and 2 jobs, print JSON")
+    args = parser.parse_args(argv)
+    if args.bench:
+        import json
+
+        print(json.dumps(benchmark_class(args.bench)))
+        return 0
+    course = Path(args.course).resolve()
+    limits = _limits(args)
+    isolated, why = network_isolation()
+    where = args.scheduler or f"{args.jobs or os.cpu_count()} local jobs"
+    print(f"Grading {args.assignment} in {course} with {where}; limits: {limits.describe()} "
+          f"(network isolation {'on' if isolated and limits.network != 'allow' else 'OFF'}: {why})", flush=True)
+    options = dict(jobs=args.jobs, scheduler=args.scheduler, limits=limits, students=args.student)
+    if args.regrade:
+        run, changes = regrade(course, args.assignment, **options)
+    else:
+        run, changes = grade_class(course, args.assignment, regrade_all=args.regrade_all,
+                                   retry_failed=args.retry_failed, **options), None
+    print(summary(run))
+    if changes is not None:
+        print(f"Scores changed for {len(changes)} student(s):" if changes else "No score changed.")
+        for student, old, new, cells in changes:
+            detail = ", ".join(f"{cell} {a if a is not None else '-'}->{b if b is not None else '-'}"
+                               for cell, (a, b) in cells.items())
+            print(f"  {student}: {old:g} -> {new:g} ({detail})")
+    print("Report:", write_report(course, args.assignment))
+    if not args.no_export:
+        from bnlab import lms
+
+        for path in lms.export(course, args.assignment):
+            print("Export:", path)
+    return 0  # failed submissions are recorded and listed; they are not an error of the run
+
+
+if __name__ == "__main__":
+    if shutil.which("alembic") is None:  # nbgrader runs `alembic` from PATH
+        os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Grade one submission in its own scratch course: the task a local process or a Dask worker runs.
+
+The coordinator (:mod:`bnlab.autograde`) packs a *kit* once per run (:func:`make_kit`): the
+assignment's ``source/`` folder, ``nbgrader_config.py``, the released notebooks and a copy of the
+course gradebook with the assignment's stored cells and no students. :func:`grade_submission`
+unpacks it into a temporary folder, writes the student's files into ``submitted/``, runs
+``nbgrader autograde ASSIGNMENT --student ID`` there under :class:`bnlab.sandbox.Limits`, and
+returns plain data (picklable, so Dask can send it back): the per-cell scores and comments read
+from the scratch gradebook, the autograded files, the status and its reason, and the log lines
+that deserve a look. A worker needs the course library installed and nothing else; it never
+touches the course's own gradebook.
+"""
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import sqlite3
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from bnlab.release import nbgrader_env
+from bnlab.sandbox import Limits, run_limited
+
+TIMESTAMP = "timestamp.txt"
+# nbgrader log lines that are expected on every correct run, with the reason they are harmless
+EXPECTED_LOG = [
+    (re.compile(r"SAWarning: Object of type <Submitted\w+> not in session|for notebook in submission\.assignment"),
+     "nbgrader's own gradebook bookkeeping (SQLAlchemy autoflush note; the rows are written)"),
+    (re.compile(r"Kernel is running over TCP without encryption"),
+     "the kernel and nbgrader talk over loopback inside the grading sandbox"),
+]
+CHECKSUM = re.compile(r"Attribute 'checksum' for cell (\S+) has changed! \(should be: (\w+), got: (\w+)\)")
+FAILURE_HINTS = re.compile(r"DeadKernelError|Kernel died|CellTimeoutError|Traceback|Error|error", re.I)
+
+
+def _add_tree(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    for item in sorted(path.rglob("*")):
+        if item.is_file() and ".ipynb_checkpoints" not in item.parts and "__pycache__" not in item.parts:
+            tar.add(item, f"{arcname}/{item.relative_to(path)}")
+
+
+def template_gradebook(course: Path, target: Path) -> None:
+    """Copy the course gradebook to ``target`` without students and their submissions."""
+    shutil.copy(Path(course) / "gradebook.db", target)
+    with sqlite3.connect(target) as db:
+        db.execute("PRAGMA foreign_keys = OFF")
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for table in ("grade", "comment", "submitted_notebook", "submitted_assignment", "student", "bnlab_autograde"):
+            if table in tables:
+                db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+
+
+def make_kit(course: Path, assignment: str) -> bytes:
+    """The files a worker needs to grade ``assignment`` of ``course``, as a gzipped tar."""
+    course = Path(course)
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        template_gradebook(course, Path(tmp) / "gradebook.db")
+        tar.add(Path(tmp) / "gradebook.db", "gradebook.db")
+        tar.add(course / "nbgrader_config.py", "nbgrader_config.py")
+        _add_tree(tar, course / "source" / assignment, f"source/{assignment}")
+        if (course / "release" / assignment).is_dir():
+            _add_tree(tar, course / "release" / assignment, f"release/{assignment}")
+    return buffer.getvalue()
+
+
+def _read_scores(db_path: Path, assignment: str, student: str) -> dict:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    notebooks = {}
+    with Gradebook(f"sqlite:///{db_path}") as gb:
+        try:
+            submission = gb.find_submission(assignment, student)
+        except MissingEntry:
+            return {}
+        for nb in submission.notebooks:
+            notebooks[nb.name] = {
+                "grades": {g.name: {"auto_score": g.auto_score, "max_score": g.max_score,
+                                    "needs_manual_grade": g.needs_manual_grade} for g in nb.grades},
+                "comments": {c.name: c.auto_comment for c in nb.comments},
+                "late_submission_penalty": nb.late_submission_penalty,
+            }
+    return notebooks
+
+
+def _release_checksums(release: Path) -> dict:
+    import nbformat
+    from nbgrader.utils import compute_checksum
+
+    sums = {}
+    for path in release.glob("*.ipynb"):
+        for cell in nbformat.read(path, as_version=4).cells:
+            grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if grade_id:
+                sums[grade_id] = compute_checksum(cell)
+    return sums
+
+
+def classify_log(log: str, release_checksums: dict) -> tuple[list[str], int]:
+    """Log lines worth showing (warnings and errors nobody expects), and how many expected ones were dropped.
+
+    A locked cell whose checksum changed is expected when the student's copy equals the released
+    one: the released test cells lack their hidden tests, and nbgrader restores them from source/.
+    Any other change means the student edited a locked cell (nbgrader restores it; we report it)."""
+    notes, expected = [], 0
+    for line in log.splitlines():
+        match = CHECKSUM.search(line)
+        if match:
+            cell, _, got = match.groups()
+            if release_checksums.get(cell) == got:
+                expected += 1
+            else:
+                notes.append(f"locked cell {cell} was edited in the submission; nbgrader graded the original")
+            continue
+        if any(pattern.search(line) for pattern, _ in EXPECTED_LOG):
+            expected += 1
+            continue
+        if "| WARNING]" in line or "| ERROR]" in line or "| CRITICAL]" in line:
+            note = line.split("]", 1)[-1].strip()[:300]
+            if note not in notes:
+                notes.append(note)
+    return notes, expected
+
+
+def _timed_out_cells(autograded: Path) -> list[str]:
+    import nbformat
+
+    cells = []
+    for path in sorted(autograded.glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if any(out.get("ename") == "CellTimeoutError" for out in cell.get("outputs", [])):
+                cells.append(cell.metadata.get("nbgrader", {}).get("grade_id") or f"{path.stem}: cell {cell.get('id')}")
+    return cells
+
+
+def _crash_reason(log: str) -> str:
+    """Why nbgrader produced no graded notebook, in one sentence for the instructor."""
+    if "DeadKernelError" in log or "Kernel died" in log:
+        return ("the kernel died while running the notebook (the submission ended its Python process, e.g. "
+                "os._exit, sys.exit in a thread, a crash in native code, or it was killed); no cell could be graded.")
+    hints = [line.strip() for line in log.splitlines() if FAILURE_HINTS.search(line)]
+    return "nbgrader could not grade the notebook; last log lines: " + " | ".join(hints[-3:])[:600]
+
+
+def _unreadable(files: dict) -> str:
+    import nbformat
+
+    for name, data in files.items():
+        if name.endswith(".ipynb"):
+            try:
+                nbformat.validate(nbformat.reads(data.decode("utf-8"), as_version=4))
+            except Exception as error:  # noqa: BLE001 - any reason a notebook cannot be read
+                return f"{name} cannot be read as a notebook ({type(error).__name__}: {str(error)[:200]})"
+    return ""
+
+
+def grade_submission(kit: bytes, assignment: str, student: str, files: dict, limits: Limits = Limits(),
+                     env: dict | None = None) -> dict:
+    """Grade one student's ``files`` (``{name: bytes}``) with the kit; return the result as plain data."""
+    start = time.perf_counter()
+    result = {"student": student, "assignment": assignment, "status": "graded", "reason": "", "notebooks": {},
+              "autograded": {}, "notes": [], "expected_warnings": 0, "log_tail": "", "network_isolated": False}
+    with tempfile.TemporaryDirectory(prefix=f"bnlab-grade-{student}-") as tmp:
+        course = Path(tmp)
+        with tarfile.open(fileobj=io.BytesIO(kit), mode="r:gz") as tar:
+            tar.extractall(course, filter="data")
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True)
+        for name, data in files.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+        unreadable = _unreadable(files)
+        if unreadable:
+            result.update(status="unreadable", reason=unreadable, seconds=time.perf_counter() - start)
+            return result
+        cmd = [str(Path(sys.executable).parent / "nbgrader"), "autograde", assignment, "--student", student,
+               "--force", f"--CourseDirectory.root={course}"]
+        if limits.cell_timeout:
+            cmd.append(f"--Execute.timeout={int(limits.cell_timeout)}")
+        run_env = nbgrader_env({**(env or {}), "BNLAB_COURSE_ROOT": str(course)})
+        outcome = run_limited(cmd, course, run_env, limits)
+        result["network_isolated"] = outcome.network_isolated
+        result["log_tail"] = outcome.output[-6000:]
+        result["notes"], result["expected_warnings"] = classify_log(
+            outcome.output, _release_checksums(course / "release" / assignment))
+        graded = course / "autograded" / student / assignment
+        notebooks_done = graded.is_dir() and any(graded.glob("*.ipynb"))
+        if outcome.status in ("timeout", "memory"):
+            result.update(status=outcome.status, reason=outcome.reason)
+        elif not notebooks_done:
+            result.update(status="crashed", reason=_crash_reason(outcome.output))
+            result["notes"] = []  # the reason says it
+        else:
+            result["notebooks"] = _read_scores(course / "gradebook.db", assignment, student)
+            result["autograded"] = {str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()}
+            slow = _timed_out_cells(graded)
+            if slow:
+                result.update(status="timeout", reason="cells stopped at the per-cell time limit (the other cells "
+                                                       "were graded): " + ", ".join(slow))
+    result["seconds"] = time.perf_counter() - start
+    return result

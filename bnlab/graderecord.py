@@ -1,0 +1,134 @@
+"""The coordinator's side of grading: write each worker's result into the course's one gradebook.
+
+Only the coordinator calls these (workers never open the course gradebook). :func:`merge` does
+what ``nbgrader autograde`` does to the gradebook, with nbgrader's own API: it creates or updates
+the student and the submission (timestamp from ``timestamp.txt``, so late penalties agree), sets
+each graded cell's ``auto_score`` (a manual score a grader gave is kept, and the cell then needs
+review, as nbgrader does), the answer cells' automatic comments, and copies the autograded
+notebook into ``autograded/``.
+
+A submission that could not be graded is never left out: it gets its gradebook entry all the same,
+with the points of the cells that ran where nbgrader produced them and zero otherwise, the
+notebook *flagged* (visible in the formgrader), the reason as the automatic comment of every
+answer cell, and a row in the table ``bnlab_autograde`` that this module keeps beside nbgrader's
+tables in ``gradebook.db`` (student, status, reason, seconds, digest of what was graded).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import shutil
+import sqlite3
+import warnings
+from pathlib import Path
+
+TABLE = "bnlab_autograde"
+COLUMNS = ("assignment", "student", "status", "reason", "seconds", "digest", "score", "max_score", "graded_at")
+
+
+@contextlib.contextmanager
+def gradebook(course: Path):
+    """nbgrader's Gradebook on ``course/gradebook.db``, without SQLAlchemy's autoflush notes.
+
+    nbgrader's ``update_or_create_submission`` triggers ``SAWarning: Object of type
+    <SubmittedAssignment> not in session``: an ordering note of SQLAlchemy's autoflush inside
+    nbgrader (the rows are written, as the tests check), silenced here so that a warning on screen
+    means something."""
+    from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=SAWarning, message=".*not in session.*")
+        with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
+            yield gb
+
+
+def _table(course: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(Path(course) / "gradebook.db")
+    db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (assignment TEXT, student TEXT, status TEXT, reason TEXT, "
+               "seconds REAL, digest TEXT, score REAL, max_score REAL, graded_at TEXT, "
+               "PRIMARY KEY (assignment, student))")
+    return db
+
+
+def records(course: Path, assignment: str) -> dict:
+    """``{student: {column: value}}`` of the last grading of each student."""
+    if not (Path(course) / "gradebook.db").exists():
+        return {}
+    with contextlib.closing(_table(course)) as db:
+        rows = db.execute(f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE assignment = ?", (assignment,))
+        return {row[1]: dict(zip(COLUMNS, row)) for row in rows}
+
+
+def _write_record(course: Path, row: dict) -> None:
+    with contextlib.closing(_table(course)) as db, db:
+        db.execute(f"INSERT OR REPLACE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                   tuple(row[c] for c in COLUMNS))
+
+
+def _timestamp(files: dict):
+    from nbgrader.utils import parse_utc
+
+    raw = files.get("timestamp.txt")
+    if not raw:
+        return None
+    try:
+        return parse_utc(raw.decode("utf-8").strip())
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def merge(course: Path, result: dict, files: dict, digest: str) -> dict:
+    """Write one worker ``result`` into the course; return its record (status, reason, score, ...)."""
+    course = Path(course)
+    assignment, student = result["assignment"], result["student"]
+    failed = result["status"] != "graded"
+    previous = records(course, assignment).get(student, {})
+    with gradebook(course) as gb:
+        gb.update_or_create_student(student)
+        timestamp = _timestamp(files)
+        submission = (gb.update_or_create_submission(assignment, student, timestamp=timestamp) if timestamp
+                      else gb.update_or_create_submission(assignment, student))
+        for nb in submission.notebooks:
+            data = result["notebooks"].get(nb.name, {})
+            for grade in nb.grades:
+                given = data.get("grades", {}).get(grade.name)
+                grade.auto_score = given["auto_score"] if given else 0.0
+                grade.needs_manual_grade = bool(given and given["needs_manual_grade"]) or grade.manual_score is not None
+            for comment in nb.comments:
+                if failed:
+                    comment.auto_comment = f"Autograding {result['status']}: {result['reason']}"
+                else:
+                    comment.auto_comment = data.get("comments", {}).get(comment.name)
+            nb.late_submission_penalty = data.get("late_submission_penalty")
+            if failed:
+                nb.flagged = True
+            elif previous.get("status") not in (None, "graded"):
+                nb.flagged = False  # flagged by an earlier failed run of ours
+        gb.db.commit()
+        submission = gb.find_submission(assignment, student)
+        score, max_score = submission.score, submission.max_score
+    target = course / "autograded" / student / assignment
+    if target.exists():
+        shutil.rmtree(target)
+    for name, data in result.get("autograded", {}).items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(data)
+    row = {"assignment": assignment, "student": student, "status": result["status"], "reason": result["reason"],
+           "seconds": round(result.get("seconds", 0.0), 2), "digest": digest, "score": score, "max_score": max_score,
+           "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    _write_record(course, row)
+    return row
+
+
+def cell_scores(course: Path, assignment: str) -> dict:
+    """``{student: {grade_id: score}}`` for every submission of ``assignment`` (manual scores win)."""
+    scores = {}
+    with gradebook(course) as gb:
+        for submission in gb.assignment_submissions(assignment):
+            cells = {}
+            for nb in submission.notebooks:
+                for grade in nb.grades:
+                    cells[grade.name] = grade.score
+            scores[submission.student.id] = cells
+    return scores

@@ -1,0 +1,248 @@
+"""The parallel grader: limits, records, incremental runs, Dask, regrading.
+
+Fast tests check the sandbox (wall time, memory, network) and the bookkeeping on synthetic data.
+The slow ones grade a small class for real: a buggy submission serially with plain
+``nbgrader autograde`` (the reference), then a class in parallel (JOBS=2) with that buggy
+submission, the solution, and submissions that crash, hang, eat memory or cannot be read; then two
+of them on a real ``dask.distributed.LocalCluster`` of 2 worker processes, and a regrade after a
+test cell changed in source/.
+"""
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+import nbformat
+import pytest
+
+from bnlab import autograde, exercise, graderecord, gradejob, pipeline, sandbox
+from bnlab.sandbox import GiB, Limits
+from submissions import BUGS
+
+SHORT = {"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}
+BUGGY = next(b for b in BUGS if b.name == "keras_training_flag_never_set")
+CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
+HANG = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # not even an interrupt stops it\ntime.sleep(10**6)\n"
+HOG = "hog = b'x' * (3 * 2**30)  # 3 GiB, over the 2 GiB limit of the test\n"
+LIMITS = Limits(wall_seconds=150, memory_bytes=2 * GiB)
+# the exercise's points, read from the source notebook: checks scored by the autograder, and in all
+POINTS = {exercise.grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in exercise.read().cells
+          if c.metadata.get("nbgrader", {}).get("grade")}
+AUTO = {name for name in POINTS if name.startswith("test_")}
+MAX = sum(POINTS.values())
+
+
+# --- fast: the sandbox and the bookkeeping ----------------------------------------------------
+def test_wall_time_limit_kills_the_whole_process_group():
+    code = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    out = sandbox.run_limited([sys.executable, "-c", code], "/tmp", {}, Limits(wall_seconds=1, network="allow"))
+    assert out.status == "timeout" and "wall-time limit of 1 s" in out.reason and out.seconds < 10
+
+
+def test_memory_limit_stops_a_hungry_command():
+    code = "import time; hog = b'x' * (1536 * 2**20); time.sleep(30)"
+    out = sandbox.run_limited([sys.executable, "-c", code], "/tmp", {}, Limits(memory_bytes=GiB, network="allow"))
+    assert out.status == "memory" and "over the limit of 1 GiB" in out.reason and out.seconds < 20
+
+
+def test_network_is_cut_where_the_machine_allows_it():
+    available, why = sandbox.network_isolation()
+    if not available:
+        pytest.skip(f"network isolation unavailable here: {why}")
+    code = ("import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2); print('REACHED')\n"
+            "except OSError as e: print('BLOCKED', e.errno)\nsocket.create_server(('127.0.0.1', 0)); print('LOOPBACK')")
+    out = sandbox.run_limited([sys.executable, "-c", code], "/tmp", dict(os.environ), Limits())
+    assert out.network_isolated and out.status == "ok", out
+    assert "BLOCKED 101" in out.output and "LOOPBACK" in out.output, out.output
+
+
+def test_required_isolation_refuses_when_unavailable(monkeypatch):
+    monkeypatch.setattr(sandbox, "network_isolation", lambda: (False, "no namespaces here"))
+    with pytest.raises(RuntimeError, match="no namespaces here"):
+        sandbox.wrap_command(["true"], Limits(network="require"))
+    assert sandbox.wrap_command(["true"], Limits(network="auto")) == (["true"], False)
+
+
+def test_log_classification_keeps_only_what_deserves_a_look():
+    log = "\n".join([
+        "[AutogradeApp | WARNING] Attribute 'checksum' for cell test_a has changed! (should be: aaa, got: rel)",
+        "[AutogradeApp | WARNING] Attribute 'checksum' for cell test_b has changed! (should be: bbb, got: edited)",
+        "/x/nbgrader/api.py:2229: SAWarning: Object of type <SubmittedAssignment> not in session, add operation",
+        "  for notebook in submission.assignment.notebooks:",
+        "[AutogradeApp | WARNING] Something new",
+        "[AutogradeApp | INFO] Writing 123 bytes"])
+    notes, expected = gradejob.classify_log(log, {"test_a": "rel", "test_b": "rel"})
+    assert expected == 3
+    assert notes == ["locked cell test_b was edited in the submission; nbgrader graded the original", "Something new"]
+
+
+def test_cells_stopped_by_the_per_cell_limit_are_named(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("while True: pass", metadata={"nbgrader": {"grade_id": "slow_cell"}})
+    cell.outputs = [nbformat.v4.new_output("error", ename="CellTimeoutError", evalue="", traceback=[])]
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
+    nbformat.write(nb, tmp_path / "a.ipynb")
+    assert gradejob._timed_out_cells(tmp_path) == ["slow_cell"]
+
+
+def test_progress_line_counts_done_left_failed_and_eta():
+    stream = io.StringIO()
+    progress = autograde.Progress(4, stream)
+    progress.update({"student": "a", "status": "graded", "score": 30.0, "max_score": 30.0, "seconds": 1.0})
+    progress.update({"student": "b", "status": "crashed", "score": 0.0, "max_score": 30.0, "seconds": 1.0})
+    line = stream.getvalue().splitlines()[-1]
+    assert "b: crashed 0/30" in line and "2/4 done, 2 left, 1 failed" in line and "ETA 0m0" in line
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    return pipeline.create_course(tmp_path_factory.mktemp("merge"))
+
+
+@pytest.mark.slow  # a scratch course (nbgrader generate_assignment)
+def test_failed_result_gets_a_flagged_gradebook_entry_with_the_reason(course):
+    files = {"timestamp.txt": b"2026-11-22 12:00:00.000000 UTC"}
+    result = {"student": "ghost", "assignment": exercise.ASSIGNMENT, "status": "memory",
+              "reason": "used 9 GiB", "notebooks": {}, "seconds": 3.0}
+    row = graderecord.merge(course, result, files, "d1")
+    assert (row["status"], row["score"], row["max_score"]) == ("memory", 0.0, MAX)
+    with graderecord.gradebook(course) as gb:
+        nb = gb.find_submission_notebook(exercise.NOTEBOOK, exercise.ASSIGNMENT, "ghost")
+        assert nb.flagged and nb.comments and all("Autograding memory: used 9 GiB" == c.auto_comment for c in nb.comments)
+        assert gb.find_submission(exercise.ASSIGNMENT, "ghost").timestamp.year == 2026
+    assert graderecord.records(course, exercise.ASSIGNMENT)["ghost"]["reason"] == "used 9 GiB"
+
+
+@pytest.mark.slow  # a scratch course (nbgrader generate_assignment)
+def test_digest_changes_with_the_submission_and_with_the_tests(course):
+    pipeline.submit(course, "d", pipeline.release_notebook(course))
+    first = {s.student: s.digest for s in autograde.submissions(course, exercise.ASSIGNMENT)}["d"]
+    (course / "submitted" / "d" / exercise.ASSIGNMENT / "extra.txt").write_text("more")
+    second = {s.student: s.digest for s in autograde.submissions(course, exercise.ASSIGNMENT)}["d"]
+    (course / "nbgrader_config.py").write_text((course / "nbgrader_config.py").read_text() + "\n# changed\n")
+    third = {s.student: s.digest for s in autograde.submissions(course, exercise.ASSIGNMENT)}["d"]
+    assert len({first, second, third}) == 3
+
+
+@pytest.mark.slow  # a scratch course (nbgrader generate_assignment)
+def test_kit_holds_the_assignment_and_no_student(course):
+    import tarfile
+
+    kit = gradejob.make_kit(course, exercise.ASSIGNMENT)
+    names = tarfile.open(fileobj=io.BytesIO(kit)).getnames()
+    assert f"source/{exercise.ASSIGNMENT}/{exercise.FILENAME}" in names and "gradebook.db" in names
+    assert not any(n.startswith(("submitted", "autograded")) for n in names)
+
+
+# --- slow: real grading -----------------------------------------------------------------------
+def _fill(course, cells):
+    return exercise.fill_in(pipeline.release_notebook(course), {**exercise.solution_answers(), **cells})
+
+
+@pytest.fixture(scope="module")
+def serial_reference(tmp_path_factory):
+    """The buggy submission graded the way nbgrader alone does it (one serial run)."""
+    ref = pipeline.create_course(tmp_path_factory.mktemp("serial"))
+    pipeline.submit(ref, "buggy", _fill(ref, BUGGY.cells))
+    run = pipeline.autograde(ref, env=SHORT)
+    assert run.graded == ["buggy"], run.log[-3000:]
+    return pipeline.cell_scores(ref, "buggy")
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    course = pipeline.create_course(tmp_path_factory.mktemp("class"))
+    pipeline.submit(course, "solution", _fill(course, {}))
+    pipeline.submit(course, "buggy", _fill(course, BUGGY.cells))
+    pipeline.submit(course, "crashes", _fill(course, {"keras_layers": CRASH}))
+    pipeline.submit(course, "hangs", _fill(course, {"keras_layers": HANG}))
+    pipeline.submit(course, "hog", _fill(course, {"keras_layers": HOG}))
+    pipeline.submit(course, "garbled", pipeline.release_notebook(course)).write_text('{"cells": [')
+    stream = io.StringIO()
+    run = autograde.grade_class(course, jobs=2, limits=LIMITS, env=SHORT, stream=stream)
+    return course, run, stream.getvalue()
+
+
+@pytest.mark.slow
+def test_parallel_grades_equal_serial_grades(graded_class, serial_reference):
+    course, run, _ = graded_class
+    assert pipeline.cell_scores(course, "buggy") == serial_reference
+    lost = {name for name, (score, maximum) in serial_reference.items() if score < maximum and name in AUTO}
+    assert lost == set(BUGGY.fails)
+    scores = pipeline.cell_scores(course, "solution")
+    assert all(scores[name][0] == POINTS[name] for name in AUTO), scores
+    assert (course / "autograded" / "solution" / exercise.ASSIGNMENT / exercise.FILENAME).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student,status,reason", [
+    ("crashes", "crashed", "the kernel died"),
+    ("hangs", "timeout", "wall-time limit of 150 s"),
+    ("hog", "memory", "over the limit of 2 GiB"),
+    ("garbled", "unreadable", "cannot be read as a notebook"),
+])
+def test_each_bad_submission_has_a_failure_record(graded_class, student, status, reason):
+    course, run, _ = graded_class
+    record = graderecord.records(course, exercise.ASSIGNMENT)[student]
+    assert record["status"] == status and reason in record["reason"], record
+    assert f"submitted/{student}/{exercise.ASSIGNMENT}" in record["reason"]
+    assert student in run.failed and record["score"] == 0 and record["max_score"] == MAX
+    with graderecord.gradebook(course) as gb:
+        assert gb.find_submission_notebook(exercise.NOTEBOOK, exercise.ASSIGNMENT, student).flagged
+
+
+@pytest.mark.slow
+def test_progress_summary_report_and_exports(graded_class):
+    course, run, progress = graded_class
+    assert "6/6 done, 0 left, 4 failed" in progress
+    table = autograde.summary(run)
+    assert "solution" in table and f"/{MAX:g}" in table and "crashed" in table
+    report = autograde.write_report(course, exercise.ASSIGNMENT).read_text()
+    assert report.count("\n") == 7 and "hog,memory" in report
+    from bnlab import lms
+
+    grades, per_question = lms.export(course, exercise.ASSIGNMENT)
+    assert "batch_norm_lesson" not in grades.read_text()
+    rows = per_question.read_text().splitlines()
+    assert rows[0].startswith("student_id,test_keras_fc_structure (max 1),") and rows[0].endswith(",total,max_score,status")
+    assert len(rows) == 7 and any(r.startswith("solution,") and r.endswith(f",{MAX},graded") for r in rows)
+
+
+@pytest.mark.slow
+def test_second_run_grades_only_new_or_changed_submissions(graded_class):
+    course, _, _ = graded_class
+    pipeline.submit(course, "garbled", pipeline.release_notebook(course)).write_text("still not a notebook")
+    run = autograde.grade_class(course, jobs=2, limits=LIMITS, env=SHORT, stream=io.StringIO())
+    assert [r["student"] for r in run.rows] == ["garbled"]
+    assert sorted(run.skipped) == ["buggy", "crashes", "hangs", "hog", "solution"]
+
+
+@pytest.mark.slow
+def test_dask_cluster_grades_the_same_and_regrade_lists_only_changes(tmp_path):
+    from distributed import Client, LocalCluster
+
+    course = pipeline.create_course(tmp_path / "dask")
+    pipeline.submit(course, "buggy", _fill(course, BUGGY.cells))
+    pipeline.submit(course, "crashes", _fill(course, {"keras_layers": CRASH}))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        run = autograde.grade_class(course, client=client, limits=LIMITS, env=SHORT, stream=io.StringIO())
+        workers = set(client.scheduler_info()["workers"])
+    assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1") for w in workers)
+    assert run.graded == ["buggy"] and "crashes" in run.failed
+    buggy_before = pipeline.cell_scores(course, "buggy")
+    assert {n for n, (s, m) in buggy_before.items() if s < m and n in AUTO} == set(BUGGY.fails)
+
+    # a test cell changes in source/: every check of test_keras_fc_structure now fails
+    path = course / "source" / exercise.ASSIGNMENT / exercise.FILENAME
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if exercise.grade_id(c) == "test_keras_fc_structure")
+    cell.source += "\nassert False, 'the check changed'"
+    nbformat.write(nb, path)
+    run, changes = autograde.regrade(course, jobs=2, limits=LIMITS, env=SHORT, stream=io.StringIO())
+    with graderecord.gradebook(course) as gb:
+        stored = gb.find_source_cell("test_keras_fc_structure", exercise.NOTEBOOK, exercise.ASSIGNMENT).source
+    assert "the check changed" in stored
+    total = sum(score for score, _ in buggy_before.values())
+    assert changes == [("buggy", total, total - 1, {"test_keras_fc_structure": (1.0, 0.0)})]

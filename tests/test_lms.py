@@ -1,0 +1,110 @@
+"""Collecting submissions (an LMS archive, nbgrader's exchange) and exporting grades, on a scratch course.
+
+No notebook is executed here: these tests check where files land and what the exports contain.
+"""
+from __future__ import annotations
+
+import getpass
+import re
+import runpy
+import zipfile
+
+import nbformat
+import pytest
+
+from bnlab import exercise, graderecord, lms, pipeline
+from bnlab.release import ROOT, nbgrader
+
+A, NB = exercise.ASSIGNMENT, exercise.FILENAME
+pytestmark = pytest.mark.slow  # runs nbgrader (generate, zip_collect, the exchange, export): about a minute
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    course = pipeline.create_course(tmp_path_factory.mktemp("lms"))
+    pipeline.create_course(course, assignment="batch_norm_lesson")  # the ungraded lesson, as in the real course
+    return course
+
+
+def test_canvas_pattern_is_the_one_configured():
+    config = {"get_config": lambda: _Config()}
+    runpy.run_path(str(ROOT / "nbgrader_config.py"), init_globals=config)
+    assert _Config.seen["FileNameCollectorPlugin.named_regexp"] == lms.CANVAS_PATTERN
+    assert _Config.seen["ExportApp.plugin_class"] == "bnlab.lms.GradedCsvExportPlugin"
+
+
+class _Config:
+    seen: dict = {}
+
+    def __getattr__(self, section):
+        return _Section(section)
+
+
+class _Section:
+    def __init__(self, name):
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, key, value):
+        _Config.seen[f"{self.name}.{key}"] = value
+
+    def __getattr__(self, key):
+        return _Section(f"{self.name}.{key}")
+
+
+@pytest.mark.parametrize("name,student", [
+    (f"doejane_12345_67890_{NB}", "12345"),
+    (f"doejane_LATE_12345_67891_{NB}", "12345"),
+    (f"smithjohn_222_3333_{NB[:-6]}-1.ipynb", "222"),
+    (f"o'brienann_7_8_{NB}", "7"),
+])
+def test_canvas_names_give_the_student_and_the_notebook(name, student):
+    match = re.match(lms.CANVAS_PATTERN, f"/x/extracted/submissions/{name}")
+    assert match and match["student_id"] == student and match["file_id"] == NB[:-6]
+
+
+def test_zip_collect_puts_a_canvas_archive_into_submitted(course, tmp_path):
+    release = nbformat.writes(pipeline.release_notebook(course))
+    archive = tmp_path / "submissions.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"doejane_12345_67890_{NB}", release)
+        zf.writestr(f"roefred_LATE_555_67891_{NB}", release)
+        zf.writestr("readme_from_canvas.txt", "not a submission")
+    students = lms.zip_collect(course, A, archive)
+    assert {"12345", "555"} <= set(students)
+    for student in ("12345", "555"):
+        assert nbformat.read(course / "submitted" / student / A / NB, as_version=4).cells
+
+
+def test_exchange_round_trip_release_fetch_submit_collect(course, tmp_path):
+    exchange, home = tmp_path / "exchange", tmp_path / "student"
+    exchange.mkdir()
+    exchange.chmod(0o777)
+    home.mkdir()
+    env = {"BNLAB_EXCHANGE": str(exchange)}
+    nbgrader("release_assignment", A, "--force", root=course, env=env)
+    student = ["--course=batchnorm", f"--Exchange.root={exchange}"]
+    nbgrader("fetch_assignment", A, *student, root=home)
+    fetched = home / A / NB
+    nb = nbformat.read(fetched, as_version=4)
+    assert not any("BEGIN HIDDEN TESTS" in c.source or "BEGIN SOLUTION" in c.source for c in nb.cells)
+    nb = exercise.fill_in(nb, {"keras_layers": "# my answer\n"})
+    nbformat.write(nb, fetched)
+    nbgrader("submit", A, *student, root=home)
+    result = nbgrader("collect", A, "--update", root=course, env=env)
+    collected = course / "submitted" / getpass.getuser() / A / NB
+    assert collected.exists(), result.stdout + result.stderr
+    assert exercise.answer_cells(nbformat.read(collected, as_version=4))["keras_layers"] == "# my answer\n"
+    assert (collected.parent / "timestamp.txt").exists()
+
+
+def test_export_leaves_out_the_ungraded_lesson(course):
+    graderecord.merge(course, {"student": "ann", "assignment": A, "status": "graded", "reason": "",
+                               "notebooks": {}, "seconds": 1.0}, {}, "d")
+    grades, per_question = lms.export(course, A)
+    text = grades.read_text()
+    assert "batch_norm_lesson" not in text and f"{A},,,ann," in text
+    with graderecord.gradebook(course) as gb:
+        assert "batch_norm_lesson" in [a.name for a in gb.assignments]  # it is in the gradebook, just not exported
+    header, *rows = per_question.read_text().splitlines()
+    graded = [c for c in exercise.read().cells if c.metadata.get("nbgrader", {}).get("grade")]
+    assert header.count("(max ") == len(graded) and any(r.startswith("ann,0.0,") for r in rows)
