@@ -1,7 +1,7 @@
 """The live monitor's drawing cost on a simulated training loop: ``python -m bnlab.bench_monitor``.
 
 A fixed NumPy workload stands in for the training step, and the loop logs on the exercise's
-schedule (:data:`bnlab.training.TRAIN_LOG_EVERY`, :data:`bnlab.training.VALIDATE_EVERY`), once with a
+schedule (:data:`bnlab.exercise.TRAIN_LOG_EVERY`, :data:`bnlab.exercise.VALIDATE_EVERY`), once with a
 silent monitor and once with one that renders its panel exactly as in a notebook but displays
 nothing. No TensorFlow model trains, so the figures isolate the monitor's cost; ``make bench``
 (:mod:`bnlab.bench`) measures it on a real network.
@@ -20,8 +20,8 @@ __all__ = ["bench", "simulate", "workload", "schedule", "main"]
 
 
 def schedule() -> tuple[int, int]:
-    """``(log_every, validate_every)``: the exercise's logging schedule, from :mod:`bnlab.training`."""
-    from bnlab.training import TRAIN_LOG_EVERY, VALIDATE_EVERY
+    """``(log_every, validate_every)``: the exercise's logging schedule, from :mod:`bnlab.exercise` (no TensorFlow import)."""
+    from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
 
     return TRAIN_LOG_EVERY, VALIDATE_EVERY
 
