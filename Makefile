@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help setup data lab lab-settings test test-fast release check-release bench grade-demo \
-        autograde feedback export clean
+        autograde regrade feedback export collect bundle clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -64,14 +64,32 @@ bench: setup data  ## full 800-batch benchmark over 3 seeds; prints a table and 
 grade-demo: setup data  ## autograde the solution as a demo student in a scratch course, with feedback and CSV
 	$(BIN)/python -m bnlab.pipeline demo
 
-autograde: setup  ## nbgrader autograde $(ASSIGNMENT) for every submission in submitted/
-	nbgrader autograde $(ASSIGNMENT) --force
+# Parallel grading (bnlab.autograde): JOBS=N submissions at a time (default: the cores), or
+# SCHEDULER=tcp://host:8786 for a Dask cluster; AUTOGRADE_ARGS adds options (--regrade-all,
+# --wall-time S, --memory-gib G, --cell-timeout S, --network require, --student ID; see --help).
+JOBS ?=
+SCHEDULER ?=
+AUTOGRADE_ARGS ?=
+AUTOGRADE := $(BIN)/python -m bnlab.autograde $(ASSIGNMENT) $(if $(JOBS),--jobs $(JOBS)) \
+             $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(AUTOGRADE_ARGS)
+
+autograde: setup  ## grade new or changed submissions in parallel (JOBS=N, SCHEDULER=tcp://host:8786), then export
+	$(AUTOGRADE)
+
+regrade: setup  ## after editing a test cell in source/: regenerate $(ASSIGNMENT), regrade everyone, list changed scores
+	$(AUTOGRADE) --regrade
 
 feedback: setup  ## nbgrader generate_feedback $(ASSIGNMENT)
 	nbgrader generate_feedback $(ASSIGNMENT) --force
 
-export: setup  ## nbgrader export (grades.csv)
-	nbgrader export
+export: setup  ## grades.csv (nbgrader export, graded assignments only) and grades_per_question.csv
+	$(BIN)/python -m bnlab.lms export $(ASSIGNMENT)
+
+collect: setup  ## LMS archive into submitted/ (ARCHIVE=path.zip: nbgrader zip_collect), else nbgrader collect
+	$(BIN)/python -m bnlab.lms collect $(ASSIGNMENT) $(if $(ARCHIVE),--archive $(ARCHIVE))
+
+bundle: setup  ## what students receive: dist/bnlab-student-VERSION/ and .zip (release/ notebooks + library)
+	$(BIN)/python -m bnlab.bundle
 
 clean:  ## remove the venv, nbgrader's database and autograded output (keeps the MNIST cache)
 	rm -rf $(VENV) gradebook.db autograded/* feedback .pytest_cache

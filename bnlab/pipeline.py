@@ -130,9 +130,13 @@ def demo(directory: Path) -> int:
         return 1
     scores = cell_scores(course, "demo")
     for name, (score, maximum) in scores.items():
-        print(f"  {name:<32} {score:g} / {maximum:g}")
-    total = sum(s for s, _ in scores.values()), sum(m for _, m in scores.values())
-    print(f"Total: {total[0]:g} / {total[1]:g}; autograde took {run.seconds:.1f} s")
+        shown = "needs manual grading" if score is None else f"{score:g}"
+        print(f"  {name:<32} {shown} / {maximum:g}")
+    auto = [(s, m) for s, m in scores.values() if s is not None]
+    manual = sum(m for s, m in scores.values() if s is None)
+    print(f"Autograded: {sum(s for s, _ in auto):g} / {sum(m for _, m in auto):g}"
+          + (f"; {manual:g} more points to grade by hand" if manual else "")
+          + f"; autograde took {run.seconds:.1f} s")
     feedback, rows = feedback_and_export(course)
     print("Feedback:", ", ".join(str(f) for f in feedback))
     print("grades.csv:", course / "grades.csv")

@@ -1,6 +1,7 @@
 """The real nbgrader pipeline, end to end, on a scratch course directory.
 
-One ``nbgrader autograde`` run grades: the solution (full marks), the untouched release notebook
+One run of the parallel grader (``bnlab.autograde``, two submissions at a time, each through
+``nbgrader autograde`` in its own scratch course, merged into one gradebook) grades: the solution (full marks), the untouched release notebook
 (zero on every graded cell), known-buggy submissions (each loses exactly the points of the tests
 that name its bugs), the accepted alternatives (full marks), and a submission that kills its
 kernel (reported, kept, and the others are still graded). Then ``generate_feedback`` (hidden
@@ -13,10 +14,13 @@ import os
 import nbformat
 import pytest
 
-from bnlab import exercise, feedback, pipeline
+from bnlab import exercise, feedback, graderecord, pipeline
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS
 
 pytestmark = pytest.mark.slow
+# points of the autograded checks, read from the source notebook (manually graded cells excluded)
+AUTO_MAX = sum(float(c.metadata["nbgrader"]["points"]) for c in exercise.read().cells
+               if exercise.grade_id(c) in ALL_TESTS)
 
 # Bugs of Part 1 and Part 2 are independent, so each submission carries one of each (fewer
 # notebooks to execute); the expected failures are the union.
@@ -52,27 +56,27 @@ def graded(tmp_path_factory):
     for alt in ALTERNATIVES:
         pipeline.submit(course, alt.name, exercise.fill_in(release, {**solution, **alt.cells}))
     pipeline.submit(course, "crashes_kernel", exercise.fill_in(release, {**solution, "keras_layers": CRASH}))
-    # the length of the training runs does not matter to the checks
-    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")})
+    # the length of the training runs does not matter to the checks; two submissions at a time
+    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}, jobs=2)
     return course, run
 
 
 def _failed(course, student):
     scores = pipeline.cell_scores(course, student)
-    assert set(scores) == ALL_TESTS
-    return {name for name, (score, maximum) in scores.items() if score < maximum}
+    assert ALL_TESTS <= set(scores)
+    return {name for name, (score, maximum) in scores.items() if name in ALL_TESTS and score < maximum}
 
 
 def test_solution_scores_full_marks(graded):
     course, run = graded
     scores = pipeline.cell_scores(course, "solution")
-    assert sum(s for s, _ in scores.values()) == sum(m for _, m in scores.values()) == 30, scores
+    assert sum(scores[name][0] for name in ALL_TESTS) == AUTO_MAX, scores
 
 
 def test_untouched_release_scores_zero_everywhere(graded):
     course, _ = graded
     scores = pipeline.cell_scores(course, "untouched")
-    assert all(score == 0 for score, _ in scores.values()), scores
+    assert all(not score for score, _ in scores.values()), scores
 
 
 @pytest.mark.parametrize("name,cells,fails", BUGGY, ids=[b[0] for b in BUGGY])
@@ -93,6 +97,8 @@ def test_crashing_submission_is_reported_kept_and_others_graded(graded):
     assert (course / "submitted" / "crashes_kernel" / pipeline.EXERCISE / f"{pipeline.NOTEBOOK}.ipynb").exists()
     assert {"solution", "untouched"} <= set(run.graded)
     assert len(run.graded) == 2 + len(BUGGY) + len(ALTERNATIVES)
+    record = graderecord.records(course, pipeline.EXERCISE)["crashes_kernel"]  # the failure is in the gradebook
+    assert record["status"] == "crashed" and "kernel died" in record["reason"]
 
 
 def test_feedback_hides_hidden_tests_and_export_has_scores(graded):
@@ -105,9 +111,9 @@ def test_feedback_hides_hidden_tests_and_export_has_scores(graded):
     assert "hidden tests ran here" in html
     assert "check_population_statistics" in html  # the visible tests stay
     by_student = {row["student_id"]: row for row in rows if row["assignment"] == pipeline.EXERCISE}
-    assert float(by_student["solution"]["score"]) == 30.0
+    assert float(by_student["solution"]["score"]) == AUTO_MAX
     assert float(by_student["untouched"]["score"]) == 0.0
     for name, _, fails in BUGGY:
         lost = sum(pipeline.cell_scores(course, name)[t][1] for t in fails)
-        assert float(by_student[name]["score"]) == 30.0 - lost
+        assert float(by_student[name]["score"]) == AUTO_MAX - lost
     assert feedback.NOTE.startswith("#")
