@@ -8,7 +8,7 @@ The lesson notebook stays short by calling these helpers:
   gradient descent) that feeds a :class:`bnlab.monitor.TrainingMonitor`, and the helper that trains
   twin networks for several settings side by side in one panel;
 - :class:`ComparisonControls`: dropdowns and a button to rerun one comparison;
-- :func:`build_textbook_mlp`: the batch-normalized 784-300-100-10 MLP of the textbook chapter;
+- :func:`build_textbook_mlp`: the 784-300-100-10 MLP of the textbook chapter, with or without BN;
 - :func:`predict_one_at_a_time`: scoring images as batches of one, in training or inference mode;
 - :func:`batch_norm_formula` and :func:`batch_norm_tf_nn`: batch normalization written by hand, to
   check against ``keras.layers.BatchNormalization``;
@@ -89,8 +89,8 @@ def build_demo_net(batch_norm: bool, activation: str = "relu", init: str = "glor
     networks built with the same ``init`` and ``seed`` start from the same weights whether or not
     they use batch normalization (biases start at 0, gamma at 1, beta at 0).
 
-    ``momentum`` is the BN layers' moving-average momentum; the demos use 0.9 rather than Keras'
-    0.99 because they train for only a few hundred batches.
+    ``momentum`` is the BN layers' moving-average momentum; the demos use 0.9 in both modes, not
+    Keras' 0.99, so that a short-mode run of 100 batches already has usable population statistics.
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; choose one of {ACTIVATIONS}")
@@ -122,25 +122,24 @@ def dense_kernels(model: keras.Model) -> list[np.ndarray]:
     return [layer.kernel.numpy() for layer in model.layers if isinstance(layer, keras.layers.Dense)]
 
 
-def build_textbook_mlp(seed: int = 42, momentum: float = 0.9) -> keras.Model:
-    """The batch-normalized MLP of the textbook chapter: 784-300-100-10.
+def build_textbook_mlp(seed: int = 42, momentum: float = 0.9, batch_norm: bool = True) -> keras.Model:
+    """The MLP of the textbook chapter's notebook: 784-300-100-10, He initialisation, ELU.
 
-    Each hidden layer is ``Dense`` (He initialisation) followed by ``BatchNormalization``
-    (momentum 0.9) and then the ELU activation; the output layer gives 10 logits. Compile it
-    yourself (the lesson uses plain SGD with learning rate 0.1 and sparse softmax cross-entropy).
+    With ``batch_norm`` (as in the chapter) each hidden ``Dense`` is followed by
+    ``BatchNormalization(momentum)`` and then the ELU, and the logits are batch-normalized too
+    (layer ``bn_logits``); without it, the same layers minus the BN layers: the comparison twin.
+    The chapter trains it with plain gradient descent, learning rate 0.01 (compile it yourself).
     """
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(300, kernel_initializer="he_normal", name="hidden1"),
-        keras.layers.BatchNormalization(momentum=momentum, name="bn1"),
-        keras.layers.Activation("elu", name="elu1"),
-        keras.layers.Dense(100, kernel_initializer="he_normal", name="hidden2"),
-        keras.layers.BatchNormalization(momentum=momentum, name="bn2"),
-        keras.layers.Activation("elu", name="elu2"),
-        keras.layers.Dense(NUM_CLASSES, kernel_initializer="he_normal", name="logits"),
-    ], name="textbook_mlp")
+    layers: list = [keras.Input(shape=(28, 28, 1)), keras.layers.Flatten()]
+    for i, units in enumerate((300, 100, NUM_CLASSES), start=1):
+        name = "logits" if units == NUM_CLASSES else f"hidden{i}"
+        layers.append(keras.layers.Dense(units, kernel_initializer="he_normal", name=name))
+        if batch_norm:
+            layers.append(keras.layers.BatchNormalization(momentum=momentum, name=f"bn{i}" if i < 3 else "bn_logits"))
+        if units != NUM_CLASSES:
+            layers.append(keras.layers.Activation("elu", name=f"elu{i}"))
+    return keras.Sequential(layers, name="textbook_mlp" if batch_norm else "textbook_mlp_no_bn")
 
 
 def describe_variables(layer: keras.layers.Layer) -> list[tuple[str, tuple[int, ...], bool]]:

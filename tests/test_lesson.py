@@ -97,10 +97,19 @@ def test_textbook_mlp_architecture():
     assert all(isinstance(layer.kernel_initializer, keras.initializers.HeNormal) for layer in dense)
     kinds = [type(layer).__name__ for layer in mlp.layers]
     assert kinds == ["Flatten", "Dense", "BatchNormalization", "Activation",
-                     "Dense", "BatchNormalization", "Activation", "Dense"], "BN must come before the ELU"
-    assert [layer.momentum for layer in mlp.layers if isinstance(layer, keras.layers.BatchNormalization)] == [0.9, 0.9]
+                     "Dense", "BatchNormalization", "Activation", "Dense", "BatchNormalization"], \
+        "BN before each ELU, and on the logits (as in the textbook's notebook)"
+    assert [layer.momentum for layer in mlp.layers if isinstance(layer, keras.layers.BatchNormalization)] == [0.9] * 3
     assert mlp.get_layer("elu1").activation is keras.activations.elu
     assert mlp.output_shape == (None, 10)
+
+
+def test_textbook_mlp_without_bn_is_the_same_network_minus_bn():
+    with_bn, without = lesson.build_textbook_mlp(seed=5), lesson.build_textbook_mlp(seed=5, batch_norm=False)
+    assert [type(layer).__name__ for layer in without.layers] == [
+        "Flatten", "Dense", "Activation", "Dense", "Activation", "Dense"]
+    for name in ("hidden1", "hidden2", "logits"):
+        np.testing.assert_array_equal(with_bn.get_layer(name).kernel.numpy(), without.get_layer(name).kernel.numpy())
 
 
 def test_describe_variables_of_a_bn_layer():
