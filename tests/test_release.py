@@ -96,3 +96,46 @@ def test_solutions_keep_answers_and_have_no_outputs():
     nb = nbformat.read(ROOT / "solutions" / EXERCISE, as_version=4)
     assert any("training=True" in c.source for c in nb.cells)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+CITATION = re.compile(r"section (\d+)(?:, (?:\"([^\"]+)\"|'([^']+)'))?")
+
+
+def _lesson_sections() -> dict[int, set[str]]:
+    """``{section number: its title and the titles of its subsections}`` from the lesson's headings."""
+    lesson = nbformat.read(ROOT / "source" / "batch_norm_lesson" / "Batch_Normalization_Lesson.ipynb", as_version=4)
+    sections: dict[int, set[str]] = {}
+    current = None
+    for cell in lesson.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for line in cell.source.splitlines():
+            top = re.match(r"## (\d+)\.\s+(.*)", line)
+            if top:
+                current = int(top.group(1))
+                sections[current] = {top.group(2).strip()}
+            elif line.startswith("### ") and current is not None:
+                sections[current].add(re.sub(r"^[\d.]+\s+", "", line[4:]).strip())
+    return sections
+
+
+def test_every_lesson_section_the_exercise_cites_exists():
+    sections = _lesson_sections()
+    texts = [c.source for c in exercise.read().cells if c.cell_type == "markdown"]
+    texts.append((ROOT / "bnlab" / "questions.py").read_text())
+    cited = {(int(n), " ".join((double or single).split())) for text in texts
+             for n, double, single in CITATION.findall(text)}
+    assert cited, "the exercise points students to the lesson"
+    wrong = sorted((n, t) for n, t in cited if n not in sections or (t and t not in sections[n]))
+    assert wrong == [], f"cited lesson sections that do not exist (lesson sections: {sections})"
+
+
+def test_test_cells_leave_no_value_for_nbgrader_to_read_as_partial_credit():
+    """nbgrader reads a test cell's last expression value as a partial score: each cell ends in print() or `;`."""
+    for cell in exercise.read().cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("grade"):
+            continue
+        statements = [line for line in cell.source.split("\n") if line.strip() and not line.lstrip().startswith("#")]
+        last = statements[-1].strip()
+        assert last.startswith("print(") or last.endswith(";"), (meta["grade_id"], last)
