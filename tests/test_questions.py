@@ -1,0 +1,96 @@
+"""bnlab.questions: teaching messages that never give the answer, and the "what really happens" cells."""
+from __future__ import annotations
+
+import re
+import types
+
+import numpy as np
+import pytest
+
+import bnlab
+from bnlab import exercise, grading, questions
+
+tf = bnlab.tf
+keras = tf.keras
+
+
+def _expected_answers() -> dict:
+    """``{question: right letter}`` from the hidden tests of the source notebook."""
+    found = {}
+    for cell in exercise.read().cells:
+        for letter, question in re.findall(r'expected="(\w)", question="(\w+)"', cell.source):
+            found[question] = letter
+    return found
+
+
+def test_every_question_of_the_notebook_has_a_message_for_each_wrong_option():
+    expected = _expected_answers()
+    assert set(expected) == set(questions.TEACH) == {"single_images", "statistics"}
+    for question, right in expected.items():
+        assert set(questions.TEACH[question]) == set("abcd") - {right}, question
+
+
+def test_messages_teach_without_naming_the_right_option():
+    for question, right in _expected_answers().items():
+        for wrong in set("abcd") - {right}:
+            message = questions.teach(question, f" {wrong.upper()} ")
+            assert message.startswith(f"{wrong!r} is not the expected answer.")
+            assert f"({right})" not in message and f"'{right}'" not in message and "answer is" not in message
+            assert "lesson" in message.lower() or "feature" in message
+
+
+def test_unknown_question_or_letter_gets_a_generic_line():
+    assert "not the expected answer" in questions.teach("no_such_question", "a")
+
+
+def test_check_choice_uses_the_teaching_message_and_accepts_the_right_letter():
+    right = _expected_answers()["single_images"]
+    grading.check_choice(right.upper(), "abcd", expected=right, question="single_images")
+    wrong = next(letter for letter in "abcd" if letter != right)
+    with pytest.raises(AssertionError, match=re.escape(questions.TEACH["single_images"][wrong][:40])):
+        grading.check_choice(wrong, "abcd", expected=right, question="single_images")
+
+
+def _tiny_bn_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    images = keras.Input(shape=(28, 28, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(images)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(16, use_bias=False)(x)
+    x = keras.layers.ReLU()(keras.layers.BatchNormalization()(x))
+    return keras.Model(images, keras.layers.Dense(10)(x))
+
+
+def test_single_images_with_batch_statistics_all_get_one_answer_and_the_model_is_unchanged(capsys):
+    rng = np.random.default_rng(0)
+    test = types.SimpleNamespace(images=rng.random((12, 28, 28, 1), dtype=np.float32),
+                                 labels=rng.integers(0, 10, size=12))
+    model = _tiny_bn_model()
+    for _ in range(3):  # move the moving averages away from their initial values
+        model(rng.random((16, 28, 28, 1), dtype=np.float32), training=True)
+    before = [v.numpy().copy() for v in model.non_trainable_variables]
+    found = questions.show_single_images(model, types.SimpleNamespace(test=test), count=12)
+    own, population = found["each image's own batch statistics"], found["population statistics (inference mode)"]
+    assert own["digits"] == 1  # the dense layer's BN turns every single image into its beta
+    assert population["digits"] >= 1 and 0.0 <= population["accuracy"] <= 1.0
+    for old, variable in zip(before, model.non_trainable_variables):
+        np.testing.assert_array_equal(old, variable.numpy())
+    assert "scored one at a time" in capsys.readouterr().out
+
+
+def _layer(momentum):
+    def layer(prev_layer, num_units):
+        x = keras.layers.Dense(num_units, activation="relu")(prev_layer)
+        return keras.layers.BatchNormalization(momentum=momentum)(x)
+    layer.__name__ = f"layer_momentum_{momentum}"
+    return layer
+
+
+def test_symptom_separates_the_buggy_momentum_from_a_fixed_one(capsys):
+    buggy = questions.show_symptom(_layer(0.1), warmup=60, steps=4)
+    fixed = questions.show_symptom(_layer(0.99), warmup=60, steps=4)
+    reference = "Keras' default BatchNormalization"
+    assert buggy["layer_momentum_0.1"] > 10 * buggy[reference]
+    assert fixed["layer_momentum_0.99"] < 3 * fixed[reference] + 1e-3
+    assert "mean absolute change" in capsys.readouterr().out
