@@ -22,11 +22,12 @@ import pytest
 import labdriver
 from labdriver import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO
 
-# Batches of each shortened training run in the browser tests' kernels: enough for the live panel
-# to update several times, few enough that nbgrader's Validate (three runs) stays short.
-STUDENT_BATCHES = "60"
+# The students' kernels run the shortened training of `BNLAB_SHORT=1 make lab` (40 batches a run):
+# enough for the live panel to update several times, short enough for nbgrader's Validate.
+# Grading in the instructor's fixture needs no curves: a handful of batches per run.
 GRADING_BATCHES = "5"
-HEADED = os.environ.get("BNLAB_BROWSER_HEADED") == "1"   # tools/browser_check.py sets it
+HEADED = os.environ.get("BNLAB_BROWSER_HEADED") == "1"   # tools/browser_check.py sets both
+SLOWMO = int(os.environ.get("BNLAB_BROWSER_SLOWMO") or 0)   # milliseconds after each browser action
 
 
 def in_ci() -> bool:
@@ -55,7 +56,8 @@ def browser(artifacts):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=not HEADED, args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=not HEADED, args=CHROMIUM_ARGS,
+                                            slow_mo=SLOWMO)
         try:
             yield chromium
         finally:
@@ -98,11 +100,12 @@ def student_lab(browser, tmp_path_factory):
         pytest.skip("GNU make is not installed (the students' `make lab` needs it)")
     work = tmp_path_factory.mktemp("student-lab")
     root = work / "release"
-    shutil.copytree(REPO / "release", root)
+    # BNLAB_BROWSER_RELEASE: another generated release/ to test (e.g. one made from an edited source/).
+    shutil.copytree(os.environ.get("BNLAB_BROWSER_RELEASE") or REPO / "release", root)
     port = labdriver.free_port()
     args = " ".join(labdriver.lab_args(work))
     cmd = ["make", "--no-print-directory", "lab", f"LAB_ROOT={root}", f"PORT={port}", f"LAB_ARGS={args}"]
-    env = labdriver.lab_env(work, {"BNLAB_SHORT": "1", "BNLAB_SHORT_BATCHES": STUDENT_BATCHES})
+    env = labdriver.lab_env(work, {"BNLAB_SHORT": "1"})
     with labdriver.jupyter_lab(cmd, REPO, env, port, ARTIFACTS / "student-lab.log") as base:
         yield base, root
 

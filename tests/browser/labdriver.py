@@ -120,13 +120,21 @@ class Steps:
     @contextlib.contextmanager
     def __call__(self, title: str):
         self.number += 1
+        start = time.monotonic()
         try:
             yield
         except Exception as exc:  # assertions and Playwright's timeouts alike
             path = self.shot(title, suffix="-FAILED")
+            self.log(title, start, "FAILED")
             raise AssertionError(f"{self.scenario}, step {self.number} ({title}) failed; screenshot: {path}\n"
                                  f"{type(exc).__name__}: {exc}") from exc
+        self.log(title, start, "ok")
         self.shot(title)
+
+    def log(self, title: str, start: float, outcome: str) -> None:
+        """One line per step in ``steps.log`` next to the screenshots: outcome and seconds."""
+        with open(ARTIFACTS / "steps.log", "a") as log:
+            log.write(f"{self.scenario:<18} {self.number:>2} {outcome:<6} {time.monotonic() - start:6.1f} s  {title}\n")
 
 
 # One JS function evaluated in the page: the outputs of code cell number `i` as a person sees them.
@@ -181,8 +189,10 @@ class Notebook:
             time.sleep(0.5)
         else:
             raise AssertionError(f"the kernel of {self.relative} was not ready within {timeout:.0f} s")
-        shown = self.page.locator(".jp-Notebook .jp-Cell").count()
-        assert shown == len(self.nb.cells), f"the page shows {shown} cells, the file has {len(self.nb.cells)}"
+        # JupyterLab attaches the cells of a long notebook a few at a time.
+        while (shown := self.page.locator(".jp-Notebook .jp-Cell").count()) != len(self.nb.cells):
+            assert time.monotonic() < deadline, f"the page shows {shown} cells, the file has {len(self.nb.cells)}"
+            time.sleep(0.5)
 
     # -- acting like a person ---------------------------------------------------------------
     def prompt(self, i: int) -> str:
@@ -226,11 +236,16 @@ class Notebook:
         """Replace the code of cell ``i`` as a student does: click it, select all, type the new code.
 
         The text arrives as one input event (as when pasting), so the editor's auto-indent does not
-        re-indent the lines."""
+        re-indent the lines. A Markdown cell is opened with a double click and rendered again."""
+        markdown = self.nb.cells[i].cell_type == "markdown"
+        if markdown:
+            self.cell(i).dblclick()
         self.cell(i).locator(".jp-InputArea-editor").click()
         self.page.keyboard.press("Control+a")
         self.page.keyboard.press("Delete")
         self.page.keyboard.insert_text(text)
+        if markdown:
+            self.page.keyboard.press("Control+Enter")
 
     def save(self) -> nbformat.NotebookNode:
         """Ctrl+S (command mode) and wait until the file on disk changed; return it."""

@@ -1,0 +1,93 @@
+"""The instructor's day in a real browser: nbgrader's formgrader inside JupyterLab, on a scratch
+course that holds one autograded submission (see the ``instructor_lab`` fixture).
+
+The formgrader lists the assignment, generates the student version from its button, shows the
+submission's score as the gradebook has it, and generates feedback in which no hidden test shows.
+"""
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from bnlab import exercise, pipeline
+from labdriver import Steps
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+
+
+def hidden_lines(source_notebook) -> list[str]:
+    """Every non-trivial line of the hidden tests of the course's source notebook."""
+    lines = []
+    for cell in nbformat.read(source_notebook, as_version=4).cells:
+        for block in HIDDEN.findall(cell.source):
+            lines += [line.strip() for line in block.splitlines() if len(line.strip()) > 12]
+    return lines
+
+
+def close_modal(frame, modal_id: str) -> str:
+    modal = frame.locator(f"#{modal_id}")
+    modal.wait_for(timeout=300_000)
+    message = modal.locator(".modal-body").inner_text()
+    modal.locator(".modal-footer button").first.click()
+    modal.wait_for(state="detached", timeout=30_000)
+    return message
+
+
+def test_formgrader_day(instructor_lab, page):
+    base, course = instructor_lab
+    steps = Steps(page, "instructor")
+    assignment, student = exercise.ASSIGNMENT, "ada"
+    released = course / "release" / exercise.RELATIVE
+
+    with steps("open the formgrader from JupyterLab's Nbgrader menu"):
+        page.goto(f"{base}/lab")
+        page.get_by_role("menuitem", name="Nbgrader").click()
+        page.get_by_role("menuitem", name="Formgrader", exact=True).click()
+        frame = page.frame_locator("#formgrader iframe")
+        row = frame.locator("tr", has=frame.locator("td.name", has_text=assignment))
+        row.wait_for(timeout=60_000)
+        assert row.locator("td.num-submissions").inner_text().strip() == "1", "the submission is not counted"
+
+    with steps("generate the student version from the formgrader"):
+        before = released.stat().st_mtime_ns
+        row.locator("td.assign a").click()
+        message = close_modal(frame, "success-modal")
+        assert "Successfully created the student version" in message, message
+        assert released.stat().st_mtime_ns != before, "the release notebook was not written again"
+
+    with steps("the autograded submission shows its score"):
+        scores = pipeline.cell_scores(course, student)
+        total = sum(s for s, _ in scores.values())
+        maximum = sum(m for _, m in scores.values())
+        row.locator("td.num-submissions a").click()
+        student_row = frame.locator("tr", has=frame.locator("td.student-id", has_text=student))
+        student_row.wait_for(timeout=60_000)
+        shown = student_row.locator("td.score").inner_text().strip()
+        assert shown == f"{round(total, 2):g} / {round(maximum, 2):g}", f"the formgrader shows {shown!r}, the gradebook {total} / {maximum}"
+        tests = {exercise.grade_id(c) for c in exercise.read().cells if c.cell_type == "code"
+                 and c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+        autograded = {name: s for name, s in scores.items() if name in tests}
+        assert autograded and all(s == m for s, m in autograded.values()), f"the solution lost points: {autograded}"
+
+    with steps("generate feedback from the formgrader"):
+        frame.get_by_role("link", name="Manage Assignments").click()
+        row.wait_for(timeout=60_000)
+        row.locator("td.generate-feedback a").click()
+        message = close_modal(frame, "success-modal")
+        assert "Successfully generated feedback" in message, message
+
+    with steps("the feedback shows the score and no hidden test"):
+        relative = f"feedback/{student}/{assignment}/{exercise.NOTEBOOK}.html"
+        assert (course / relative).is_file(), f"no {relative}"
+        page.goto(f"{base}/files/{relative}")
+        text = page.locator("body").inner_text()
+        assert f"{total:g}" in text and "Score" in text, "the feedback does not show the score"
+        hidden = hidden_lines(exercise.SOURCE)
+        assert hidden, "the source notebook has no hidden tests to keep out of the feedback"
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"the feedback shows {len(leaked)} hidden test line(s), e.g. {leaked[0]!r}"
+        assert not page.external_requests, f"the page reached beyond the machine: {page.external_requests[:5]}"
