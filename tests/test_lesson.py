@@ -17,6 +17,7 @@ tf = lesson.tf
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "source/batch_norm_lesson/Batch_Normalization_Lesson.ipynb"
+APPENDIX = "source/batch_norm_lesson/Appendix_TF1_Code.ipynb"
 
 
 def fake_mnist(n_train: int = 600, n_eval: int = 120, seed: int = 0) -> Mnist:
@@ -241,24 +242,41 @@ def test_notebook_is_stored_without_outputs_and_starts_with_bnlab():
     assert sources.count("assert") >= 10, "the notebook's own checks make executing it a test"
 
 
+def test_appendix_sets_legacy_keras_before_tensorflow_and_is_stored_without_outputs():
+    import nbformat
+
+    nb = nbformat.read(REPO_ROOT / APPENDIX, as_version=4)
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert all(not cell.outputs and cell.execution_count is None for cell in code_cells)
+    first = code_cells[0].source
+    assert first.index('os.environ["TF_USE_LEGACY_KERAS"] = "1"') < first.index("import bnlab"), \
+        "TF_USE_LEGACY_KERAS must be set before anything imports TensorFlow"
+    sources = "\n".join(cell.source for cell in code_cells)
+    for idiom in ("v1.placeholder", "v1.layers.batch_normalization", "v1.GraphKeys.UPDATE_OPS",
+                  "tf.control_dependencies", "tf.cond", "v1.Session"):
+        assert idiom in sources, f"the appendix should show the TF1 idiom {idiom}"
+
+
 @pytest.mark.slow
-def test_lesson_notebook_executes_under_nbval_in_short_mode():
+@pytest.mark.parametrize("notebook", [NOTEBOOK, APPENDIX])
+def test_lesson_notebook_executes_under_nbval_in_short_mode(notebook):
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", NOTEBOOK],
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", notebook],
         env={**os.environ, "BNLAB_SHORT": "1"}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"nbval failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.mark.slow
-def test_lesson_notebook_writes_nothing_to_stderr_in_short_mode(monkeypatch):
+@pytest.mark.parametrize("notebook", [NOTEBOOK, APPENDIX])
+def test_lesson_notebook_writes_nothing_to_stderr_in_short_mode(monkeypatch, notebook):
     """nbgrader gives zero points to cells that write to stderr; nbval --nbval-lax does not look."""
     import nbformat
     from nbclient import NotebookClient
 
     monkeypatch.setenv("BNLAB_SHORT", "1")
-    nb = nbformat.read(REPO_ROOT / NOTEBOOK, as_version=4)
+    nb = nbformat.read(REPO_ROOT / notebook, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str((REPO_ROOT / NOTEBOOK).parent)}}).execute()
+                   resources={"metadata": {"path": str((REPO_ROOT / notebook).parent)}}).execute()
     noisy = [(index, output.get("text", "")[:300]) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
              for output in cell.outputs if output.get("name") == "stderr"]
     assert not noisy, f"cells wrote to stderr: {noisy}"
