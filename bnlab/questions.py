@@ -58,10 +58,12 @@ def teach(question: str, answer) -> str:
 
 def _one_at_a_time(model, images, training: bool) -> np.ndarray:
     """Predicted classes, each image scored alone; the model's non-trainable state is restored."""
+    import bnlab
+
     saved = [v.numpy() for v in model.non_trainable_variables]
+    call = bnlab.tf.function(lambda x: model(x, training=training))  # one trace: a traced call is fast
     try:
-        return np.array([int(np.argmax(np.asarray(model(image[np.newaxis], training=training))[0]))
-                         for image in images])
+        return np.array([int(np.argmax(np.asarray(call(image[np.newaxis]))[0])) for image in images])
     finally:
         for variable, value in zip(model.non_trainable_variables, saved):
             variable.assign(value)
@@ -82,8 +84,8 @@ def show_single_images(model, data, count: int = 100) -> dict:
         found[mode] = {"accuracy": accuracy, "digits": len(digits)}
         common = digits[np.argmax(counts)]
         print(f"{count} test images scored one at a time, with {mode}:\n"
-              f"    accuracy {accuracy:.2f}; {len(digits)} different digit(s) predicted, "
-              f"the most common one ({common}) for {counts.max()} of the {count} images")
+              f"    accuracy {accuracy:.2f}; {len(digits)} distinct digit{'s' if len(digits) > 1 else ''} "
+              f"predicted, the most common ({common}) for {counts.max()} of the {count} images")
     return found
 
 
