@@ -101,3 +101,19 @@ def test_make_lab_serves_the_release_folder(tmp_path):
             break
         time.sleep(0.5)
     assert port_is_closed(port), "JupyterLab still listens after its process group was terminated"
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+def test_make_lab_settings_installs_the_quiet_settings(tmp_path):
+    """`make lab-settings LAB_PREFIX=...` puts the course's settings where JupyterLab reads them."""
+    from jupyterlab_server.settings_utils import _get_overrides
+
+    result = subprocess.run(["make", "--no-print-directory", "lab-settings", f"LAB_PREFIX={tmp_path}"], cwd=REPO_ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    overrides, error = _get_overrides(str(tmp_path / "share" / "jupyter" / "lab" / "settings"))
+    assert not error
+    assert overrides["@jupyterlab/apputils-extension:notification"] == {"fetchNews": "false", "checkForUpdates": False}
+    config = json.loads((tmp_path / "etc" / "jupyter" / "jupyter_lab_config.json").read_text())
+    assert config["LabApp"]["news_url"] is None
+    assert config["LabApp"]["check_for_updates_class"] == "jupyterlab.NeverCheckForUpdate"
