@@ -123,13 +123,15 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
         keras.utils.set_random_seed(seed)
         inputs = keras.Input(shape=(len(offset),))
         model = keras.Model(inputs, fn(inputs, num_units))
+        train = tf.function(lambda x, model=model: model(x, training=True))
+        infer = tf.function(lambda x, model=model: model(x, training=False))
         for batch in batches[:warmup]:
-            model(batch, training=True)
-        before = np.asarray(model(probe, training=False))
+            train(batch)
+        before = np.asarray(infer(probe))
         moves = []
         for batch in batches[warmup:]:
-            model(batch, training=True)
-            after = np.asarray(model(probe, training=False))
+            train(batch)
+            after = np.asarray(infer(probe))
             moves.append(float(np.mean(np.abs(after - before))))
             before = after
         changes[name] = moves
