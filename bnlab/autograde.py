@@ -138,8 +138,10 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None):
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
+        # no dashboard; the scheduler's small HTTP server (health checks) on a free loopback port
         with LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1, processes=False,
-                          dashboard_address=None, silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                          dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             yield client
     finally:
         quiet.setLevel(level)
@@ -216,7 +218,7 @@ def summary(run: ClassRun) -> str:
         lines.append(f"{row['student']:<28} {score:>9} {row['seconds']:>8.1f}  {row['status']}"
                      + (f": {row['reason'][:160]}" if row["status"] != "graded" else ""))
         lines += [f"{'':<28} note: {note}" for note in run.notes.get(row["student"], [])[:5]]
-    lines.append(f"{len(run.rows)} graded in {run.seconds:.1f} s, {len(run.failed)} failed, "
+    lines.append(f"{len(run.rows)} submission(s) graded in {run.seconds:.1f} s, {len(run.failed)} failed, "
                  f"{len(run.skipped)} unchanged and skipped (--regrade-all grades them again).")
     return "\n".join(lines)
 
