@@ -32,6 +32,21 @@ c.Execute.interrupt_on_timeout = True
 # and absl's start-up note are dropped from stderr before grading.
 c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl)"
 
+# Student code runs in the kernel that runs the test cells, so it could rewrite the checks. After the
+# kernel ran, bnlab.grading.verify re-runs every graded test cell (its source from the gradebook) with
+# the checks in nbgrader's own process and the student's code in one separate worker; a cell that
+# passed in the kernel but fails there scores zero and the submission is flagged (log, metadata).
+c.Autograde.autograde_preprocessors = [
+    "nbgrader.preprocessors.Execute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "bnlab.grading.verify.VerifyChecks",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
 # Hidden tests stay hidden in the feedback students receive.
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",

@@ -1,0 +1,26 @@
+"""Numerical checks behind the graded cells of the batch-normalization exercise.
+
+Each ``check_*`` function runs a student's function on small synthetic inputs, the way the notebook
+runs it (inside ``tf.function``), compares what it does with the NumPy reference, returns None, and
+on failure raises :class:`CheckFailed` (an :class:`AssertionError`) whose message says what is wrong,
+why it matters and what to try, with no grader frames. The modules:
+
+- :mod:`bnlab.grading.checks`: the checks and their judging (NumPy only);
+- :mod:`bnlab.grading.numeric`: test inputs and the reference forward and backward pass;
+- :mod:`bnlab.grading.probes`: the TensorFlow side: student functions run and reported as arrays;
+- :mod:`bnlab.grading.verify`: the nbgrader preprocessor that re-runs every graded check out of the
+  student's reach and flags a submission whose kernel said otherwise;
+- :mod:`bnlab.grading.remote` and :mod:`bnlab.grading.worker`: the process boundary it uses.
+
+``api="keras"`` (Part 1): ``fully_connected(prev_layer, num_units)`` and ``conv_layer(prev_layer,
+layer_depth)`` apply Keras layers; ``train_step(model, optimizer, images, labels)`` and
+``predict(model, images)`` choose the mode. ``api="nn"`` (Part 2): the layer functions take
+``is_training`` and create their variables with :func:`bnlab.nn.get_variable`.
+Importing this package does not import TensorFlow (the trusted verifier needs NumPy only).
+"""
+from bnlab.grading.checks import (MIN_MOMENTUM, check_choice, check_inference_output, check_population_statistics,
+                                  check_predict, check_structure, check_train_step, check_training_output)
+from bnlab.grading.errors import CheckFailed
+
+__all__ = ["check_structure", "check_population_statistics", "check_training_output", "check_inference_output",
+           "check_train_step", "check_predict", "check_choice", "CheckFailed", "MIN_MOMENTUM"]

@@ -1,0 +1,374 @@
+"""The graded checks: each calls a student's function through a probe and judges what it did.
+
+The judging is NumPy only (:mod:`bnlab.grading.numeric`). In the notebook the probe runs in the same
+kernel; in the trusted re-verification the student's names are :class:`~bnlab.grading.remote.RemoteName`
+and the probe runs in a worker process, so the same judging code sees the same data. Checks return
+None and raise :class:`~bnlab.grading.errors.CheckFailed` with a short message: what is wrong, why
+it matters, what to try. They judge behaviour, not spelling: batch normalization before or after
+the ReLU, with or without a bias, Keras layers in nested blocks, a biased or Bessel-corrected
+population variance, ``tf.nn.batch_normalization`` or the formula by hand, any decay in [0.5, 1).
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from bnlab.grading import numeric as num
+from bnlab.grading.errors import fail
+
+MIN_MOMENTUM = 0.5
+STEP_MOMENTUM = 0.9     # the momentum of the reference model's BatchNormalization (probes.StepProbe)
+STEP_LEARNING_RATE = 0.1
+
+
+def _judged(check):
+    """Judging errors on malformed data (shapes that do not fit) become a CheckFailed, not a crash."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        __tracebackhide__ = True
+        try:
+            return check(*args, **kwargs)
+        except (ValueError, IndexError, KeyError, TypeError) as exc:
+            fail(f"{check.__name__.replace('check_', '').replace('_', ' ')}: the layer's parameters or statistics "
+                 f"do not fit its output ({type(exc).__name__}: {str(exc)[:160]}). One statistic, gamma and beta "
+                 "per unit (dense) or feature map (conv), from the layer's own output.")
+    return wrapper
+
+
+def _remote(obj):
+    return getattr(obj, "remote_session", None)
+
+
+def _layer_probe(layer_fn, kind, api, arg, seed):
+    __tracebackhide__ = True
+    if kind not in ("dense", "conv") or api not in ("keras", "nn"):
+        raise ValueError("kind must be 'dense' or 'conv' and api 'keras' or 'nn'")
+    session = _remote(layer_fn)
+    if session is not None:
+        return session.probe("layer", layer_fn, kind, api, arg, seed)
+    from bnlab.grading import probes
+    return probes.layer_probe(layer_fn, kind, api, arg, seed)
+
+
+def _step_probe(fn, seed):
+    session = _remote(fn)
+    if session is not None:
+        return session.probe("step", seed)
+    from bnlab.grading import probes
+    return probes.StepProbe(seed)
+
+
+def _per(kind):
+    return "unit" if kind == "dense" else "feature map (output channel)"
+
+
+def _candidates(info, x, kind, arg):
+    """{placement: (tensor that is normalized, ReLU applied after normalization)}."""
+    lin = num.linear(x, info["kernel"], info["bias"], num.stride(kind, arg))
+    return {"the linear output": (lin, True), "the linear output after ReLU": (num.relu(lin), False)}, lin
+
+
+def _scale_shift(info):
+    gamma = 1.0 if info["gamma"] is None else np.asarray(info["gamma"], np.float64)
+    beta = 0.0 if info["beta"] is None else np.asarray(info["beta"], np.float64)
+    return gamma, beta
+
+
+def _match_contract(where, info, x, out, kind, arg, mode, population=None):
+    """The placement and variance kind for which ``out`` is the layer's full contract, or fail."""
+    __tracebackhide__ = True
+    gamma, beta = _scale_shift(info)
+    eps = float(info["epsilon"])
+    candidates, lin = _candidates(info, x, kind, arg)
+    out = np.asarray(out, np.float64)
+    if out.shape != lin.shape:
+        fail(f"{where}: output shape {out.shape}, expected {lin.shape}. Keep the layer's size, stride and 'same' "
+             "padding, and normalize without changing the shape.")
+    for label, value in (("gamma", gamma), ("beta", beta)):
+        if np.ndim(value) and np.shape(value) != (lin.shape[-1],):
+            fail(f"{where}: {label} has shape {np.shape(value)}, but the layer has {lin.shape[-1]} "
+                 f"{'units' if kind == 'dense' else 'feature maps'}: normalize the layer's own output (one "
+                 f"statistic, gamma and beta per {_per(kind)}), not its input.")
+    best = np.inf
+    for name, (z, relu_after) in candidates.items():
+        for unbiased in (False, True):
+            mean, var = population if population is not None else num.moments(z, unbiased)
+            if np.shape(mean) != (z.shape[-1],) or np.shape(var) != (z.shape[-1],):
+                fail(f"{where}: the statistics have shape {np.shape(mean)}, but batch normalization needs one value "
+                     f"per {_per(kind)}: {z.shape[-1]} of them.")
+            normalized = num.bn_forward(z, gamma, beta, mean, var, eps)
+            expected = num.relu(normalized) if relu_after else normalized
+            if num.close(out, expected):
+                return name, unbiased
+            best = min(best, float(np.max(np.abs(out - expected))))
+            if relu_after and num.close(out, normalized):
+                fail(f"{where} never applies its nonlinearity: its output is the normalized linear output, with "
+                     "negative values left in. A layer of this network is linear, batch normalization, and a ReLU "
+                     "(before or after the normalization). Add the ReLU.")
+            no_sqrt = (z - mean) / (var + eps) * gamma + beta
+            if num.close(out, num.relu(no_sqrt) if relu_after else no_sqrt):
+                fail(f"{where}: in {mode} mode the output divides by the variance where the standard deviation belongs:"
+                     " normalize with (z - mean) / sqrt(variance + epsilon). (tf.nn.batch_normalization takes the "
+                     "variance and takes its square root itself.)")
+            if population is not None:
+                break
+    stats = ("the batch's own mean and variance" if mode == "training" else
+             "the population mean and variance, not the batch's")
+    fail(f"{where}: in {mode} mode the output must be gamma * (z - mean) / sqrt(variance + epsilon) + beta with "
+         f"{stats}, and a ReLU before or after it. Largest difference from that: {best:.3g}.")
+
+
+@_judged
+def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
+    """One batch normalization with one statistic per unit (dense) or feature map (conv); gamma and
+    beta trainable, population statistics not (starting at 0 and 1); the layer's output shape kept."""
+    __tracebackhide__ = True
+    probe = _layer_probe(layer_fn, kind, api, arg, 0)
+    where, n = probe.where, num.units(kind, arg)
+    info = probe.info()
+    mean, var = (np.asarray(s) for s in probe.statistics())
+    if mean.shape != (n,) or var.shape != (n,):
+        fail(f"{where}: the population mean and variance should have one entry per {_per(kind)}, shape ({n},); "
+             f"found {mean.shape} and {var.shape}. " + (
+                 "Normalize over the batch and both spatial axes (axes 0, 1, 2): statistics per feature map."
+                 if kind == "conv" else "Normalize over the batch axis (axis 0)."))
+    flags = info["flags"]
+    if flags["pop_mean"] or flags["pop_variance"]:
+        fail(f"{where}: the population mean and variance must not be trainable (trainable=False): they are moving "
+             "averages, and the optimizer must not change them with gradients.")
+    if not (flags["gamma"] and flags["beta"]):
+        fail(f"{where}: gamma and beta must be trainable: the network learns the scale and shift it needs.")
+    x = num.batches(kind, 1, 7)[0]
+    out = np.asarray(probe.call(x, False))
+    moved = not all(np.allclose(a, b) for a, b in zip((mean, var), probe.statistics()))
+    if not moved and not (np.allclose(mean, 0) and np.allclose(var, 1)):  # (moving at inference: another check)
+        fail(f"{where}: before any training the population mean should be zeros and the variance ones.")
+    if api == "nn":
+        for name in ("gamma", "beta"):
+            if np.shape(info[name]) != (n,):
+                fail(f"{where}: {name} should have one entry per {_per(kind)}, shape ({n},); found {np.shape(info[name])}.")
+        gamma, beta = _scale_shift(info)
+        if not (np.allclose(gamma, 1) and np.allclose(beta, 0)):
+            fail(f"{where}: gamma should start at ones and beta at zeros, so that training starts from plain "
+                 "normalization.")
+    expected = (len(x), n) if kind == "dense" else (len(x),) + (num.CONV_SIZE // num.stride(kind, arg),) * 2 + (n,)
+    if out.shape != expected:
+        fail(f"{where}: output shape {out.shape}, expected {expected}. Keep the layer's size, stride and 'same' "
+             "padding as in the network without batch normalization.")
+
+
+@_judged
+def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: int = 4, seed: int = 0) -> None:
+    """After ``steps`` training-mode calls the population statistics are the moving average of the
+    batch statistics of the tensor the layer normalizes (biased or Bessel-corrected variance)."""
+    __tracebackhide__ = True
+    probe = _layer_probe(layer_fn, kind, api, arg, seed)
+    where, info = probe.where, probe.info()
+    inputs = num.batches(kind, steps, seed)
+    records = [[np.asarray(s, np.float64) for s in probe.statistics()]]
+    outputs = []
+    for x in inputs:
+        outputs.append(probe.call(x, True))
+        records.append([np.asarray(s, np.float64) for s in probe.statistics()])
+    if all(np.allclose(r[0], records[0][0]) and np.allclose(r[1], records[0][1]) for r in records):
+        fail(f"{where}: the population mean and variance never changed during {steps} training steps. In training "
+             "mode update them from the batch statistics: pop = pop * decay + batch * (1 - decay)." +
+             (" In Keras that happens when the model runs with training=True." if api == "keras" else ""))
+    try:
+        placement = _match_contract(where, info, inputs[0], outputs[0], kind, arg, "training")[0]
+    except AssertionError:
+        placement = None  # the training output is wrong (another check says how): judge the statistics alone
+    per_batch = [_candidates(info, x, kind, arg)[0] for x in inputs]
+    matched, findings = None, []
+    for name in per_batch[0]:
+        for unbiased in (False, True):
+            stats = [num.moments(c[name][0], unbiased) for c in per_batch]
+            if stats[0][0].shape != records[0][0].shape:
+                findings.append(f"expected one statistic per {_per(kind)}, shape {stats[0][0].shape}; found "
+                                f"{records[0][0].shape}")
+                break
+            momentum = num.infer_momentum(records[0][0], records[1][0], stats[0][0])
+            if momentum is None or momentum >= 1.0:
+                continue
+            mean, var = records[0]
+            for step, (batch_mean, batch_var) in enumerate(stats, start=1):
+                mean = momentum * mean + (1 - momentum) * batch_mean
+                var = momentum * var + (1 - momentum) * batch_var
+                if not (num.close(mean, records[step][0], atol=1e-3) and num.close(var, records[step][1], atol=1e-3)):
+                    if not unbiased:
+                        findings.append(f"with decay {momentum:.3f}, after step {step} the mean should be "
+                                        f"{np.round(mean, 3)} and the variance {np.round(var, 3)}; found "
+                                        f"{np.round(records[step][0], 3)} and {np.round(records[step][1], 3)}")
+                    break
+            else:
+                matched = (name, momentum)
+                break
+        if matched and (placement is None or matched[0] == placement):
+            break
+        if matched:
+            fail(f"{where} normalizes {placement} but accumulates the population statistics of {matched[0]}. At "
+                 "inference it would then normalize with the statistics of another tensor: update pop_mean and "
+                 "pop_variance from the mean and variance of the tensor you normalize.")
+    if matched is None:
+        fail(f"{where}: the population statistics are not a moving average of the batch statistics"
+             + (": " + findings[0] if findings else "") + ". Take the mean and variance over the batch (axis 0 for a "
+             "dense layer; axes 0, 1, 2 for a conv layer), store the variance (not the standard deviation), and "
+             "update both with pop = pop * decay + batch * (1 - decay).")
+    if matched[1] < MIN_MOMENTUM:
+        fail(f"{where}: the population statistics are a moving average with decay {matched[1]:.3f}, so each batch "
+             "counts more than the whole history. The decay is applied the wrong way round: pop = pop * decay + "
+             "batch * (1 - decay), with the decay close to 1.")
+
+
+def _random_scale_shift(probe, kind, arg, seed):
+    rng = np.random.default_rng(seed + 101)
+    n = num.units(kind, arg)
+    probe.set_scale_shift(rng.uniform(0.5, 2.0, n), rng.uniform(-1.0, 1.0, n))
+
+
+@_judged
+def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> None:
+    """Training mode: the output is the full contract (linear, batch normalization with the batch's
+    statistics, ReLU before or after), and the gradient reaches the weights through the batch statistics."""
+    __tracebackhide__ = True
+    probe = _layer_probe(layer_fn, kind, api, arg, seed)
+    _random_scale_shift(probe, kind, arg, seed)
+    where, info = probe.where, probe.info()
+    x = num.batches(kind, 1, seed + 11)[0]
+    out = np.asarray(probe.call(x, True))
+    placement, unbiased = _match_contract(where, info, x, out, kind, arg, "training")
+    upstream = np.random.default_rng(seed + 13).standard_normal(out.shape)
+    grad = probe.kernel_gradient(x, upstream)
+    if grad is None:
+        fail(f"{where}: no gradient reaches the layer's weights in training mode, so training cannot change them. "
+             "Compute the output from the weights with TensorFlow operations (no tf.stop_gradient, no NumPy).")
+    gamma, beta = _scale_shift(info)
+    eps = float(info["epsilon"])
+    z, relu_after = _candidates(info, x, kind, arg)[0][placement]
+    lin = num.linear(x, info["kernel"], info["bias"], num.stride(kind, arg))
+
+    def reference(unbiased, through_stats):
+        mean, var = num.moments(z, unbiased)
+        g = upstream * (num.bn_forward(z, gamma, beta, mean, var, eps) > 0) if relu_after else upstream
+        dz = num.bn_backward(z, gamma, eps, g, unbiased) if through_stats else g * gamma / np.sqrt(var + eps)
+        return num.kernel_gradient(x, info["kernel"], dz if relu_after else dz * (lin > 0), num.stride(kind, arg))
+
+    # the variance kind the forward pass matched first, then the other (they differ little in the forward pass)
+    if any(num.close_rel(grad, reference(u, True)) for u in (unbiased, not unbiased)):
+        return
+    if any(num.close_rel(grad, reference(u, False)) for u in (unbiased, not unbiased)):
+        fail(f"{where}: the gradient does not flow through the batch mean and variance (were they wrapped in "
+             "tf.stop_gradient, or taken from outside the computation?). Batch normalization's backward pass goes "
+             "through them; without it this network does not learn.")
+    fail(f"{where}: in training mode the gradient of the output with respect to the weights is not that of batch "
+         "normalization. Compute the output with TensorFlow operations from the batch statistics of this batch.")
+
+
+@_judged
+def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> None:
+    """Inference mode: the output is normalized with the population statistics (a batch of one gives
+    the same output as that sample inside a bigger batch) and the statistics do not move."""
+    __tracebackhide__ = True
+    probe = _layer_probe(layer_fn, kind, api, arg, seed)
+    for x in num.batches(kind, 3, seed):
+        probe.call(x, True)
+    _random_scale_shift(probe, kind, arg, seed)
+    where, info = probe.where, probe.info()
+    before = [np.asarray(s, np.float64) for s in probe.statistics()]
+    x = num.batches(kind, 1, seed + 23)[0]
+    out = probe.call(x, False)
+    after = [np.asarray(s, np.float64) for s in probe.statistics()]
+    if not all(a.shape == b.shape and np.allclose(a, b) for a, b in zip(before, after)):
+        fail(f"{where}: the population statistics changed in inference mode. Update them only when training; at "
+             "inference just use them, so that predictions do not depend on what was evaluated before.")
+    single = np.concatenate([np.asarray(probe.call(x[i:i + 1], False)) for i in range(2)])
+    if not num.close(single, np.asarray(out)[:2]):
+        fail(f"{where}: in inference mode a batch of one gives a different output than the same sample inside a "
+             "bigger batch, so inference still depends on the batch: use the population statistics, not the batch "
+             "statistics, when not training.")
+    _match_contract(where, info, x, out, kind, arg, "inference", population=before)
+
+
+def _one_hot(n, seed):
+    return np.eye(3, dtype=np.float32)[(np.arange(n) + seed) % 3]
+
+
+@_judged
+def check_train_step(train_step, fully_connected=None, seed: int = 0) -> None:
+    """``train_step`` trains in training mode: the population statistics take one moving-average step
+    from the batch statistics, and the weights move along the gradient of the training-mode loss.
+    (``fully_connected`` is accepted and ignored: the check uses a reference model of its own.)"""
+    __tracebackhide__ = True
+    probe = _step_probe(train_step, seed)
+    x = num.batches("dense", 1, seed + 5)[0]
+    report = probe.train_step(train_step, x, _one_hot(len(x), seed), STEP_LEARNING_RATE)
+    if not report["returned_pair"]:
+        fail("train_step must return (loss, logits), as the given version does.")
+    (mean0, var0), (mean1, var1) = report["stats_before"], report["stats_after"]
+    if np.allclose(mean1, mean0) and np.allclose(var1, var0):
+        fail("train_step did not update the population statistics: the model ran in inference mode. Call it with "
+             "training=True inside train_step (model(images) alone means inference in Keras).")
+    batch_mean, batch_var = num.moments(report["z"])
+    m = STEP_MOMENTUM
+    if not (num.close(mean1, m * np.asarray(mean0) + (1 - m) * batch_mean, atol=1e-3)
+            and num.close(var1, m * np.asarray(var0) + (1 - m) * batch_var, atol=1e-3)):
+        fail("train_step changed the population statistics, but not by one moving-average step from this batch's "
+             "statistics: call the model exactly once in training mode per training step.")
+    delta = np.concatenate([(np.asarray(a) - np.asarray(b)).ravel()
+                            for a, b in zip(report["weights_after"], report["weights_before"])])
+    if not np.any(np.abs(delta) > 1e-7):
+        fail("train_step did not change the trainable weights: apply the gradients with the optimizer.")
+    expected = {mode: -STEP_LEARNING_RATE * np.concatenate([np.asarray(g).ravel() for g in report[f"grad_{mode}"]])
+                for mode in ("training", "inference")}
+    if num.close_rel(delta, expected["training"]):
+        return
+    if num.close_rel(delta, expected["inference"]):
+        fail("train_step's loss comes from an inference-mode pass (population statistics), so the gradients do not "
+             "match the training-mode network: compute the logits for the loss with training=True.")
+    fail("train_step's update is not the gradient of the training-mode loss: compute the loss with training.loss_fn "
+         "on the logits of model(images, training=True) inside the tape, and apply its gradients once.")
+
+
+@_judged
+def check_predict(predict, fully_connected=None, seed: int = 0) -> None:
+    """``predict`` runs the model in inference mode: it uses the population statistics, does not change
+    them, and scores a batch of one like the same sample inside a bigger batch.
+    (``fully_connected`` is accepted and ignored: the check uses a reference model of its own.)"""
+    __tracebackhide__ = True
+    probe = _step_probe(predict, seed)
+    probe.warm_up(num.batches("dense", 3, seed + 3))
+    report = probe.predict(predict, num.batches("dense", 1, seed + 9)[0])
+    if not all(np.allclose(a, b) for a, b in zip(report["stats_before"], report["stats_after"])):
+        fail("predict changed the population statistics: it ran the model in training mode. Evaluation must not "
+             "change the model: run it in inference mode.")
+    logits = np.asarray(report["logits"])
+    if not num.close(logits, report["inference"]):
+        if num.close(logits, report["training"]):
+            fail("predict normalizes with the batch statistics, so a prediction depends on the other images in the "
+                 "batch: run the model in inference mode, with the population statistics.")
+        fail("predict(model, images) should return the model's logits in inference mode.")
+    if not num.close(report["single"], logits[:1]):
+        fail("predict gives a different answer for a batch of one than for the same sample in a batch.")
+
+
+@_judged
+def check_choice(answer, options, expected=None, question=None) -> None:
+    """``answer`` is one of ``options`` (compared without case and surrounding spaces); with ``expected``,
+    it is that one, and a wrong choice is answered with :func:`bnlab.questions.teach` for ``question``."""
+    __tracebackhide__ = True
+    session = _remote(answer)
+    value = session.value(answer) if session is not None else answer
+    allowed = [str(o).strip().lower() for o in options]
+    given = value.strip().lower() if isinstance(value, str) else None
+    if given not in allowed:
+        fail(f"Answer with one of {', '.join(repr(str(o)) for o in options)} (a string); found {value!r}.")
+    if expected is not None and given != str(expected).strip().lower():
+        message = "This is not what happens. Run the experiment, compare with your prediction, and think about why."
+        if question is not None:
+            try:
+                from bnlab.questions import teach
+                message = str(teach(question, value))
+            except Exception:  # noqa: BLE001 - the generic line then
+                pass
+        fail(message)

@@ -1,0 +1,312 @@
+"""TensorFlow side of the checks: a student's function run on small inputs, reported as NumPy data.
+
+A probe builds a student's layer (or wraps a ``train_step`` / ``predict``), runs it the way the
+notebook's training does, inside ``tf.function``, and answers with plain arrays: outputs, statistics,
+parameters, gradients. It judges nothing that could make a check pass; the judging lives in
+:mod:`bnlab.grading.checks` (NumPy only), which in the trusted re-verification runs in another process.
+Structural problems (no BatchNormalization layer, a call that raises) end the check with
+:class:`~bnlab.grading.errors.CheckFailed`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import bnlab
+from bnlab import training
+from bnlab.grading import numeric as num
+from bnlab.grading.errors import fail
+from bnlab.nn import Network
+
+tf = bnlab.tf
+keras = tf.keras
+NN_EPSILON = 1e-3
+STEP_MOMENTUM = 0.9
+GRAPH_HINT = ("It works when run eagerly but fails inside tf.function, which is how the notebook's training runs "
+              "it: keep to TensorFlow operations (no .numpy(), no NumPy functions on tensors, no Python `if` on a "
+              "tensor's value).")
+
+
+def _np(x):
+    return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:240] if text else ""
+
+
+def _explain(description: str, exc: BaseException) -> str:
+    text = _first_line(exc)
+    hint = ""
+    if isinstance(exc, TypeError) and ("argument" in text or "positional" in text):
+        hint = " Check the function's signature against the one given in the exercise."
+    elif any(word in text.lower() for word in ("shape", "incompatible", "dimension")):
+        hint = (" A shape error usually means the statistics were taken over the wrong axes or a variable has the "
+                "wrong shape (one entry per unit, or per feature map for a conv layer).")
+    return f"{description} raised {type(exc).__name__}: {text}.{hint}"
+
+
+def run(description: str, fn, *args, eager=None, **kwargs):
+    """Call student code (traced when ``fn`` is a tf.function); failures become one clear CheckFailed."""
+    __tracebackhide__ = True
+    try:
+        return fn(*args, **kwargs)
+    except AssertionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - student code can raise anything
+        if eager is not None:
+            try:
+                eager(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - fails eagerly too: report the traced error
+                pass
+            else:
+                fail(f"{description}: {GRAPH_HINT} (Inside tf.function: {type(exc).__name__}: {_first_line(exc)})")
+        fail(_explain(description, exc))
+
+
+def _traced(fn):
+    return tf.function(fn, reduce_retracing=True)
+
+
+class LayerProbe:
+    """Common interface of the Keras and tf.nn layer probes; every method answers with NumPy data."""
+
+    kind: str
+    where: str
+    kernel = None
+    bias = None
+
+    def _forward(self, x, training):
+        raise NotImplementedError
+
+    def _scale_shift_vars(self):
+        raise NotImplementedError
+
+    def statistics(self):
+        raise NotImplementedError
+
+    def _setup_traced(self):
+        self._traced = {mode: _traced(lambda x, mode=mode: self._forward(x, mode)) for mode in (True, False)}
+
+        def gradient(x, upstream):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(self._forward(x, True) * upstream)
+            return tape.gradient(loss, self.kernel)
+        self._gradient = _traced(gradient)
+        self._gradient_eager = gradient
+
+    def call(self, x, training: bool):
+        mode = "training" if training else "inference"
+        return _np(run(f"{self.where} in {mode} mode", self._traced[bool(training)], tf.constant(x, tf.float32),
+                       eager=lambda x: self._forward(x, bool(training))))
+
+    def kernel_gradient(self, x, upstream):
+        """d sum(output * upstream) / d kernel in training mode (None when no gradient reaches the kernel)."""
+        grad = run(f"the gradient of {self.where}", self._gradient, tf.constant(x, tf.float32),
+                   tf.constant(upstream, tf.float32), eager=self._gradient_eager)
+        return None if grad is None else _np(grad)
+
+    def set_scale_shift(self, gamma, beta):
+        for var, value in zip(self._scale_shift_vars(), (gamma, beta)):
+            if var is not None:
+                var.assign(np.asarray(value, np.float32).reshape(var.shape))
+
+    def info(self) -> dict:
+        gamma, beta = (None if v is None else _np(v) for v in self._scale_shift_vars())
+        return {"kernel": _np(self.kernel), "bias": None if self.bias is None else _np(self.bias),
+                "gamma": gamma, "beta": beta, "epsilon": self.epsilon, "flags": self.flags()}
+
+
+def _weights_except(weights, exclude):
+    ids = {id(v) for v in exclude}
+    return [w for w in weights if id(w) not in ids]
+
+
+def _find_kernel_and_bias(where, kind, trainable):
+    rank = 2 if kind == "dense" else 4
+    kernels = [w for w in trainable if len(w.shape) == rank]
+    if len(kernels) != 1:
+        fail(f"{where} should hold exactly one trainable weight {'matrix' if kind == 'dense' else 'kernel'} "
+             f"(the {'Dense' if kind == 'dense' else 'Conv2D'} layer's); found {len(kernels)}.")
+    biases = [w for w in trainable if len(w.shape) == 1]
+    return kernels[0], (biases[0] if biases else None)
+
+
+class KerasLayerProbe(LayerProbe):
+    """``layer_fn(prev_layer, arg)`` applied to a symbolic input, as a small Keras model."""
+
+    def __init__(self, layer_fn, kind, arg, seed=0):
+        __tracebackhide__ = True
+        keras.utils.set_random_seed(seed)
+        self.kind = kind
+        self.where = "fully_connected" if kind == "dense" else "conv_layer"
+        inputs = keras.Input(num.input_shape(kind))
+        outputs = run(f"{self.where}(prev_layer, ...) on a Keras input", layer_fn, inputs, num.layer_arg(kind, arg))
+        if not isinstance(outputs, keras.KerasTensor):
+            fail(f"{self.where} must return the output of Keras layers applied to prev_layer (a symbolic Keras tensor); "
+                 f"it returned {type(outputs).__name__}.")
+        self.model = keras.Model(inputs, outputs)
+        norms = [layer for layer in self.model._flatten_layers(include_self=False, recursive=True)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+        if len(norms) != 1:
+            fail(f"{self.where} holds {len(norms) or 'no'} keras.layers.BatchNormalization layer{'s' * (len(norms) != 1)} "
+                 "(nested blocks and custom layers included); it needs exactly one, applied to the layer's linear "
+                 "output (or to its ReLU).")
+        self.bn = norms[0]
+        self.epsilon = float(self.bn.epsilon)
+        own = [v for v in (self.bn.gamma, self.bn.beta) if v is not None]
+        self.kernel, self.bias = _find_kernel_and_bias(self.where, kind,
+                                                       _weights_except(self.model.trainable_weights, own))
+        self._setup_traced()
+
+    def _forward(self, x, training):
+        return self.model(x, training=training)
+
+    def _scale_shift_vars(self):
+        return self.bn.gamma, self.bn.beta
+
+    def statistics(self):
+        return _np(self.bn.moving_mean), _np(self.bn.moving_variance)
+
+    def flags(self):
+        trainable = {id(v) for v in self.model.trainable_weights}
+        return {"gamma": self.bn.gamma is None or id(self.bn.gamma) in trainable,
+                "beta": self.bn.beta is None or id(self.bn.beta) in trainable,
+                "pop_mean": id(self.bn.moving_mean) in trainable,
+                "pop_variance": id(self.bn.moving_variance) in trainable}
+
+
+def _role(variable) -> str:
+    name = variable.name.split(":")[0].split("/")[-1].lower()
+    for role, keys in (("pop_mean", ("mean",)), ("pop_variance", ("var",)), ("gamma", ("gamma", "scale")),
+                       ("beta", ("beta", "offset", "shift"))):
+        if any(key in name for key in keys):
+            return role
+    return ""
+
+
+class NNLayerProbe(LayerProbe):
+    """``layer_fn(prev_layer, arg, is_training)`` inside a :class:`bnlab.nn.Network`."""
+
+    def __init__(self, layer_fn, kind, arg, seed=0):
+        __tracebackhide__ = True
+        keras.utils.set_random_seed(seed)
+        self.kind = kind
+        self.where = "fully_connected" if kind == "dense" else "conv_layer"
+        arg = num.layer_arg(kind, arg)
+        self.network = Network(lambda x, is_training: layer_fn(x, arg, is_training), name=f"probe_{self.where}")
+        first = num.batches(kind, 1, seed + 1000)[0]
+        # the first pass creates the variables; inference mode, so no statistics should move
+        run(f"{self.where}(prev_layer, ..., is_training=False)", self.network, tf.constant(first), False)
+        variables = list(self.network.variables)
+        rank1 = [v for v in variables if len(v.shape) == 1]
+        by_role = {}
+        for v in rank1:
+            if _role(v):
+                by_role.setdefault(_role(v), v)
+        for v in rank1:  # fall back on initial values and trainable flags
+            if v.trainable or any(v is w for w in by_role.values()):
+                continue
+            if np.allclose(_np(v), 0) and "pop_mean" not in by_role:
+                by_role["pop_mean"] = v
+            elif np.allclose(_np(v), 1) and "pop_variance" not in by_role:
+                by_role["pop_variance"] = v
+        missing = [r for r in ("gamma", "beta", "pop_mean", "pop_variance") if r not in by_role]
+        if missing:
+            fail(f"{self.where}: could not find the variable(s) {', '.join(missing)}. Create gamma, beta, pop_mean and "
+                 "pop_variance with nn.get_variable, one entry per unit (or per feature map).")
+        self.vars = by_role
+        self.epsilon = NN_EPSILON
+        trainable = [v for v in variables if v.trainable]
+        self.kernel, self.bias = _find_kernel_and_bias(
+            self.where, kind, _weights_except(trainable, list(by_role.values())))
+        self._setup_traced()
+
+    def _forward(self, x, training):
+        return self.network(x, training)
+
+    def _scale_shift_vars(self):
+        return self.vars["gamma"], self.vars["beta"]
+
+    def statistics(self):
+        return _np(self.vars["pop_mean"]), _np(self.vars["pop_variance"])
+
+    def flags(self):
+        return {role: bool(self.vars[role].trainable) for role in ("gamma", "beta", "pop_mean", "pop_variance")}
+
+
+def layer_probe(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> LayerProbe:
+    __tracebackhide__ = True
+    if not callable(layer_fn):
+        fail(f"expected a function, got {type(layer_fn).__name__}: run the cell that defines it first.")
+    return (KerasLayerProbe if api == "keras" else NNLayerProbe)(layer_fn, kind, arg, seed)
+
+
+class StepProbe:
+    """A small reference model (Dense, BatchNormalization, ReLU, Dense(3)) for ``train_step`` and ``predict``.
+
+    The model is the course's, not the student's, so these checks judge the training step and the
+    prediction alone."""
+
+    def __init__(self, seed: int = 0):
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((num.DENSE_FEATURES,))
+        z = keras.layers.Dense(num.DENSE_UNITS, use_bias=False)(inputs)
+        self.bn = keras.layers.BatchNormalization(momentum=STEP_MOMENTUM)
+        logits = keras.layers.Dense(3)(keras.layers.ReLU()(self.bn(z)))
+        self.model = keras.Model(inputs, logits)
+        self.pre = keras.Model(inputs, z)
+        rng = np.random.default_rng(seed)
+        self.bn.gamma.assign(rng.uniform(0.5, 2.0, num.DENSE_UNITS).astype(np.float32))
+        self.bn.beta.assign(rng.uniform(-1.0, 1.0, num.DENSE_UNITS).astype(np.float32))
+
+    def statistics(self):
+        return _np(self.bn.moving_mean), _np(self.bn.moving_variance)
+
+    def _restore(self, stats):
+        self.bn.moving_mean.assign(stats[0].astype(np.float32))
+        self.bn.moving_variance.assign(stats[1].astype(np.float32))
+
+    def _loss_gradients(self, x, y, mode):
+        stats = self.statistics()
+        with tf.GradientTape() as tape:
+            loss = training.loss_fn(self.model(x, training=mode), y)
+        grads = tape.gradient(loss, self.model.trainable_variables)
+        self._restore(stats)
+        return [_np(g) for g in grads]
+
+    def warm_up(self, inputs):
+        """A few training-mode passes, so that the population statistics differ from the batch's."""
+        for x in inputs:
+            self.model(tf.constant(x), training=True)
+
+    def train_step(self, train_step, x, y, learning_rate):
+        """Run the student's ``train_step`` once (traced) with plain SGD; report what changed."""
+        x, y = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
+        optimizer = keras.optimizers.SGD(learning_rate)
+        optimizer.build(self.model.trainable_variables)  # no variables created while tracing
+        report = {"stats_before": self.statistics(), "z": _np(self.pre(x, training=False)),
+                  "weights_before": [_np(w) for w in self.model.trainable_variables],
+                  "grad_training": self._loss_gradients(x, y, True),
+                  "grad_inference": self._loss_gradients(x, y, False)}
+        result = run("train_step(model, optimizer, images, labels)", _traced(train_step), self.model, optimizer, x, y,
+                     eager=train_step)
+        report["returned_pair"] = isinstance(result, (tuple, list)) and len(result) == 2
+        report["stats_after"] = self.statistics()
+        report["weights_after"] = [_np(w) for w in self.model.trainable_variables]
+        return report
+
+    def predict(self, predict, x):
+        """Run the student's ``predict`` (traced) on a batch and on a batch of one; report references too."""
+        x = tf.constant(x, tf.float32)
+        traced = _traced(predict)
+        before = self.statistics()
+        logits = _np(run("predict(model, images)", traced, self.model, x, eager=predict))
+        after = self.statistics()
+        self._restore(before)
+        single = _np(run("predict(model, one_image)", traced, self.model, x[:1], eager=predict))
+        self._restore(before)
+        report = {"stats_before": before, "stats_after": after, "logits": logits, "single": single,
+                  "inference": _np(self.model(x, training=False)), "training": _np(self.model(x, training=True))}
+        self._restore(before)
+        return report

@@ -1,0 +1,153 @@
+"""The process boundary of the trusted re-verification: the parent's side and the wire format.
+
+The parent (nbgrader's own process, which never runs student code) starts one
+:mod:`bnlab.grading.worker` process per submission and talks to it over two pipes in JSON lines.
+JSON, never pickle: unpickling what the worker sends could run code in the parent. Arrays travel as
+float lists with their shape. A :class:`RemoteName` stands for a name the student's code defined in
+the worker; the checks pass it on, and the worker looks it up when a probe needs it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from bnlab.grading.errors import fail
+
+MAX_LINE = 64 * 1024 * 1024
+
+
+def encode(obj):
+    if isinstance(obj, RemoteName):
+        return {"$name": obj.name}
+    if isinstance(obj, np.ndarray) or type(obj).__module__ == "numpy":
+        array = np.asarray(obj, dtype=np.float64)
+        return {"$array": array.ravel().tolist(), "shape": list(array.shape)}
+    if isinstance(obj, dict):
+        return {"$dict": [[str(k), encode(v)] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [encode(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot send a {type(obj).__name__}")
+
+
+def decode(obj, resolve=None):
+    """Inverse of :func:`encode`; ``resolve(name)`` turns a ``$name`` into a value (worker side only)."""
+    if isinstance(obj, list):
+        return [decode(v, resolve) for v in obj]
+    if isinstance(obj, dict):
+        if "$array" in obj:
+            shape = tuple(int(s) for s in obj["shape"])
+            return np.asarray(obj["$array"], dtype=np.float64).reshape(shape)
+        if "$dict" in obj:
+            return {str(k): decode(v, resolve) for k, v in obj["$dict"]}
+        if "$name" in obj and resolve is not None:
+            return resolve(str(obj["$name"]))
+        raise ValueError("malformed message")
+    return obj
+
+
+class RemoteName:
+    """A name defined by the student's code, which lives in the worker process."""
+
+    def __init__(self, name: str, session: "Session"):
+        self.name = name
+        self.remote_session = session
+
+    def __repr__(self):
+        return self.name
+
+
+class RemoteProbe:
+    """A probe living in the worker: each method call is a request, its answer decoded data."""
+
+    def __init__(self, session: "Session", handle: int):
+        self._session, self._handle = session, handle
+
+    def __getattr__(self, method):
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda *args: self._session.request("call", handle=self._handle, method=method, args=encode(args))
+
+    @property
+    def where(self):
+        return self._session.request("call", handle=self._handle, method="where", args=None)
+
+
+class Session:
+    """One worker process, running the student's cells; requests answered within a total time budget."""
+
+    def __init__(self, cwd: str | None = None, timeout: float = 180.0, env: dict | None = None):
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+        environment = dict(os.environ, **(env or {}))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bnlab.grading.worker", str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=cwd, env=environment)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.deadline = time.monotonic() + timeout
+        self.stopped = ""
+        self._buffer = b""
+
+    def _readline(self) -> bytes:
+        while b"\n" not in self._buffer:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the re-run of your code took too long")
+            ready, _, _ = select.select([self._from_child], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(self._from_child, 1 << 20)
+            if not chunk:
+                raise EOFError("the re-run of your code stopped the Python process")
+            self._buffer += chunk
+            if len(self._buffer) > MAX_LINE:
+                raise ValueError("the re-run of your code sent too much data")
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line
+
+    def request(self, op: str, **fields):
+        __tracebackhide__ = True
+        if self.stopped:
+            fail(f"Your code could not be checked: {self.stopped}.")
+        try:
+            os.write(self._to_child, (json.dumps({"op": op, **fields}) + "\n").encode())
+            answer = json.loads(self._readline())
+            if not isinstance(answer, dict):
+                raise ValueError("malformed answer")
+        except (OSError, EOFError, TimeoutError, ValueError) as exc:
+            self.stopped = str(exc) or type(exc).__name__
+            self.close()
+            fail(f"Your code could not be checked: {self.stopped}.")
+        if "fail" in answer:
+            fail(str(answer["fail"])[:1500])
+        return decode(answer.get("ok"))
+
+    def exec_cell(self, source: str) -> None:
+        """Run one of the notebook's (non-test) cells; its errors are ignored, as under nbgrader."""
+        self.request("exec", source=source)
+
+    def probe(self, kind: str, *args) -> RemoteProbe:
+        return RemoteProbe(self, int(self.request("new", what=kind, args=encode(args))))
+
+    def value(self, name: RemoteName):
+        return self.request("value", name=name.name)
+
+    def close(self) -> None:
+        for fd in (self._to_child, self._from_child):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._to_child = self._from_child = -1
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()

@@ -1,0 +1,187 @@
+"""Autograde preprocessor: every graded check, run again where the student's code cannot reach it.
+
+Student code runs in the same kernel as the test cells, so it could replace the checks, NumPy,
+builtins or IPython's error display and make every test cell look passed. After nbgrader has
+executed the notebook, :class:`VerifyChecks` runs each graded test cell again:
+
+- the test cell's source is taken from the gradebook (what the instructor wrote, hidden tests
+  included), never from the submission, and executed here, in nbgrader's process, where no student
+  code ever ran; the checks' judging (NumPy) runs here too, with modules imported before any
+  submission was executed;
+- the student's cells run in one fresh worker process (:mod:`bnlab.grading.worker`), which only
+  reports data (outputs, statistics, gradients) for the checks to judge;
+- a cell that passed in the kernel but fails here gets an error output, so
+  :class:`nbgrader.preprocessors.SaveAutoGrades` gives it zero, and the submission is flagged as
+  tampered: a warning in nbgrader's log, ``metadata.bnlab`` on the cell and the notebook.
+
+It also notices when the grader's own files change on disk during grading (a kernel can write files).
+Registered in ``nbgrader_config.py`` between ``LimitOutput`` and ``SaveAutoGrades``.
+"""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import os
+import time
+from pathlib import Path
+
+from nbformat import NotebookNode
+from traitlets import Bool, Float, List, Unicode
+
+from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.preprocessors import NbGraderPreprocessor
+
+import bnlab
+from bnlab import grading as trusted_grading
+from bnlab.exercise import TRAINING_RUNS
+from bnlab.grading.errors import CheckFailed
+from bnlab.grading.remote import RemoteName, Session
+
+PACKAGE = Path(bnlab.__file__).resolve().parent
+# long cells that define nothing the checks need: the training runs and the diagnose task's demo
+SKIPPED = frozenset(TRAINING_RUNS) | {"diagnose_symptom"}
+try:  # the teaching messages of the prediction questions, imported before any submission runs
+    import bnlab.questions  # noqa: F401
+except ImportError:  # pragma: no cover - an exercise without questions
+    pass
+
+
+def package_digest() -> str:
+    """SHA-256 over the files the trusted side reads (bnlab/grading/, reference.py, questions.py)."""
+    digest = hashlib.sha256()
+    paths = sorted(PACKAGE.glob("grading/*.py")) + [PACKAGE / "reference.py", PACKAGE / "questions.py"]
+    for path in paths:
+        if path.exists():
+            digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+DIGEST_AT_IMPORT = package_digest()  # before any submission ran: nbgrader imports preprocessors first
+
+
+class _StudentNames(dict):
+    """Test-cell namespace: ``grading`` is the trusted package; any other name is the student's."""
+
+    def __init__(self, session):
+        super().__init__(grading=trusted_grading, print=lambda *args, **kwargs: None)
+        self.session = session
+
+    def __missing__(self, name):
+        return RemoteName(name, self.session)
+
+
+def run_test_cell(source: str, session: Session) -> str | None:
+    """Execute a trusted test cell against the worker; None if it passes, else the failure message."""
+    try:
+        exec(compile(source, "<test cell>", "exec"), {"__builtins__": builtins}, _StudentNames(session))
+    except AssertionError as exc:
+        return str(exc) or "a check failed"
+    except Exception as exc:  # noqa: BLE001 - e.g. a name the test needs is not a function
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    return None
+
+
+def kernel_failed(cell) -> bool:
+    return any(output.get("output_type") == "error" for output in cell.get("outputs", []))
+
+
+def error_output(message: str) -> NotebookNode:
+    lines = ["\x1b[0;31mNot confirmed by the grader\x1b[0m", *message.splitlines()]
+    return NotebookNode(output_type="error", ename="CheckFailed", evalue=message, traceback=lines)
+
+
+class VerifyChecks(NbGraderPreprocessor):
+    """Re-run the graded test cells with trusted checks in a clean process; flag disagreements."""
+
+    enabled = Bool(True, help="Re-verify every graded test cell out of the student's reach.").tag(config=True)
+    timeout = Float(240.0, help="Seconds the worker may take for one submission in all.").tag(config=True)
+    skip_cells = List(Unicode(), sorted(SKIPPED),
+                      help="grade_ids of (long) cells the worker does not run: the training runs.").tag(config=True)
+
+    def _trusted_sources(self, resources) -> dict:
+        info = resources.get("nbgrader", {})
+        sources = {}
+        with Gradebook(info["db_url"]) as gb:
+            notebook = gb.find_notebook(info["notebook"], info["assignment"])
+            for cell in notebook.grade_cells:
+                if cell.cell_type != "code":
+                    continue
+                try:
+                    source = gb.find_source_cell(cell.name, info["notebook"], info["assignment"])
+                except MissingEntry:
+                    continue
+                if not _has_solution(gb, cell.name, info):
+                    sources[cell.name] = source.source
+        return sources
+
+    def preprocess(self, nb, resources):
+        if not self.enabled:
+            return nb, resources
+        start = time.monotonic()
+        student = resources.get("nbgrader", {}).get("student", "?")
+        tests = self._trusted_sources(resources)
+        report = {"tampered": False, "disagreements": {}, "seconds": None}
+        if package_digest() != DIGEST_AT_IMPORT:
+            verdicts = {name: "The grader's files changed on disk while the notebook ran; nothing can be confirmed."
+                        for name in tests}
+        else:
+            verdicts = self._verify(nb, tests, resources)
+        for cell in nb.cells:
+            name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if cell.cell_type != "code" or name not in tests:
+                continue
+            verdict = verdicts.get(name, "This test cell did not run in the submission's notebook.")
+            status = ("confirmed" if verdict is None and not kernel_failed(cell) else
+                      "failed" if verdict is not None and kernel_failed(cell) else
+                      "tampered" if verdict is not None else "failed in the kernel only")
+            cell.metadata["bnlab"] = {"verification": status}
+            if status == "tampered":
+                report["tampered"] = True
+                cell.outputs.append(error_output(verdict))
+                cell.metadata["bnlab"]["message"] = verdict
+            if status not in ("confirmed", "failed"):
+                report["disagreements"][name] = status
+        report["seconds"] = round(time.monotonic() - start, 1)
+        nb.metadata["bnlab"] = report
+        if report["tampered"]:
+            self.log.warning("TAMPERING: student %s: the kernel passed test cells that the trusted re-run fails: %s",
+                             student, ", ".join(n for n, s in report["disagreements"].items() if s == "tampered"))
+        elif report["disagreements"]:
+            self.log.warning("student %s: cells failed in the kernel but pass when re-run: %s", student,
+                             ", ".join(report["disagreements"]))
+        self.log.info("Re-verified %d test cells of %s in %.1f s", len(tests), student, report["seconds"])
+        return nb, resources
+
+    def _verify(self, nb, tests, resources) -> dict:
+        cells = [(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"), cell.source)
+                 for cell in nb.cells if cell.cell_type == "code"]
+        return verify_cells(cells, tests, cwd=resources.get("metadata", {}).get("path") or None,
+                            timeout=self.timeout, skip=set(self.skip_cells))
+
+
+def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED) -> dict:
+    """Run ``cells`` (``(grade_id, source)`` in notebook order) in a worker; for every cell whose grade_id is
+    in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``."""
+    session = Session(cwd=cwd, timeout=timeout, env={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION",
+                                                                                          "autograde")})
+    verdicts = {}
+    try:
+        for name, source in cells:
+            if name in tests:
+                verdicts[name] = run_test_cell(tests[name], session)
+            elif name not in skip:
+                try:
+                    session.exec_cell(source)
+                except CheckFailed:
+                    pass  # the worker stopped: every later check says so
+    finally:
+        session.close()
+    return verdicts
+
+
+def _has_solution(gb, name, info) -> bool:
+    try:
+        gb.find_solution_cell(name, info["notebook"], info["assignment"])
+        return True
+    except MissingEntry:
+        return False

@@ -1,0 +1,76 @@
+"""The worker process of the trusted re-verification: runs the student's cells and answers probes.
+
+Started by :class:`bnlab.grading.remote.Session` as ``python -m bnlab.grading.worker IN OUT``.
+It executes the notebook's cells (test cells excluded, they run in the parent) in one namespace,
+and builds :mod:`bnlab.grading.probes` on the student's functions when the parent asks. It judges
+nothing: whatever the student's code does here can change what the probes report, never the verdict
+of the checks, which the parent computes from that data.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def _run_cell(source: str, namespace: dict) -> None:
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+        source = TransformerManager().transform_cell(source)
+    except Exception:  # noqa: BLE001 - plain Python then
+        pass
+    try:
+        exec(compile(source, "<cell>", "exec"), namespace)
+    except BaseException:  # noqa: BLE001 - as nbgrader does, later cells still run
+        pass
+
+
+def main(fd_in: int, fd_out: int) -> None:
+    reader, writer = os.fdopen(fd_in, "rb"), os.fdopen(fd_out, "wb")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    from bnlab.grading import probes
+    from bnlab.grading.errors import CheckFailed
+    from bnlab.grading.remote import decode, encode
+
+    namespace: dict = {"__name__": "__main__"}
+    objects: dict = {}
+
+    def resolve(name):
+        if name not in namespace:
+            raise CheckFailed(f"name '{name}' is not defined: run the cell that defines it.")
+        return namespace[name]
+
+    factories = {"layer": probes.layer_probe, "step": probes.StepProbe}
+    for line in reader:
+        request = json.loads(line)
+        try:
+            op = request["op"]
+            if op == "exec":
+                _run_cell(request["source"], namespace)
+                result = None
+            elif op == "new":
+                objects[len(objects)] = factories[request["what"]](*decode(request["args"], resolve))
+                result = len(objects) - 1
+            elif op == "call":
+                target = objects[request["handle"]]
+                if request["method"] == "where":
+                    result = target.where
+                else:
+                    result = getattr(target, request["method"])(*decode(request["args"], resolve))
+            elif op == "value":
+                result = resolve(request["name"])
+            else:
+                raise ValueError(op)
+            answer = {"ok": encode(result)}
+        except AssertionError as exc:
+            answer = {"fail": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - report, keep serving
+            answer = {"fail": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+        writer.write((json.dumps(answer) + "\n").encode())
+        writer.flush()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))

@@ -1,0 +1,191 @@
+"""Part 1 (Keras layers, train_step), the prediction questions and the diagnose task: bugs and alternatives."""
+from __future__ import annotations
+
+from submissions.common import KERAS_LAYER_TESTS, Variant
+
+DENSE = "keras.layers.Dense(num_units, use_bias=False)"
+CONV = 'keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", use_bias=False)'
+DENSE_BIAS = "keras.layers.Dense(num_units)"
+CONV_BIAS = 'keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same")'
+
+KERAS_LAYERS = '''
+def fully_connected(prev_layer, num_units):
+    {fc}
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    {conv}
+'''
+
+
+def keras_layers(fc: str, conv: str) -> str:
+    return KERAS_LAYERS.format(fc=fc, conv=conv)
+
+
+def keras_bn(linear_fc=DENSE, linear_conv=CONV, norm="keras.layers.BatchNormalization()", relu_first=False,
+             relu="keras.layers.ReLU()"):
+    def body(linear):
+        if relu_first:
+            return f"return {norm}({relu}({linear}(prev_layer)))"
+        return f"return {relu}({norm}({linear}(prev_layer)))"
+    return keras_layers(body(linear_fc), body(linear_conv))
+
+
+def both(body_fn) -> str:
+    """The same body for both layer functions; ``body_fn(linear_layer_expression)``."""
+    return keras_layers(body_fn(DENSE), body_fn(CONV))
+
+
+TRAIN_STEP = '''
+def train_step(model, optimizer, images, labels):
+    with tf.GradientTape() as tape:
+        logits = {call}
+        loss = training.loss_fn(logits, labels)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss, logits
+'''
+
+
+def train_step(call="model(images, training=True)") -> str:
+    return TRAIN_STEP.format(call=call)
+
+
+def fix(body: str) -> str:
+    return "def fixed_fully_connected(prev_layer, num_units):\n" + body
+
+
+K = "test_keras_train_step"
+KERAS_BUGS = [
+    Variant("keras_no_batch_norm", {"keras_layers": keras_layers(
+        'return keras.layers.Dense(num_units, activation="relu")(prev_layer)',
+        'return keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", activation="relu")(prev_layer)')},
+        KERAS_LAYER_TESTS, "Part 1 layers left without batch normalization"),
+    Variant("keras_no_relu", {"keras_layers": both(lambda lin: f"return keras.layers.BatchNormalization()({lin}(prev_layer))")},
+        frozenset({"test_keras_fc_outputs", "test_keras_conv_outputs"}),
+        "linear then batch normalization, the nonlinearity never applied"),
+    Variant("keras_bn_before_the_linear_layer", {"keras_layers": keras_layers(
+        'return keras.layers.Dense(num_units, activation="relu")(keras.layers.BatchNormalization()(prev_layer))',
+        'return keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", activation="relu")('
+        'keras.layers.BatchNormalization()(prev_layer))')},
+        KERAS_LAYER_TESTS, "normalizes the layer's input instead of its output"),
+    Variant("keras_two_batch_norms", {"keras_layers": keras_bn(
+        norm="(lambda t: keras.layers.BatchNormalization()(keras.layers.BatchNormalization()(t)))")},
+        KERAS_LAYER_TESTS, "two BatchNormalization layers in a row"),
+    Variant("keras_momentum_wrong_way_round",
+            {"keras_layers": keras_bn(norm="keras.layers.BatchNormalization(momentum=0.01)")},
+            frozenset({"test_keras_fc_population", "test_keras_conv_population"}),
+            "Keras momentum 0.01: the decay applied the wrong way round"),
+    Variant("keras_conv_statistics_wrong_axis", {"keras_layers": keras_layers(
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization()({DENSE}(prev_layer)))",
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=1)({CONV}(prev_layer)))")},
+        frozenset({"test_keras_conv_structure", "test_keras_conv_population", "test_keras_conv_outputs"}),
+        "conv statistics per row instead of per feature map"),
+    Variant("keras_training_flag_never_set", {"keras_training": train_step("model(images)")}, frozenset({K}),
+            "train_step calls the model in inference mode: statistics never update"),
+    Variant("keras_loss_from_inference_pass", {"keras_training": '''
+def train_step(model, optimizer, images, labels):
+    model(images, training=True)  # updates the statistics ...
+    with tf.GradientTape() as tape:
+        logits = model(images, training=False)  # ... but the loss comes from inference mode
+        loss = training.loss_fn(logits, labels)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss, logits
+'''}, frozenset({K}), "statistics updated by a training pass, loss from an inference-mode pass"),
+    Variant("keras_two_training_passes", {"keras_training": '''
+def train_step(model, optimizer, images, labels):
+    model(images, training=True)
+    with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        loss = training.loss_fn(logits, labels)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss, logits
+'''}, frozenset({K}), "two training-mode passes per step: the statistics move twice"),
+    Variant("keras_gradients_never_applied", {"keras_training": '''
+def train_step(model, optimizer, images, labels):
+    with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        loss = training.loss_fn(logits, labels)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    return loss, logits
+'''}, frozenset({K}), "forgets to apply the gradients"),
+    Variant("keras_train_step_eager_only", {"keras_training": TRAIN_STEP.format(
+        call="model(images, training=True)").replace("return loss, logits", "return float(loss.numpy()), logits")},
+        frozenset({K}), ".numpy() in train_step: fails inside tf.function"),
+    Variant("keras_train_step_returns_loss_only", {"keras_training": train_step().replace(
+        "return loss, logits", "return loss")}, frozenset({K}), "returns the loss only"),
+    Variant("q_single_images_wrong_option", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "a"'},
+            frozenset({"test_q_single_images"}), "a wrong prediction"),
+    Variant("q_single_images_not_an_option", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "e"'},
+            frozenset({"test_q_single_images"}), "an answer that is not an option"),
+    Variant("q_statistics_wrong_option", {"q_statistics_answer": 'ANSWER_STATISTICS = "c"'},
+            frozenset({"test_q_statistics"}), "a wrong prediction"),
+    Variant("diagnose_left_unfixed", {"diagnose_fix": fix(
+        '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
+        '    return keras.layers.BatchNormalization(momentum=0.1)(layer)\n')},
+        frozenset({"test_diagnose_fix"}), "the classmate's momentum 0.1 kept"),
+    Variant("diagnose_fixed_but_linear", {"diagnose_fix": fix(
+        '    layer = keras.layers.Dense(num_units)(prev_layer)\n'
+        '    return keras.layers.BatchNormalization(momentum=0.99)(layer)\n')},
+        frozenset({"test_diagnose_fix"}), "momentum fixed, but the ReLU dropped"),
+]
+
+CUSTOM_LAYER = '''
+class NormalizedDense(keras.layers.Layer):
+    """A linear layer, batch normalization and a ReLU, as one custom Keras layer."""
+
+    def __init__(self, linear, **kwargs):
+        super().__init__(**kwargs)
+        self.linear = linear
+        self.norm = keras.layers.BatchNormalization()
+
+    def call(self, inputs, training=None):
+        return tf.nn.relu(self.norm(self.linear(inputs), training=training))
+
+
+def fully_connected(prev_layer, num_units):
+    return NormalizedDense(keras.layers.Dense(num_units, use_bias=False))(prev_layer)
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    return NormalizedDense(keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same",
+                                               use_bias=False))(prev_layer)
+'''
+
+KERAS_ALTERNATIVES = [
+    Variant("alt_keras_bias_kept_bn_before_relu", {"keras_layers": keras_bn(DENSE_BIAS, CONV_BIAS)}, frozenset(),
+            "bias kept, batch normalization before the ReLU"),
+    Variant("alt_keras_bias_and_relu_before_bn", {"keras_layers": keras_bn(DENSE_BIAS, CONV_BIAS, relu_first=True)},
+            frozenset(), "bias and ReLU before batch normalization"),
+    Variant("alt_keras_relu_before_bn_momentum_0_9", {"keras_layers": keras_bn(
+        relu_first=True, norm="keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)")}, frozenset(),
+        "ReLU before batch normalization without bias; momentum 0.9, epsilon 1e-5"),
+    Variant("alt_keras_nested_sequential_block", {"keras_layers": both(
+        lambda lin: f"return keras.Sequential([{lin}, keras.layers.BatchNormalization(), "
+                    f"keras.layers.Activation('relu')])(prev_layer)")}, frozenset(),
+        "the three layers in a nested keras.Sequential block"),
+    Variant("alt_keras_custom_layer", {"keras_layers": CUSTOM_LAYER}, frozenset(),
+            "a custom Keras layer holding the linear layer and BatchNormalization"),
+    Variant("alt_keras_train_step_decorated", {"keras_training": "@tf.function\n" + train_step().lstrip()},
+            frozenset(), "train_step decorated with @tf.function"),
+    Variant("alt_keras_train_step_other_spelling", {"keras_training": '''
+def train_step(model, optimizer, images, labels):
+    with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        loss = training.loss_fn(logits, labels)
+    variables = model.trainable_weights
+    optimizer.apply(tape.gradient(loss, variables), variables)
+    return (loss, logits)
+'''}, frozenset(), "optimizer.apply and trainable_weights"),
+    Variant("alt_answers_spelled_loosely", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " D "',
+                                            "q_statistics_answer": "ANSWER_STATISTICS = 'A'"}, frozenset(),
+            "the right options, in capitals with spaces"),
+    Variant("alt_diagnose_bn_before_relu", {"diagnose_fix": fix(
+        "    layer = keras.layers.Dense(num_units, use_bias=False)(prev_layer)\n"
+        "    return keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(layer))\n")}, frozenset(),
+        "the diagnosed layer rewritten with batch normalization before the ReLU"),
+]

@@ -1,0 +1,135 @@
+"""The trusted re-verification (bnlab.grading.verify): tampering earns nothing, the re-run agrees
+with the kernel on honest code, and a disagreement is flagged and scored zero."""
+from __future__ import annotations
+
+import logging
+
+import nbformat
+import pytest
+
+from bnlab.exercise import code_cells
+from bnlab.grading import remote, verify
+from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
+
+
+def trusted_verdicts(replacements: dict) -> dict:
+    """The notebook's cells with some answer cells replaced, verified as the preprocessor does:
+    test cells from the source notebook, the student's cells in a worker. ``{grade_id: message or None}``."""
+    cells = [(grade_id, replacements.get(grade_id, source)) for grade_id, _, source in code_cells()]
+    tests = {grade_id: source for grade_id, meta, source in code_cells() if meta.get("grade")}
+    return verify.verify_cells(cells, tests, timeout=300)
+
+
+def failed(verdicts: dict) -> set:
+    return {name for name, message in verdicts.items() if message}
+
+
+def combine(*variants: Variant) -> tuple[dict, set]:
+    cells, fails = {}, set()
+    for variant in variants:
+        assert not set(variant.cells) & set(cells), "combined variants must touch different cells"
+        cells.update(variant.cells)
+        fails |= variant.fails
+    return cells, fails
+
+
+def test_solution_is_confirmed():
+    verdicts = trusted_verdicts({})
+    assert set(verdicts) == ALL_TESTS
+    assert failed(verdicts) == set(), verdicts
+
+
+@pytest.mark.parametrize("variant", TAMPERING, ids=lambda v: v.name)
+def test_tampering_earns_only_what_its_answers_earn(variant: Variant):
+    verdicts = trusted_verdicts(variant.cells)
+    assert failed(verdicts) == set(variant.fails), verdicts
+
+
+def _by_name(names, pool):
+    return [next(v for v in pool if v.name == name) for name in names]
+
+
+def test_trusted_rerun_agrees_with_the_kernel_on_bugs():
+    # bugs in different cells, so one submission carries them all; each must fail the same tests here
+    cells, fails = combine(*_by_name(["keras_no_relu", "keras_loss_from_inference_pass",
+                                      "q_statistics_wrong_option", "nn_stop_gradient_on_batch_statistics",
+                                      "diagnose_left_unfixed"], BUGS))
+    verdicts = trusted_verdicts(cells)
+    assert failed(verdicts) == fails, verdicts
+    assert "never applies its nonlinearity" in verdicts["test_keras_fc_outputs"]
+    assert "stop_gradient" in verdicts["test_nn_fc_training_output"]
+
+
+def test_trusted_rerun_accepts_alternatives():
+    cells, _ = combine(*_by_name(["alt_keras_custom_layer", "alt_keras_train_step_decorated",
+                                  "alt_answers_spelled_loosely", "alt_nn_bessel_corrected_population_variance",
+                                  "alt_diagnose_bn_before_relu"], ALTERNATIVES))
+    assert failed(trusted_verdicts(cells)) == set()
+
+
+# --- the machinery, without TensorFlow --------------------------------------------------------
+
+def test_wire_format_round_trips_and_rejects_unknown_objects():
+    import numpy as np
+
+    data = {"a": np.arange(6.0).reshape(2, 3), "b": [None, True, 1.5, "x"], "c": (np.float32(2.0),)}
+    back = remote.decode(remote.encode(data))
+    assert np.array_equal(back["a"], data["a"]) and back["b"] == data["b"] and back["c"][0] == 2.0
+    with pytest.raises(TypeError):
+        remote.encode(object())
+    with pytest.raises(ValueError):
+        remote.decode({"$name": "fully_connected"})  # the parent never resolves names
+
+
+def test_a_worker_that_dies_fails_every_later_check():
+    cells = [("setup", "import os\nos._exit(3)"), ("test_a", "")]
+    verdicts = verify.verify_cells(cells, {"test_a": "grading.check_choice(ANSWER, 'ab')"}, timeout=60)
+    assert "could not be checked" in verdicts["test_a"]
+
+
+def test_a_worker_that_hangs_is_stopped_in_time():
+    cells = [("setup", "import time\ntime.sleep(60)"), ("test_a", "")]
+    verdicts = verify.verify_cells(cells, {"test_a": "grading.check_choice(ANSWER, 'ab')"}, timeout=3)
+    assert "took too long" in verdicts["test_a"]
+
+
+def test_test_cells_use_the_trusted_checks_whatever_the_student_defines():
+    cells = [("answer", "ANSWER = 'c'\nimport bnlab.grading as g\ng.check_choice = lambda *a, **k: None\n"
+                        "grading = g"), ("test_a", "")]
+    verdicts = verify.verify_cells(cells, {"test_a": "grading.check_choice(ANSWER, 'ab')"}, timeout=60)
+    assert "one of" in verdicts["test_a"]
+
+
+def _notebook(kernel_error: bool):
+    cell = nbformat.v4.new_code_cell("grading.check_choice(ANSWER, 'ab')")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "test_a", "points": 1, "solution": False, "locked": True}
+    if kernel_error:
+        cell.outputs = [nbformat.v4.new_output("error", ename="CheckFailed", evalue="x", traceback=["x"])]
+    return nbformat.v4.new_notebook(cells=[cell])
+
+
+@pytest.mark.parametrize("kernel_error,trusted,status", [
+    (False, "Answer with one of 'a', 'b'", "tampered"), (True, "Answer with one of", "failed"),
+    (False, None, "confirmed"), (True, None, "failed in the kernel only")])
+def test_preprocessor_flags_cells_the_kernel_passed_but_the_rerun_fails(monkeypatch, caplog, kernel_error, trusted,
+                                                                       status):
+    preprocessor = verify.VerifyChecks()
+    monkeypatch.setattr(preprocessor, "_trusted_sources", lambda resources: {"test_a": "..."})
+    monkeypatch.setattr(preprocessor, "_verify", lambda nb, tests, resources: {"test_a": trusted})
+    nb = _notebook(kernel_error)
+    with caplog.at_level(logging.WARNING):
+        nb, _ = preprocessor.preprocess(nb, {"nbgrader": {"student": "mallory"}})
+    cell = nb.cells[0]
+    assert cell.metadata["bnlab"]["verification"] == status
+    assert nb.metadata["bnlab"]["tampered"] == (status == "tampered")
+    errors = [o for o in cell.outputs if o["output_type"] == "error"]
+    assert bool(errors) == (kernel_error or status == "tampered")  # nbgrader scores an error output zero
+    assert ("TAMPERING: student mallory" in caplog.text) == (status == "tampered")
+
+
+def test_grader_files_changed_on_disk_confirm_nothing(monkeypatch):
+    preprocessor = verify.VerifyChecks()
+    monkeypatch.setattr(preprocessor, "_trusted_sources", lambda resources: {"test_a": "..."})
+    monkeypatch.setattr(verify, "package_digest", lambda: "changed")
+    nb, _ = preprocessor.preprocess(_notebook(False), {"nbgrader": {"student": "mallory"}})
+    assert nb.metadata["bnlab"]["tampered"] and "changed on disk" in nb.cells[0].outputs[-1]["evalue"]

@@ -1,0 +1,59 @@
+"""Tampering through the real nbgrader pipeline: a submission that rewrites the checks in its kernel
+fools the kernel, but scores only what its real answers earn, and the instructor sees it flagged."""
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from bnlab import exercise, pipeline
+from submissions import ALL_TESTS, TAMPERING
+
+pytestmark = pytest.mark.slow
+
+SUBMISSIONS = [v for v in TAMPERING if v.name in {"tamper_reassign_checks", "tamper_swallow_errors",
+                                                   "tamper_with_part_one_answered"}]
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    course = pipeline.create_course(tmp_path_factory.mktemp("tamper_course"))
+    release = pipeline.release_notebook(course)
+    solution = exercise.solution_answers()
+    pipeline.submit(course, "honest", exercise.fill_in(release, solution))
+    for variant in SUBMISSIONS:
+        pipeline.submit(course, variant.name, exercise.fill_in(release, {**solution, **variant.cells}))
+    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": "2"})
+    assert not run.failed, run.failed
+    return course, run
+
+
+def _autograded(course, student):
+    path = course / "autograded" / student / pipeline.EXERCISE / f"{pipeline.NOTEBOOK}.ipynb"
+    return nbformat.read(path, as_version=4)
+
+
+def _lost(course, student):
+    scores = pipeline.cell_scores(course, student)
+    assert ALL_TESTS <= set(scores)
+    return {name for name in ALL_TESTS if scores[name][0] < scores[name][1]}
+
+
+def test_honest_submission_is_confirmed_and_scores_full_marks(graded):
+    course, run = graded
+    assert _lost(course, "honest") == set()
+    nb = _autograded(course, "honest")
+    assert nb.metadata["bnlab"]["tampered"] is False
+    assert "TAMPERING: student honest" not in run.log
+
+
+@pytest.mark.parametrize("variant", SUBMISSIONS, ids=lambda v: v.name)
+def test_tampering_scores_what_its_answers_earn_and_is_flagged(graded, variant):
+    course, run = graded
+    assert _lost(course, variant.name) == set(variant.fails)
+    nb = _autograded(course, variant.name)
+    assert nb.metadata["bnlab"]["tampered"] is True
+    assert f"TAMPERING: student {variant.name}" in run.log
+    # the kernel was fooled: it passed the cells that the trusted re-run failed
+    fooled = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+              if c.get("metadata", {}).get("bnlab", {}).get("verification") == "tampered"}
+    assert fooled and fooled <= set(variant.fails)
