@@ -22,25 +22,32 @@ pytestmark = pytest.mark.slow
 AUTO_MAX = sum(float(c.metadata["nbgrader"]["points"]) for c in exercise.read().cells
                if exercise.grade_id(c) in ALL_TESTS)
 
-# Bugs of Part 1 and Part 2 are independent, so each submission carries one of each (fewer
-# notebooks to execute); the expected failures are the union.
-KERAS_BUGS = [b for b in BUGS if "keras_layers" in b.cells or "keras_training" in b.cells]
-NN_BUGS = [b for b in BUGS if "nn_layers" in b.cells]
+# Variants that change different parts are independent: Part 1 (keras_layers, keras_training),
+# Part 2 (nn_layers), and the rest (questions, diagnose task). So each submission carries one
+# variant of each part (fewer notebooks to execute); the expected failures are the union.
+def _part(variant) -> str:
+    if set(variant.cells) <= {"keras_layers", "keras_training"}:
+        return "keras"
+    return "nn" if set(variant.cells) <= {"nn_layers"} else "other"
 
 
-def _pairs():
-    pairs = []
-    for i in range(max(len(KERAS_BUGS), len(NN_BUGS))):
-        parts = [lst[i] for lst in (KERAS_BUGS, NN_BUGS) if i < len(lst)]
+def _combine(variants, prefix):
+    parts = {}
+    for variant in variants:
+        parts.setdefault(_part(variant), []).append(variant)
+    combined = []
+    for i in range(max((len(v) for v in parts.values()), default=0)):
+        chosen = [group[i] for group in parts.values() if i < len(group)]
         cells, fails = {}, set()
-        for part in parts:
-            cells.update(part.cells)
-            fails |= part.fails
-        pairs.append(("bug__" + "__".join(p.name for p in parts), cells, frozenset(fails)))
-    return pairs
+        for variant in chosen:
+            cells.update(variant.cells)
+            fails |= variant.fails
+        combined.append((f"{prefix}{i:02d}__" + "__".join(v.name for v in chosen), cells, frozenset(fails)))
+    return combined
 
 
-BUGGY = _pairs()
+BUGGY = _combine(BUGS, "bug")
+ALTERNATIVE = _combine(ALTERNATIVES, "alt")
 CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 
 
@@ -53,8 +60,8 @@ def graded(tmp_path_factory):
     pipeline.submit(course, "untouched", release)
     for name, cells, _ in BUGGY:
         pipeline.submit(course, name, exercise.fill_in(release, {**solution, **cells}))
-    for alt in ALTERNATIVES:
-        pipeline.submit(course, alt.name, exercise.fill_in(release, {**solution, **alt.cells}))
+    for name, cells, _ in ALTERNATIVE:
+        pipeline.submit(course, name, exercise.fill_in(release, {**solution, **cells}))
     pipeline.submit(course, "crashes_kernel", exercise.fill_in(release, {**solution, "keras_layers": CRASH}))
     # the length of the training runs does not matter to the checks; two submissions at a time
     run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}, jobs=2)
@@ -85,10 +92,10 @@ def test_buggy_submission_loses_the_named_tests(graded, name, cells, fails):
     assert _failed(course, name) == set(fails)
 
 
-@pytest.mark.parametrize("alt", ALTERNATIVES, ids=lambda a: a.name)
-def test_alternatives_score_full_marks(graded, alt):
+@pytest.mark.parametrize("name", [a[0] for a in ALTERNATIVE])
+def test_alternatives_score_full_marks(graded, name):
     course, _ = graded
-    assert _failed(course, alt.name) == set()
+    assert _failed(course, name) == set()
 
 
 def test_crashing_submission_is_reported_kept_and_others_graded(graded):
@@ -96,7 +103,7 @@ def test_crashing_submission_is_reported_kept_and_others_graded(graded):
     assert "crashes_kernel" in run.failed and "submitted/crashes_kernel" in run.failed["crashes_kernel"]
     assert (course / "submitted" / "crashes_kernel" / pipeline.EXERCISE / f"{pipeline.NOTEBOOK}.ipynb").exists()
     assert {"solution", "untouched"} <= set(run.graded)
-    assert len(run.graded) == 2 + len(BUGGY) + len(ALTERNATIVES)
+    assert len(run.graded) == 2 + len(BUGGY) + len(ALTERNATIVE)
     record = graderecord.records(course, pipeline.EXERCISE)["crashes_kernel"]  # the failure is in the gradebook
     assert record["status"] == "crashed" and "kernel died" in record["reason"]
 
