@@ -8,6 +8,7 @@ step; the folder is emptied when the session starts and printed when it ends.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -108,6 +109,8 @@ def student_lab(browser, tmp_path_factory):
     env = labdriver.lab_env(work, {"BNLAB_SHORT": "1"})
     with labdriver.jupyter_lab(cmd, REPO, env, port, ARTIFACTS / "student-lab.log") as base:
         yield base, root
+        with contextlib.suppress(OSError):
+            shutdown_kernels(base)
 
 
 @pytest.fixture(scope="session")
@@ -117,11 +120,14 @@ def instructor_lab(browser, tmp_path_factory):
     The course is built with bnlab.pipeline (generate, submit the solution, autograde), as an
     instructor's `nbgrader` commands would; the formgrader then shows it. Yields ``(base_url, course)``."""
     from bnlab import exercise, pipeline
+    from bnlab.release import nbgrader
 
     work = tmp_path_factory.mktemp("instructor-lab")
     if shutil.which("make"):  # the course's quiet JupyterLab settings, as `make lab` installs them
         subprocess.run(["make", "--no-print-directory", "lab-settings"], cwd=REPO, check=True, capture_output=True)
     course = pipeline.create_course(work / "course")
+    # A named student, as after `nbgrader db student import` (else the formgrader shows "None, None").
+    nbgrader("db", "student", "add", "ada", "--first-name=Ada", "--last-name=Lovelace", root=course)
     pipeline.submit(course, "ada", exercise.fill_in(pipeline.release_notebook(course), exercise.solution_answers()))
     graded = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": GRADING_BATCHES})
     assert graded.graded == ["ada"], f"autograde failed in the fixture: {graded.failed}\n{graded.log[-3000:]}"
@@ -134,6 +140,8 @@ def instructor_lab(browser, tmp_path_factory):
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # nbgrader needs alembic
     with labdriver.jupyter_lab(cmd, course, env, port, ARTIFACTS / "instructor-lab.log") as base:
         yield base, course
+        with contextlib.suppress(OSError):
+            shutdown_kernels(base)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -261,6 +261,16 @@ class Notebook:
         return nbformat.read(self.file, as_version=4)
 
 
+def appears(locator, seconds: float, what: str) -> None:
+    """Wait until ``locator`` is visible; else fail with a sentence saying what did not appear."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        locator.wait_for(timeout=seconds * 1000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{what} did not appear within {seconds:.0f} s") from None
+
+
 def errors(outputs: list[dict]) -> list[str]:
     return [o["text"] for o in outputs if o["mime"] == STDERR]
 

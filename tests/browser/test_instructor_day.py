@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from bnlab import exercise, pipeline
-from labdriver import Steps
+from labdriver import Steps, appears
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -30,7 +30,7 @@ def hidden_lines(source_notebook) -> list[str]:
 
 def close_modal(frame, modal_id: str) -> str:
     modal = frame.locator(f"#{modal_id}")
-    modal.wait_for(timeout=300_000)
+    appears(modal, 300, f"the formgrader's {modal_id} dialog")
     message = modal.locator(".modal-body").inner_text()
     modal.locator(".modal-footer button").first.click()
     modal.wait_for(state="detached", timeout=30_000)
@@ -49,7 +49,7 @@ def test_formgrader_day(instructor_lab, page):
         page.get_by_role("menuitem", name="Formgrader", exact=True).click()
         frame = page.frame_locator("#formgrader iframe")
         row = frame.locator("tr", has=frame.locator("td.name", has_text=assignment))
-        row.wait_for(timeout=60_000)
+        appears(row, 60, f"the formgrader's row of {assignment}")
         assert row.locator("td.num-submissions").inner_text().strip() == "1", "the submission is not counted"
 
     with steps("generate the student version from the formgrader"):
@@ -65,7 +65,8 @@ def test_formgrader_day(instructor_lab, page):
         maximum = sum(m for _, m in scores.values())
         row.locator("td.num-submissions a").click()
         student_row = frame.locator("tr", has=frame.locator("td.student-id", has_text=student))
-        student_row.wait_for(timeout=60_000)
+        appears(student_row, 60, f"the formgrader's row of student {student}")
+        assert student_row.locator("td.student-name").inner_text().strip() == "Lovelace, Ada"
         shown = student_row.locator("td.score").inner_text().strip()
         assert shown == f"{round(total, 2):g} / {round(maximum, 2):g}", f"the formgrader shows {shown!r}, the gradebook {total} / {maximum}"
         tests = {exercise.grade_id(c) for c in exercise.read().cells if c.cell_type == "code"

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bnlab import exercise
-from labdriver import STDERR, STDOUT, Notebook, Steps, errors, news_prompts, text
+from labdriver import STDERR, STDOUT, Notebook, Steps, appears, errors, news_prompts, text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -142,7 +142,7 @@ def test_exercise_day(student_lab, page):
             assert saved.cells[i].source.strip() == answers[grade_id].strip(), f"the editor holds another text in {grade_id}"
         page.get_by_role("button", name="Validate").click()
         verdict = page.locator("#validation-message")
-        verdict.wait_for(timeout=420_000)
+        appears(verdict, 420, "nbgrader's validation verdict")
         classes, message = verdict.get_attribute("class") or "", verdict.inner_text()
         assert "validation-success" in classes, f"nbgrader's verdict ({classes}): {message[:1500]}"
         assert "passes all the tests" in message
@@ -182,11 +182,11 @@ def test_lesson_comparison_controls(student_lab, page):
         activation.select_option(label=choice)
         button.click()
         output = cell.locator(".widget-output")
-        output.locator("img").first.wait_for(timeout=120_000)
+        appears(output.locator("img").first, 120, "the comparison's training panel (after clicking Train)")
         cell.scroll_into_view_if_needed()
         steps.shot("comparison panel while training")
         printed = output.locator(f'[data-mime-type="{STDOUT}"]')  # the results table, or why it failed
-        printed.first.wait_for(timeout=300_000)
+        appears(printed.first, 300, "the comparison's results table")
         time.sleep(0.5)
         table = "\n".join(printed.all_inner_texts())
         assert "val acc" in table and "failed" not in table, f"the comparison failed: {table[-600:]}"
