@@ -17,7 +17,6 @@ Out: :func:`export` writes nbgrader's ``grades.csv`` (``nbgrader export``, confi
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import shutil
 import sys
@@ -143,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.archive or (inbox.is_dir() and any(inbox.iterdir())):
         students = zip_collect(course, args.assignment, args.archive)
         print(f"collected {len(students)} submission(s) into submitted/: {', '.join(students)}")
-    else:
-        with contextlib.suppress(RuntimeError):
-            result = nbgrader("collect", args.assignment, root=course, check=False)
-            print(result.stdout + result.stderr)
+    else:  # nbgrader's exchange (c.Exchange.root; BNLAB_EXCHANGE sets it)
+        result = nbgrader("collect", args.assignment, "--update", root=course, check=False)
+        print(result.stdout + result.stderr)
+        if result.returncode != 0:
             return result.returncode
     print("next: make autograde")
     return 0

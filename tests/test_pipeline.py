@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-import nbformat
 import pytest
 
 from bnlab import exercise, feedback, graderecord, pipeline
