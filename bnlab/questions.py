@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["TEACH", "teach", "show_single_images", "show_symptom"]
+__all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "describe_layers", "show_symptom"]
 
 SECTION_BATCH_OF_ONE = "lesson, section 2, 'Why a batch of one needs population statistics'"
 SECTION_CONV = "lesson, section 6, 'ConvNets: one mean and variance per feature map'"
@@ -92,14 +92,47 @@ def show_single_images(model, data, count: int = 100) -> dict:
 # --------------------------------------------------------------------------------------------
 # "diagnose this": what a layer's population statistics do from one training batch to the next
 
+def buggy_fully_connected(prev_layer, num_units):
+    """The classmate's dense layer of Part 3: it trains, but its population statistics are broken.
+
+    The notebook shows what it does (:func:`show_symptom`) and how its layers are set up, not its code,
+    so that its code does not double as an answer to Part 1."""
+    import bnlab
+
+    keras = bnlab.tf.keras
+    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)
+    return keras.layers.BatchNormalization(momentum=0.1)(layer)
+
+
+_SETTINGS = {"Dense": ("units", "activation", "use_bias"), "Conv2D": ("filters", "activation", "use_bias"),
+             "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
+             "ReLU": (), "Activation": ("activation",)}
+
+
+def describe_layers(model) -> str:
+    """The model's layers in order, each with the settings that matter for batch normalization."""
+    parts = []
+    for layer in model.layers:
+        name = type(layer).__name__
+        if name == "InputLayer":
+            continue
+        config = layer.get_config()
+        settings = ", ".join(f"{key}={config[key]!r}" for key in _SETTINGS.get(name, ()) if key in config)
+        parts.append(f"{name}({settings})")
+    return " -> ".join(parts)
+
+
 def _features(rng, batch, offset, scale):
     return (offset + scale * rng.standard_normal((batch, len(offset)))).astype(np.float32)
+
+
+REFERENCE = "a correct layer, for comparison"
 
 
 def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6, seed: int = 0) -> dict:
     """Train a one-layer Keras model built with ``layer_fn(prev_layer, num_units)`` for ``warmup``
     batches, then show how much its inference-mode output on a fixed set of examples moves after each
-    further training batch, next to a layer with Keras' default batch normalization.
+    further training batch, next to a correct layer; print the layers ``layer_fn`` builds.
 
     Only the forward passes run (no optimizer), so the weights stay put and any change comes from the
     population statistics. Returns ``{name: mean absolute change per batch}``.
@@ -117,12 +150,14 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
     offset, scale = rng.uniform(-2.0, 3.0, size=6), rng.uniform(0.5, 3.0, size=6)
     probe = _features(rng, 64, offset, scale)
     batches = [_features(rng, 64, offset, scale) for _ in range(warmup + steps)]
-    changes = {}
+    changes, layers = {}, {}
     for name, fn in ((getattr(layer_fn, "__name__", "your layer"), layer_fn),
-                     ("Keras' default BatchNormalization", reference)):
+                     (REFERENCE, reference)):
         keras.utils.set_random_seed(seed)
         inputs = keras.Input(shape=(len(offset),))
         model = keras.Model(inputs, fn(inputs, num_units))
+        if fn is layer_fn:
+            layers[name] = describe_layers(model)
         train = tf.function(lambda x, model=model: model(x, training=True))
         infer = tf.function(lambda x, model=model: model(x, training=False))
         for batch in batches[:warmup]:
@@ -135,6 +170,8 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
             moves.append(float(np.mean(np.abs(after - before))))
             before = after
         changes[name] = moves
+    for name, description in layers.items():
+        print(f"Layers of {name}: {description}\n")
     print(f"Inference-mode output on the same {len(probe)} examples: mean absolute change after each of "
           f"{steps} more training batches\n(after {warmup} training batches; weights fixed, so only the "
           "population statistics can move it)")

@@ -90,7 +90,16 @@ def _layer(momentum):
 def test_symptom_separates_the_buggy_momentum_from_a_fixed_one(capsys):
     buggy = questions.show_symptom(_layer(0.1), warmup=60, steps=4)
     fixed = questions.show_symptom(_layer(0.99), warmup=60, steps=4)
-    reference = "Keras' default BatchNormalization"
+    reference = questions.REFERENCE
     assert buggy["layer_momentum_0.1"] > 10 * buggy[reference]
     assert fixed["layer_momentum_0.99"] < 3 * fixed[reference] + 1e-3
-    assert "mean absolute change" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "mean absolute change" in out
+    assert "Layers of layer_momentum_0.1: Dense(" in out and "BatchNormalization(axis=-1, momentum=0.1," in out
+
+
+def test_the_classmates_layer_shows_the_symptom_and_fails_the_check_that_names_its_bug():
+    found = questions.show_symptom(questions.buggy_fully_connected, warmup=60, steps=4)
+    assert found["buggy_fully_connected"] > 10 * found[questions.REFERENCE]
+    with pytest.raises(AssertionError, match="wrong way round"):
+        grading.check_population_statistics(questions.buggy_fully_connected, "dense", api="keras")
