@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -288,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", nargs="?", const=8, type=int, metavar="N",
                         help="time grading N copies of the solution with 1 and 2 jobs, print JSON")
     args = parser.parse_args(argv)
+    # `kill` of the coordinator: exit normally, so that the submissions being graded are ended too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.bench:
         import json
 

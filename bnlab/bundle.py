@@ -44,7 +44,9 @@ setup: .venv/.installed
 \t@touch $@
 data: setup  ## fetch and verify MNIST (cached in ~/.cache/bnlab/mnist)
 \t$(BIN)/python -m bnlab.data
-lab: setup data  ## open JupyterLab on the notebooks
+lab: setup data  ## open JupyterLab on the notebooks (with the course's quiet JupyterLab settings)
+\tinstall -D -m 644 jupyter/overrides.json .venv/share/jupyter/lab/settings/overrides.d/bnlab-course.json
+\tinstall -D -m 644 jupyter/jupyter_lab_config.json .venv/etc/jupyter/jupyter_lab_config.json
 \t$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 """
 
@@ -58,7 +60,8 @@ python3.11 -m venv .venv && .venv/bin/pip install -e .   # install the course li
 make lab                                                  # fetch MNIST once, then open JupyterLab
 ```
 
-Without `make`: `.venv/bin/python -m bnlab.data`, then `.venv/bin/jupyter lab notebooks`.
+Without `make`: `.venv/bin/python -m bnlab.data`, then `.venv/bin/jupyter lab notebooks
+--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate`.
 
 - `notebooks/batch_norm_lesson/`: the lesson (ungraded).
 - `notebooks/batch_norm_exercises/`: the graded exercise. Run its *Check* cells; hidden checks run
@@ -103,6 +106,8 @@ def build(dist: Path = ROOT / "dist", release: Path = ROOT / "release") -> Path:
     target.mkdir(parents=True)
     shutil.copytree(release, target / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     _copy_library(target)
+    if (ROOT / "jupyter").is_dir():  # JupyterLab settings: no news pop-up, no update check
+        shutil.copytree(ROOT / "jupyter", target / "jupyter", ignore=shutil.ignore_patterns("README.md"))
     (target / "pyproject.toml").write_text(_pyproject(source))
     (target / "Makefile").write_text(MAKEFILE)
     (target / "README.md").write_text(README)

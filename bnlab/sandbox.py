@@ -15,6 +15,7 @@ reachable and :func:`network_isolation` says why.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import fcntl
 import functools
@@ -29,6 +30,18 @@ import threading
 import time
 
 GiB = 1024 ** 3
+_LIVE: set[int] = set()  # process groups of the commands running now (ended if this process exits)
+
+
+@atexit.register
+def _end_live_groups() -> None:
+    """On exit (also Ctrl-C), end the grading commands still running: they run in their own sessions,
+    so neither a terminal's Ctrl-C nor the death of this process would reach them."""
+    for pgid in list(_LIVE):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,11 +117,22 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this child when the process that started it dies (a killed coordinator or Dask
+    worker leaves no grading behind; the kernel exits when nbgrader, its parent, is gone)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
     """Run ``cmd`` under ``limits`` and say how it ended; never raises for the command's own failures."""
     cmd, isolated = wrap_command(cmd, limits)
 
     def preexec():
+        _die_with_parent()
         if limits.address_space_bytes:
             import resource
 
@@ -117,6 +141,7 @@ def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace", start_new_session=True, preexec_fn=preexec)
+    _LIVE.add(proc.pid)
     state = {"status": "ok", "reason": "", "peak": 0}
     done = threading.Event()
 
@@ -148,6 +173,7 @@ def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    _LIVE.discard(proc.pid)
     status, reason = state["status"], state["reason"]
     if status == "ok" and proc.returncode != 0:
         status, reason = "error", f"exited with status {proc.returncode}"

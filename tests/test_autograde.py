@@ -49,6 +49,31 @@ def test_memory_limit_stops_a_hungry_command():
     assert out.status == "memory" and "over the limit of 1 GiB" in out.reason and out.seconds < 20
 
 
+def test_grading_commands_end_when_the_coordinator_is_stopped(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    marker = tmp_path / "pid"
+    child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    coordinator = ("import signal, sys, threading\nfrom bnlab import sandbox\n"
+                   "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+                   f"t = threading.Thread(target=sandbox.run_limited, args=([sys.executable, '-c', {child!r}], '/tmp', {{}},"
+                   " sandbox.Limits(network='allow')), daemon=True)\nt.start(); t.join()\n")
+    parent = subprocess.Popen([sys.executable, "-c", coordinator])
+    deadline = time.time() + 60
+    while not (marker.exists() and marker.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    pid = int(marker.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) == 143
+    time.sleep(1)
+    alive = psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    assert not alive, "the grading command outlived its coordinator"
+
+
 def test_network_is_cut_where_the_machine_allows_it():
     available, why = sandbox.network_isolation()
     if not available:

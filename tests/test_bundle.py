@@ -102,3 +102,6 @@ def test_bundle_builds_a_wheel_that_installs_and_imports(built, tmp_path):
 def test_bundle_makefile_lab_target_runs_setup_then_data_then_jupyter(built):
     plan = subprocess.run(["make", "-n", "lab"], cwd=built, capture_output=True, text=True, check=True).stdout
     assert plan.index("pip install") < plan.index("-m bnlab.data") < plan.index("jupyter lab --ServerApp.root_dir=notebooks")
+    if (ROOT / "jupyter" / "overrides.json").exists():  # the course's quiet JupyterLab settings travel along
+        assert (built / "jupyter" / "overrides.json").exists()
+        assert plan.index("overrides.d/bnlab-course.json") < plan.index("jupyter lab --ServerApp")

@@ -14,7 +14,8 @@ import os
 import pytest
 
 from bnlab import exercise, feedback, graderecord, pipeline
-from submissions import ALL_TESTS, ALTERNATIVES, BUGS
+# one bug per kind of check and four alternatives (tests/test_grading.py runs every variant in-process)
+from submissions import ALL_TESTS, PIPELINE_ALTERNATIVES as ALTERNATIVES, PIPELINE_BUGS as BUGS
 
 pytestmark = pytest.mark.slow
 # points of the autograded checks, read from the source notebook (manually graded cells excluded)
