@@ -88,6 +88,9 @@ class LayerRecord:
     pre-activation values per layer) and ``preact_std[k]`` (their standard deviation per layer,
     over the whole batch); batch 1 runs on the initial weights. ``grad_steps[k]`` and
     ``grad_norms[k]`` hold the L2 norm of each weight layer's kernel gradient at that batch.
+    ``train_accuracy`` is the mean training accuracy of the last logged batches,
+    ``validation_accuracy`` the inference-mode accuracy after training, and ``seconds_per_batch``
+    the mean time of a training step after the first (which includes tracing).
     """
 
     name: str
