@@ -148,3 +148,23 @@ def test_a_model_without_statistics_is_left_alone():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     assert population.refresh_population_statistics(model, lambda i: None, keras.optimizers.Adam(), 5) == \
         {"refreshed": 0, "kept": 0, "decay": []}
+
+
+def test_fused_adam_matches_keras_adam():
+    from bnlab.adam import FusedAdam
+
+    for optimizer_class in (keras.optimizers.Adam, FusedAdam):
+        training.set_seed(2)
+        model = build_keras()
+        optimizer = optimizer_class(0.002)
+        step = tf.function(keras_step)
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            x = tf.constant(rng.normal(size=(16, 28, 28, 1)).astype(np.float32))
+            step(model, optimizer, x, tf.one_hot(rng.integers(0, 10, 16), 10))
+        weights = [w.numpy() for w in model.trainable_variables]
+        if optimizer_class is FusedAdam:
+            assert int(optimizer.iterations) == 5
+            for ours, theirs in zip(weights, reference):
+                np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+        reference = weights
