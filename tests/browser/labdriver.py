@@ -27,6 +27,8 @@ CHROMIUM = os.environ.get("BNLAB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(os.environ.get("BNLAB_BROWSER_ARTIFACTS", REPO / "test-artifacts" / "browser"))
+# The cells of the notebook in the tab shown (JupyterLab may restore other tabs behind it).
+CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
 STDERR = "application/vnd.jupyter.stderr"
 STDOUT = "application/vnd.jupyter.stdout"
 
@@ -139,8 +141,8 @@ class Steps:
 
 # One JS function evaluated in the page: the outputs of code cell number `i` as a person sees them.
 OUTPUTS_JS = """
-(i) => {
-  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+([cells, i]) => {
+  const cell = document.querySelectorAll(cells)[i];
   if (!cell) return null;
   const outputs = Array.from(cell.querySelectorAll(
       '.jp-OutputArea:not(.jp-OutputArea .jp-OutputArea) > .jp-OutputArea-child > .jp-OutputArea-output'));
@@ -171,13 +173,14 @@ class Notebook:
         return [i for i in range(start, stop) if self.nb.cells[i].cell_type == "code"]
 
     def cell(self, i: int):
-        return self.page.locator(".jp-Notebook .jp-Cell").nth(i)
+        return self.page.locator(CELLS).nth(i)
 
     # -- opening ----------------------------------------------------------------------------
     def open(self, timeout: float = 120) -> None:
-        """Open the notebook and wait until its kernel is idle and connected to the page."""
-        self.page.goto(f"{self.base}/lab/tree/{self.relative}")
-        self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout * 1000)
+        """Open the notebook alone (``?reset``: no tabs restored) and wait until its kernel is idle
+        and connected to the page."""
+        self.page.goto(f"{self.base}/lab/tree/{self.relative}?reset")
+        self.page.wait_for_selector(CELLS, timeout=timeout * 1000)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ValueError):
@@ -190,7 +193,7 @@ class Notebook:
         else:
             raise AssertionError(f"the kernel of {self.relative} was not ready within {timeout:.0f} s")
         # JupyterLab attaches the cells of a long notebook a few at a time.
-        while (shown := self.page.locator(".jp-Notebook .jp-Cell").count()) != len(self.nb.cells):
+        while (shown := self.page.locator(CELLS).count()) != len(self.nb.cells):
             assert time.monotonic() < deadline, f"the page shows {shown} cells, the file has {len(self.nb.cells)}"
             time.sleep(0.5)
 
@@ -230,7 +233,7 @@ class Notebook:
         return self.wait(i, timeout)
 
     def outputs(self, i: int) -> list[dict]:
-        return self.page.evaluate(OUTPUTS_JS, i)
+        return self.page.evaluate(OUTPUTS_JS, [CELLS, i])
 
     def type_into(self, i: int, text: str) -> None:
         """Replace the code of cell ``i`` as a student does: click it, select all, type the new code.

@@ -23,7 +23,7 @@ def test_lab_opens_without_news_prompt_or_internet(student_lab, page):
     steps = Steps(page, "quiet-lab")
 
     with steps("open JupyterLab on the student folders"):
-        page.goto(f"{base}/lab")
+        page.goto(f"{base}/lab?reset")  # a fresh workspace, as on a student's first start
         listing = page.locator(".jp-DirListing-content")
         for folder in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
             listing.get_by_text(folder, exact=True).wait_for(timeout=60_000)

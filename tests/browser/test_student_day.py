@@ -12,7 +12,7 @@ import time
 import pytest
 
 from bnlab import exercise
-from labdriver import STDERR, STDOUT, Notebook, Steps, appears, errors, news_prompts, text
+from labdriver import CELLS, STDERR, STDOUT, Notebook, Steps, appears, errors, news_prompts, text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -35,8 +35,8 @@ def conv_layer(prev_layer, layer_depth):
 # The live panel of the cell with index `i`: its one output node (tagged on first sight, so a
 # replaced node shows up as a new tag), its text (progress, status, log) and its image.
 PANEL_JS = """
-(i) => {
-  const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[i];
+([cells, i]) => {
+  const cell = document.querySelectorAll(cells)[i];
   const outputs = cell.querySelectorAll('.jp-OutputArea-child > .jp-OutputArea-output');
   const widget = cell.querySelector('.jp-OutputArea-output .jupyter-widgets');
   if (widget && !widget.dataset.seen) widget.dataset.seen = String(performance.now());
@@ -109,7 +109,7 @@ def test_exercise_day(student_lab, page):
         nb.start(run_cell)
         samples, started, shot = [], time.monotonic(), None
         while not nb.finished(run_cell) and time.monotonic() - started < 300:
-            sample = page.evaluate(PANEL_JS, run_cell)
+            sample = page.evaluate(PANEL_JS, [CELLS, run_cell])
             samples.append(sample)
             if sample["img"] and sample["bar"] not in (None, "", "0%") and not shot:
                 nb.cell(run_cell).scroll_into_view_if_needed()
