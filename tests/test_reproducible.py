@@ -168,3 +168,25 @@ def test_fused_adam_matches_keras_adam():
             for ours, theirs in zip(weights, reference):
                 np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
         reference = weights
+
+
+def test_bench_summarizes_seeds_and_the_overhead_ratio():
+    from bnlab import bench
+
+    def result(test, single, wall, steps):
+        timings = dict.fromkeys(training.Stopwatch.PARTS, 1.0)
+        timings.update(steps=steps, wall=wall, other=0.5)
+        return training.Results("r", 800, 0.9, test, single, wall, timings=timings)
+
+    runs = [result(0.97, 0.98, 60.0, 40.0), result(0.95, 0.96, 80.0, 40.0), result(0.98, 0.99, 70.0, 40.0)]
+    assert bench.overhead_ratio(runs[0].timings) == pytest.approx(60.0 / 43.0)  # steps + validation, test, single
+    row = bench.summarize(runs, floor_per_step=0.04, batches=800)
+    assert (row["test_accuracy"], row["test_accuracy_worst"]) == (0.97, 0.95)
+    assert (row["single_sample_accuracy"], row["single_sample_accuracy_worst"]) == (0.98, 0.96)
+    assert row["train_seconds"] == 70.0 and row["floor_seconds"] == pytest.approx(32.0)
+    assert row["overhead_ratio_worst"] == pytest.approx(80.0 / 43.0)
+    row["time_ratio"] = 1.0
+    assert "0.9700 (0.9500)" in bench.accuracy_table({"keras_bn": row})
+    assert "| 1.63 (1.86) |" in bench.breakdown_table({"keras_bn": row})
+    assert bench.progress(0, 4, 0.0).startswith("[....................] 0/4 runs")
+    assert "2/4 runs" in bench.progress(2, 4, 0.0)
