@@ -26,8 +26,11 @@ NUM_BATCHES = 800
 TRAIN_LOG_EVERY = 25        # training loss/accuracy logged every this many batches
 VALIDATE_EVERY = 100        # validation loss/accuracy every this many batches
 SINGLE_SAMPLES = 100        # the first test images scored one at a time at the end
-# the cells that run the long training runs; tools that only need the functions skip them
+# The cells that run the long training runs, and other cells that only demonstrate (the classmate's
+# symptom): tools that only need the functions (in-process grading, the benchmark, the trusted
+# re-run of the checks) skip both; nothing later depends on their output.
 TRAINING_RUNS = frozenset({"keras_baseline_run", "keras_bn_run", "nn_bn_run"})
+DEMO_CELLS = frozenset({"diagnose_symptom"})
 
 
 def grade_id(cell) -> str | None:
@@ -41,11 +44,12 @@ def read(path: Path = SOURCE) -> nbformat.NotebookNode:
 
 
 def code_cells(source: Path = SOURCE, skip_training_runs: bool = True) -> list[tuple[str | None, dict, str]]:
-    """``(grade_id, nbgrader metadata, source)`` of the notebook's code cells, in order."""
+    """``(grade_id, nbgrader metadata, source)`` of the notebook's code cells, in order (by default
+    without the training runs and demonstration cells)."""
     cells = []
     for cell in read(source).cells:
         meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and not (skip_training_runs and meta.get("grade_id") in TRAINING_RUNS):
+        if cell.cell_type == "code" and not (skip_training_runs and meta.get("grade_id") in TRAINING_RUNS | DEMO_CELLS):
             cells.append((meta.get("grade_id"), meta, cell.source))
     return cells
 

@@ -33,13 +33,13 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 import bnlab
 from bnlab import grading as trusted_grading
-from bnlab.exercise import TRAINING_RUNS
+from bnlab.exercise import DEMO_CELLS, TRAINING_RUNS
 from bnlab.grading.errors import CheckFailed
 from bnlab.grading.remote import RemoteName, Session
 
 PACKAGE = Path(bnlab.__file__).resolve().parent
 # long cells that define nothing the checks need: the training runs and the diagnose task's demo
-SKIPPED = frozenset(TRAINING_RUNS) | {"diagnose_symptom"}
+SKIPPED = TRAINING_RUNS | DEMO_CELLS
 try:  # the teaching messages of the prediction questions, imported before any submission runs
     import bnlab.questions  # noqa: F401
 except ImportError:  # pragma: no cover - an exercise without questions
