@@ -84,9 +84,9 @@ def test_formgrader_day(instructor_lab, page):
     with steps("the feedback shows the score and no hidden test"):
         relative = f"feedback/{student}/{assignment}/{exercise.NOTEBOOK}.html"
         assert (course / relative).is_file(), f"no {relative}"
-        feedback = page.context.new_page()  # a new tab, as a link to the file opens it
+        feedback = page.context.new_page()  # a new tab, opened from JupyterLab (the server wants the referer)
         steps.page = feedback
-        feedback.goto(f"{base}/files/{relative}")
+        feedback.goto(f"{base}/files/{relative}", referer=f"{base}/lab")
         text = feedback.locator("body").inner_text()
         assert f"{total:g}" in text and "Score" in text, "the feedback does not show the score"
         hidden = hidden_lines(exercise.SOURCE)
