@@ -58,7 +58,7 @@ release: setup  ## regenerate release/ and solutions/ from source/ (commit the r
 check-release: setup  ## fail when release/ or solutions/ are stale
 	$(BIN)/python -m bnlab.release --check
 
-bench: setup data  ## full 800-batch benchmark over 3 seeds; prints a table and a JSON line
+bench: setup data  ## 800-batch benchmark, 5 seeds: accuracy (median, worst), where the time goes, autograde; JSON line
 	$(BIN)/python -m bnlab.bench
 
 grade-demo: setup data  ## autograde the solution as a demo student in a scratch course, with feedback and CSV
