@@ -420,3 +420,15 @@ def test_importing_the_monitor_loads_no_heavy_library():
             "print(sorted(m for m in ('tensorflow', 'matplotlib', 'ipywidgets', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_panel_image_is_hidden_until_it_holds_a_chart():
+    """An empty ipywidgets Image shows as a broken-image icon in the browser: keep it hidden until drawn."""
+    monitor = TrainingMonitor(title="hidden image", total_batches=10, mode="widget")
+    run = monitor.run("a")
+    image = monitor.display.widgets["image"]
+    assert image.layout.display == "none" and not image.value
+    run.log(1, 2.0, 0.1)
+    monitor.display._draw_chart()
+    assert image.value[:4] == b"\x89PNG" and image.layout.display == ""
+    monitor.close()

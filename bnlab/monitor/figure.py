@@ -103,7 +103,8 @@ class ChartFigure:
         if lines is None:
             lines = {}
             for key, ax in (("loss", self.ax_loss), ("acc", self.ax_acc)):
-                (lines[f"train_{key}"],) = ax.plot([], [], color=run.color, linestyle="-", linewidth=1.4)
+                (lines[f"train_{key}"],) = ax.plot([], [], color=run.color, linestyle="-", linewidth=1.4,
+                                                   marker="o", markersize=2, markevery=[-1])
                 (lines[f"val_{key}"],) = ax.plot([], [], color=run.color, linestyle="--",
                                                  marker="o", markersize=4, linewidth=1.2)
             self._lines[run.name] = lines

@@ -90,7 +90,8 @@ class WidgetDisplay:
         self.widgets = {
             "header": widgets.HTML(f"<b>{html.escape(monitor.title)}</b><br><span style='font-size:85%'>"
                                    f"{html.escape(device_line())}</span>"),
-            "image": widgets.Image(format="png", layout=widgets.Layout(max_width="100%")),
+            # hidden until it holds a chart: an empty image shows as a broken-image icon
+            "image": widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none")),
             "progress": widgets.IntProgress(value=0, min=0, max=max(monitor.total_batches or 1, 1),
                                             description="batches", bar_style="info",
                                             layout=widgets.Layout(width="60%")),
@@ -168,6 +169,7 @@ class WidgetDisplay:
         """Render the chart and refresh everything else."""
         started = time.perf_counter()
         self.widgets["image"].value = self.figure.render(self._monitor.history.values())
+        self.widgets["image"].layout.display = ""
         self.refresh_text()
         self._dirty = False
         cost = time.perf_counter() - started
