@@ -41,6 +41,7 @@ def _affected_tests(replacements: dict) -> set:
 
 
 _SOLUTION: dict = {}
+DISAGREEMENTS: list = []  # (grade_id, [visible verdict, hidden verdict]) where only one of them failed
 
 
 def grade_in_process(replacements: dict) -> dict:
@@ -60,12 +61,18 @@ def grade_in_process(replacements: dict) -> dict:
             if affected is not None and grade_id not in affected:
                 results[grade_id] = _SOLUTION[grade_id]
                 continue
-            try:
-                value = exec(source, namespace)
-                results[grade_id] = None
-                assert value is None
-            except AssertionError as exc:
-                results[grade_id] = str(exc)
+            visible, _, hidden = source.partition("### BEGIN HIDDEN TESTS")
+            verdicts = []
+            for part in (visible, hidden):  # both run, so that their verdicts can be compared
+                try:
+                    exec(part, namespace)
+                    verdicts.append(None)
+                except AssertionError as exc:
+                    verdicts.append(str(exc))
+            results[grade_id] = verdicts[0] or verdicts[1]
+            # (a question's visible check only asks for one of the options; its hidden check grades it)
+            if hidden and not grade_id.startswith("test_q_") and (verdicts[0] is None) != (verdicts[1] is None):
+                DISAGREEMENTS.append((grade_id, verdicts))
         else:
             exec(source, namespace)
     return results
@@ -97,7 +104,9 @@ def test_suite_is_large_enough():
 
 @pytest.mark.parametrize("variant", BUGS, ids=lambda v: v.name)
 def test_bug_loses_points_on_the_test_that_names_it(variant: Variant):
+    DISAGREEMENTS.clear()
     results = grade_in_process(variant.cells)
+    assert DISAGREEMENTS == [], "the visible and the hidden checks of a cell disagree"
     failed = {k for k, v in results.items() if v}
     assert failed == set(variant.fails), {k: results[k] for k in failed ^ set(variant.fails)}
     for message in (results[k] for k in failed):
@@ -107,7 +116,9 @@ def test_bug_loses_points_on_the_test_that_names_it(variant: Variant):
 
 @pytest.mark.parametrize("variant", ALTERNATIVES, ids=lambda v: v.name)
 def test_alternative_gets_full_marks(variant: Variant):
+    DISAGREEMENTS.clear()
     results = grade_in_process(variant.cells)
+    assert DISAGREEMENTS == []
     assert {k: v for k, v in results.items() if v} == {}
 
 

@@ -116,6 +116,7 @@ def test_preprocessor_flags_cells_the_kernel_passed_but_the_rerun_fails(monkeypa
     preprocessor = verify.VerifyChecks()
     monkeypatch.setattr(preprocessor, "_trusted_sources", lambda resources: {"test_a": "..."})
     monkeypatch.setattr(preprocessor, "_verify", lambda nb, tests, resources: {"test_a": trusted})
+    monkeypatch.setattr(verify, "package_digest", lambda: verify.DIGEST_AT_IMPORT)  # files edited meanwhile
     nb = _notebook(kernel_error)
     with caplog.at_level(logging.WARNING):
         nb, _ = preprocessor.preprocess(nb, {"nbgrader": {"student": "mallory"}})
@@ -127,9 +128,12 @@ def test_preprocessor_flags_cells_the_kernel_passed_but_the_rerun_fails(monkeypa
     assert ("TAMPERING: student mallory" in caplog.text) == (status == "tampered")
 
 
-def test_grader_files_changed_on_disk_confirm_nothing(monkeypatch):
+def test_grader_files_changed_on_disk_are_reported(monkeypatch, caplog):
     preprocessor = verify.VerifyChecks()
     monkeypatch.setattr(preprocessor, "_trusted_sources", lambda resources: {"test_a": "..."})
+    monkeypatch.setattr(preprocessor, "_verify", lambda nb, tests, resources: {"test_a": None})
     monkeypatch.setattr(verify, "package_digest", lambda: "changed")
-    nb, _ = preprocessor.preprocess(_notebook(False), {"nbgrader": {"student": "mallory"}})
-    assert nb.metadata["bnlab"]["tampered"] and "changed on disk" in nb.cells[0].outputs[-1]["evalue"]
+    with caplog.at_level(logging.WARNING):
+        nb, _ = preprocessor.preprocess(_notebook(False), {"nbgrader": {"student": "mallory"}})
+    assert nb.metadata["bnlab"]["grader_files_changed"] and "changed on disk" in caplog.text
+    assert nb.cells[0].metadata["bnlab"]["verification"] == "confirmed"  # verdicts come from the loaded copy

@@ -31,8 +31,11 @@ def _np(x):
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:240] if text else ""
+    """The line that says most: TensorFlow's traced errors start with "in user code:" and end with the cause."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return (lines[-1] if lines[0].startswith("in user code") else lines[0])[:240]
 
 
 def _explain(description: str, exc: BaseException) -> str:
