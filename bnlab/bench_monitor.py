@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Callable
 
+from bnlab.exercise import due
 from bnlab.monitor import TrainingMonitor
 
 __all__ = ["bench", "simulate", "workload", "schedule", "main"]
@@ -60,9 +61,9 @@ def simulate(monitor: TrainingMonitor, batches: int, one_batch: Callable[[], Non
     for batch in range(1, batches + 1):
         one_batch()
         progress = batch / batches
-        if batch % log_every == 0:
+        if due(batch, batches, log_every):
             run.log(batch, 2.3 * (1 - progress) + 0.05, 0.1 + 0.88 * progress, split="train")
-        if batch % validate_every == 0:
+        if due(batch, batches, validate_every):
             run.log(batch, 2.3 * (1 - progress) + 0.08, 0.1 + 0.86 * progress, split="validation")
     run.finish(validation_accuracy=0.96)
     monitor.close()

@@ -26,6 +26,18 @@ NUM_BATCHES = 800
 TRAIN_LOG_EVERY = 25        # training loss/accuracy logged every this many batches
 VALIDATE_EVERY = 100        # validation loss/accuracy every this many batches
 SINGLE_SAMPLES = 100        # the first test images scored one at a time at the end
+
+
+def due(batch: int, num_batches: int, every: int) -> bool:
+    """Whether 1-based ``batch`` is a reporting point of the schedule: every ``every`` batches, and the last.
+
+    The exercise's loop (:mod:`bnlab.training`), the lesson's demos and the monitor's simulated
+    workload all log training figures on ``due(b, n, TRAIN_LOG_EVERY)`` and validate on
+    ``due(b, n, VALIDATE_EVERY)``.
+    """
+    return batch % every == 0 or batch == num_batches
+
+
 # The cells that run the long training runs, and other cells that only demonstrate (the classmate's
 # symptom): tools that only need the functions (in-process grading, the benchmark, the trusted
 # re-run of the checks) skip both; nothing later depends on their output.

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY, due
 from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
 
 from bnlab._quiet import import_tensorflow
@@ -188,7 +189,7 @@ def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_s
 
 
 def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches: int, batch_size: int = 60,
-               log_every: int = 25, validate_every: int = 100, seed: int = 0,
+               log_every: int = TRAIN_LOG_EVERY, validate_every: int = VALIDATE_EVERY, seed: int = 0,
                validation_size: int | None = None, test_size: int | None = None) -> dict:
     """Train ``model`` with plain gradient descent on MNIST and report to a monitor ``run``.
 
@@ -213,12 +214,12 @@ def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches:
     batches = data.train.batches(batch_size, seed=seed, num_batches=num_batches)
     for done, (images, labels) in enumerate(batches, start=1):
         pending.append(trainer.step(images, labels))
-        if done % log_every == 0 or done == num_batches:
+        if due(done, num_batches, log_every):
             values = np.array([[float(loss), float(acc)] for loss, acc in pending])
             pending.clear()
             train_loss = float(np.mean(values[:, 0]))
             run.log(done, _finite_or_nan(train_loss), float(np.mean(values[:, 1])), split="train")
-        if done % validate_every == 0 or done == num_batches:
+        if due(done, num_batches, validate_every):
             if last_validated != done:
                 val_loss, val_acc = evaluate(model, val_images, val_labels)
                 run.log(done, _finite_or_nan(val_loss), val_acc, split="validation")

@@ -34,7 +34,7 @@ tf = bnlab.tf
 
 # the exercise's schedule is defined once, in bnlab.exercise (re-exported here)
 from bnlab.exercise import (BATCH_SIZE, LEARNING_RATE, NUM_BATCHES, SINGLE_SAMPLES,  # noqa: E402,F401
-                            TRAIN_LOG_EVERY, VALIDATE_EVERY)
+                            TRAIN_LOG_EVERY, VALIDATE_EVERY, due)
 
 SHORT_NUM_BATCHES = 40
 EVAL_CHUNK = 125     # images per evaluation call: fastest of 50..2500 on a 2-core CPU
@@ -283,7 +283,7 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
             if batch_i == 1:
                 with watch("tracing"):
                     compiled.trace(val_x, val_y, single_x, single_y)
-            if batch_i % TRAIN_LOG_EVERY == 0 or batch_i == num_batches:
+            if due(batch_i, num_batches, TRAIN_LOG_EVERY):
                 with watch("steps"):  # the one host sync per logging interval
                     results.batch_log.extend((float(loss), float(acc)) for loss, acc in pending)
                     pending = []
@@ -296,7 +296,7 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
                     results.refresh = refresh_population_statistics(
                         model, lambda i: compiled.step(train_x, train_y, index[num_batches + i]), optimizer,
                         refresh_batches)
-            if batch_i % VALIDATE_EVERY == 0 or batch_i == num_batches:
+            if due(batch_i, num_batches, VALIDATE_EVERY):
                 with watch("validation"):
                     val_loss, val_acc = compiled.evaluate(val_x, val_y)
                 results.validation_log.append((batch_i, val_loss, val_acc))
