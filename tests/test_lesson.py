@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bnlab import lesson
-from bnlab.data import Mnist, Split
+from fakes import FakeRun, fake_mnist
 
 keras = lesson.keras
 tf = lesson.tf
@@ -18,31 +18,6 @@ tf = lesson.tf
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = "source/batch_norm_lesson/Batch_Normalization_Lesson.ipynb"
 APPENDIX = "source/batch_norm_lesson/Appendix_TF1_Code.ipynb"
-
-
-def fake_mnist(n_train: int = 600, n_eval: int = 120, seed: int = 0) -> Mnist:
-    """Random MNIST-shaped data: fast, and enough to exercise the training loop."""
-    rng = np.random.default_rng(seed)
-
-    def split(n):
-        return Split(rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, size=n).astype(np.int64))
-
-    return Mnist(train=split(n_train), validation=split(n_eval), test=split(n_eval))
-
-
-class FakeRun:
-    """Records what the training loop reports, like a monitor run would receive it."""
-
-    def __init__(self):
-        self.logs: list[tuple[int, float, float, str]] = []
-        self.final: dict | None = None
-
-    def log(self, batch, loss, accuracy, split="train"):
-        assert isinstance(batch, int), f"batch must be an int, got {type(batch).__name__}"
-        self.logs.append((batch, float(loss), float(accuracy), split))
-
-    def finish(self, **final):
-        self.final = final
 
 
 # -- models ----------------------------------------------------------------------------------
