@@ -217,3 +217,20 @@ def test_infer_momentum_solves_the_update():
     after = 0.9 * before + 0.1 * batch
     assert numeric.infer_momentum(before, after, batch) == pytest.approx(0.9)
     assert numeric.infer_momentum(before, after, before) is None
+
+
+def test_messages_name_the_function_they_judge():
+    """A check of `fixed_fully_connected` must not call it `fully_connected` (the message must be true)."""
+    from bnlab import exercise
+
+    namespace = exercise.notebook_namespace("keras_layers")
+
+    def fixed_fully_connected(prev_layer, num_units):
+        return namespace["keras"].layers.Dense(num_units, activation="relu")(prev_layer)  # no batch normalization
+
+    with pytest.raises(grading.CheckFailed) as failure:
+        grading.check_structure(fixed_fully_connected, "dense", api="keras")
+    assert str(failure.value).startswith("fixed_fully_connected") and " fully_connected " not in str(failure.value)
+    with pytest.raises(grading.CheckFailed) as failure:
+        grading.check_structure(lambda prev_layer, n: prev_layer, "dense", api="keras")
+    assert "fully_connected" in str(failure.value)

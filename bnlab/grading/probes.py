@@ -79,6 +79,15 @@ class LayerProbe:
     kernel = None
     bias = None
 
+    def _start(self, layer_fn, kind: str, seed: int) -> None:
+        """Seed, and name the layer function in messages by its own name (``fixed_fully_connected`` too),
+        or by the exercise's name for its kind when it has none (a lambda, a partial)."""
+        __tracebackhide__ = True
+        keras.utils.set_random_seed(seed)
+        self.kind = kind
+        name = getattr(layer_fn, "__name__", "")
+        self.where = name if name.isidentifier() else ("fully_connected" if kind == "dense" else "conv_layer")
+
     def _forward(self, x, training):
         raise NotImplementedError
 
@@ -140,9 +149,7 @@ class KerasLayerProbe(LayerProbe):
 
     def __init__(self, layer_fn, kind, arg, seed=0):
         __tracebackhide__ = True
-        keras.utils.set_random_seed(seed)
-        self.kind = kind
-        self.where = "fully_connected" if kind == "dense" else "conv_layer"
+        self._start(layer_fn, kind, seed)
         inputs = keras.Input(num.input_shape(kind))
         outputs = run(f"{self.where}(prev_layer, ...) on a Keras input", layer_fn, inputs, num.layer_arg(kind, arg))
         if not isinstance(outputs, keras.KerasTensor):
@@ -193,9 +200,7 @@ class NNLayerProbe(LayerProbe):
 
     def __init__(self, layer_fn, kind, arg, seed=0):
         __tracebackhide__ = True
-        keras.utils.set_random_seed(seed)
-        self.kind = kind
-        self.where = "fully_connected" if kind == "dense" else "conv_layer"
+        self._start(layer_fn, kind, seed)
         arg = num.layer_arg(kind, arg)
         self.network = Network(lambda x, is_training: layer_fn(x, arg, is_training), name=f"probe_{self.where}")
         first = num.batches(kind, 1, seed + 1000)[0]
