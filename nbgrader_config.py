@@ -1,6 +1,8 @@
 """nbgrader configuration of the course (run nbgrader from the repository root, through `make`)."""
 import os
 
+from bnlab import settings  # the environment variables, read in one place (no TensorFlow)
+
 c = get_config()  # noqa: F821 - provided by nbgrader
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -8,7 +10,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "batchnorm"
 # The course directory is the folder nbgrader runs in: the repository root for instructors; the
 # pipeline tests run nbgrader in a scratch copy and override it on the command line.
-c.CourseDirectory.root = os.environ.get("BNLAB_COURSE_ROOT", here)
+c.CourseDirectory.root = settings.course_root(here)
 c.CourseDirectory.source_directory = "source"
 c.CourseDirectory.release_directory = "release"
 c.CourseDirectory.solution_directory = "solutions"
@@ -71,5 +73,5 @@ c.FileNameCollectorPlugin.named_regexp = (r"^(?:.*[/\\])?[A-Za-z0-9'-]+?_(?:LATE
                                           r"(?P<file_id>[^/\\]+?)(?:-\d+)?\.ipynb$")  # = bnlab.lms.CANVAS_PATTERN
 # nbgrader's exchange (release_assignment / fetch_assignment / submit / collect) on a shared
 # machine: BNLAB_EXCHANGE names its folder (nbgrader's default is /srv/nbgrader/exchange).
-if os.environ.get("BNLAB_EXCHANGE"):
-    c.Exchange.root = os.environ["BNLAB_EXCHANGE"]
+if settings.exchange():
+    c.Exchange.root = settings.exchange()

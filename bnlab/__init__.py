@@ -39,12 +39,7 @@ def __getattr__(name: str):
 
 
 def short_mode() -> bool:
-    """True when notebooks should run shortened training: under nbgrader, or ``BNLAB_SHORT=1``.
+    """True when notebooks run shortened training (see :mod:`bnlab.settings`)."""
+    from bnlab.settings import short_mode as setting
 
-    nbgrader sets ``NBGRADER_EXECUTION`` while it executes a notebook (autograde, validate); CI
-    sets ``BNLAB_SHORT=1`` for nbval. ``BNLAB_SHORT=0`` forces full runs.
-    """
-    flag = os.environ.get("BNLAB_SHORT")
-    if flag is not None:
-        return flag.strip().lower() not in ("", "0", "false", "no")
-    return bool(os.environ.get("NBGRADER_EXECUTION"))
+    return setting()

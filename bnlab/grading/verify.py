@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import os
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 
 import bnlab
 from bnlab import grading as trusted_grading
+from bnlab import settings
 from bnlab.exercise import DEMO_CELLS, TRAINING_RUNS
 from bnlab.grading.errors import CheckFailed
 from bnlab.grading.remote import RemoteName, Session
@@ -163,8 +163,7 @@ class VerifyChecks(NbGraderPreprocessor):
 def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED) -> dict:
     """Run ``cells`` (``(grade_id, source)`` in notebook order) in a worker; for every cell whose grade_id is
     in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``."""
-    session = Session(cwd=cwd, timeout=timeout, env={"NBGRADER_EXECUTION": os.environ.get("NBGRADER_EXECUTION",
-                                                                                          "autograde")})
+    session = Session(cwd=cwd, timeout=timeout, env={"NBGRADER_EXECUTION": settings.grading() or "autograde"})
     verdicts = {}
     try:
         for name, source in cells:
