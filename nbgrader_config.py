@@ -38,7 +38,10 @@ c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d
 # kernel ran, bnlab.grading.verify re-runs every graded test cell (its source from the gradebook) with
 # the checks in nbgrader's own process and the student's code in one separate worker; a cell that
 # passed in the kernel but fails there scores zero and the submission is flagged (log, metadata).
+# StartVerification begins that re-run before the kernel starts, so the two overlap (it needs nothing
+# from the kernel); VerifyChecks collects it. Without StartVerification the re-run follows the kernel.
 c.Autograde.autograde_preprocessors = [
+    "bnlab.grading.verify.StartVerification",
     "nbgrader.preprocessors.Execute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",

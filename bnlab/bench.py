@@ -128,6 +128,20 @@ def accuracy_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def grading_table(autograde_seconds: float, grading: dict) -> str:
+    """One submission through ``nbgrader autograde``, and a class graded serially and in parallel."""
+    lines = ["| grading | wall s | s per submission |", "|---|---|---|",
+             f"| 1 submission, `nbgrader autograde` | {autograde_seconds:.1f} | {autograde_seconds:.1f} |"]
+    n = grading.get("class_size")
+    for jobs in (1, 2):
+        seconds = grading.get(f"jobs_{jobs}_seconds")
+        if seconds is not None:
+            lines.append(f"| {n} submissions, `make autograde JOBS={jobs}` | {seconds:.1f} | {seconds / n:.1f} |")
+    if "speedup" in grading:
+        lines.append(f"| speed-up, JOBS=2 over JOBS=1 | {grading['speedup']:.2f}x | |")
+    return "\n".join(lines)
+
+
 def progress(done: int, total: int, started: float) -> str:
     """``[#####.....] 3/15 runs, 2 min 10 s elapsed, about 8 min left``."""
     elapsed = time.perf_counter() - started
@@ -144,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
     parser.add_argument("--no-autograde", action="store_true", help="skip timing nbgrader autograde")
     parser.add_argument("--no-monitor", action="store_true", help="skip measuring the live monitor's cost")
+    parser.add_argument("--class-size", type=int, default=8,
+                        help="submissions graded with JOBS=1 and JOBS=2 for the parallel figure (0: skip)")
     args = parser.parse_args(argv)
 
     data = load_mnist(verbose=True)
@@ -181,12 +197,17 @@ def main(argv: list[str] | None = None) -> int:
         draw = {"silent": first["keras_bn"].timings["wall"], "drawn": drawn.timings["wall"],
                 "redraws": monitor.redraw_count, "draw_seconds": monitor.draw_seconds,
                 "share": monitor.draw_seconds / drawn.timings["wall"]}
-    autograde_seconds = float("nan")
+    autograde_seconds, grading = float("nan"), {}
     if not args.no_autograde:
         from bnlab.bench_grading import time_autograde
 
         print("timing nbgrader autograde of the solution ...", flush=True)
         autograde_seconds = time_autograde()
+    if args.class_size:
+        from bnlab.autograde import benchmark_class
+
+        print(f"timing a class of {args.class_size} solutions graded with JOBS=1, then JOBS=2 ...", flush=True)
+        grading = benchmark_class(n=args.class_size, jobs=(1, 2))
 
     print(f"\n{device}\n{args.batches} batches of {training.BATCH_SIZE}, seeds {args.seeds}; "
           f"op determinism {'on' if training.default_deterministic() else 'off'}; medians (worst) over seeds")
@@ -197,11 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"live monitor on keras_bn, seed {args.seeds[0]}: {draw['silent']:.1f} s silent, {draw['drawn']:.1f} s "
               f"drawing; {draw['redraws']} redraws took {draw['draw_seconds']:.2f} s = {100 * draw['share']:.1f}% "
               "of the run")
-    print(f"nbgrader autograde of the solution (shortened runs): {autograde_seconds:.1f} s")
+    print("\nGrading (the solution; wall seconds on this machine):")
+    print(grading_table(autograde_seconds, grading))
     summary = {f"{net}_{key}": round(value, 4) for net, row in rows.items() for key, value in row.items()
                if not key.endswith("_seconds") or key in ("train_seconds", "steps_seconds", "floor_seconds")}
     summary.update(autograde_seconds=round(autograde_seconds, 1), seeds=args.seeds, batches=args.batches,
                    device=device, deterministic=training.default_deterministic())
+    summary.update({f"class_{key}": value for key, value in grading.items()})
     if draw:
         summary["monitor_draw_share"] = round(draw["share"], 4)
     print(json.dumps(summary))

@@ -16,20 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-VERIFY_LINE = '    "bnlab.grading.verify.VerifyChecks",\n'
-
-
 def _solution_course(tmp: Path, verify: bool):
     from bnlab import pipeline
     from bnlab.exercise import fill_in, solution_answers
 
     course = pipeline.create_course(tmp)
     if not verify:
-        config = course / "nbgrader_config.py"
-        text = config.read_text()
-        if VERIFY_LINE not in text:
-            raise RuntimeError(f"{config} has no {VERIFY_LINE.strip()} line to leave out")
-        config.write_text(text.replace(VERIFY_LINE, ""))
+        with open(course / "nbgrader_config.py", "a") as config:  # StartVerification follows it too
+            config.write("\nc.VerifyChecks.enabled = False\n")
     nb = fill_in(pipeline.release_notebook(course), solution_answers())
     return course, pipeline.submit(course, "bench", nb)
 

@@ -2,13 +2,13 @@
 
 Where the exercise lives (assignment and notebook names, the source / release / solutions paths)
 and how its cells are read: the benchmark, the nbgrader pipeline and the tests all take these from
-here. This module imports nbformat only (no TensorFlow), so release and feedback tooling stays light.
+here. This module imports no TensorFlow, and nbformat only when a reader runs (importing it takes
+about 2 s, which every graded kernel would pay), so kernels, release and feedback tooling stay light.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "batch_norm_exercises"
@@ -52,6 +52,8 @@ def grade_id(cell) -> str | None:
 
 def read(path: Path = SOURCE) -> nbformat.NotebookNode:
     """The notebook at ``path`` (the source master by default)."""
+    import nbformat
+
     return nbformat.read(path, as_version=4)
 
 
@@ -90,6 +92,8 @@ def solution_answers(source: Path = SOURCE) -> dict:
 
 def fill_in(release_nb: nbformat.NotebookNode, answers: dict) -> nbformat.NotebookNode:
     """A copy of the student notebook with the answer cells ``{grade_id: source}`` written in."""
+    import nbformat
+
     nb = nbformat.from_dict(release_nb)
     for cell in nb.cells:
         if grade_id(cell) in answers:

@@ -137,3 +137,39 @@ def test_grader_files_changed_on_disk_are_reported(monkeypatch, caplog):
         nb, _ = preprocessor.preprocess(_notebook(False), {"nbgrader": {"student": "mallory"}})
     assert nb.metadata["bnlab"]["grader_files_changed"] and "changed on disk" in caplog.text
     assert nb.cells[0].metadata["bnlab"]["verification"] == "confirmed"  # verdicts come from the loaded copy
+
+
+def test_the_rerun_started_before_the_kernel_is_collected_after_it(monkeypatch):
+    """StartVerification hands the re-run of the cells as submitted to VerifyChecks; the kernel's outputs
+    (added in between) neither reach the re-run nor get lost."""
+    seen = {}
+
+    def rerun(nb, tests, resources):
+        seen["outputs"] = [len(cell.get("outputs", [])) for cell in nb.cells]
+        return {"test_a": None}
+
+    start, collect = verify.StartVerification(), verify.VerifyChecks()
+    for preprocessor in (start, collect):
+        monkeypatch.setattr(preprocessor, "_trusted_sources", lambda resources: {"test_a": "..."})
+        monkeypatch.setattr(preprocessor, "_verify", rerun)
+    resources = {"nbgrader": {"student": "ann", "notebook": "nb", "assignment": "a"}}
+    nb = _notebook(False)
+    nb, resources = start.preprocess(nb, resources)
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="kernel ran")]   # what Execute does
+    nb, _ = collect.preprocess(nb, resources)
+    assert seen["outputs"] == [0]
+    assert nb.metadata["bnlab"]["started"] == "with the kernel"
+    assert nb.cells[0].metadata["bnlab"]["verification"] == "confirmed"
+    assert nb.cells[0].outputs[0]["text"] == "kernel ran"
+    # without the early start (another student), VerifyChecks runs the re-run itself
+    nb, _ = collect.preprocess(_notebook(False), {"nbgrader": {"student": "bob", "notebook": "nb", "assignment": "a"}})
+    assert nb.metadata["bnlab"]["started"] == "after the kernel"
+
+
+def test_turning_verification_off_turns_off_its_early_start_too():
+    from traitlets.config import Config
+
+    config = Config({"VerifyChecks": {"enabled": False}})
+    assert not verify.StartVerification(config=config).enabled
+    nb, _ = verify.StartVerification(config=config).preprocess(_notebook(False), {"nbgrader": {"student": "x"}})
+    assert verify._STARTED == {}

@@ -149,3 +149,12 @@ def test_tooling_modules_do_not_import_tensorflow():
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert "tf absent" in result.stdout, "importing bnlab's tooling modules must not load TensorFlow"
+
+
+def test_a_graded_kernel_does_not_pay_for_nbformat():
+    """The notebook's imports leave nbformat (and its 2-second jsonschema import) to the tooling."""
+    code = ("import sys, bnlab\nbnlab.tf\nfrom bnlab import grading, nn, questions, training, data\n"
+            "print(sorted(m for m in ('nbformat', 'jsonschema') if m in sys.modules))")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", "a module the notebook imports pulled in nbformat; import it lazily"

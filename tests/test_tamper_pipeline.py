@@ -44,6 +44,8 @@ def test_honest_submission_is_confirmed_and_scores_full_marks(graded):
     nb = _autograded(course, "honest")
     assert nb.metadata["bnlab"]["tampered"] is False
     assert "TAMPERING: student honest" not in run.log
+    # the course config starts the re-run before the kernel, so the two overlap (StartVerification)
+    assert nb.metadata["bnlab"]["started"] == "with the kernel"
 
 
 @pytest.mark.parametrize("variant", SUBMISSIONS, ids=lambda v: v.name)
@@ -56,6 +58,7 @@ def test_tampering_scores_what_its_answers_earn_and_is_flagged(graded, variant):
               if c.get("metadata", {}).get("bnlab", {}).get("verification") == "tampered"}
     assert fooled <= set(variant.fails)
     assert nb.metadata["bnlab"]["tampered"] is bool(fooled)
+    assert nb.metadata["bnlab"]["started"] == "with the kernel"
     assert (f"TAMPERING: student {variant.name}" in run.log) is bool(fooled)
     if variant.name != "tamper_swallow_errors":  # nbgrader still sees the error a swallowed exception leaves
         assert fooled

@@ -16,13 +16,18 @@ executed the notebook, :class:`VerifyChecks` runs each graded test cell again:
 
 It also notices (and logs) when the grader's files change on disk during grading (a kernel can write
 files); its verdicts do not depend on them, since the trusted side imported them before.
-Registered in ``nbgrader_config.py`` between ``LimitOutput`` and ``SaveAutoGrades``.
+Registered in ``nbgrader_config.py`` between ``LimitOutput`` and ``SaveAutoGrades``. The re-run needs
+nothing from the kernel, so :class:`StartVerification`, registered before ``Execute``, starts it in
+a background thread: the worker imports TensorFlow and re-runs the checks while the kernel executes
+the notebook (on 2 cores this hides most of the re-run's time), and :class:`VerifyChecks` collects it.
 """
 from __future__ import annotations
 
 import builtins
 import hashlib
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from nbformat import NotebookNode
@@ -115,18 +120,37 @@ class VerifyChecks(NbGraderPreprocessor):
                     sources[cell.name] = source.source
         return sources
 
+    def _start(self, nb, resources) -> tuple[dict, Future]:
+        """Begin the re-run in a daemon thread; returns the trusted tests and the verdicts' future."""
+        tests = self._trusted_sources(resources)
+        future: Future = Future()
+
+        def run():
+            began = time.monotonic()
+            try:
+                verdicts = self._verify(nb, tests, resources)
+                future.set_result((verdicts, time.monotonic() - began))
+            except BaseException as exc:  # noqa: BLE001 - handed to the collecting preprocessor
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name="bnlab-verify", daemon=True).start()
+        return tests, future
+
     def preprocess(self, nb, resources):
         if not self.enabled:
             return nb, resources
-        start = time.monotonic()
         student = resources.get("nbgrader", {}).get("student", "?")
-        tests = self._trusted_sources(resources)
+        started = _STARTED.pop(_key(resources), None)  # by StartVerification, while the kernel ran
+        tests, future = started or self._start(nb, resources)
+        waited = time.monotonic()
         report = {"tampered": False, "disagreements": {}, "seconds": None,
+                  "started": "with the kernel" if started else "after the kernel",
                   "grader_files_changed": package_digest() != DIGEST_AT_IMPORT}
         if report["grader_files_changed"]:  # the checks here were imported before: a signal, not a verdict
             self.log.warning("student %s: files of bnlab/grading changed on disk since grading began (a kernel can "
                              "write files: grade in a sandbox); the verdicts use the copy loaded before", student)
-        verdicts = self._verify(nb, tests, resources)
+        verdicts, seconds = future.result()
+        waited = time.monotonic() - waited
         for cell in nb.cells:
             name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
             if cell.cell_type != "code" or name not in tests:
@@ -142,7 +166,7 @@ class VerifyChecks(NbGraderPreprocessor):
                 cell.metadata["bnlab"]["message"] = verdict
             if status not in ("confirmed", "failed"):
                 report["disagreements"][name] = status
-        report["seconds"] = round(time.monotonic() - start, 1)
+        report["seconds"], report["waited_seconds"] = round(seconds, 1), round(waited, 1)
         nb.metadata["bnlab"] = report
         if report["tampered"]:
             self.log.warning("TAMPERING: student %s: the kernel passed test cells that the trusted re-run fails: %s",
@@ -150,14 +174,40 @@ class VerifyChecks(NbGraderPreprocessor):
         elif report["disagreements"]:
             self.log.warning("student %s: cells failed in the kernel but pass when re-run: %s", student,
                              ", ".join(report["disagreements"]))
-        self.log.info("Re-verified %d test cells of %s in %.1f s", len(tests), student, report["seconds"])
+        self.log.info("Re-verified %d test cells of %s in %.1f s (%.1f s after the kernel finished)", len(tests),
+                      student, report["seconds"], report["waited_seconds"])
         return nb, resources
 
-    def _verify(self, nb, tests, resources) -> dict:
+    def _verify(self, nb, tests, resources) -> dict:  # runs in the background thread
         cells = [(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"), cell.source)
                  for cell in nb.cells if cell.cell_type == "code"]
         return verify_cells(cells, tests, cwd=resources.get("metadata", {}).get("path") or None,
                             timeout=self.timeout, skip=set(self.skip_cells))
+
+
+# re-runs begun by StartVerification, collected by VerifyChecks: key -> (tests, future of (verdicts, seconds))
+_STARTED: dict[tuple, tuple[dict, Future]] = {}
+
+
+def _key(resources) -> tuple:
+    info = resources.get("nbgrader", {})
+    return info.get("assignment"), info.get("notebook"), info.get("student")
+
+
+class StartVerification(VerifyChecks):
+    """Start :class:`VerifyChecks`' re-run before the kernel executes the notebook (same settings).
+
+    The re-run takes the submission's cells as they are before execution, which is what the kernel
+    runs, and the test cells from the gradebook, so it can overlap with ``Execute``. Without this
+    preprocessor :class:`VerifyChecks` runs the re-run itself, after the kernel."""
+
+    def preprocess(self, nb, resources):
+        if self.enabled:
+            cells = NotebookNode(cells=[NotebookNode(cell_type=c.cell_type, source=c.source,
+                                                     metadata=NotebookNode(c.get("metadata", {})))
+                                        for c in nb.cells])  # a copy: the kernel's outputs go into nb
+            _STARTED[_key(resources)] = self._start(cells, resources)
+        return nb, resources
 
 
 def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED) -> dict:
