@@ -26,7 +26,7 @@ c.ClearSolutions.code_stub = {
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
 # Each cell runs with a deadline that fits the shortened training on 2 CPU cores; the whole
-# notebook is shortened under nbgrader (bnlab.short_mode()), so a submission grades in about a minute.
+# notebook is shortened under nbgrader (bnlab.settings: 10 batches a run; `make bench` times grading).
 c.Execute.timeout = 300
 c.Execute.interrupt_on_timeout = True
 # A test cell that writes to stderr gets zero points, passing or not. bnlab silences TensorFlow,
