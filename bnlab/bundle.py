@@ -25,7 +25,7 @@ from bnlab.release import ROOT
 
 # modules only instructors run (they read source/ or drive nbgrader); never shipped to students
 INSTRUCTOR_ONLY = frozenset({"autograde", "gradejob", "graderecord", "sandbox", "lms", "bundle", "pipeline", "release",
-                             "bench", "bench_monitor", "feedback"})
+                             "bench", "bench_grading", "bench_monitor", "feedback"})
 # packages students do not need (the course's notebook tests, the parallel grader)
 NOT_FOR_STUDENTS = ("nbval", "dask")
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME")
