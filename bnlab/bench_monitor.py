@@ -1,7 +1,8 @@
 """The live monitor's drawing cost on a simulated training loop: ``python -m bnlab.bench_monitor``.
 
-A fixed NumPy workload stands in for the training step, and the loop logs on the exercise's
-schedule (:data:`bnlab.exercise.TRAIN_LOG_EVERY`, :data:`bnlab.exercise.VALIDATE_EVERY`), once with a
+A fixed NumPy workload stands in for the training step, and the course's one loop
+(:func:`bnlab.loop.run_schedule`) logs on the exercise's schedule
+(:data:`bnlab.exercise.TRAIN_LOG_EVERY`, :data:`bnlab.exercise.VALIDATE_EVERY`), once with a
 silent monitor and once with one that renders its panel exactly as in a notebook but displays
 nothing. No TensorFlow model trains, so the figures isolate the monitor's cost; ``make bench``
 (:mod:`bnlab.bench`) measures it on a real network.
@@ -14,16 +15,15 @@ import sys
 import time
 from typing import Callable
 
-from bnlab.exercise import due
+from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
+from bnlab.loop import run_schedule
 from bnlab.monitor import TrainingMonitor
 
 __all__ = ["bench", "simulate", "workload", "schedule", "main"]
 
 
 def schedule() -> tuple[int, int]:
-    """``(log_every, validate_every)``: the exercise's logging schedule, from :mod:`bnlab.exercise` (no TensorFlow import)."""
-    from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
-
+    """``(log_every, validate_every)``: the exercise's logging schedule, from :mod:`bnlab.exercise`."""
     return TRAIN_LOG_EVERY, VALIDATE_EVERY
 
 
@@ -53,18 +53,21 @@ def workload(seconds_per_batch: float) -> Callable[[], None]:
 
 def simulate(monitor: TrainingMonitor, batches: int, one_batch: Callable[[], None], name: str,
              every: tuple[int, int] | None = None) -> float:
-    """A fake training loop logging on the exercise's schedule (or ``every`` = ``(log, validate)``)
-    into the run ``name``; closes ``monitor`` and returns the wall time in seconds."""
+    """A fake training loop (:func:`bnlab.loop.run_schedule`, ``one_batch()`` as its step) logging
+    on the exercise's schedule (or ``every`` = ``(log, validate)``) into the run ``name``; closes
+    ``monitor`` and returns the wall time in seconds."""
     log_every, validate_every = every or schedule()
+
+    def step(batch: int) -> tuple[float, float]:
+        one_batch()
+        return 2.3 * (1 - batch / batches) + 0.05, 0.1 + 0.88 * batch / batches
+
+    def validate(batch: int) -> tuple[float, float]:
+        return 2.3 * (1 - batch / batches) + 0.08, 0.1 + 0.86 * batch / batches
+
     run = monitor.run(name, total_batches=batches)
     started = time.perf_counter()
-    for batch in range(1, batches + 1):
-        one_batch()
-        progress = batch / batches
-        if due(batch, batches, log_every):
-            run.log(batch, 2.3 * (1 - progress) + 0.05, 0.1 + 0.88 * progress, split="train")
-        if due(batch, batches, validate_every):
-            run.log(batch, 2.3 * (1 - progress) + 0.08, 0.1 + 0.86 * progress, split="validation")
+    run_schedule(batches, step, validate, run, log_every=log_every, validate_every=validate_every)
     run.finish(validation_accuracy=0.96)
     monitor.close()
     return time.perf_counter() - started

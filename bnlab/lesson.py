@@ -4,9 +4,9 @@ The lesson notebook stays short by calling these helpers:
 
 - :func:`initial_kernels`, :func:`build_demo_net`, :func:`build_twin_nets`: small fully connected
   MNIST classifiers, with or without batch normalization, that start from *identical* weights;
-- :func:`train_demo` and :func:`compare`: the demo training loop (a ``tf.function`` step, plain
-  gradient descent) that feeds a :class:`bnlab.monitor.TrainingMonitor`, and the helper that trains
-  twin networks for several settings side by side in one panel;
+- :func:`train_demo` and :func:`compare`: the demo training (a ``tf.function`` step, plain gradient
+  descent, on the schedule of :mod:`bnlab.loop`) that feeds a :class:`bnlab.monitor.TrainingMonitor`,
+  and the helper that trains twin networks for several settings side by side in one panel;
 - :class:`ComparisonControls`: dropdowns and a button to rerun one comparison;
 - :func:`build_textbook_mlp`: the 784-300-100-10 MLP of the textbook chapter, with or without BN;
 - :func:`predict_one_at_a_time`: scoring images as batches of one, in training or inference mode;
@@ -24,13 +24,19 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY, due
+import bnlab
+from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
+from bnlab.loop import run_schedule
 from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
+from bnlab.training import evaluate
 
-from bnlab._quiet import import_tensorflow
-
-tf = import_tensorflow()
+tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
+
+DEMO_HIDDEN = (100, 100)
+NUM_CLASSES = 10
+INPUT_SIZE = 28 * 28
+EVAL_CHUNK = 2500   # images per evaluation call of the demos
 
 #: Weight initialisations the demos offer: key -> label shown in the dropdown.
 INITIALISERS = {
@@ -45,10 +51,6 @@ ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
 #: Learning rates the dropdown offers.
 LEARNING_RATES = (0.01, 0.1, 1.0, 2.0)
-
-DEMO_HIDDEN = (100, 100)
-NUM_CLASSES = 10
-INPUT_SIZE = 28 * 28
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,6 +156,15 @@ def describe_variables(layer: keras.layers.Layer) -> list[tuple[str, tuple[int, 
 # Training
 # --------------------------------------------------------------------------------------------
 
+def demo_loss(logits, labels):
+    """Mean softmax cross-entropy on integer labels: the demos' training and validation loss."""
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def _inference(model: keras.Model, images):
+    return model(images, training=False)
+
+
 class _Trainer:
     """One model, one plain-SGD optimizer and a compiled training step.
 
@@ -170,22 +181,11 @@ class _Trainer:
     def _step(self, images, labels):
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+            loss = demo_loss(logits, labels)
         gradients = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         correct = tf.equal(tf.argmax(logits, axis=1), labels)
         return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
-
-
-def evaluate(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch_size: int = 2500) -> tuple[float, float]:
-    """``(mean loss, accuracy)`` of ``model`` in inference mode (population statistics)."""
-    losses, hits = [], 0
-    for start in range(0, len(images), batch_size):
-        logits = model(images[start:start + batch_size], training=False)
-        target = labels[start:start + batch_size]
-        losses.append(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits).numpy())
-        hits += int(np.sum(np.argmax(logits.numpy(), axis=1) == target))
-    return float(np.mean(np.concatenate(losses))), hits / len(images)
 
 
 def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches: int, batch_size: int = 60,
@@ -199,38 +199,29 @@ def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches:
     in inference mode, go to ``run.log(..., split="validation")``. The batches are shuffled from
     ``seed``, so two models trained with the same seed see exactly the same batches. At the end
     ``run.finish`` receives the validation and test accuracy. A loss that overflows is reported as
-    ``nan``; training goes on (that is what the too-high learning rates show).
+    ``nan``; training goes on (that is what the too-high learning rates show). The schedule is the
+    exercise's own loop, :func:`bnlab.loop.run_schedule`; the evaluation is
+    :func:`bnlab.training.evaluate` with the softmax cross-entropy :func:`demo_loss`.
 
     Returns ``{"validation_accuracy", "test_accuracy", "final_train_loss"}``.
     """
     trainer = _Trainer(model, learning_rate)
-    val = data.validation
-    val_images, val_labels = val.images[:validation_size], val.labels[:validation_size]
-    test_images, test_labels = data.test.images[:test_size], data.test.labels[:test_size]
-    pending: list = []
-    train_loss = float("nan")
-    val_acc = float("nan")
-    last_validated = 0
+    val_images, val_labels = data.validation.images[:validation_size], data.validation.labels[:validation_size]
     batches = data.train.batches(batch_size, seed=seed, num_batches=num_batches)
-    for done, (images, labels) in enumerate(batches, start=1):
-        pending.append(trainer.step(images, labels))
-        if due(done, num_batches, log_every):
-            values = np.array([[float(loss), float(acc)] for loss, acc in pending])
-            pending.clear()
-            train_loss = float(np.mean(values[:, 0]))
-            run.log(done, _finite_or_nan(train_loss), float(np.mean(values[:, 1])), split="train")
-        if due(done, num_batches, validate_every):
-            if last_validated != done:
-                val_loss, val_acc = evaluate(model, val_images, val_labels)
-                run.log(done, _finite_or_nan(val_loss), val_acc, split="validation")
-                last_validated = done
-    _, test_acc = evaluate(model, test_images, test_labels)
+
+    def step(batch: int):
+        return trainer.step(*next(batches))
+
+    def score(images, labels) -> tuple[float, float]:  # inference mode: the population statistics
+        return evaluate(_inference, model, images, labels, loss=demo_loss, chunk=EVAL_CHUNK)
+
+    logs = run_schedule(num_batches, step, lambda batch: score(val_images, val_labels), run,
+                        log_every=log_every, validate_every=validate_every, average=True)
+    val_acc = logs.validation_log[-1][2] if logs.validation_log else float("nan")
+    _, test_acc = score(data.test.images[:test_size], data.test.labels[:test_size])
     run.finish(validation_accuracy=val_acc, test_accuracy=test_acc)
+    train_loss = logs.train_log[-1][1] if logs.train_log else float("nan")
     return {"validation_accuracy": val_acc, "test_accuracy": test_acc, "final_train_loss": train_loss}
-
-
-def _finite_or_nan(value: float) -> float:
-    return value if math.isfinite(value) else float("nan")
 
 
 def setting_label(learning_rate: float, activation: str, init: str) -> str:
@@ -239,7 +230,7 @@ def setting_label(learning_rate: float, activation: str, init: str) -> str:
 
 
 def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_size: int = 60,
-            log_every: int = 25, validate_every: int = 100, seed: int = 0,
+            log_every: int = TRAIN_LOG_EVERY, validate_every: int = VALIDATE_EVERY, seed: int = 0,
             validation_size: int | None = None, test_size: int | None = None, mode: str = "auto",
             close: bool = True) -> list[dict]:
     """Train twin networks (without and with batch normalization) for each setting, in one panel.

@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from bnlab._quiet import import_tensorflow
+import bnlab
 
-tf = import_tensorflow()
+tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 NORMALIZERS = {

@@ -1,10 +1,11 @@
 """The training loop of the 20-layer CNN exercise, shared by every version of the network.
 
 The notebooks write the parts that matter for batch normalization (the layers, ``train_step``
-and ``predict``); this module does the rest: mini-batches, Adam, logging every 25 batches,
-validation every 100, the live monitor, and the final figures of the original exercise
-(validation accuracy, test accuracy, and the accuracy on the first 100 test images scored one at
-a time, which is low exactly when inference does not use population statistics).
+and ``predict``); this module does the rest: mini-batches, Adam, logging every 25 batches and
+validation every 100 (:func:`bnlab.loop.run_schedule`, the lesson's loop too), the live monitor,
+and the final figures of the original exercise (validation accuracy, test accuracy, and the
+accuracy on the first 100 test images scored one at a time, which is low exactly when inference
+does not use population statistics).
 
 Runs are reproducible: with the same ``seed`` on the same machine and TensorFlow version, two
 runs give the same losses and accuracies batch by batch (the same initial weights, the same
@@ -29,12 +30,13 @@ import bnlab
 from bnlab import settings
 from bnlab.adam import FusedAdam
 from bnlab.data import Mnist, batch_indices, load_mnist
+from bnlab.loop import run_schedule
 
 tf = bnlab.tf
 
 # the exercise's schedule is defined once, in bnlab.exercise (re-exported here)
 from bnlab.exercise import (BATCH_SIZE, LEARNING_RATE, NUM_BATCHES, SINGLE_SAMPLES,  # noqa: E402,F401
-                            TRAIN_LOG_EVERY, VALIDATE_EVERY, due)
+                            TRAIN_LOG_EVERY, VALIDATE_EVERY)
 
 EVAL_CHUNK = 125     # images per evaluation call: fastest of 50..2500 on a 2-core CPU
 REFRESH_BATCHES = 16   # training batches averaged into the population statistics after training
@@ -67,6 +69,11 @@ def loss_fn(logits, labels):
     """Mean sigmoid cross-entropy on one-hot labels, as in the original exercise."""
     labels = tf.cast(labels, logits.dtype)
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def sparse_loss_fn(logits, labels):
+    """:func:`loss_fn` on integer labels (the evaluations' labels)."""
+    return loss_fn(logits, tf.one_hot(labels, 10))
 
 
 def accuracy_fn(logits, labels):
@@ -140,6 +147,29 @@ def _is_model(obj) -> bool:
     return isinstance(obj, (tf.Module, tf.keras.Model, tf.keras.layers.Layer))
 
 
+def _chunk_sums(predict: Callable, model, loss: Callable) -> Callable:
+    """``chunk(images, labels) -> (summed loss, hits)`` of ``predict(model, images)`` on a chunk
+    of a split (integer ``labels``; ``loss(logits, labels)`` is the chunk's mean loss)."""
+    def chunk(x, y):
+        logits = predict(model, x)
+        n = tf.cast(tf.shape(x)[0], tf.float32)
+        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), tf.cast(y, tf.int64)), tf.float32))
+        return loss(logits, y) * n, hits
+
+    return chunk
+
+
+def _split_figures(chunk_sums: Callable, images, labels, chunk: int) -> tuple[float, float]:
+    """Mean loss and accuracy over a split, ``chunk`` images at a time; the sums stay on the
+    device until the end (one host sync per split)."""
+    n = int(images.shape[0])
+    loss, hits = 0.0, 0.0
+    for start in range(0, n, chunk):
+        part_loss, part_hits = chunk_sums(images[start:start + chunk], labels[start:start + chunk])
+        loss, hits = loss + part_loss, hits + part_hits
+    return float(loss) / n, float(hits) / n
+
+
 class _Compiled:
     """The run's functions, compiled once: a training step that picks its batch by index, and
     evaluations that sum loss and hits on the device (one host sync per split)."""
@@ -153,12 +183,7 @@ class _Compiled:
             loss, logits = train_step(model, optimizer, x, y)
             return loss, accuracy_fn(logits, y)
 
-        def chunk(x, y):
-            logits = predict(model, x)
-            y = tf.one_hot(y, 10)
-            n = tf.cast(tf.shape(x)[0], tf.float32)
-            hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), tf.argmax(y, 1)), tf.float32))
-            return loss_fn(logits, y) * n, hits
+        chunk = _chunk_sums(predict, model, sparse_loss_fn)
 
         def one_image(image):  # defined here, not inside singles: autograph mixed the two up for tf.nn
             return tf.cast(tf.argmax(predict(model, image[tf.newaxis])[0]), tf.int64)
@@ -181,12 +206,7 @@ class _Compiled:
 
     def evaluate(self, images, labels, chunk: int = EVAL_CHUNK) -> tuple[float, float]:
         """Mean loss and accuracy over a split (tensors ``images``, integer ``labels``)."""
-        n = int(images.shape[0])
-        loss, hits = 0.0, 0.0
-        for start in range(0, n, chunk):
-            part_loss, part_hits = self.chunk(images[start:start + chunk], labels[start:start + chunk])
-            loss, hits = loss + part_loss, hits + part_hits
-        return float(loss) / n, float(hits) / n
+        return _split_figures(self.chunk, images, labels, chunk)
 
 
 def _build(model, predict, optimizer, image) -> None:
@@ -196,12 +216,15 @@ def _build(model, predict, optimizer, image) -> None:
     optimizer.build(model.trainable_variables)
 
 
-def evaluate(predict: Callable, model, images: np.ndarray, labels_one_hot: np.ndarray,
+def evaluate(predict: Callable, model, images: np.ndarray, labels: np.ndarray, loss: Callable = sparse_loss_fn,
              chunk: int = EVAL_CHUNK) -> tuple[float, float]:
-    """Loss and accuracy of ``predict(model, images)`` over a whole split, in chunks (eager)."""
-    compiled = _Compiled(model, None, predict, None, compile=False)
-    labels = np.argmax(labels_one_hot, 1)
-    return compiled.evaluate(tf.constant(images), tf.constant(labels), chunk)
+    """``(mean loss, accuracy)`` of ``predict(model, images)`` over a whole split, in chunks (eager).
+
+    ``labels`` are integer classes; ``loss(logits, labels)`` is a chunk's mean loss: by default
+    the exercise's sigmoid cross-entropy on one-hot labels (:func:`sparse_loss_fn`), the lesson
+    passes its softmax cross-entropy. Training runs evaluate the same way, compiled.
+    """
+    return _split_figures(_chunk_sums(predict, model, loss), images, labels, chunk)
 
 
 def single_sample_accuracy(predict: Callable, model, images: np.ndarray, labels: np.ndarray) -> float:
@@ -271,33 +294,23 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
             monitor = TrainingMonitor(title=name, total_batches=num_batches)
         run = monitor.run(name, total_batches=num_batches)
     results = Results(name, num_batches, float("nan"), float("nan"), float("nan"), 0.0, model=model)
-    pending = []
+
+    def step(batch: int):
+        figures = compiled.step(train_x, train_y, index[batch - 1])
+        if batch == 1:  # timed as "tracing", like the first step itself
+            compiled.trace(val_x, val_y, single_x, single_y)
+        return figures
+
+    def refresh():  # the final figures use the refreshed population statistics
+        with watch("refresh"):
+            results.refresh = refresh_population_statistics(
+                model, lambda i: compiled.step(train_x, train_y, index[num_batches + i]), optimizer, refresh_batches)
+
     try:
-        for batch_i in range(1, num_batches + 1):
-            with watch("tracing" if batch_i == 1 else "steps"):
-                pending.append(compiled.step(train_x, train_y, index[batch_i - 1]))
-            if batch_i == 1:
-                with watch("tracing"):
-                    compiled.trace(val_x, val_y, single_x, single_y)
-            if due(batch_i, num_batches, TRAIN_LOG_EVERY):
-                with watch("steps"):  # the one host sync per logging interval
-                    results.batch_log.extend((float(loss), float(acc)) for loss, acc in pending)
-                    pending = []
-                loss, acc = results.batch_log[-1]
-                results.train_log.append((batch_i, loss, acc))
-                with watch("monitor"):
-                    run.log(batch_i, loss, acc, split="train")
-            if batch_i == num_batches:  # the final figures use the refreshed population statistics
-                with watch("refresh"):
-                    results.refresh = refresh_population_statistics(
-                        model, lambda i: compiled.step(train_x, train_y, index[num_batches + i]), optimizer,
-                        refresh_batches)
-            if due(batch_i, num_batches, VALIDATE_EVERY):
-                with watch("validation"):
-                    val_loss, val_acc = compiled.evaluate(val_x, val_y)
-                results.validation_log.append((batch_i, val_loss, val_acc))
-                with watch("monitor"):
-                    run.log(batch_i, val_loss, val_acc, split="validation")
+        logs = run_schedule(num_batches, step, lambda batch: compiled.evaluate(val_x, val_y), run,
+                            at_last_batch=refresh, watch=watch)
+        results.batch_log, results.train_log = logs.batch_log, logs.train_log
+        results.validation_log = logs.validation_log
         results.validation_accuracy = results.validation_log[-1][2]
         with watch("test"):
             results.test_accuracy = compiled.evaluate(test_x, test_y)[1]

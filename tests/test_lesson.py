@@ -255,3 +255,14 @@ def test_lesson_notebook_writes_nothing_to_stderr_in_short_mode(monkeypatch, not
     noisy = [(index, output.get("text", "")[:300]) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
              for output in cell.outputs if output.get("name") == "stderr"]
     assert not noisy, f"cells wrote to stderr: {noisy}"
+
+
+def test_an_overflowing_loss_is_logged_as_nan_and_training_goes_on():
+    run = FakeRun()
+    model = lesson.build_demo_net(False, activation="relu", init="normal-5", seed=0)
+    result = lesson.train_demo(model, run, fake_mnist(), learning_rate=1e6, num_batches=30, batch_size=20)
+    assert [b for b, _, _, split in run.logs if split == "train"] == [25, 30]
+    assert not any(np.isinf(loss) for _, loss, _, _ in run.logs), "the run sees nan, never inf"
+    assert any(np.isnan(loss) for _, loss, _, _ in run.logs)
+    assert set(run.final) == {"validation_accuracy", "test_accuracy"}
+    assert 0.0 <= result["test_accuracy"] <= 1.0

@@ -115,3 +115,25 @@ def test_train_runs_the_loop_and_reports_the_final_figures(capsys):
 def test_train_rejects_what_is_not_a_function():
     with pytest.raises(TypeError, match="train_step"):
         training.train(None, "not a function", lambda m, x: x, num_batches=1)
+
+
+def test_one_evaluate_serves_the_exercise_and_the_lesson():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 3.0, (300, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 300)
+    images = np.arange(300, dtype=np.float32)[:, None]   # each "image" is the index of its logits
+    predict = lambda model, x: tf.gather(model, tf.cast(x[:, 0], tf.int32))  # noqa: E731
+    accuracy = float(np.mean(np.argmax(logits, 1) == labels))
+
+    loss, acc = training.evaluate(predict, tf.constant(logits), images, labels, chunk=125)
+    assert acc == accuracy
+    one_hot = np.eye(10, dtype=np.float32)[labels]
+    assert loss == pytest.approx(float(training.loss_fn(tf.constant(logits), one_hot)), rel=1e-5)
+
+    from bnlab import lesson
+
+    loss, acc = training.evaluate(predict, tf.constant(logits), images, labels, loss=lesson.demo_loss, chunk=125)
+    assert acc == accuracy
+    shifted = logits - logits.max(1, keepdims=True)
+    softmax_ce = np.log(np.exp(shifted).sum(1)) - shifted[np.arange(300), labels]
+    assert loss == pytest.approx(float(np.mean(softmax_ce)), rel=1e-5)
