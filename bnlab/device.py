@@ -1,7 +1,7 @@
 """What TensorFlow will train on, in one line for the top of every notebook."""
 from __future__ import annotations
 
-from bnlab._quiet import import_tensorflow
+import bnlab
 
 GPU_HINT = ("for GPU support on a machine with an NVIDIA GPU, install the course with the 'gpu' extra: "
             "pip install -e '.[gpu]'")
@@ -9,7 +9,7 @@ GPU_HINT = ("for GPU support on a machine with an NVIDIA GPU, install the course
 
 def describe() -> str:
     """One line: the GPU(s) TensorFlow sees, or the CPU with a hint how to get GPU support."""
-    tf = import_tensorflow()
+    tf = bnlab.tf
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         names = []

@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from bnlab._quiet import import_tensorflow
+import bnlab
 
-tf = import_tensorflow()
+tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 CONV_DEPTHS = tuple(range(1, 20))

@@ -5,9 +5,10 @@ from types import SimpleNamespace
 
 import pytest
 
+import bnlab
 from bnlab import device
 
-tf = device.import_tensorflow()
+tf = bnlab.tf
 
 
 def fake_gpu(index: int) -> SimpleNamespace:
