@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                if not key.endswith("_seconds") or key in ("train_seconds", "steps_seconds", "floor_seconds")}
     summary.update(autograde_seconds=round(autograde_seconds, 1), seeds=args.seeds, batches=args.batches,
                    device=device, deterministic=training.default_deterministic())
-    summary.update({f"class_{key}": value for key, value in grading.items()})
+    summary.update({key if key.startswith("class") else f"class_{key}": value for key, value in grading.items()})
     if draw:
         summary["monitor_draw_share"] = round(draw["share"], 4)
     print(json.dumps(summary))

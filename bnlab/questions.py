@@ -72,8 +72,14 @@ def _one_at_a_time(model, images, training: bool) -> np.ndarray:
 def show_single_images(model, data, count: int = 100) -> dict:
     """Score the first ``count`` test images one at a time, with population and with batch statistics.
 
-    Prints both accuracies and how many different digits each mode predicts; returns them as a dict.
+    Prints both accuracies and how many different digits each mode predicts; returns them as a dict
+    (empty under nbgrader, where nothing of it is graded and it is skipped).
     """
+    from bnlab import settings
+
+    if settings.grading():  # nothing here is graded (the question is), and two traces cost a second
+        print("(Single images are not scored under nbgrader: run the notebook yourself to see them.)")
+        return {}
     images, labels = data.test.images[:count], np.asarray(data.test.labels[:count])
     found = {}
     for mode, training in (("population statistics (inference mode)", False),

@@ -112,6 +112,49 @@ def test_train_runs_the_loop_and_reports_the_final_figures(capsys):
     assert "Final test accuracy" in capsys.readouterr().out
 
 
+def _linear_model():
+    inputs = keras.Input((28, 28, 1))
+    return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+
+
+def _plain_step(model, optimizer, images, labels):
+    with tf.GradientTape() as tape:
+        loss = training.loss_fn(model(images, training=True), labels)
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+    return loss, model(images)
+
+
+def test_under_nbgrader_a_run_is_short_and_skips_what_nothing_reads(monkeypatch, capsys):
+    """Under nbgrader: 10 batches, no single images; a run of given code only (skip_when_grading) does
+    not train at all there, and trains as usual elsewhere."""
+    from bnlab import settings
+
+    monkeypatch.delenv("BNLAB_SHORT", raising=False)
+    monkeypatch.delenv("BNLAB_SHORT_BATCHES", raising=False)
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    steps = []
+
+    def counted(model, optimizer, images, labels):
+        steps.append(1)
+        return _plain_step(model, optimizer, images, labels)
+
+    monitor = TrainingMonitor(total_batches=10, mode="silent")
+    results = training.train(_linear_model, counted, lambda m, x: m(x, training=False), monitor=monitor,
+                             compile=False)
+    assert len(steps) == results.num_batches == settings.GRADING_BATCHES
+    assert np.isnan(results.single_sample_accuracy) and 0.0 <= results.test_accuracy <= 1.0
+    assert "single_sample_accuracy" not in monitor.history[results.name].final
+    out = capsys.readouterr().out
+    assert "(one at a time): not measured under nbgrader" in out
+    skipped = training.train(_linear_model, counted, lambda m, x: m(x), name="given", skip_when_grading=True)
+    assert len(steps) == settings.GRADING_BATCHES and skipped.num_batches == 0 and skipped.batch_log == []
+    assert "given: skipped under nbgrader" in capsys.readouterr().out
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    ran = training.train(_linear_model, counted, lambda m, x: m(x), num_batches=2, skip_when_grading=True,
+                         monitor=TrainingMonitor(total_batches=2, mode="silent"), compile=False, refresh_batches=0)
+    assert ran.num_batches == 2 and len(steps) == settings.GRADING_BATCHES + 2 and ran.single_sample_accuracy >= 0
+
+
 def test_train_rejects_what_is_not_a_function():
     with pytest.raises(TypeError, match="train_step"):
         training.train(None, "not a function", lambda m, x: x, num_batches=1)
