@@ -12,12 +12,15 @@ then for each network a table of medians and worst cases and a breakdown of the 
 - the floor: a bare compiled step timed alone on a fixed batch, times the number of batches.
 
 The overhead ratio is a run's wall time over its training steps plus its required evaluations.
-It then times ``nbgrader autograde`` of the solution (:mod:`bnlab.bench_grading`). The last line
+It then times ``nbgrader autograde`` of the solution (:mod:`bnlab.bench_grading`: wall time and
+peak memory), and a class of 8 solutions graded with ``JOBS=1`` and ``JOBS=2``
+(:func:`bnlab.autograde.benchmark_class`; ``--class-size``). The last line
 printed is one JSON object: per network ``<net>_test_accuracy`` (median), ``<net>_test_accuracy_worst``,
 ``<net>_single_sample_accuracy`` and ``_worst``, ``<net>_train_seconds`` (median wall time),
 ``<net>_time_ratio`` (to no-BN), ``<net>_overhead_ratio`` (median) and ``_worst``,
 ``<net>_steps_seconds``, ``<net>_floor_seconds``, for ``<net>`` in ``no_bn``, ``keras_bn``,
-``nn_bn``; plus ``autograde_seconds``, ``seeds``, ``batches``, ``device``, ``deterministic`` and
+``nn_bn``; plus ``autograde_seconds``, ``autograde_peak_gib``, ``class_size``,
+``class_jobs_1_seconds``, ``class_jobs_2_seconds``, ``class_speedup``, ``seeds``, ``batches``, ``device``, ``deterministic`` and
 ``monitor_draw_share`` (the share of a run's wall time spent drawing the live monitor).
 """
 from __future__ import annotations
@@ -128,10 +131,11 @@ def accuracy_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def grading_table(autograde_seconds: float, grading: dict) -> str:
+def grading_table(autograde_seconds: float, grading: dict, peak_gib: float = float("nan")) -> str:
     """One submission through ``nbgrader autograde``, and a class graded serially and in parallel."""
     lines = ["| grading | wall s | s per submission |", "|---|---|---|",
-             f"| 1 submission, `nbgrader autograde` | {autograde_seconds:.1f} | {autograde_seconds:.1f} |"]
+             f"| 1 submission, `nbgrader autograde` (peak memory {peak_gib:.2f} GiB) | {autograde_seconds:.1f} | "
+             f"{autograde_seconds:.1f} |"]
     n = grading.get("class_size")
     for jobs in (1, 2):
         seconds = grading.get(f"jobs_{jobs}_seconds")
@@ -197,12 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         draw = {"silent": first["keras_bn"].timings["wall"], "drawn": drawn.timings["wall"],
                 "redraws": monitor.redraw_count, "draw_seconds": monitor.draw_seconds,
                 "share": monitor.draw_seconds / drawn.timings["wall"]}
-    autograde_seconds, grading = float("nan"), {}
+    autograde, grading = {"seconds": float("nan"), "peak_gib": float("nan")}, {}
     if not args.no_autograde:
         from bnlab.bench_grading import time_autograde
 
         print("timing nbgrader autograde of the solution ...", flush=True)
-        autograde_seconds = time_autograde()
+        autograde = time_autograde()
     if args.class_size:
         from bnlab.autograde import benchmark_class
 
@@ -219,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
               f"drawing; {draw['redraws']} redraws took {draw['draw_seconds']:.2f} s = {100 * draw['share']:.1f}% "
               "of the run")
     print("\nGrading (the solution; wall seconds on this machine):")
-    print(grading_table(autograde_seconds, grading))
+    print(grading_table(autograde["seconds"], grading, autograde["peak_gib"]))
     summary = {f"{net}_{key}": round(value, 4) for net, row in rows.items() for key, value in row.items()
                if not key.endswith("_seconds") or key in ("train_seconds", "steps_seconds", "floor_seconds")}
-    summary.update(autograde_seconds=round(autograde_seconds, 1), seeds=args.seeds, batches=args.batches,
+    summary.update(autograde_seconds=round(autograde["seconds"], 1), autograde_peak_gib=round(autograde["peak_gib"], 2),
+                   seeds=args.seeds, batches=args.batches,
                    device=device, deterministic=training.default_deterministic())
     summary.update({key if key.startswith("class") else f"class_{key}": value for key, value in grading.items()})
     if draw:

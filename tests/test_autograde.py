@@ -24,11 +24,12 @@ SHORT = {"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}
 BUGGY = next(b for b in BUGS if b.name == "keras_training_flag_never_set")
 CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 HANG = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # not even an interrupt stops it\ntime.sleep(10**6)\n"
-HOG = "hog = b'x' * (3 * 2**30)  # 3 GiB, over the 2 GiB limit of the test\n"
+HOG = "hog = b'x' * (4 * 2**30)  # 4 GiB, over the 3 GiB limit of the test\n"
 # generous wall time for the real submissions (a loaded 2-core machine needs minutes for one); the
-# hanging submission is graded on its own with a short one
-LIMITS = Limits(wall_seconds=900, memory_bytes=2 * GiB)
-HANG_LIMITS = Limits(wall_seconds=30, memory_bytes=2 * GiB)
+# hanging submission is graded on its own with a short one. A valid submission peaks at about 2 GiB
+# (kernel, nbgrader and the trusted re-run's worker side by side; `make bench` measures it).
+LIMITS = Limits(wall_seconds=900, memory_bytes=3 * GiB)
+HANG_LIMITS = Limits(wall_seconds=30, memory_bytes=3 * GiB)
 # the exercise's points, read from the source notebook: checks scored by the autograder, and in all
 POINTS = {exercise.grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in exercise.read().cells
           if c.metadata.get("nbgrader", {}).get("grade")}
@@ -210,7 +211,7 @@ def test_parallel_grades_equal_serial_grades(graded_class, serial_reference):
 @pytest.mark.parametrize("student,status,reason", [
     ("crashes", "crashed", "the kernel died"),
     ("hangs", "timeout", "wall-time limit of 30 s"),
-    ("hog", "memory", "over the limit of 2 GiB"),
+    ("hog", "memory", "over the limit of 3 GiB"),
     ("garbled", "unreadable", "cannot be read as a notebook"),
 ])
 def test_each_bad_submission_has_a_failure_record(graded_class, student, status, reason):
