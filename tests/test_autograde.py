@@ -24,7 +24,7 @@ SHORT = {"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}
 BUGGY = next(b for b in BUGS if b.name == "keras_training_flag_never_set")
 CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 HANG = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # not even an interrupt stops it\ntime.sleep(10**6)\n"
-HOG = "hog = b'x' * (4 * 2**30)  # 4 GiB, over the 3 GiB limit of the test\n"
+HOG = "hog = b'x' * (3 * 2**30)  # 3 GiB on top of TensorFlow's own: over the 3 GiB limit of the test\n"
 # generous wall time for the real submissions (a loaded 2-core machine needs minutes for one); the
 # hanging submission is graded on its own with a short one. A valid submission peaks at about 2 GiB
 # (kernel, nbgrader and the trusted re-run's worker side by side; `make bench` measures it).
