@@ -35,12 +35,11 @@ def time_autograde(verify: bool = True) -> dict:
     together}``."""
     from bnlab import sandbox
     from bnlab.exercise import ASSIGNMENT
-    from bnlab.release import nbgrader_env
+    from bnlab.release import nbgrader_command, nbgrader_env
 
     with tempfile.TemporaryDirectory() as tmp:
         course, _ = _solution_course(Path(tmp), verify)
-        cmd = [str(Path(sys.executable).parent / "nbgrader"), "autograde", ASSIGNMENT, "--force",
-               f"--CourseDirectory.root={course}"]
+        cmd = nbgrader_command("autograde", ASSIGNMENT, "--force", root=course)
         out = sandbox.run_limited(cmd, course, nbgrader_env(), sandbox.Limits(wall_seconds=900, memory_bytes=None,
                                                                               network="allow"))
         graded = list((course / "autograded").rglob("*.ipynb"))

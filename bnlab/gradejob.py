@@ -16,13 +16,12 @@ import io
 import re
 import shutil
 import sqlite3
-import sys
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
-from bnlab.release import nbgrader_env
+from bnlab.release import nbgrader_command, nbgrader_env
 from bnlab.sandbox import Limits, run_limited
 
 TIMESTAMP = "timestamp.txt"
@@ -177,8 +176,7 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         if unreadable:
             result.update(status="unreadable", reason=unreadable, seconds=time.perf_counter() - start)
             return result
-        cmd = [str(Path(sys.executable).parent / "nbgrader"), "autograde", assignment, "--student", student,
-               "--force", f"--CourseDirectory.root={course}"]
+        cmd = nbgrader_command("autograde", assignment, "--student", student, "--force", root=course)
         if limits.cell_timeout:
             cmd.append(f"--Execute.timeout={int(limits.cell_timeout)}")
         run_env = nbgrader_env({**(env or {}), "BNLAB_COURSE_ROOT": str(course)})

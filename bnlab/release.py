@@ -28,10 +28,14 @@ def nbgrader_env(extra: dict | None = None) -> dict:
     return env
 
 
+def nbgrader_command(*args: str, root: Path) -> list[str]:
+    """``nbgrader ARGS`` of this interpreter's environment, for the course in folder ``root``."""
+    return [str(Path(sys.executable).parent / "nbgrader"), *args, f"--CourseDirectory.root={root}"]
+
+
 def nbgrader(*args: str, root: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in course directory ``root`` with the course's config (``env`` adds variables)."""
-    cmd = [str(Path(sys.executable).parent / "nbgrader"), *args, f"--CourseDirectory.root={root}"]
-    result = subprocess.run(cmd, cwd=root, env=nbgrader_env(env), capture_output=True, text=True)
+    result = subprocess.run(nbgrader_command(*args, root=root), cwd=root, env=nbgrader_env(env), capture_output=True, text=True)
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -85,20 +85,27 @@ def test_loss_and_accuracy():
     assert float(training.loss_fn(logits, labels)) == pytest.approx(expected, rel=1e-5)
 
 
+def _linear_model():
+    inputs = keras.Input((28, 28, 1))
+    return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+
+
+def _plain_step(model, optimizer, images, labels):
+    with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        loss = training.loss_fn(logits, labels)
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+    return loss, logits
+
+
 def test_train_runs_the_loop_and_reports_the_final_figures(capsys):
     keras.utils.set_random_seed(0)
-    inputs = keras.Input((28, 28, 1))
-    model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
+    model = _linear_model()
     calls = {"step": 0}
 
     def train_step(model, optimizer, images, labels):
         calls["step"] += 1
-        with tf.GradientTape() as tape:
-            logits = model(images, training=True)
-            loss = training.loss_fn(logits, labels)
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss, logits
+        return _plain_step(model, optimizer, images, labels)
 
     monitor = TrainingMonitor(total_batches=30, mode="silent")
     results = training.train(model, train_step, lambda m, x: m(x, training=False), num_batches=30,
@@ -110,18 +117,6 @@ def test_train_runs_the_loop_and_reports_the_final_figures(capsys):
     assert 0.0 <= results.single_sample_accuracy <= 1.0
     assert monitor.history[results.name].final["test_accuracy"] == results.test_accuracy
     assert "Final test accuracy" in capsys.readouterr().out
-
-
-def _linear_model():
-    inputs = keras.Input((28, 28, 1))
-    return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.Flatten()(inputs)))
-
-
-def _plain_step(model, optimizer, images, labels):
-    with tf.GradientTape() as tape:
-        loss = training.loss_fn(model(images, training=True), labels)
-    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-    return loss, model(images)
 
 
 def test_under_nbgrader_a_run_is_short_and_skips_what_nothing_reads(monkeypatch, capsys):
