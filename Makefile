@@ -80,7 +80,7 @@ regrade: setup  ## after editing a test cell in source/: regenerate $(ASSIGNMENT
 	$(AUTOGRADE) --regrade
 
 feedback: setup  ## nbgrader generate_feedback $(ASSIGNMENT)
-	nbgrader generate_feedback $(ASSIGNMENT) --force
+	$(BIN)/python -m bnlab.nbgrader_cli generate_feedback $(ASSIGNMENT) --force
 
 export: setup  ## grades.csv (nbgrader export, graded assignments only) and grades_per_question.csv
 	$(BIN)/python -m bnlab.lms export $(ASSIGNMENT)

@@ -29,8 +29,9 @@ def nbgrader_env(extra: dict | None = None) -> dict:
 
 
 def nbgrader_command(*args: str, root: Path) -> list[str]:
-    """``nbgrader ARGS`` of this interpreter's environment, for the course in folder ``root``."""
-    return [str(Path(sys.executable).parent / "nbgrader"), *args, f"--CourseDirectory.root={root}"]
+    """``nbgrader ARGS`` of this interpreter's environment, for the course in folder ``root`` (through
+    :mod:`bnlab.nbgrader_cli`, which starts 2.5 s sooner than the ``nbgrader`` script)."""
+    return [sys.executable, "-m", "bnlab.nbgrader_cli", *args, f"--CourseDirectory.root={root}"]
 
 
 def nbgrader(*args: str, root: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
