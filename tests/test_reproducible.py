@@ -66,6 +66,13 @@ def test_same_seed_same_figures_batch_by_batch(small_data):
     assert other.batch_log != first.batch_log, "another seed gives another run"
 
 
+def test_a_short_run_trains_on_the_same_batches_as_the_start_of_a_long_one(small_data):
+    """A short run copies only its own images to the device; its batches and figures stay those of a long run."""
+    short = run(small_data, seed=3, num_batches=5, refresh_batches=0)    # 320 of 2,048 images: the copied subset
+    long = run(small_data, seed=3, num_batches=20, refresh_batches=0)    # 1,280 images: the whole split
+    assert short.batch_log == long.batch_log[:5]
+
+
 def test_timings_cover_the_run(small_data):
     timings = run(small_data, seed=1, num_batches=5).timings
     parts = training.Stopwatch.PARTS
