@@ -98,6 +98,17 @@ def test_symptom_separates_the_buggy_momentum_from_a_fixed_one(capsys):
     assert "Layers of layer_momentum_0.1: Dense(" in out and "BatchNormalization(axis=-1, momentum=0.1," in out
 
 
+def test_the_symptom_demo_is_skipped_under_nbgrader_only_when_asked(monkeypatch, capsys):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert questions.show_symptom(questions.buggy_fully_connected, skip_when_grading=True) == {}
+    assert "skipped under nbgrader (autograde)" in capsys.readouterr().out
+    shown = questions.show_symptom(questions.buggy_fully_connected, warmup=20, steps=2)  # a student's own call
+    assert set(shown) == {"buggy_fully_connected", questions.REFERENCE}
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    shown = questions.show_symptom(questions.buggy_fully_connected, warmup=20, steps=2, skip_when_grading=True)
+    assert set(shown) == {"buggy_fully_connected", questions.REFERENCE}
+
+
 def test_the_classmates_layer_shows_the_symptom_and_fails_the_check_that_names_its_bug():
     found = questions.show_symptom(questions.buggy_fully_connected, warmup=60, steps=4)
     assert found["buggy_fully_connected"] > 10 * found[questions.REFERENCE]
