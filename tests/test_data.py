@@ -333,6 +333,12 @@ def test_first_training_labels_and_validation_is_the_tail(mnist, real_cache):
     np.testing.assert_allclose(mnist.validation.images[0, ..., 0], raw_images[55000] / 255.0, atol=1e-7)
 
 
+def test_pixels_are_exactly_the_float32_quotient(mnist, real_cache):
+    """Every pixel is float32(value) / 255 to the bit, whatever way load_mnist computes it."""
+    raw = read_idx(real_cache / "t10k-images-idx3-ubyte")
+    np.testing.assert_array_equal(mnist.test.images[..., 0], raw.astype(np.float32) / 255.0)
+
+
 def test_one_hot(mnist):
     labels = mnist.train.labels[:10]
     encoded = one_hot(labels)
