@@ -3,6 +3,7 @@ with the kernel on honest code, and a disagreement is flagged and scored zero.""
 from __future__ import annotations
 
 import logging
+import time
 
 import nbformat
 import pytest
@@ -173,3 +174,33 @@ def test_turning_verification_off_turns_off_its_early_start_too():
     assert not verify.StartVerification(config=config).enabled
     nb, _ = verify.StartVerification(config=config).preprocess(_notebook(False), {"nbgrader": {"student": "x"}})
     assert verify._STARTED == {}
+
+
+def test_a_rerun_left_behind_by_a_dead_kernel_is_stopped_when_the_next_notebook_starts(monkeypatch, caplog):
+    """nbgrader skips VerifyChecks when a notebook's kernel dies; that notebook's re-run must not keep a
+    worker busy beside the next student's kernel until its own timeout."""
+    start, collect = verify.StartVerification(), verify.VerifyChecks()
+    monkeypatch.setattr(start, "_trusted_sources",  # ann's test needs her worker; bob's does not
+                        lambda resources: {"test_a": "grading.check_choice(ANSWER, 'ab')" if resources["nbgrader"]["student"] == "ann"
+                                           else "..."})
+    busy = nbformat.v4.new_code_cell("import time\ntime.sleep(120)")
+    abandoned = nbformat.v4.new_notebook(cells=[busy, *_notebook(False).cells])
+    first = {"nbgrader": {"student": "ann", "notebook": "nb", "assignment": "a"}}
+    start.preprocess(abandoned, first)
+    _, future = verify._STARTED[verify._key(first)]
+    deadline = time.monotonic() + 60
+    while verify._key(first) not in verify._WORKERS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker = verify._WORKERS[verify._key(first)].process
+    # ann's kernel died here: nbgrader went on to bob without running VerifyChecks for ann
+    second = {"nbgrader": {"student": "bob", "notebook": "nb", "assignment": "a"}}
+    with caplog.at_level(logging.WARNING):
+        nb, second = start.preprocess(_notebook(False), second)
+    assert "student ann: grading of nb stopped before its checks were re-verified" in caplog.text
+    verdicts, _ = future.result(timeout=20)   # the re-run ended: its worker was stopped, not left to time out
+    assert worker.poll() is not None
+    assert "could not be checked" in verdicts["test_a"]
+    assert verify._key(first) not in verify._STARTED and verify._key(first) not in verify._WORKERS
+    nb, _ = collect.preprocess(nb, second)  # bob's own re-run is unaffected
+    assert nb.metadata["bnlab"]["started"] == "with the kernel"
+    assert nb.cells[0].metadata["bnlab"]["verification"] == "confirmed"

@@ -181,12 +181,40 @@ class VerifyChecks(NbGraderPreprocessor):
     def _verify(self, nb, tests, resources) -> dict:  # runs in the background thread
         cells = [(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"), cell.source)
                  for cell in nb.cells if cell.cell_type == "code"]
-        return verify_cells(cells, tests, cwd=resources.get("metadata", {}).get("path") or None,
-                            timeout=self.timeout, skip=set(self.skip_cells))
+        key = _key(resources)
+        try:
+            return verify_cells(cells, tests, cwd=resources.get("metadata", {}).get("path") or None,
+                                timeout=self.timeout, skip=set(self.skip_cells),
+                                on_session=lambda session: _WORKERS.__setitem__(key, session))
+        finally:
+            _WORKERS.pop(key, None)
 
 
 # re-runs begun by StartVerification, collected by VerifyChecks: key -> (tests, future of (verdicts, seconds))
 _STARTED: dict[tuple, tuple[dict, Future]] = {}
+# the worker session of each re-run in progress: key -> Session
+_WORKERS: dict[tuple, Session] = {}
+
+
+def stop_abandoned(log=None) -> list[tuple]:
+    """Stop the re-runs that no :class:`VerifyChecks` will collect; returns their keys.
+
+    nbgrader grades one notebook at a time in a process, and when a notebook's kernel dies (or
+    Execute fails otherwise) it skips that notebook's remaining preprocessors, VerifyChecks
+    included. Its re-run would then keep a worker (with TensorFlow loaded) busy until its own
+    timeout, beside the next student's kernel. :class:`StartVerification` calls this before it
+    starts a re-run, so at most one abandoned worker lives, and only until the next notebook."""
+    stopped = []
+    for key in list(_STARTED):
+        _STARTED.pop(key)
+        session = _WORKERS.get(key)
+        if session is not None and session.process.poll() is None:
+            session.process.kill()  # the re-run's thread reads EOF, ends, and closes the session
+        stopped.append(key)
+        if log is not None:
+            log.warning("student %s: grading of %s stopped before its checks were re-verified (did the kernel die?); "
+                        "its re-run was stopped", key[2], key[1])
+    return stopped
 
 
 def _key(resources) -> tuple:
@@ -202,6 +230,7 @@ class StartVerification(VerifyChecks):
     preprocessor :class:`VerifyChecks` runs the re-run itself, after the kernel."""
 
     def preprocess(self, nb, resources):
+        stop_abandoned(self.log)
         if self.enabled:
             cells = NotebookNode(cells=[NotebookNode(cell_type=c.cell_type, source=c.source,
                                                      metadata=NotebookNode(c.get("metadata", {})))
@@ -210,10 +239,13 @@ class StartVerification(VerifyChecks):
         return nb, resources
 
 
-def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED) -> dict:
+def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED, on_session=None) -> dict:
     """Run ``cells`` (``(grade_id, source)`` in notebook order) in a worker; for every cell whose grade_id is
-    in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``."""
+    in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``.
+    ``on_session(session)`` is told the worker's session as soon as it starts."""
     session = Session(cwd=cwd, timeout=timeout, env={"NBGRADER_EXECUTION": settings.grading() or "autograde"})
+    if on_session is not None:
+        on_session(session)
     verdicts = {}
     try:
         for name, source in cells:
