@@ -54,6 +54,17 @@ def grading() -> str | None:
     return os.environ.get("NBGRADER_EXECUTION") or None
 
 
+def skip_given_code(what: str, asked: bool) -> bool:
+    """Whether to skip ``what``, a demo or run of the notebook's given code only: when its call asked
+    for it (``skip_when_grading=True``) and nbgrader is running, where it grades nothing of the
+    student's. Says so when it skips."""
+    if not (asked and grading()):
+        return False
+    print(f"{what}: skipped under nbgrader ({grading()}). It runs only the notebook's given code, so it grades "
+          "nothing of yours; run the notebook yourself to see it.")
+    return True
+
+
 def short_mode() -> bool:
     """True when training runs are shortened: ``BNLAB_SHORT=1``, or under nbgrader unless ``BNLAB_SHORT=0``."""
     return _flag("BNLAB_SHORT", default=grading() is not None)

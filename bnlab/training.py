@@ -264,9 +264,7 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     """
     from bnlab.population import refresh_population_statistics
 
-    if skip_when_grading and settings.grading():
-        print(f"{name}: skipped under nbgrader ({settings.grading()}). This run uses only the notebook's given "
-              "code, so it grades nothing of yours; run the notebook yourself to see it.")
+    if settings.skip_given_code(name, skip_when_grading):
         nan = float("nan")
         return Results(name, 0, nan, nan, nan, 0.0)
 
