@@ -42,7 +42,7 @@ c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d
 # from the kernel); VerifyChecks collects it. Without StartVerification the re-run follows the kernel.
 c.Autograde.autograde_preprocessors = [
     "bnlab.grading.verify.StartVerification",
-    "nbgrader.preprocessors.Execute",
+    "bnlab.grading.execute.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",

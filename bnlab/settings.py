@@ -12,6 +12,9 @@ variable                 default                     effect
 ``BNLAB_COURSE_ROOT``    the repository              the nbgrader course folder (the pipeline and
                                                      the parallel grader point it at scratch copies)
 ``BNLAB_EXCHANGE``       nbgrader's default          folder of nbgrader's exchange on a shared machine
+``BNLAB_ISOLATION``      ``auto``                    student code under grading runs in bubblewrap:
+                                                     ``auto`` where it can, ``require`` refuses
+                                                     without it, ``off`` never (trusted work only)
 ``NBGRADER_EXECUTION``   (set by nbgrader)           read only: nbgrader is executing the notebook
 =======================  ==========================  ===============================================
 
@@ -112,6 +115,18 @@ def exchange() -> str | None:
     return os.environ.get("BNLAB_EXCHANGE") or None
 
 
+ISOLATION_POLICIES = ("auto", "require", "off")
+
+
+def isolation() -> str:
+    """How student code is sandboxed while graded (``BNLAB_ISOLATION``): auto, require or off."""
+    value = os.environ.get("BNLAB_ISOLATION", "").strip().lower() or "auto"
+    if value not in ISOLATION_POLICIES:
+        raise SettingError(f"BNLAB_ISOLATION={value!r}: use auto (sandbox where possible), require (refuse to grade "
+                           "without the sandbox) or off (no sandbox), or unset it for auto.")
+    return value
+
+
 def describe() -> str:
     """The settings in effect, one per line (``python -m bnlab.settings``)."""
     rows = [("grading (NBGRADER_EXECUTION)", grading() or "no"),
@@ -120,7 +135,8 @@ def describe() -> str:
             ("evaluation images", evaluation_images() or "all"),
             ("op determinism (BNLAB_DETERMINISTIC)", "on" if deterministic() else "off"),
             ("MNIST cache (BNLAB_DATA_DIR)", data_dir()),
-            ("nbgrader exchange (BNLAB_EXCHANGE)", exchange() or "nbgrader's default")]
+            ("nbgrader exchange (BNLAB_EXCHANGE)", exchange() or "nbgrader's default"),
+            ("student code sandbox (BNLAB_ISOLATION)", isolation())]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

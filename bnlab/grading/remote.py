@@ -17,7 +17,9 @@ import time
 
 import numpy as np
 
+from bnlab import isolation
 from bnlab.grading.errors import fail
+from bnlab.isolation import Sandbox
 
 MAX_LINE = 64 * 1024 * 1024
 
@@ -83,14 +85,18 @@ class RemoteProbe:
 class Session:
     """One worker process, running the student's cells; requests answered within a total time budget."""
 
-    def __init__(self, cwd: str | None = None, timeout: float = 180.0, env: dict | None = None):
+    def __init__(self, cwd: str | None = None, timeout: float = 180.0, env: dict | None = None, log=None):
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         environment = dict(os.environ, **(env or {}))
+        cmd = [sys.executable, "-m", "bnlab.grading.worker", str(to_child_r), str(from_child_w)]
+        self.sandbox = Sandbox(cwd) if isolation.check(log) else None  # the student's code runs here
+        if self.sandbox is not None:
+            cmd, environment = self.sandbox.command(cmd), isolation.sandbox_env(environment)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bnlab.grading.worker", str(to_child_r), str(from_child_w)],
-            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=cwd, env=environment)
+            cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, cwd=cwd, env=environment,
+            start_new_session=self.sandbox is not None)  # sandboxed: bwrap ends it (--die-with-parent)
         os.close(to_child_r)
         os.close(from_child_w)
         self.deadline = time.monotonic() + timeout
@@ -151,3 +157,5 @@ class Session:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()
+        if self.sandbox is not None:
+            self.sandbox.close()

@@ -185,7 +185,7 @@ class VerifyChecks(NbGraderPreprocessor):
         try:
             return verify_cells(cells, tests, cwd=resources.get("metadata", {}).get("path") or None,
                                 timeout=self.timeout, skip=set(self.skip_cells),
-                                on_session=lambda session: _WORKERS.__setitem__(key, session))
+                                on_session=lambda session: _WORKERS.__setitem__(key, session), log=self.log)
         finally:
             _WORKERS.pop(key, None)
 
@@ -239,11 +239,12 @@ class StartVerification(VerifyChecks):
         return nb, resources
 
 
-def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED, on_session=None) -> dict:
+def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED, on_session=None,
+                 log=None) -> dict:
     """Run ``cells`` (``(grade_id, source)`` in notebook order) in a worker; for every cell whose grade_id is
     in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``.
     ``on_session(session)`` is told the worker's session as soon as it starts."""
-    session = Session(cwd=cwd, timeout=timeout, env={"NBGRADER_EXECUTION": settings.grading() or "autograde"})
+    session = Session(cwd=cwd, timeout=timeout, env={"NBGRADER_EXECUTION": settings.grading() or "autograde"}, log=log)
     if on_session is not None:
         on_session(session)
     verdicts = {}
