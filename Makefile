@@ -66,7 +66,8 @@ grade-demo: setup data  ## autograde the solution as a demo student in a scratch
 
 # Parallel grading (bnlab.autograde): JOBS=N submissions at a time (default: the cores), or
 # SCHEDULER=tcp://host:8786 for a Dask cluster; AUTOGRADE_ARGS adds options (--regrade-all,
-# --wall-time S, --memory-gib G, --cell-timeout S, --network require, --student ID; see --help).
+# --wall-time S, --memory-gib G, --cell-timeout S, --network require, --isolation require, --student ID;
+# see --help). Student code runs in the bubblewrap sandbox (bnlab.isolation) on every grading route.
 JOBS ?=
 SCHEDULER ?=
 AUTOGRADE_ARGS ?=

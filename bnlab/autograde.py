@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bnlab import graderecord
+from bnlab import graderecord, isolation, settings
 from bnlab.exercise import ASSIGNMENT as EXERCISE
 from bnlab.gradejob import grade_submission, make_kit
 from bnlab.release import ROOT, nbgrader
@@ -267,7 +267,7 @@ def benchmark_class(n: int = 8, jobs: tuple = (1, 2), env: dict | None = None) -
 
 def _limits(args) -> Limits:
     return Limits(wall_seconds=args.wall_time, memory_bytes=int(args.memory_gib * GiB) if args.memory_gib else None,
-                  cell_timeout=args.cell_timeout, network=args.network)
+                  cell_timeout=args.cell_timeout, network=args.network, isolation=args.isolation)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: the config's)")
     parser.add_argument("--network", choices=("auto", "require", "allow"), default="auto",
                         help="cut student code off the network: when possible (auto), or refuse without it")
+    parser.add_argument("--isolation", choices=("auto", "require", "off"), default=settings.isolation(),
+                        help="run student code in the bubblewrap sandbox: when possible (auto, the default; "
+                             "BNLAB_ISOLATION sets it), refuse to grade without it (require), or never (off)")
     parser.add_argument("--no-export", action="store_true", help="skip grades.csv / grades_per_question.csv")
     parser.add_argument("--bench", nargs="?", const=8, type=int, metavar="N",
                         help="time grading N copies of the solution with 1 and 2 jobs, print JSON")
@@ -299,9 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     course = Path(args.course).resolve()
     limits = _limits(args)
     isolated, why = network_isolation()
+    sandboxed, sandbox_why = isolation.available()
     where = args.scheduler or f"{args.jobs or os.cpu_count()} local jobs"
-    print(f"Grading {args.assignment} in {course} with {where}; limits: {limits.describe()} "
+    if limits.isolation == "off" or not sandboxed:
+        sandbox = f"student code NOT sandboxed: {'--isolation off' if sandboxed else sandbox_why}"
+    else:
+        sandbox = f"student code sandboxed ({sandbox_why})"
+    print(f"Grading {args.assignment} in {course} with {where}; {sandbox}; limits: {limits.describe()} "
           f"(network isolation {'on' if isolated and limits.network != 'allow' else 'OFF'}: {why})", flush=True)
+    if limits.isolation == "require" and not sandboxed and not args.scheduler:
+        print(f"error: --isolation require, but {sandbox_why}. Install bubblewrap, or grade with "
+              "--isolation auto to grade without the sandbox.", file=sys.stderr)
+        return 2
     options = dict(jobs=args.jobs, scheduler=args.scheduler, limits=limits, students=args.student)
     if args.regrade:
         run, changes = regrade(course, args.assignment, **options)

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bnlab import isolation
 from bnlab.release import nbgrader_command, nbgrader_env
 from bnlab.sandbox import Limits, run_limited
 
@@ -162,7 +163,8 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
     """Grade one student's ``files`` (``{name: bytes}``) with the kit; return the result as plain data."""
     start = time.perf_counter()
     result = {"student": student, "assignment": assignment, "status": "graded", "reason": "", "notebooks": {},
-              "autograded": {}, "notes": [], "expected_warnings": 0, "log_tail": "", "network_isolated": False}
+              "autograded": {}, "notes": [], "expected_warnings": 0, "log_tail": "", "network_isolated": False,
+              "sandboxed": False}
     with tempfile.TemporaryDirectory(prefix=f"bnlab-grade-{student}-") as tmp:
         course = Path(tmp)
         with tarfile.open(fileobj=io.BytesIO(kit), mode="r:gz") as tar:
@@ -179,12 +181,21 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         cmd = nbgrader_command("autograde", assignment, "--student", student, "--force", root=course)
         if limits.cell_timeout:
             cmd.append(f"--Execute.timeout={int(limits.cell_timeout)}")
-        run_env = nbgrader_env({**(env or {}), "BNLAB_COURSE_ROOT": str(course)})
+        run_env = nbgrader_env({**(env or {}), "BNLAB_COURSE_ROOT": str(course), "BNLAB_ISOLATION": limits.isolation})
+        sandbox_ok, sandbox_why = isolation.available()
+        if limits.isolation == "require" and not sandbox_ok:
+            result.update(status="refused", reason=f"not graded: the sandbox is required but unavailable on this "
+                                                   f"machine ({sandbox_why})", seconds=time.perf_counter() - start)
+            return result
+        result["sandboxed"] = sandbox_ok and limits.isolation != "off"
         outcome = run_limited(cmd, course, run_env, limits)
         result["network_isolated"] = outcome.network_isolated
         result["log_tail"] = outcome.output[-6000:]
         result["notes"], result["expected_warnings"] = classify_log(
             outcome.output, _release_checksums(course / "release" / assignment))
+        if not result["sandboxed"]:
+            result["notes"].insert(0, "student code was NOT sandboxed: " + (
+                "--isolation off" if limits.isolation == "off" else sandbox_why))
         graded = course / "autograded" / student / assignment
         notebooks_done = graded.is_dir() and any(graded.glob("*.ipynb"))
         if outcome.status in ("timeout", "memory"):

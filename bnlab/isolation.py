@@ -37,11 +37,10 @@ from bnlab import settings
 
 PACKAGE = Path(bnlab.__file__).resolve().parent
 # variables a sandboxed process keeps (exact names, then prefixes); everything else is dropped
-KEEP = {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "MPLBACKEND", "CI"}
-KEEP_PREFIXES = ("BNLAB_", "NBGRADER_", "TF_", "XLA_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_", "KMP_",
+KEEP = {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "MPLBACKEND", "CI",
+        "BNLAB_SHORT", "BNLAB_SHORT_BATCHES", "BNLAB_DETERMINISTIC", "BNLAB_ISOLATION", "NBGRADER_EXECUTION"}
+KEEP_PREFIXES = ("TF_", "XLA_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_", "KMP_",
                  "PYDEVD_")
-# dropped too: where the course is, which is not mounted inside
-DROP = {"BNLAB_COURSE_ROOT"}
 
 
 class IsolationUnavailable(RuntimeError):
@@ -127,7 +126,7 @@ def check(log: logging.Logger | None = None) -> bool:
 def sandbox_env(env: dict) -> dict:
     """The variables a sandboxed process gets from ``env``: the kernel's and the course's, no others."""
     kept = {k: v for k, v in env.items()
-            if k not in DROP and (k in KEEP or k.startswith(KEEP_PREFIXES))}
+            if (k in KEEP or k.startswith(KEEP_PREFIXES))}
     bin_dir = str(Path(sys.executable).parent)
     kept.update(PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", HOME="/tmp/home", TMPDIR="/tmp",
                 MPLCONFIGDIR="/tmp/home/.matplotlib", BNLAB_DATA_DIR=str(settings.data_dir().resolve()),
@@ -164,6 +163,27 @@ class Sandbox:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def strays(bwrap_pid: int, main: str) -> list[str]:
+    """Command lines of the processes in the sandbox started by ``bwrap_pid`` other than bwrap itself
+    and its main process (whose command line contains ``main``): what the submission started and left
+    running. They end with the sandbox; this only names them for the report."""
+    import psutil
+
+    try:
+        processes = psutil.Process(bwrap_pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    found = []
+    for process in processes:
+        try:
+            line = " ".join(process.cmdline())[:120]
+        except psutil.Error:
+            continue
+        if process.name() != "bwrap" and main not in line:
+            found.append(line)
+    return found
 
 
 def describe() -> str:

@@ -47,17 +47,19 @@ def _end_live_groups() -> None:
 @dataclasses.dataclass(frozen=True)
 class Limits:
     """Per-submission limits. ``network``: ``"auto"`` isolates when possible, ``"require"`` refuses
-    to grade without isolation, ``"allow"`` leaves the network reachable."""
+    to grade without isolation, ``"allow"`` leaves the network reachable. ``isolation``: the same for
+    the sandbox around student code (``BNLAB_ISOLATION`` of the grading command)."""
 
     wall_seconds: float = 1800.0
     memory_bytes: int | None = 4 * GiB
     address_space_bytes: int | None = None
     cell_timeout: int | None = None      # nbgrader's per-cell limit (c.Execute.timeout); None keeps the config's
     network: str = "auto"
+    isolation: str = "auto"              # the student-code sandbox (bnlab.isolation): auto, require or off
 
     def describe(self) -> str:
         memory = f"{self.memory_bytes / GiB:g} GiB" if self.memory_bytes else "no memory limit"
-        return f"wall {self.wall_seconds:g} s, {memory}, network {self.network}"
+        return f"wall {self.wall_seconds:g} s, {memory}, network {self.network}, sandbox {self.isolation}"
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ import bnlab
 from bnlab import settings
 
 VARIABLES = ("BNLAB_SHORT", "BNLAB_SHORT_BATCHES", "BNLAB_DATA_DIR", "BNLAB_DETERMINISTIC", "BNLAB_COURSE_ROOT",
-             "BNLAB_EXCHANGE", "NBGRADER_EXECUTION")
+             "BNLAB_EXCHANGE", "BNLAB_ISOLATION", "NBGRADER_EXECUTION")
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import os
 from jupyter_client.manager import AsyncKernelManager
 from nbgrader.preprocessors import Execute
 
-from bnlab.isolation import Sandbox, check, sandbox_env
+from bnlab.isolation import Sandbox, check, sandbox_env, strays
 
 
 
@@ -37,6 +37,17 @@ class SandboxedKernelManager(AsyncKernelManager):
             kw["env"] = sandbox_env(kw.get("env") or os.environ)
             self.log.info("kernel sandboxed by bubblewrap in %s", self._sandbox.workdir)
         return cmd, kw
+
+    async def _async_shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+        process = getattr(self.provisioner, "process", None)
+        if self._sandbox is not None and process is not None:
+            left = strays(process.pid, "ipykernel")
+            if left:
+                self.log.warning("SANDBOX: the submission in %s left %d process(es) running when its kernel shut "
+                                 "down; the sandbox ended them: %s", self._sandbox.workdir, len(left), "; ".join(left[:3]))
+        await super()._async_shutdown_kernel(now=now, restart=restart)
+
+    shutdown_kernel = _async_shutdown_kernel  # AsyncKernelManager binds the base class's coroutine by name
 
     def _close_sandbox(self):
         if self._sandbox is not None:

@@ -90,6 +90,7 @@ class Session:
         self._from_child, from_child_w = os.pipe()
         environment = dict(os.environ, **(env or {}))
         cmd = [sys.executable, "-m", "bnlab.grading.worker", str(to_child_r), str(from_child_w)]
+        self.log = log
         self.sandbox = Sandbox(cwd) if isolation.check(log) else None  # the student's code runs here
         if self.sandbox is not None:
             cmd, environment = self.sandbox.command(cmd), isolation.sandbox_env(environment)
@@ -154,6 +155,11 @@ class Session:
             except OSError:
                 pass
         self._to_child = self._from_child = -1
+        if self.sandbox is not None and self.process.poll() is None and self.log is not None:
+            left = isolation.strays(self.process.pid, "bnlab.grading.worker")
+            if left:
+                self.log.warning("SANDBOX: the re-run of the submission left %d process(es) running; the sandbox "
+                                 "ended them: %s", len(left), "; ".join(left[:3]))
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()

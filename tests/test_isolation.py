@@ -1,0 +1,168 @@
+"""The sandbox that student code runs in while it is graded (bnlab.isolation), tested directly:
+what a sandboxed process can read, write and reach, and that nothing it starts outlives it."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bnlab import isolation
+
+AVAILABLE, WHY = isolation.available()
+needs_sandbox = pytest.mark.skipif(not AVAILABLE and os.environ.get("CI") != "true",
+                                   reason=f"no sandbox on this machine: {WHY}")
+
+PROBE = textwrap.dedent("""
+    import json, os, socket, subprocess, sys
+    secret, package, port, marker = sys.argv[1:5]
+    seen = {}
+    def attempt(name, action):
+        try:
+            seen[name] = action() is not False
+        except Exception as error:
+            seen[name] = type(error).__name__
+    attempt("read_secret", lambda: open(secret).read())
+    attempt("list_course", lambda: "source" in os.listdir(os.path.dirname(os.path.dirname(secret))))
+    attempt("write_package", lambda: open(os.path.join(package, "pwned_" + marker + ".py"), "w").write("x"))
+    attempt("write_work", lambda: open("answer.txt", "w").write("mine"))
+    attempt("write_tmp", lambda: open("/tmp/pwned_" + marker, "w").write("x"))
+    attempt("connect", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=2).close())
+    seen["secret_env"] = os.environ.get("INSTRUCTOR_TOKEN")
+    seen["home"] = os.environ.get("HOME")
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", marker], start_new_session=True)
+    if os.fork() == 0:  # a double fork: the grandchild is reparented inside the sandbox
+        if os.fork() == 0:
+            os.setsid()
+            os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(300)", marker])
+        os._exit(0)
+    print(json.dumps(seen), flush=True)
+""")
+
+
+def _alive(marker: str) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if marker in line and "ps -eo" not in line]
+
+
+# run as its own process (as another user too): makes the sandbox, runs PROBE in it, prints what it saw
+RUNNER = textwrap.dedent("""
+    import os, subprocess, sys
+    from bnlab import isolation
+    probe, secret, work, port, marker = sys.argv[1:6]
+    sandbox = isolation.Sandbox(work)
+    try:
+        cmd = sandbox.command([sys.executable, "-c", probe, secret, str(isolation.PACKAGE), port, marker])
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env=isolation.sandbox_env({**os.environ, "INSTRUCTOR_TOKEN": "token"}))
+    finally:
+        sandbox.close()
+    sys.stderr.write(proc.stderr)
+    print(proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else "")
+""")
+
+
+def _run_probe(tmp_path: Path, user: str | None = None) -> tuple[dict, Path, str]:
+    import json
+
+    course = tmp_path / "course"
+    (course / "source").mkdir(parents=True)
+    secret = course / "source" / "solution.txt"
+    secret.write_text("the answers")
+    work = course / "autograded" / "ann" / "hw"
+    work.mkdir(parents=True)
+    (work / "notebook.ipynb").write_text("{}")
+    marker = f"bnlab-probe-{uuid.uuid4().hex}"
+    if user:
+        for path in [tmp_path, *tmp_path.rglob("*")]:
+            path.chmod(0o777 if path.is_dir() else 0o666)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        cmd = [sys.executable, "-c", RUNNER, PROBE, str(secret), str(work), str(server.getsockname()[1]), marker]
+        if user:
+            cmd = ["runuser", "-u", user, "--", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1]), work, marker
+
+
+def _assert_contained(seen: dict, work: Path, marker: str) -> None:
+    assert seen["read_secret"] != True and seen["list_course"] != True, seen  # noqa: E712 - True or an error name
+    assert seen["write_package"] != True, seen  # noqa: E712
+    assert not list(isolation.PACKAGE.glob(f"pwned_{marker}*"))
+    assert seen["write_work"] is True and not (work / "answer.txt").exists()  # a private copy, thrown away
+    assert seen["write_tmp"] is True and not Path(f"/tmp/pwned_{marker}").exists()  # a private /tmp
+    assert seen["connect"] != True, seen  # noqa: E712 - not even loopback
+    assert seen["secret_env"] is None and seen["home"] == "/tmp/home"
+    deadline = time.monotonic() + 5
+    while _alive(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive(marker) == [], "a process started by the sandboxed code outlived it"
+
+
+@needs_sandbox
+def test_sandboxed_code_sees_only_its_own_copy_and_leaves_nothing(tmp_path):
+    seen, work, marker = _run_probe(tmp_path)
+    _assert_contained(seen, work, marker)
+
+
+UNPRIVILEGED = "bnlab-sandbox-test"
+
+
+def _unprivileged_user() -> str | None:
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("useradd") is None:
+        return None
+    if subprocess.run(["id", UNPRIVILEGED], capture_output=True).returncode != 0:
+        subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", UNPRIVILEGED], check=True)
+    return UNPRIVILEGED
+
+
+@needs_sandbox
+def test_the_sandbox_works_for_an_unprivileged_instructor(tmp_path):
+    user = _unprivileged_user()
+    if user is None:
+        pytest.skip("needs root (to create a throwaway user) and runuser: run as an ordinary user, "
+                    "test_sandboxed_code_sees_only_its_own_copy_and_leaves_nothing covers it")
+    python_ok = subprocess.run(["runuser", "-u", user, "--", sys.executable, "-c", "import bnlab"],
+                               capture_output=True, text=True)
+    if python_ok.returncode != 0:
+        pytest.skip(f"the course's Python is not readable by another user here: {python_ok.stderr.strip()[-200:]}")
+    unprivileged = subprocess.run(["runuser", "-u", user, "--", "bwrap", "--unshare-user", "--unshare-pid",
+                                   "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
+    assert unprivileged.returncode == 0, ("bubblewrap does not run for an unprivileged user here: "
+                                          + unprivileged.stderr)
+    shared = Path(tempfile.mkdtemp(prefix="bnlab-unprivileged-"))  # pytest's own tmp folders are private to root
+    try:
+        seen, work, marker = _run_probe(shared, user=user)
+        _assert_contained(seen, work, marker)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_policy_require_refuses_and_off_skips(monkeypatch):
+    monkeypatch.setattr(isolation, "available", lambda: (False, "bubblewrap is not installed"))
+    monkeypatch.setenv("BNLAB_ISOLATION", "require")
+    with pytest.raises(isolation.IsolationUnavailable, match="bubblewrap is not installed"):
+        isolation.check()
+    monkeypatch.setenv("BNLAB_ISOLATION", "auto")
+    assert isolation.check() is False
+    monkeypatch.setenv("BNLAB_ISOLATION", "off")
+    assert isolation.check() is False
+    monkeypatch.setenv("BNLAB_ISOLATION", "sometimes")
+    with pytest.raises(ValueError, match="BNLAB_ISOLATION"):
+        isolation.check()
+
+
+def test_the_environment_keeps_what_a_kernel_needs_and_drops_the_rest():
+    env = isolation.sandbox_env({"AWS_SECRET_ACCESS_KEY": "x", "NBGRADER_EXECUTION": "autograde", "TF_CPP_MIN_LOG_LEVEL": "2",
+                                 "BNLAB_COURSE_ROOT": "/course", "LANG": "C.UTF-8", "PYTHONPATH": "/course"})
+    assert "AWS_SECRET_ACCESS_KEY" not in env and "BNLAB_COURSE_ROOT" not in env and "PYTHONPATH" not in env
+    assert env["NBGRADER_EXECUTION"] == "autograde" and env["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    assert env["HOME"] == "/tmp/home" and env["BNLAB_SANDBOXED"] == "1"

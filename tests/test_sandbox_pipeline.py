@@ -1,0 +1,176 @@
+"""Submissions that attack the machine, not the checks, graded through the real pipeline on both
+routes: plain ``nbgrader autograde`` in the course folder (what the formgrader's button runs) and the
+parallel grader (``make autograde``, ``make grade-demo``). Each earns only what its real answers
+earn, leaves no file outside its folder and no process behind, and the honest answer keeps full marks."""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bnlab import exercise, isolation, pipeline
+from submissions import ALL_TESTS
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not isolation.available()[0] and os.environ.get("CI") != "true",
+                                 reason=f"no sandbox on this machine: {isolation.available()[1]}")]
+
+MARK = f"bnlab-attack-{uuid.uuid4().hex[:12]}"  # in every file and process name an attack leaves
+CODE_ANSWERS = ["keras_layers", "keras_training", "q_single_images_answer", "q_statistics_answer", "nn_layers",
+                "diagnose_fix"]
+
+# Each answer cell finds the instructor's master notebook in the folders above it (or anywhere it can
+# look) and runs that cell's solution: the whole exercise, answered by the course's own files.
+STEAL = textwrap.dedent("""
+    import glob as _glob, json as _json, os as _os
+    def _master_solution(grade_id):
+        roots, folder = [], _os.getcwd()
+        while folder != "/":
+            roots.append(folder)
+            folder = _os.path.dirname(folder)
+        roots += ["/", _os.environ.get("BNLAB_COURSE_ROOT", "/"), _os.path.expanduser("~"), "/root", "/home", "/work",
+                  "/tmp"]
+        for root in roots:
+            for path in (_glob.glob(_os.path.join(root, "source", "*", "*.ipynb"))
+                         + _glob.glob(_os.path.join(root, "*", "source", "*", "*.ipynb"))):
+                try:
+                    cells = _json.load(open(path))["cells"]
+                except Exception:
+                    continue
+                for cell in cells:
+                    if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
+                        return "".join(cell["source"])
+        return ""
+    exec(_master_solution("GRADE_ID"))
+""")
+
+# Runs on after grading if it can: sets every score it finds in any gradebook to the maximum.
+REWRITER = textwrap.dedent("""
+    import glob, os, sqlite3, sys, time
+    start = sys.argv[1]
+    end = time.time() + 120
+    while time.time() < end:
+        folders, folder = [], start
+        while folder != "/":
+            folders.append(folder)
+            folder = os.path.dirname(folder)
+        for folder in folders + [os.path.expanduser("~")]:
+            for db in glob.glob(os.path.join(folder, "gradebook.db")) + glob.glob(os.path.join(folder, "*", "gradebook.db")):
+                for statement in ("UPDATE grade SET auto_score = 100", "UPDATE grade SET manual_score = 100"):
+                    try:
+                        with sqlite3.connect(db, timeout=1) as connection:
+                            connection.execute(statement)
+                    except Exception:
+                        pass
+        time.sleep(0.2)
+""")
+
+# No answer: writes into the course library, every folder above it and the home folder, and starts
+# the gradebook rewriter in a new session and through a double fork.
+VANDAL = textwrap.dedent(f"""
+    import os, subprocess, sys
+    import bnlab
+    def _write(path):
+        try:
+            with open(path, "w") as handle:
+                handle.write("x = 1\\n")
+        except Exception:
+            pass
+    _write(os.path.join(os.path.dirname(bnlab.__file__), "pwned_{MARK}.py"))
+    folder = os.getcwd()
+    while folder != "/":
+        _write(os.path.join(folder, "pwned_{MARK}.txt"))
+        folder = os.path.dirname(folder)
+    _write(os.path.expanduser("~/pwned_{MARK}.txt"))
+    REWRITER = {REWRITER!r}
+    subprocess.Popen([sys.executable, "-c", REWRITER, os.getcwd(), "{MARK}"], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execv(sys.executable, [sys.executable, "-c", REWRITER, os.getcwd(), "{MARK}"])
+        os._exit(0)
+""")
+
+# The solution, plus a process in a new session that would outlive grading.
+LINGER = textwrap.dedent(f"""
+    import subprocess as _subprocess, sys as _sys
+    _subprocess.Popen([_sys.executable, "-c", "import time; time.sleep(300)", "{MARK}"], start_new_session=True,
+                      stdin=_subprocess.DEVNULL, stdout=_subprocess.DEVNULL, stderr=_subprocess.DEVNULL)
+""")
+
+
+def _submissions() -> dict:
+    solution = exercise.solution_answers()
+    return {
+        "steal": {name: STEAL.replace("GRADE_ID", name) for name in CODE_ANSWERS},
+        "vandal": {"keras_layers": VANDAL},
+        "linger": {**solution, "keras_training": solution["keras_training"] + "\n" + LINGER},
+    }
+
+
+EXPECTED_LOST = {"steal": ALL_TESTS, "vandal": ALL_TESTS, "linger": set()}
+
+
+def _alive() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if MARK in line]
+
+
+def _grade(tmp_path_factory, route: str):
+    course = pipeline.create_course(tmp_path_factory.mktemp(f"sandbox_{route}"))
+    release = pipeline.release_notebook(course)
+    for student, cells in _submissions().items():
+        pipeline.submit(course, student, exercise.fill_in(release, cells))
+    env = {"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "require"}
+    run = pipeline.autograde(course, env=env, jobs=2 if route == "parallel" else None)
+    time.sleep(3)  # a rewriter that survived would have rewritten the gradebook by now
+    return course, run, {student: pipeline.cell_scores(course, student) for student in EXPECTED_LOST}
+
+
+@pytest.fixture(scope="module", params=["serial", "parallel"])
+def graded(request, tmp_path_factory):
+    return request.param, *_grade(tmp_path_factory, request.param)
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED_LOST))
+def test_an_attack_earns_only_what_its_answers_earn(graded, student):
+    route, course, run, scores = graded
+    assert student in run.graded, run.failed
+    assert ALL_TESTS <= set(scores[student])
+    lost = {name for name in ALL_TESTS if scores[student][name][0] < scores[student][name][1]}
+    assert lost == EXPECTED_LOST[student], f"{route}: {student} lost {sorted(lost)}"
+    later = pipeline.cell_scores(course, student)
+    assert later == scores[student], "the gradebook changed after grading"
+    assert all(later[name][0] == 0 for name in EXPECTED_LOST[student])
+
+
+def test_no_file_outside_the_submission_and_no_process_behind(graded):
+    route, course, run, _ = graded
+    places = [isolation.PACKAGE, Path.home(), Path("/tmp")]
+    left = [p for place in places for p in place.glob(f"pwned_{MARK}*")]
+    left += list(course.rglob(f"pwned_{MARK}*"))
+    assert left == [], f"{route}: files written outside the submission: {left}"
+    deadline = time.monotonic() + 10
+    while _alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _alive() == [], f"{route}: processes outlived grading"
+    assert "NOT sandboxed" not in run.log
+    # the processes the vandal and the lingerer left are named for the instructor (log, notes of make autograde)
+    assert "SANDBOX: the submission in" in run.log and "left" in run.log
+
+
+def test_the_attack_is_real_without_the_sandbox(tmp_path):
+    """The control: with the sandbox off, the same stealing submission takes the instructor's answers."""
+    course = pipeline.create_course(tmp_path)
+    release = pipeline.release_notebook(course)
+    pipeline.submit(course, "steal", exercise.fill_in(release, _submissions()["steal"]))
+    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "off"})
+    scores = pipeline.cell_scores(course, "steal")
+    assert "NOT sandboxed (BNLAB_ISOLATION=off)" in run.log
+    assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), scores
