@@ -31,7 +31,7 @@ def _solution_course(tmp: Path, verify: bool):
     return course, pipeline.submit(course, "bench", nb)
 
 
-def time_autograde(verify: bool = True) -> dict:
+def time_autograde(verify: bool = True, sandbox_on: bool = True) -> dict:
     """``nbgrader autograde`` of the solution (one submission) in a scratch course, as ``make
     autograde`` runs it (under :func:`bnlab.sandbox.run_limited`, without limits): ``{"seconds": wall
     seconds, "peak_gib": the largest resident memory of nbgrader, its kernel and the re-run's worker
@@ -43,26 +43,77 @@ def time_autograde(verify: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         course, _ = _solution_course(Path(tmp), verify)
         cmd = nbgrader_command("autograde", ASSIGNMENT, "--force", root=course)
-        out = sandbox.run_limited(cmd, course, nbgrader_env(), sandbox.Limits(wall_seconds=900, memory_bytes=None,
-                                                                              network="allow"))
+        env = nbgrader_env({"BNLAB_ISOLATION": "auto" if sandbox_on else "off"})
+        out = sandbox.run_limited(cmd, course, env, sandbox.Limits(wall_seconds=900, memory_bytes=None, network="allow"))
         graded = list((course / "autograded").rglob("*.ipynb"))
         if out.status != "ok" or not graded:
             raise RuntimeError(f"autograding the solution failed ({out.status}): {out.reason}\n{out.output[-2000:]}")
         return {"seconds": out.seconds, "peak_gib": out.peak_rss / sandbox.GiB}
 
 
-def repeat_autograde(repeats: int, verify: bool = True, report=print) -> dict:
+def repeat_autograde(repeats: int, verify: bool = True, report=print, sandbox_on: bool = True) -> dict:
     """:func:`time_autograde` ``repeats`` times: ``{"seconds": median, "runs": every run's seconds,
     "peak_gib": the largest peak}``; ``report`` gets a line per run."""
     if repeats < 1:
         raise ValueError(f"repeats must be 1 or more, got {repeats}")
     runs, peak = [], 0.0
     for i in range(repeats):
-        result = time_autograde(verify)
+        result = time_autograde(verify, sandbox_on)
         runs.append(round(result["seconds"], 1))
         peak = max(peak, result["peak_gib"])
         report(f"  autograde run {i + 1}/{repeats}: {result['seconds']:.1f} s, peak memory {result['peak_gib']:.2f} GiB")
     return {"seconds": statistics.median(runs), "runs": runs, "peak_gib": peak}
+
+
+def sandbox_overhead(repeats: int = 5) -> list[tuple[str, float, float]]:
+    """What the sandbox adds to each process that runs student code: ``(process, plain median s,
+    sandboxed median s)`` for a kernel (start, one cell, shut down, as nbgrader's Execute does it) and
+    the re-run's worker (start, one cell, close), alternating plain and sandboxed runs."""
+    import nbclient
+    import nbformat
+    from jupyter_client.manager import AsyncKernelManager
+
+    from bnlab.grading.execute import SandboxedKernelManager
+    from bnlab.grading.remote import Session
+
+    def kernel(manager) -> float:
+        with tempfile.TemporaryDirectory() as tmp:
+            nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+            start = time.perf_counter()
+            nbclient.NotebookClient(nb, kernel_name="python3", kernel_manager_class=manager,
+                                    resources={"metadata": {"path": tmp}}).execute()
+            return time.perf_counter() - start
+
+    def worker(sandboxed: bool) -> float:
+        old = os.environ.get("BNLAB_ISOLATION")
+        os.environ["BNLAB_ISOLATION"] = "auto" if sandboxed else "off"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                session = Session(cwd=tmp, timeout=60)
+                session.exec_cell("x = 1")
+                session.close()
+                return time.perf_counter() - start
+        finally:
+            os.environ.pop("BNLAB_ISOLATION") if old is None else os.environ.__setitem__("BNLAB_ISOLATION", old)
+
+    rows = []
+    for name, plain, boxed in (("kernel: start, one cell, shut down", lambda: kernel(AsyncKernelManager),
+                                lambda: kernel(SandboxedKernelManager)),
+                               ("re-run worker: start, one cell, close", lambda: worker(False), lambda: worker(True))):
+        times = {"plain": [], "boxed": []}
+        for _ in range(repeats):
+            times["plain"].append(plain())
+            times["boxed"].append(boxed())
+        rows.append((name, statistics.median(times["plain"]), statistics.median(times["boxed"])))
+    return rows
+
+
+def overhead_table(rows) -> str:
+    lines = ["| process | without sandbox s (median) | sandboxed s (median) | added s |", "|---|---|---|---|"]
+    lines += [f"| {name} | {plain:.2f} | {boxed:.2f} | {boxed - plain:+.2f} |" for name, plain, boxed in rows]
+    total = sum(boxed - plain for _, plain, boxed in rows)
+    return "\n".join(lines + [f"| per submission (both) | | | {total:+.2f} |"])
 
 
 def profile_cells(timeout: int = 300) -> dict:
@@ -101,8 +152,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-plain", action="store_true", help="skip the runs without the re-verification step")
     parser.add_argument("--repeats", type=int, default=5, help="gradings timed per configuration (the median is reported)")
+    parser.add_argument("--sandbox-repeats", type=int, default=5,
+                        help="runs per process kind for the sandbox's cost (0 skips it)")
+    parser.add_argument("--compare-sandbox", action="store_true",
+                        help="also time whole gradings without the sandbox, alternating with sandboxed ones")
     args = parser.parse_args(argv)
     out = {}
+    if args.sandbox_repeats:
+        rows = sandbox_overhead(args.sandbox_repeats)
+        print(f"What the sandbox adds, median of {args.sandbox_repeats} alternating runs:")
+        print(overhead_table(rows), flush=True)
+        out["sandbox_added_seconds"] = round(sum(boxed - plain for _, plain, boxed in rows), 2)
+    if args.compare_sandbox:
+        runs = {True: [], False: []}
+        for i in range(args.repeats):
+            for on in (True, False):
+                runs[on].append(round(time_autograde(True, on)["seconds"], 1))
+                print(f"  autograde run {i + 1}/{args.repeats}, sandbox {'on' if on else 'off'}: {runs[on][-1]:.1f} s",
+                      flush=True)
+        on, off = statistics.median(runs[True]), statistics.median(runs[False])
+        print(f"whole grading, median of {args.repeats}: sandboxed {on:.1f} s, without {off:.1f} s ({on - off:+.1f} s)")
+        out.update(autograde_seconds_sandboxed=on, autograde_seconds_unsandboxed=off)
     if not args.no_profile:
         profile = profile_cells()
         print(f"kernel start {profile['kernel_start']:.1f} s; cells (short mode, as under nbgrader):")
@@ -112,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         out["profile_total_seconds"] = round(profile["total"], 1)
     for verify, suffix, label in ((True, "", "as configured (with re-verification)"),
                                   (False, "_without_verify", "without the re-verification step")):
-        if not verify and args.no_plain:
+        if (not verify and args.no_plain) or not args.repeats:
             continue
         result = repeat_autograde(args.repeats, verify)
         out.update({f"autograde_seconds{suffix}": result["seconds"], f"autograde_runs{suffix}": result["runs"],
