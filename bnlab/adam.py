@@ -13,8 +13,10 @@ The update is Keras' (and Kingma & Ba's, in the "epsilon hat" form), with Keras'
     v = beta_2 * v + (1 - beta_2) * g * g
     var -= learning_rate * sqrt(1 - beta_2**t) / (1 - beta_1**t) * m / (sqrt(v) + epsilon)
 
-It offers what a ``train_step`` and the loop use: ``apply_gradients(zip(grads, vars))``,
-``build(vars)``, ``learning_rate`` (settable) and ``iterations``.
+It offers what a ``train_step`` and the loop use, in Keras 3's spellings:
+``apply_gradients(zip(grads, vars))``, ``apply(grads, vars)`` (``vars`` defaults to the variables
+the optimizer was built with), ``build(vars)``, ``learning_rate`` (settable) and
+``iterations``.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class FusedAdam(tf.Module):
         self.iterations = tf.Variable(0, trainable=False, dtype=tf.int64)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         self._slots = {}  # id(variable) -> (variable, m, v)
+        self._built = []  # the variables of build(), in order (apply's default)
 
     @property
     def learning_rate(self):
@@ -53,6 +56,7 @@ class FusedAdam(tf.Module):
             for variable in var_list:
                 var = _resource(variable)
                 if id(var) not in self._slots:
+                    self._built.append(variable)
                     self._slots[id(var)] = (var, tf.Variable(tf.zeros(var.shape, var.dtype), trainable=False),
                                             tf.Variable(tf.zeros(var.shape, var.dtype), trainable=False))
 
@@ -72,3 +76,15 @@ class FusedAdam(tf.Module):
                 beta2=tf.constant(self.beta_2, dtype), epsilon=tf.constant(self.epsilon, dtype),
                 grad=tf.convert_to_tensor(gradient, dtype), use_locking=False)
         self.iterations.assign_add(1)
+
+    def apply(self, grads, trainable_variables=None):
+        """Keras 3's spelling: one Adam step for ``grads`` and ``trainable_variables`` (by default the
+        variables the optimizer was built with, in that order)."""
+        grads = list(grads)
+        if trainable_variables is None:
+            trainable_variables = self._built
+        trainable_variables = list(trainable_variables)
+        if len(grads) != len(trainable_variables):
+            raise ValueError(f"apply() got {len(grads)} gradients for {len(trainable_variables)} variables")
+        self.apply_gradients(zip(grads, trainable_variables))
+

@@ -29,11 +29,18 @@ def _judged(check):
         __tracebackhide__ = True
         try:
             return check(*args, **kwargs)
-        except (ValueError, IndexError, KeyError, TypeError) as exc:
-            fail(f"{check.__name__.replace('check_', '').replace('_', ' ')}: the layer's parameters or statistics "
-                 f"do not fit its output ({type(exc).__name__}: {str(exc)[:160]}). One statistic, gamma and beta "
-                 "per unit (dense) or feature map (conv), from the layer's own output.")
+        except (ValueError, IndexError, KeyError, TypeError):
+            fail(f"{_name_of(args[0] if args else None, 'the function')}: its batch normalization's parameters or "
+                 "statistics do not fit the layer's output, so they cannot be applied to it. Batch normalization keeps "
+                 "one mean, variance, gamma and beta per unit (dense) or per feature map (conv) of the layer's own "
+                 "output.", "conv")
     return wrapper
+
+
+def _name_of(fn, default: str) -> str:
+    """The judged function's own name (a remote name's too), or ``default``."""
+    name = getattr(fn, "__name__", None) or getattr(fn, "name", None)
+    return name if isinstance(name, str) and name.isidentifier() else default
 
 
 def _remote(obj):
@@ -83,20 +90,21 @@ def _match_contract(where, info, x, out, kind, arg, mode, population=None):
     candidates, lin = _candidates(info, x, kind, arg)
     out = np.asarray(out, np.float64)
     if out.shape != lin.shape:
-        fail(f"{where}: output shape {out.shape}, expected {lin.shape}. Keep the layer's size, stride and 'same' "
-             "padding, and normalize without changing the shape.")
+        fail(f"{where}: output shape {out.shape}, expected {lin.shape}. The next layer expects the shape of the layer "
+             "without batch normalization: keep its size, stride and 'same' padding; normalizing never changes a "
+             "shape.", "math")
     for label, value in (("gamma", gamma), ("beta", beta)):
         if np.ndim(value) and np.shape(value) != (lin.shape[-1],):
             fail(f"{where}: {label} has shape {np.shape(value)}, but the layer has {lin.shape[-1]} "
                  f"{'units' if kind == 'dense' else 'feature maps'}: normalize the layer's own output (one "
-                 f"statistic, gamma and beta per {_per(kind)}), not its input.")
+                 f"statistic, gamma and beta per {_per(kind)}), not its input.", "conv" if kind == "conv" else "variables")
     best = np.inf
     for name, (z, relu_after) in candidates.items():
         for unbiased in (False, True):
             mean, var = population if population is not None else num.moments(z, unbiased)
             if np.shape(mean) != (z.shape[-1],) or np.shape(var) != (z.shape[-1],):
                 fail(f"{where}: the statistics have shape {np.shape(mean)}, but batch normalization needs one value "
-                     f"per {_per(kind)}: {z.shape[-1]} of them.")
+                     f"per {_per(kind)}: {z.shape[-1]} of them.", "conv")
             normalized = num.bn_forward(z, gamma, beta, mean, var, eps)
             expected = num.relu(normalized) if relu_after else normalized
             if num.close(out, expected):
@@ -104,19 +112,43 @@ def _match_contract(where, info, x, out, kind, arg, mode, population=None):
             best = min(best, float(np.max(np.abs(out - expected))))
             if relu_after and num.close(out, normalized):
                 fail(f"{where} never applies its nonlinearity: its output is the normalized linear output, with "
-                     "negative values left in. A layer of this network is linear, batch normalization, and a ReLU "
-                     "(before or after the normalization). Add the ReLU.")
+                     "negative values left in, so stacked layers collapse into one linear map. A layer of this network "
+                     "is linear, batch normalization and a ReLU (before or after the normalization).", "math")
             no_sqrt = (z - mean) / (var + eps) * gamma + beta
             if num.close(out, num.relu(no_sqrt) if relu_after else no_sqrt):
-                fail(f"{where}: in {mode} mode the output divides by the variance where the standard deviation belongs:"
-                     " normalize with (z - mean) / sqrt(variance + epsilon). (tf.nn.batch_normalization takes the "
-                     "variance and takes its square root itself.)")
+                fail(f"{where}: in {mode} mode the output divides by the variance where the standard deviation belongs,"
+                     " so the normalized values do not have variance 1. Divide by sqrt(variance + epsilon), as the "
+                     "lesson's equations do (tf.nn.batch_normalization takes the variance and takes the root itself).",
+                     "math")
             if population is not None:
                 break
     stats = ("the batch's own mean and variance" if mode == "training" else
              "the population mean and variance, not the batch's")
-    fail(f"{where}: in {mode} mode the output must be gamma * (z - mean) / sqrt(variance + epsilon) + beta with "
-         f"{stats}, and a ReLU before or after it. Largest difference from that: {best:.3g}.")
+    fail(f"{where}: in {mode} mode its output is not batch normalization with {stats} (then gamma and beta, and a "
+         f"ReLU before or after it); it differs from that by up to {best:.3g}. Compare each step of your layer with "
+         "the lesson's four equations.", "inference" if mode == "inference" else "math")
+
+
+def _statistics_fit(probe, kind: str, api: str, arg) -> None:
+    """Fail unless the population statistics (and gamma and beta) have one entry per unit or feature map."""
+    __tracebackhide__ = True
+    where, n = probe.where, num.units(kind, arg)
+    mean, var = (np.asarray(s) for s in probe.statistics())
+    info = probe.info()
+    shapes = [mean.shape, var.shape] + [np.shape(info[k]) for k in ("gamma", "beta") if info[k] is not None]
+    if all(shape == (n,) for shape in shapes):
+        return
+    found = "x".join(str(d) for d in mean.shape) or "one"
+    what = "units" if kind == "dense" else "feature maps (output channels)"
+    if api == "keras":
+        fail(f"{where}: its BatchNormalization keeps {found} statistics, but the layer has {n} {what}. Keras' axis "
+             f"names the axis that keeps its own mean and variance (the one not averaged over), so it must be the "
+             f"axis of the {what}; find which axis that is in this layer's output.", "conv" if kind == "conv" else
+             "variables")
+    fail(f"{where}: its statistics have shape {mean.shape}, but the layer has {n} {what}: one mean and variance per "
+         + ("unit, taken over the batch." if kind == "dense" else
+            "feature map, taken over every axis except the feature maps' (the batch and both spatial axes)."),
+         "conv" if kind == "conv" else "variables")
 
 
 @_judged
@@ -127,35 +159,43 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
     probe = _layer_probe(layer_fn, kind, api, arg, 0)
     where, n = probe.where, num.units(kind, arg)
     info = probe.info()
+    _statistics_fit(probe, kind, api, arg)
     mean, var = (np.asarray(s) for s in probe.statistics())
-    if mean.shape != (n,) or var.shape != (n,):
-        fail(f"{where}: the population mean and variance should have one entry per {_per(kind)}, shape ({n},); "
-             f"found {mean.shape} and {var.shape}. " + (
-                 "Normalize over the batch and both spatial axes (axes 0, 1, 2): statistics per feature map."
-                 if kind == "conv" else "Normalize over the batch axis (axis 0)."))
     flags = info["flags"]
     if flags["pop_mean"] or flags["pop_variance"]:
-        fail(f"{where}: the population mean and variance must not be trainable (trainable=False): they are moving "
-             "averages, and the optimizer must not change them with gradients.")
+        fail(f"{where}: the population mean and variance are trainable, so the optimizer would change them with "
+             "gradients. They are moving averages of the batch statistics, updated only by the training pass: "
+             "create them as non-trainable variables.", "variables")
     if not (flags["gamma"] and flags["beta"]):
-        fail(f"{where}: gamma and beta must be trainable: the network learns the scale and shift it needs.")
+        fail(f"{where}: gamma and beta are not trainable, but the network must learn the scale and shift each unit "
+             "needs after normalizing.", "variables")
     x = num.batches(kind, 1, 7)[0]
     out = np.asarray(probe.call(x, False))
     moved = not all(np.allclose(a, b) for a, b in zip((mean, var), probe.statistics()))
     if not moved and not (np.allclose(mean, 0) and np.allclose(var, 1)):  # (moving at inference: another check)
-        fail(f"{where}: before any training the population mean should be zeros and the variance ones.")
+        fail(f"{where}: before any training its population mean should be zeros and its variance ones, so that "
+             "inference starts from no shift and no scaling. Check the initial values of the two variables.",
+             "variables")
     if api == "nn":
-        for name in ("gamma", "beta"):
-            if np.shape(info[name]) != (n,):
-                fail(f"{where}: {name} should have one entry per {_per(kind)}, shape ({n},); found {np.shape(info[name])}.")
         gamma, beta = _scale_shift(info)
         if not (np.allclose(gamma, 1) and np.allclose(beta, 0)):
             fail(f"{where}: gamma should start at ones and beta at zeros, so that training starts from plain "
-                 "normalization.")
+                 "normalization.", "variables")
     expected = (len(x), n) if kind == "dense" else (len(x),) + (num.CONV_SIZE // num.stride(kind, arg),) * 2 + (n,)
     if out.shape != expected:
         fail(f"{where}: output shape {out.shape}, expected {expected}. Keep the layer's size, stride and 'same' "
-             "padding as in the network without batch normalization.")
+             "padding as in the network without batch normalization; normalizing never changes a shape.", "math")
+
+
+def _never_moved(where: str, api: str, steps: int) -> str:
+    if api == "keras":
+        return (f"{where}: the moving mean and variance of its BatchNormalization never changed during {steps} "
+                "training-mode calls of the model. Keras updates them itself whenever the layer runs in training "
+                "mode, so something inside the layer function keeps it from training mode (a fixed flag, a frozen "
+                "layer).")
+    return (f"{where}: pop_mean and pop_variance never changed during {steps} training-mode calls, so inference would "
+            "normalize with their initial values. In training mode, move both a small step towards this batch's "
+            "mean and variance (a moving average with decay close to 1).")
 
 
 @_judged
@@ -165,6 +205,7 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
     where, info = probe.where, probe.info()
+    _statistics_fit(probe, kind, api, arg)
     inputs = num.batches(kind, steps, seed)
     records = [[np.asarray(s, np.float64) for s in probe.statistics()]]
     outputs = []
@@ -172,9 +213,7 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
         outputs.append(probe.call(x, True))
         records.append([np.asarray(s, np.float64) for s in probe.statistics()])
     if all(np.allclose(r[0], records[0][0]) and np.allclose(r[1], records[0][1]) for r in records):
-        fail(f"{where}: the population mean and variance never changed during {steps} training steps. In training "
-             "mode update them from the batch statistics: pop = pop * decay + batch * (1 - decay)." +
-             (" In Keras that happens when the model runs with training=True." if api == "keras" else ""))
+        fail(_never_moved(where, api, steps), "moving_average")
     try:
         placement = _match_contract(where, info, inputs[0], outputs[0], kind, arg, "training")[0]
     except AssertionError:
@@ -184,10 +223,6 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
     for name in per_batch[0]:
         for unbiased in (False, True):
             stats = [num.moments(c[name][0], unbiased) for c in per_batch]
-            if stats[0][0].shape != records[0][0].shape:
-                findings.append(f"expected one statistic per {_per(kind)}, shape {stats[0][0].shape}; found "
-                                f"{records[0][0].shape}")
-                break
             momentum = num.infer_momentum(records[0][0], records[1][0], stats[0][0])
             if momentum is None or momentum >= 1.0:
                 continue
@@ -208,17 +243,25 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
             break
         if matched:
             fail(f"{where} normalizes {placement} but accumulates the population statistics of {matched[0]}. At "
-                 "inference it would then normalize with the statistics of another tensor: update pop_mean and "
-                 "pop_variance from the mean and variance of the tensor you normalize.")
+                 "inference it would then normalize one tensor with the statistics of another: take the moving "
+                 "averages of the very tensor you normalize.", "moving_average")
     if matched is None:
+        if api == "keras":
+            fail(f"{where}: its moving mean and variance are not a moving average of the batch statistics of the "
+                 "tensor its BatchNormalization normalizes" + (": " + findings[0] if findings else "") + ". Keras "
+                 "keeps that average itself: let one BatchNormalization layer normalize the linear output (or its "
+                 "ReLU) and leave its statistics to it.", "moving_average")
         fail(f"{where}: the population statistics are not a moving average of the batch statistics"
-             + (": " + findings[0] if findings else "") + ". Take the mean and variance over the batch (axis 0 for a "
-             "dense layer; axes 0, 1, 2 for a conv layer), store the variance (not the standard deviation), and "
-             "update both with pop = pop * decay + batch * (1 - decay).")
+             + (": " + findings[0] if findings else "") + ". Keep the batch's mean and its variance (not the "
+             "standard deviation), and let each step keep a fraction decay of the old value.", "moving_average")
     if matched[1] < MIN_MOMENTUM:
+        if api == "keras":
+            fail(f"{where}: its moving averages keep only {matched[1]:.3f} of their old value per batch, so the last "
+                 "batch counts more than the whole history. Keras' momentum is the weight of the old average (close "
+                 "to 1), PyTorch's the weight of the new batch.", "momentum")
         fail(f"{where}: the population statistics are a moving average with decay {matched[1]:.3f}, so each batch "
-             "counts more than the whole history. The decay is applied the wrong way round: pop = pop * decay + "
-             "batch * (1 - decay), with the decay close to 1.")
+             "counts more than the whole history. The decay is applied the wrong way round: the old value should "
+             "keep the larger share, decay close to 1.", "moving_average")
 
 
 def _random_scale_shift(probe, kind, arg, seed):
@@ -233,6 +276,7 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     statistics, ReLU before or after), and the gradient reaches the weights through the batch statistics."""
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
+    _statistics_fit(probe, kind, api, arg)
     _random_scale_shift(probe, kind, arg, seed)
     where, info = probe.where, probe.info()
     x = num.batches(kind, 1, seed + 11)[0]
@@ -242,7 +286,8 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     grad = probe.kernel_gradient(x, upstream)
     if grad is None:
         fail(f"{where}: no gradient reaches the layer's weights in training mode, so training cannot change them. "
-             "Compute the output from the weights with TensorFlow operations (no tf.stop_gradient, no NumPy).")
+             "Compute the output from the weights with TensorFlow operations only (nothing that stops or bypasses "
+             "the gradient).", "by_hand")
     gamma, beta = _scale_shift(info)
     eps = float(info["epsilon"])
     z, relu_after = _candidates(info, x, kind, arg)[0][placement]
@@ -260,17 +305,27 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     if any(num.close_rel(grad, reference(u, False)) for u in (unbiased, not unbiased)):
         fail(f"{where}: the gradient does not flow through the batch mean and variance (were they wrapped in "
              "tf.stop_gradient, or taken from outside the computation?). Batch normalization's backward pass goes "
-             "through them; without it this network does not learn.")
+             "through them; without it this network does not learn.", "by_hand")
     fail(f"{where}: in training mode the gradient of the output with respect to the weights is not that of batch "
-         "normalization. Compute the output with TensorFlow operations from the batch statistics of this batch.")
+         "normalization. Compute the output with TensorFlow operations from the statistics of this very batch.",
+         "by_hand")
+
+
+def _flag_fixed_inside(where: str, effect: str) -> str:
+    return (f"{where}: called as the notebook's predict calls the model (no training flag), the layer {effect}. A "
+            "training flag fixed inside the layer function overrides the mode the model is called in, so at "
+            "inference every image is judged by the batch around it. Let the model's call decide the mode: Keras "
+            "passes it on to every layer.")
 
 
 @_judged
 def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> None:
-    """Inference mode: the output is normalized with the population statistics (a batch of one gives
-    the same output as that sample inside a bigger batch) and the statistics do not move."""
+    """Inference mode, as the notebook's ``predict`` runs it (for Keras ``model(images)``, with no flag):
+    the output is normalized with the population statistics (a batch of one gives the same output as that
+    sample inside a bigger batch) and the statistics do not move."""
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
+    _statistics_fit(probe, kind, api, arg)
     for x in num.batches(kind, 3, seed):
         probe.call(x, True)
     _random_scale_shift(probe, kind, arg, seed)
@@ -280,13 +335,17 @@ def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 
     out = probe.call(x, False)
     after = [np.asarray(s, np.float64) for s in probe.statistics()]
     if not all(a.shape == b.shape and np.allclose(a, b) for a, b in zip(before, after)):
-        fail(f"{where}: the population statistics changed in inference mode. Update them only when training; at "
-             "inference just use them, so that predictions do not depend on what was evaluated before.")
+        if api == "keras":
+            fail(_flag_fixed_inside(where, "moves its moving mean and variance"), "inference")
+        fail(f"{where}: the population statistics changed in inference mode, so a prediction would depend on what "
+             "was evaluated before. Update them only when training; at inference just use them.", "inference")
     single = np.concatenate([np.asarray(probe.call(x[i:i + 1], False)) for i in range(2)])
     if not num.close(single, np.asarray(out)[:2]):
+        if api == "keras":
+            fail(_flag_fixed_inside(where, "normalizes with the batch's own statistics"), "batch_of_one")
         fail(f"{where}: in inference mode a batch of one gives a different output than the same sample inside a "
-             "bigger batch, so inference still depends on the batch: use the population statistics, not the batch "
-             "statistics, when not training.")
+             "bigger batch, so inference still depends on the batch: when not training, normalize with the "
+             "population statistics.", "batch_of_one")
     _match_contract(where, info, x, out, kind, arg, "inference", population=before)
 
 
@@ -297,37 +356,52 @@ def _one_hot(n, seed):
 @_judged
 def check_train_step(train_step, fully_connected=None, seed: int = 0) -> None:
     """``train_step`` trains in training mode: the population statistics take one moving-average step
-    from the batch statistics, and the weights move along the gradient of the training-mode loss.
+    from the batch statistics, and the weights move along the gradient of the training-mode loss; it also
+    runs, traced, with the training run's optimizer (:class:`bnlab.adam.FusedAdam`) and moves the weights.
     (``fully_connected`` is accepted and ignored: the check uses a reference model of its own.)"""
     __tracebackhide__ = True
+    name = _name_of(train_step, "train_step")
     probe = _step_probe(train_step, seed)
     x = num.batches("dense", 1, seed + 5)[0]
     report = probe.train_step(train_step, x, _one_hot(len(x), seed), STEP_LEARNING_RATE)
     if not report["returned_pair"]:
-        fail("train_step must return (loss, logits), as the given version does.")
+        fail(f"{name} must return the batch's loss and logits, as the given version does: the training loop logs "
+             "both.", "inference")
     (mean0, var0), (mean1, var1) = report["stats_before"], report["stats_after"]
     if np.allclose(mean1, mean0) and np.allclose(var1, var0):
-        fail("train_step did not update the population statistics: the model ran in inference mode. Call it with "
-             "training=True inside train_step (model(images) alone means inference in Keras).")
+        fail(f"{name} did not update the population statistics, so the model ran in inference mode: its batch "
+             "normalization used the moving averages and never learned them. A Keras model runs in inference mode "
+             "unless its call says otherwise: look at how the model is called inside the tape.", "inference")
     batch_mean, batch_var = num.moments(report["z"])
     m = STEP_MOMENTUM
     if not (num.close(mean1, m * np.asarray(mean0) + (1 - m) * batch_mean, atol=1e-3)
             and num.close(var1, m * np.asarray(var0) + (1 - m) * batch_var, atol=1e-3)):
-        fail("train_step changed the population statistics, but not by one moving-average step from this batch's "
-             "statistics: call the model exactly once in training mode per training step.")
+        fail(f"{name} changed the population statistics, but not by one moving-average step from this batch's "
+             "statistics: every training-mode call moves them, so call the model once per training step.",
+             "moving_average")
     delta = np.concatenate([(np.asarray(a) - np.asarray(b)).ravel()
                             for a, b in zip(report["weights_after"], report["weights_before"])])
     if not np.any(np.abs(delta) > 1e-7):
-        fail("train_step did not change the trainable weights: apply the gradients with the optimizer.")
+        fail(f"{name} did not change the trainable weights: the gradients it computes are never applied with the "
+             "optimizer it is given.", "inference")
     expected = {mode: -STEP_LEARNING_RATE * np.concatenate([np.asarray(g).ravel() for g in report[f"grad_{mode}"]])
                 for mode in ("training", "inference")}
-    if num.close_rel(delta, expected["training"]):
-        return
-    if num.close_rel(delta, expected["inference"]):
-        fail("train_step's loss comes from an inference-mode pass (population statistics), so the gradients do not "
-             "match the training-mode network: compute the logits for the loss with training=True.")
-    fail("train_step's update is not the gradient of the training-mode loss: compute the loss with training.loss_fn "
-         "on the logits of model(images, training=True) inside the tape, and apply its gradients once.")
+    if num.close_rel(delta, expected["inference"]) and not num.close_rel(delta, expected["training"]):
+        fail(f"{name}'s loss comes from an inference-mode pass (population statistics), so its gradients are not "
+             "those of the network being trained: take the loss from the training-mode pass, inside the tape.",
+             "inference")
+    if not num.close_rel(delta, expected["training"]):
+        fail(f"{name}'s update is not the gradient of the training-mode loss: compute the loss from the logits of "
+             "one training-mode pass inside the tape, with training.loss_fn, and apply its gradients once.",
+             "inference")
+    if report.get("run_optimizer_error"):
+        fail(f"{name} fails with the optimizer the training run uses (Adam from bnlab, which offers "
+             f"apply_gradients and apply): {report['run_optimizer_error']}. Apply the gradients through one of "
+             "those two methods.", "inference")
+    if not report.get("run_optimizer_moved", True) or report.get("run_optimizer_steps", 1) != 1:
+        fail(f"{name} did not take exactly one step with the optimizer it is given (the training run passes Adam "
+             "from bnlab; the training loop and its learning rate act on that one): apply the gradients once, "
+             "through that optimizer.", "inference")
 
 
 @_judged
@@ -336,20 +410,21 @@ def check_predict(predict, fully_connected=None, seed: int = 0) -> None:
     them, and scores a batch of one like the same sample inside a bigger batch.
     (``fully_connected`` is accepted and ignored: the check uses a reference model of its own.)"""
     __tracebackhide__ = True
+    name = _name_of(predict, "predict")
     probe = _step_probe(predict, seed)
     probe.warm_up(num.batches("dense", 3, seed + 3))
     report = probe.predict(predict, num.batches("dense", 1, seed + 9)[0])
     if not all(np.allclose(a, b) for a, b in zip(report["stats_before"], report["stats_after"])):
-        fail("predict changed the population statistics: it ran the model in training mode. Evaluation must not "
-             "change the model: run it in inference mode.")
+        fail(f"{name} changed the population statistics: it ran the model in training mode. Evaluation must not "
+             "change the model: run it in inference mode.", "inference")
     logits = np.asarray(report["logits"])
     if not num.close(logits, report["inference"]):
         if num.close(logits, report["training"]):
-            fail("predict normalizes with the batch statistics, so a prediction depends on the other images in the "
-                 "batch: run the model in inference mode, with the population statistics.")
-        fail("predict(model, images) should return the model's logits in inference mode.")
+            fail(f"{name} normalizes with the batch statistics, so a prediction depends on the other images in the "
+                 "batch: run the model in inference mode, with the population statistics.", "batch_of_one")
+        fail(f"{name}(model, images) should return the model's logits in inference mode.", "inference")
     if not num.close(report["single"], logits[:1]):
-        fail("predict gives a different answer for a batch of one than for the same sample in a batch.")
+        fail(f"{name} gives a different answer for a batch of one than for the same sample in a batch.", "batch_of_one")
 
 
 @_judged

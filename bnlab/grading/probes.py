@@ -9,6 +9,8 @@ Structural problems (no BatchNormalization layer, a call that raises) end the ch
 """
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 import bnlab
@@ -31,22 +33,44 @@ def _np(x):
 
 
 def _first_line(exc: BaseException) -> str:
-    """The line that says most: TensorFlow's traced errors start with "in user code:" and end with the cause."""
+    """The sentence that says most: TensorFlow's traced errors start with "in user code:" and end with the
+    cause; a repeated "ValueError: " prefix and the advice TensorFlow appends are left out."""
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     if not lines:
         return ""
-    return (lines[-1] if lines[0].startswith("in user code") else lines[0])[:240]
+    line = lines[-1] if lines[0].startswith("in user code") else lines[0]
+    line = re.sub(r"^(\w+(Error|Exception): )+", "", line)
+    line = re.split(r"(?<=[.!?]) (?=[A-Z])", line)[0].rstrip(".")
+    return line[:200]
+
+
+def _keras_layer_files(exc: BaseException) -> set:
+    """The Keras layer modules the error passed through ("batch_normalization", "conv2d", ...)."""
+    found, tb = set(), exc.__traceback__
+    while tb is not None:
+        path = tb.tb_frame.f_code.co_filename.replace("\\", "/")
+        if "/keras/src/layers/" in path:
+            found.add(path.rsplit("/", 1)[-1].removesuffix(".py"))
+        tb = tb.tb_next
+    return found
 
 
 def _explain(description: str, exc: BaseException) -> str:
+    """What went wrong in the student's call, in terms of their code (no traceback, no grader frames)."""
     text = _first_line(exc)
+    who = description.split()[0].split("(")[0]
+    if isinstance(exc, TypeError) and re.match(r"^\S+\(\) (takes|missing|got)", text):
+        return (f"{description} could not be called: {text}. Check the function's signature against the one "
+                "given in the exercise (the notebook's code calls it that way).")
+    if "batch_normalization" in _keras_layer_files(exc) or re.search(r"'batch_normalization(_\d+)?/", str(exc)):
+        return (f"{who}: keras.layers.BatchNormalization did not accept its axis. Keras' axis names the one axis that "
+                "keeps its own statistics (the units of a dense layer, the feature maps of a convolution), not the "
+                "axes averaged over as in tf.nn.moments. Find which axis holds them in this layer's output.")
     hint = ""
-    if isinstance(exc, TypeError) and ("argument" in text or "positional" in text):
-        hint = " Check the function's signature against the one given in the exercise."
-    elif any(word in text.lower() for word in ("shape", "incompatible", "dimension")):
+    if any(word in text.lower() for word in ("shape", "incompatible", "dimension")):
         hint = (" A shape error usually means the statistics were taken over the wrong axes or a variable has the "
                 "wrong shape (one entry per unit, or per feature map for a conv layer).")
-    return f"{description} raised {type(exc).__name__}: {text}.{hint}"
+    return f"{description} raised {type(exc).__name__} in your code: {text[:160]}.{hint}"
 
 
 def run(description: str, fn, *args, eager=None, **kwargs):
@@ -63,8 +87,11 @@ def run(description: str, fn, *args, eager=None, **kwargs):
             except Exception:  # noqa: BLE001 - fails eagerly too: report the traced error
                 pass
             else:
-                fail(f"{description}: {GRAPH_HINT} (Inside tf.function: {type(exc).__name__}: {_first_line(exc)})")
-        fail(_explain(description, exc))
+                fail(f"{description}: {GRAPH_HINT} (Inside tf.function: {type(exc).__name__}: {_first_line(exc)[:120]})",
+                     "inference" if description.startswith(("train_step", "predict")) else "by_hand")
+        explained = _explain(description, exc)
+        fail(explained, "inference" if description.startswith(("train_step", "predict")) else
+             "conv" if "axis" in explained or "shape" in explained else "by_hand")
 
 
 def _traced(fn):
@@ -120,7 +147,7 @@ class LayerProbe:
 
     def set_scale_shift(self, gamma, beta):
         for var, value in zip(self._scale_shift_vars(), (gamma, beta)):
-            if var is not None:
+            if var is not None and int(np.prod(var.shape)) == np.size(value):  # (a misfit: another check says so)
                 var.assign(np.asarray(value, np.float32).reshape(var.shape))
 
     def info(self) -> dict:
@@ -139,7 +166,8 @@ def _find_kernel_and_bias(where, kind, trainable):
     kernels = [w for w in trainable if len(w.shape) == rank]
     if len(kernels) != 1:
         fail(f"{where} should hold exactly one trainable weight {'matrix' if kind == 'dense' else 'kernel'} "
-             f"(the {'Dense' if kind == 'dense' else 'Conv2D'} layer's); found {len(kernels)}.")
+             f"(the {'Dense' if kind == 'dense' else 'Conv2D'} layer's); found {len(kernels)}. The network learns "
+             "through that weight: leave it trainable, and give the layer one linear part.", "variables")
     biases = [w for w in trainable if len(w.shape) == 1]
     return kernels[0], (biases[0] if biases else None)
 
@@ -154,15 +182,21 @@ class KerasLayerProbe(LayerProbe):
         outputs = run(f"{self.where}(prev_layer, ...) on a Keras input", layer_fn, inputs, num.layer_arg(kind, arg))
         if not isinstance(outputs, keras.KerasTensor):
             fail(f"{self.where} must return the output of Keras layers applied to prev_layer (a symbolic Keras tensor); "
-                 f"it returned {type(outputs).__name__}.")
+                 f"it returned {type(outputs).__name__}. The network is built by chaining the layer functions' "
+                 "outputs.", "variables")
         self.model = keras.Model(inputs, outputs)
         norms = [layer for layer in self.model._flatten_layers(include_self=False, recursive=True)
                  if isinstance(layer, keras.layers.BatchNormalization)]
         if len(norms) != 1:
             fail(f"{self.where} holds {len(norms) or 'no'} keras.layers.BatchNormalization layer{'s' * (len(norms) != 1)} "
                  "(nested blocks and custom layers included); it needs exactly one, applied to the layer's linear "
-                 "output (or to its ReLU).")
+                 "output (or to its ReLU).", "variables")
         self.bn = norms[0]
+        if not self.bn.trainable:
+            fail(f"{self.where}: its BatchNormalization layer is frozen (trainable=False). Keras then runs that layer in "
+                 "inference mode even while the model trains: it never normalizes with the batch's statistics and "
+                 "never updates its moving averages, so it does no batch normalization. Freezing is for fine-tuning "
+                 "a trained network; here the layer must learn.", "fine_tuning")
         self.epsilon = float(self.bn.epsilon)
         own = [v for v in (self.bn.gamma, self.bn.beta) if v is not None]
         self.kernel, self.bias = _find_kernel_and_bias(self.where, kind,
@@ -170,7 +204,20 @@ class KerasLayerProbe(LayerProbe):
         self._setup_traced()
 
     def _forward(self, x, training):
-        return self.model(x, training=training)
+        # inference as the notebook's given predict runs it: model(images), no flag (a flag fixed inside the
+        # layer function then decides); training as the given train_step runs it, with training=True
+        return self.model(x, training=True) if training else self.model(x)
+
+    def call_explicit(self, x):
+        """Inference with an explicit ``training=False`` (which overrides a flag fixed inside the layers)."""
+        if not hasattr(self, "_explicit"):
+            self._explicit = _traced(lambda x: self.model(x, training=False))
+        return _np(run(f"{self.where} in inference mode", self._explicit, tf.constant(x, tf.float32),
+                       eager=lambda x: self.model(x, training=False)))
+
+    def set_statistics(self, mean, variance):
+        self.bn.moving_mean.assign(np.asarray(mean, np.float32))
+        self.bn.moving_variance.assign(np.asarray(variance, np.float32))
 
     def _scale_shift_vars(self):
         return self.bn.gamma, self.bn.beta
@@ -302,7 +349,34 @@ class StepProbe:
         report["returned_pair"] = isinstance(result, (tuple, list)) and len(result) == 2
         report["stats_after"] = self.statistics()
         report["weights_after"] = [_np(w) for w in self.model.trainable_variables]
+        report.update(self._with_run_optimizer(train_step, x, y, report, learning_rate))
         return report
+
+    def _with_run_optimizer(self, train_step, x, y, report, learning_rate) -> dict:
+        """Run ``train_step`` again from the same start, as ``training.train`` runs it: traced, with the run's
+        optimizer (:class:`bnlab.adam.FusedAdam`, built before the first step). Reports whether it ran and
+        whether it changed the weights; the state after the SGD step is put back afterwards."""
+        from bnlab.adam import FusedAdam
+
+        after = (self.statistics(), [_np(w) for w in self.model.trainable_variables])
+        self._restore(report["stats_before"])
+        for w, value in zip(self.model.trainable_variables, report["weights_before"]):
+            w.assign(value)
+        optimizer = FusedAdam(learning_rate)
+        optimizer.build(self.model.trainable_variables)
+        out = {"run_optimizer_error": None, "run_optimizer_moved": False, "run_optimizer_steps": 0}
+        try:
+            tf.function(train_step, reduce_retracing=True)(self.model, optimizer, x, y)
+        except Exception as exc:  # noqa: BLE001 - student code can raise anything
+            out["run_optimizer_error"] = f"{type(exc).__name__}: {_first_line(exc)[:160]}"
+        else:
+            out["run_optimizer_steps"] = int(_np(optimizer.iterations))
+            out["run_optimizer_moved"] = any(not np.allclose(_np(w), b) for w, b in
+                                             zip(self.model.trainable_variables, report["weights_before"]))
+        self._restore(after[0])
+        for w, value in zip(self.model.trainable_variables, after[1]):
+            w.assign(value)
+        return out
 
     def predict(self, predict, x):
         """Run the student's ``predict`` (traced) on a batch and on a batch of one; report references too."""

@@ -56,6 +56,61 @@ def fix(body: str) -> str:
     return "def fixed_fully_connected(prev_layer, num_units):\n" + body
 
 
+CUSTOM_LAYER = '''
+class NormalizedDense(keras.layers.Layer):
+    """A linear layer, batch normalization and a ReLU, as one custom Keras layer."""
+
+    def __init__(self, linear, **kwargs):
+        super().__init__(**kwargs)
+        self.linear = linear
+        self.norm = keras.layers.BatchNormalization()
+
+    def call(self, inputs, training=None):
+        return tf.nn.relu(self.norm(self.linear(inputs), training=training))
+
+
+def fully_connected(prev_layer, num_units):
+    return NormalizedDense(keras.layers.Dense(num_units, use_bias=False))(prev_layer)
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    return NormalizedDense(keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same",
+                                               use_bias=False))(prev_layer)
+'''
+
+FROZEN_BLOCK = '''
+def _frozen(block, prev_layer):
+    out = block(prev_layer)
+    block.trainable = False  # "the statistics jump around": freeze them
+    return out
+
+
+def fully_connected(prev_layer, num_units):
+    return _frozen(keras.Sequential([keras.layers.Dense(num_units, use_bias=False), keras.layers.BatchNormalization(),
+                                     keras.layers.ReLU()]), prev_layer)
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    return _frozen(keras.Sequential([keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same",
+                                                         use_bias=False),
+                                     keras.layers.BatchNormalization(), keras.layers.ReLU()]), prev_layer)
+'''
+
+OWN_OPTIMIZER = '''
+own_optimizer = keras.optimizers.SGD(0.1)
+
+
+def train_step(model, optimizer, images, labels):
+    with tf.GradientTape() as tape:
+        logits = model(images, training=True)
+        loss = training.loss_fn(logits, labels)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    own_optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+    return loss, logits
+'''
+
 K = "test_keras_train_step"
 KERAS_BUGS = [
     Variant("keras_no_batch_norm", {"keras_layers": keras_layers(
@@ -117,6 +172,41 @@ def train_step(model, optimizer, images, labels):
         frozenset({K}), ".numpy() in train_step: fails inside tf.function"),
     Variant("keras_train_step_returns_loss_only", {"keras_training": train_step().replace(
         "return loss, logits", "return loss")}, frozenset({K}), "returns the loss only"),
+    Variant("keras_hard_coded_training_flag", {"keras_layers": both(
+        lambda lin: f"return keras.layers.ReLU()(keras.layers.BatchNormalization()({lin}(prev_layer), training=True))")},
+        frozenset({"test_keras_fc_outputs", "test_keras_conv_outputs"}),
+        "BatchNormalization()(x, training=True) fixed in the layer functions (the TF1 habit): batch statistics "
+        "when the notebook's predict calls model(images)"),
+    Variant("keras_hard_coded_training_flag_custom_layer", {"keras_layers": CUSTOM_LAYER.replace(
+        "self.norm(self.linear(inputs), training=training)", "self.norm(self.linear(inputs), training=True)")},
+        frozenset({"test_keras_fc_outputs", "test_keras_conv_outputs"}),
+        "a custom layer that ignores its training argument and always trains its BatchNormalization"),
+    Variant("keras_frozen_batch_norm", {"keras_layers": keras_bn(norm="keras.layers.BatchNormalization(trainable=False)")},
+            KERAS_LAYER_TESTS, "BatchNormalization(trainable=False): Keras runs a frozen layer in inference mode"),
+    Variant("keras_frozen_block", {"keras_layers": FROZEN_BLOCK}, KERAS_LAYER_TESTS,
+            "the layer's block frozen with trainable=False after it was built"),
+    Variant("keras_conv_axis_list", {"keras_layers": keras_layers(
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization()({DENSE}(prev_layer)))",
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=[0, 1, 2])({CONV}(prev_layer)))")},
+        frozenset({"test_keras_conv_structure", "test_keras_conv_population", "test_keras_conv_outputs"}),
+        "conv BatchNormalization(axis=[0, 1, 2]): the axes of tf.nn.moments, not Keras' kept axis"),
+    Variant("keras_conv_axis_height", {"keras_layers": keras_layers(
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization()({DENSE}(prev_layer)))",
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=-2)({CONV}(prev_layer)))")},
+        frozenset({"test_keras_conv_structure", "test_keras_conv_population", "test_keras_conv_outputs"}),
+        "conv statistics per column (axis=-2) instead of per feature map"),
+    Variant("keras_dense_axis_0", {"keras_layers": keras_layers(
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=0)({DENSE}(prev_layer)))",
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization()({CONV}(prev_layer)))")},
+        frozenset({"test_keras_fc_structure", "test_keras_fc_population", "test_keras_fc_outputs"}),
+        "dense BatchNormalization(axis=0): the axis averaged over (tf.nn.moments' habit), not the kept one"),
+    Variant("keras_train_step_own_optimizer", {"keras_training": OWN_OPTIMIZER}, frozenset({K}),
+            "train_step ignores the optimizer it is given and steps with an SGD of its own"),
+    Variant("keras_train_step_applies_twice", {"keras_training": train_step().replace(
+        "optimizer.apply_gradients(zip(gradients, model.trainable_variables))",
+        "optimizer.apply_gradients(zip(gradients, model.trainable_variables))\n"
+        "    optimizer.apply(gradients, model.trainable_variables)")}, frozenset({K}),
+        "the gradients applied twice, with both of Keras 3's spellings"),
     Variant("q_single_images_wrong_option", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "a"'},
             frozenset({"test_q_single_images"}), "a wrong prediction"),
     Variant("q_single_images_not_an_option", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "e"'},
@@ -127,34 +217,20 @@ def train_step(model, optimizer, images, labels):
         '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
         '    return keras.layers.BatchNormalization(momentum=0.1)(layer)\n')},
         frozenset({"test_diagnose_fix"}), "the classmate's momentum 0.1 kept"),
+    Variant("diagnose_hard_coded_training_flag", {"diagnose_fix": fix(
+        '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
+        '    return keras.layers.BatchNormalization(momentum=0.99)(layer, training=True)\n')},
+        frozenset({"test_diagnose_fix"}), "momentum fixed, training=True fixed inside the layer"),
+    Variant("diagnose_frozen", {"diagnose_fix": fix(
+        '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
+        '    return keras.layers.BatchNormalization(momentum=0.1, trainable=False)(layer)\n')},
+        frozenset({"test_diagnose_fix"}), "the symptom 'fixed' by freezing the layer: it no longer normalizes"),
     Variant("diagnose_fixed_but_linear", {"diagnose_fix": fix(
         '    layer = keras.layers.Dense(num_units)(prev_layer)\n'
         '    return keras.layers.BatchNormalization(momentum=0.99)(layer)\n')},
         frozenset({"test_diagnose_fix"}), "momentum fixed, but the ReLU dropped"),
 ]
 
-CUSTOM_LAYER = '''
-class NormalizedDense(keras.layers.Layer):
-    """A linear layer, batch normalization and a ReLU, as one custom Keras layer."""
-
-    def __init__(self, linear, **kwargs):
-        super().__init__(**kwargs)
-        self.linear = linear
-        self.norm = keras.layers.BatchNormalization()
-
-    def call(self, inputs, training=None):
-        return tf.nn.relu(self.norm(self.linear(inputs), training=training))
-
-
-def fully_connected(prev_layer, num_units):
-    return NormalizedDense(keras.layers.Dense(num_units, use_bias=False))(prev_layer)
-
-
-def conv_layer(prev_layer, layer_depth):
-    strides = 2 if layer_depth % 3 == 0 else 1
-    return NormalizedDense(keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same",
-                                               use_bias=False))(prev_layer)
-'''
 
 KERAS_ALTERNATIVES = [
     Variant("alt_keras_bias_kept_bn_before_relu", {"keras_layers": keras_bn(DENSE_BIAS, CONV_BIAS)}, frozenset(),
@@ -181,6 +257,13 @@ def train_step(model, optimizer, images, labels):
     optimizer.apply(tape.gradient(loss, variables), variables)
     return (loss, logits)
 '''}, frozenset(), "optimizer.apply and trainable_weights"),
+    Variant("alt_keras_train_step_apply_built_variables", {"keras_training": train_step().replace(
+        "optimizer.apply_gradients(zip(gradients, model.trainable_variables))", "optimizer.apply(gradients)")},
+        frozenset(), "optimizer.apply(gradients): the variables the optimizer was built with"),
+    Variant("alt_keras_explicit_last_axis", {"keras_layers": keras_layers(
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=1)({DENSE}(prev_layer)))",
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=3)({CONV}(prev_layer)))")}, frozenset(),
+        "the kept axis spelled out: 1 for the dense layer, 3 for the convolution's feature maps"),
     Variant("alt_answers_spelled_loosely", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " D "',
                                             "q_statistics_answer": "ANSWER_STATISTICS = 'A'"}, frozenset(),
             "the right options, in capitals with spaces"),
