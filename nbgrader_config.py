@@ -40,6 +40,8 @@ c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d
 # passed in the kernel but fails there scores zero and the submission is flagged (log, metadata).
 # StartVerification begins that re-run before the kernel starts, so the two overlap (it needs nothing
 # from the kernel); VerifyChecks collects it. Without StartVerification the re-run follows the kernel.
+# SandboxedExecute is nbgrader's Execute (configured as c.Execute) with the kernel inside bubblewrap,
+# like the re-run's worker: student code sees only its own submission (bnlab.isolation, BNLAB_ISOLATION).
 c.Autograde.autograde_preprocessors = [
     "bnlab.grading.verify.StartVerification",
     "bnlab.grading.execute.SandboxedExecute",

@@ -210,5 +210,7 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
             if slow:
                 result.update(status="timeout", reason="cells stopped at the per-cell time limit (the other cells "
                                                        "were graded): " + ", ".join(slow))
+    if result["status"] == "graded" and not result["sandboxed"]:  # in autograde_report.csv too
+        result["reason"] = result["notes"][0]
     result["seconds"] = time.perf_counter() - start
     return result

@@ -23,7 +23,7 @@ needs_sandbox = pytest.mark.skipif(not AVAILABLE and os.environ.get("CI") != "tr
 
 PROBE = textwrap.dedent("""
     import json, os, socket, subprocess, sys
-    secret, package, port, marker = sys.argv[1:5]
+    secret, package, port, marker, grader = sys.argv[1:6]
     seen = {}
     def attempt(name, action):
         try:
@@ -35,6 +35,7 @@ PROBE = textwrap.dedent("""
     attempt("write_package", lambda: open(os.path.join(package, "pwned_" + marker + ".py"), "w").write("x"))
     attempt("write_work", lambda: open("answer.txt", "w").write("mine"))
     attempt("write_tmp", lambda: open("/tmp/pwned_" + marker, "w").write("x"))
+    attempt("signal_grader", lambda: os.kill(int(grader), 0))
     attempt("connect", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=2).close())
     seen["secret_env"] = os.environ.get("INSTRUCTOR_TOKEN")
     seen["home"] = os.environ.get("HOME")
@@ -60,7 +61,8 @@ RUNNER = textwrap.dedent("""
     probe, secret, work, port, marker = sys.argv[1:6]
     sandbox = isolation.Sandbox(work)
     try:
-        cmd = sandbox.command([sys.executable, "-c", probe, secret, str(isolation.PACKAGE), port, marker])
+        cmd = sandbox.command([sys.executable, "-c", probe, secret, str(isolation.PACKAGE), port, marker,
+                               str(os.getpid())])
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                               env=isolation.sandbox_env({**os.environ, "INSTRUCTOR_TOKEN": "token"}))
     finally:
@@ -100,6 +102,7 @@ def _assert_contained(seen: dict, work: Path, marker: str) -> None:
     assert seen["write_work"] is True and not (work / "answer.txt").exists()  # a private copy, thrown away
     assert seen["write_tmp"] is True and not Path(f"/tmp/pwned_{marker}").exists()  # a private /tmp
     assert seen["connect"] != True, seen  # noqa: E712 - not even loopback
+    assert seen["signal_grader"] == "ProcessLookupError", seen  # the grader's processes are not in its PID namespace
     assert seen["secret_env"] is None and seen["home"] == "/tmp/home"
     deadline = time.monotonic() + 5
     while _alive(marker) and time.monotonic() < deadline:

@@ -25,7 +25,7 @@ CODE_ANSWERS = ["keras_layers", "keras_training", "q_single_images_answer", "q_s
                 "diagnose_fix"]
 
 # Each answer cell finds the instructor's master notebook in the folders above it (or anywhere it can
-# look) and runs that cell's solution: the whole exercise, answered by the course's own files.
+# look) and runs that cell's solution, or else copies another student's answer.
 STEAL = textwrap.dedent("""
     import glob as _glob, json as _json, os as _os
     def _master_solution(grade_id):
@@ -45,6 +45,17 @@ STEAL = textwrap.dedent("""
                 for cell in cells:
                     if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id:
                         return "".join(cell["source"])
+        for root in roots:  # no master notebook: another student's answer will do
+            for path in _glob.glob(_os.path.join(root, "submitted", "*", "*", "*.ipynb")):
+                try:
+                    cells = _json.load(open(path))["cells"]
+                except Exception:
+                    continue
+                for cell in cells:
+                    text = "".join(cell["source"])
+                    if (cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") == grade_id
+                            and "NotImplementedError" not in text and "_master_solution" not in text):
+                        return text
         return ""
     exec(_master_solution("GRADE_ID"))
 """)
@@ -174,3 +185,24 @@ def test_the_attack_is_real_without_the_sandbox(tmp_path):
     scores = pipeline.cell_scores(course, "steal")
     assert "NOT sandboxed (BNLAB_ISOLATION=off)" in run.log
     assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), scores
+
+
+def test_the_formgrader_route_sandboxes_too(tmp_path, monkeypatch):
+    """The formgrader's Autograde button calls NbGraderAPI.autograde in the server's own process, with
+    the course's nbgrader_config.py: the stealing submission earns nothing there either."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    course = pipeline.create_course(tmp_path)
+    release = pipeline.release_notebook(course)
+    pipeline.submit(course, "steal", exercise.fill_in(release, _submissions()["steal"]))
+    monkeypatch.setenv("BNLAB_SHORT_BATCHES", "2")
+    monkeypatch.setenv("BNLAB_ISOLATION", "require")
+    monkeypatch.setenv("BNLAB_COURSE_ROOT", str(course))
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    api = NbGraderAPI(CourseDirectory(config=config), config=config)
+    result = api.autograde(pipeline.EXERCISE, "steal")
+    assert result["success"], result.get("error")
+    scores = pipeline.cell_scores(course, "steal")
+    assert ALL_TESTS <= set(scores) and all(scores[name][0] == 0 for name in ALL_TESTS), scores
