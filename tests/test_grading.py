@@ -262,3 +262,35 @@ def test_messages_name_the_function_they_judge():
     with pytest.raises(grading.CheckFailed) as failure:
         grading.check_structure(lambda prev_layer, n: prev_layer, "dense", api="keras")
     assert "fully_connected" in str(failure.value)
+
+
+def test_every_failure_of_a_function_names_a_lesson_section():
+    """Each fail() of the checks and probes passes a lesson section (only a question's answer format has none)."""
+    from pathlib import Path
+
+    from bnlab.grading import errors
+
+    unlinked = []
+    for module in ("checks", "probes"):
+        path = Path(errors.__file__).with_name(f"{module}.py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "fail":
+                if len(node.args) + len(node.keywords) < 2 and "Answer with one of" not in ast.unparse(node):
+                    unlinked.append(f"{module}.py:{node.lineno}")
+    assert unlinked == []
+    assert errors.lesson_reference("inference") == "Read: lesson, section 2, *Training versus inference*."
+
+
+def test_lesson_sections_named_by_messages_exist():
+    """The headings the messages cite are the lesson notebook's own (section number and wording)."""
+    import nbformat
+
+    from bnlab.exercise import SOURCE
+    from bnlab.grading.errors import LESSON
+
+    lesson = SOURCE.parents[1] / "batch_norm_lesson" / "Batch_Normalization_Lesson.ipynb"
+    headings = {line.lstrip("#").strip() for cell in nbformat.read(lesson, as_version=4).cells
+                if cell.cell_type == "markdown" for line in cell.source.splitlines() if line.startswith("#")}
+    for number, heading, sub in LESSON.values():
+        assert f"{number}. {heading}" in headings, heading
+        assert not sub or sub in headings, sub

@@ -20,6 +20,7 @@ from bnlab.grading.errors import fail
 MIN_MOMENTUM = 0.5
 STEP_MOMENTUM = 0.9     # the momentum of the reference model's BatchNormalization (probes.StepProbe)
 STEP_LEARNING_RATE = 0.1
+QUESTION_SECTIONS = {"single_images": "batch_of_one", "statistics": "conv"}  # where each question's idea is taught
 
 
 def _judged(check):
@@ -446,4 +447,4 @@ def check_choice(answer, options, expected=None, question=None) -> None:
                 message = str(teach(question, value))
             except Exception:  # noqa: BLE001 - the generic line then
                 pass
-        fail(message)
+        fail(message, None if "lesson, section" in message else QUESTION_SECTIONS.get(question))

@@ -269,7 +269,8 @@ class NNLayerProbe(LayerProbe):
         missing = [r for r in ("gamma", "beta", "pop_mean", "pop_variance") if r not in by_role]
         if missing:
             fail(f"{self.where}: could not find the variable(s) {', '.join(missing)}. Create gamma, beta, pop_mean and "
-                 "pop_variance with nn.get_variable, one entry per unit (or per feature map).")
+                 "pop_variance with nn.get_variable, one entry per unit (or per feature map): a batch normalization layer "
+                 "owns these four.", "variables")
         self.vars = by_role
         self.epsilon = NN_EPSILON
         trainable = [v for v in variables if v.trainable]
@@ -293,7 +294,7 @@ class NNLayerProbe(LayerProbe):
 def layer_probe(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> LayerProbe:
     __tracebackhide__ = True
     if not callable(layer_fn):
-        fail(f"expected a function, got {type(layer_fn).__name__}: run the cell that defines it first.")
+        fail(f"expected a function, got {type(layer_fn).__name__}: run the cell that defines it first.", "by_hand")
     return (KerasLayerProbe if api == "keras" else NNLayerProbe)(layer_fn, kind, arg, seed)
 
 
