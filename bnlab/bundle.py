@@ -10,25 +10,37 @@ instructor's tooling (grading pipeline, release, exports, benchmarks), the data 
     make lab        # or: .venv/bin/python -m bnlab.data && .venv/bin/jupyter lab notebooks
 
 There is no ``source/``, no ``solutions/`` and no hidden test in it; :func:`leaks` checks that, and
-``tests/test_bundle.py`` runs it on a fresh bundle.
+``tests/test_bundle.py`` runs it on a fresh bundle. :func:`missing_notebooks` refuses a bundle without
+every notebook that release/ must hold, and :func:`answer_leaks` pastes every function of the bundle's
+notebooks and library as the answer to every graded function of the exercise: none may pass the checks
+of the graded cell it would answer.
 """
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
+import inspect
+import io
 import re
 import shutil
 import sys
 import tomllib
 from pathlib import Path
 
+from bnlab import release
 from bnlab.release import ROOT
 
 # modules only instructors run (they read source/ or drive nbgrader); never shipped to students
 INSTRUCTOR_ONLY = frozenset({"autograde", "gradejob", "graderecord", "sandbox", "lms", "bundle", "pipeline", "release",
                              "bench", "bench_grading", "bench_monitor", "feedback"})
+# lines of shipped modules between these markers stay out of the bundle (bnlab/questions.py: the teaching messages
+# for wrong multiple-choice letters, whose missing letter is the answer)
+GRADER_SIDE = re.compile(r"^# BEGIN GRADER SIDE\b.*?^# END GRADER SIDE\n", re.M | re.S)
 # packages students do not need (the course's notebook tests, the parallel grader)
 NOT_FOR_STUDENTS = ("nbval", "dask")
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME")
+MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME",
+           "BEGIN GRADER SIDE")
 
 MAKEFILE = """\
 # Batch Normalization in TensorFlow, student copy. `make lab` sets up and opens the notebooks.
@@ -76,14 +88,15 @@ Without `make`: `.venv/bin/python -m bnlab.data`, then `.venv/bin/jupyter lab no
 def _pyproject(source: dict) -> str:
     project = source["project"]
     deps = [d for d in project["dependencies"] if not d.startswith(NOT_FOR_STUDENTS)]
-    gpu = project.get("optional-dependencies", {}).get("gpu", [])
+    extras = project.get("optional-dependencies", {})
+    gpu, legacy = extras.get("gpu", []), extras.get("legacy", [])
     quoted = lambda items: ", ".join(f'"{item}"' for item in items)  # noqa: E731
     return (f'[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
             f'[project]\nname = "bnlab"\nversion = "{project["version"]}"\n'
             f'description = "Batch Normalization in TensorFlow: the course library (student copy)"\n'
             f'readme = "README.md"\nrequires-python = "{project["requires-python"]}"\n'
             f"dependencies = [{quoted(deps)}]\n\n"
-            f"[project.optional-dependencies]\ngpu = [{quoted(gpu)}]\n\n"
+            f"[project.optional-dependencies]\ngpu = [{quoted(gpu)}]\nlegacy = [{quoted(legacy)}]\n\n"
             f'[tool.setuptools.packages.find]\ninclude = ["bnlab", "bnlab.*"]\n')
 
 
@@ -94,10 +107,29 @@ def _copy_library(target: Path) -> None:
                 or (top and n.endswith(".py") and n[:-3] in INSTRUCTOR_ONLY)}
 
     shutil.copytree(ROOT / "bnlab", target / "bnlab", ignore=ignore)
+    for path in (target / "bnlab").rglob("*.py"):
+        text = path.read_text()
+        if GRADER_SIDE.search(text):
+            path.write_text(GRADER_SIDE.sub("", text))
 
 
-def build(dist: Path = ROOT / "dist", release: Path = ROOT / "release") -> Path:
-    """Write the student bundle folder and its zip into ``dist``; return the folder."""
+class BundleError(RuntimeError):
+    """The bundle would be incomplete or would hand over instructor material."""
+
+
+def missing_notebooks(bundle: Path, root: Path = ROOT) -> list[str]:
+    """The notebooks release/ must hold (every source notebook but the after-deadline handouts) that
+    ``bundle`` lacks."""
+    return [f"notebooks/{rel} is missing (run `make release`)" for rel in release.released_notebooks(root)
+            if not (Path(bundle) / "notebooks" / rel).is_file()]
+
+
+def build(dist: Path = ROOT / "dist", release: Path = ROOT / "release", check_answers: bool = True) -> Path:
+    """Write the student bundle folder and its zip into ``dist``; return the folder.
+
+    Raises :class:`BundleError` (and writes no zip) when a released notebook is missing, when
+    :func:`leaks` finds instructor material, or (``check_answers``) when :func:`answer_leaks` finds code
+    that passes a graded cell."""
     source = tomllib.loads((ROOT / "pyproject.toml").read_text())
     name = f"bnlab-student-{source['project']['version']}"
     target = Path(dist) / name
@@ -111,9 +143,12 @@ def build(dist: Path = ROOT / "dist", release: Path = ROOT / "release") -> Path:
     (target / "pyproject.toml").write_text(_pyproject(source))
     (target / "Makefile").write_text(MAKEFILE)
     (target / "README.md").write_text(README)
-    problems = leaks(target)
+    missing = missing_notebooks(target)
+    if missing:
+        raise BundleError("the student bundle lacks released notebooks:\n  " + "\n  ".join(missing))
+    problems = leaks(target) + (answer_leaks(target) if check_answers else [])
     if problems:
-        raise RuntimeError("the student bundle would leak instructor material:\n  " + "\n  ".join(problems))
+        raise BundleError("the student bundle would leak instructor material:\n  " + "\n  ".join(problems))
     shutil.make_archive(str(target), "zip", root_dir=dist, base_dir=name)
     return target
 
@@ -160,13 +195,183 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
             problems.append(f"instructor module bnlab/{path.name} is in the bundle")
     return problems
 
+# --------------------------------------------------------------------------------------------
+# Code that would answer a graded function
+# --------------------------------------------------------------------------------------------
+
+# Library modules whose functions are not called with a graded function's arguments: they read, write or
+# download files, start nbgrader, or are the checks themselves. None of them builds a layer or a training
+# step (tests/test_bundle.py checks that their text holds no layer, variable or tf.nn code).
+# (A function that opens a path would take a check's integer argument for a file descriptor, and close it.)
+NOT_CALLED = {"bnlab.data": "reads, writes and downloads MNIST", "bnlab.nbgrader_cli": "starts nbgrader",
+              "bnlab.exercise": "reads the course's notebook files", "bnlab._quiet": "redirects file descriptor 2",
+              "bnlab.grading": "the checks themselves"}
+
+
+def graded_parts(source: Path | None = None) -> list[dict]:
+    """Every graded cell of the exercise that checks a function: ``{"grade_id", "name", "params", "calls"}``,
+    ``calls`` being ``(check, args, kwargs)`` of its visible and hidden ``grading.check_*`` calls and ``params``
+    the number of positional parameters of the answered function (from its last definition above the cell)."""
+    import nbformat
+
+    from bnlab import exercise
+
+    params, parts = {}, []
+    for cell in nbformat.read(source or exercise.SOURCE, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        tree = ast.parse(cell.source)
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                params[node.name] = len(node.args.args)
+        if not cell.metadata.get("nbgrader", {}).get("grade"):
+            continue
+        calls, name = [], None
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("check_")
+                    and node.func.attr != "check_choice" and node.args and isinstance(node.args[0], ast.Name)):
+                name = node.args[0].id
+                calls.append((node.func.attr, [ast.literal_eval(a) for a in node.args[1:] if not isinstance(a, ast.Name)],
+                              {k.arg: ast.literal_eval(k.value) for k in node.keywords}))
+        if calls and name in params:
+            parts.append({"grade_id": cell.metadata["nbgrader"]["grade_id"], "name": name, "params": params[name],
+                          "calls": calls})
+    return parts
+
+
+def _notebook_functions(path: Path) -> list[tuple[str, object]]:
+    """``(label, function)`` for every function defined at the top of a code cell of the notebook at ``path``,
+    defined after the notebook's imports (and plain ``name = module.attribute`` aliases) in one namespace."""
+    import nbformat
+
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    trees = []
+    for cell in cells:
+        try:
+            trees.append(ast.parse(cell.source))
+        except SyntaxError:
+            trees.append(ast.Module(body=[], type_ignores=[]))
+    namespace: dict = {"__name__": "__answer_leaks__"}
+    for tree in trees:
+        for node in tree.body:
+            alias = (isinstance(node, ast.Assign) and isinstance(node.value, (ast.Attribute, ast.Name)))
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or alias:
+                with contextlib.suppress(Exception):
+                    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    found = []
+    for number, tree in enumerate(trees, 1):
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                with contextlib.suppress(Exception):
+                    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+                    found.append((f"{path.name}, code cell {number}: {node.name}", namespace[node.name]))
+    return found
+
+
+def _library_functions(bundle: Path) -> list[tuple[str, object]]:
+    """``(label, function)`` for every public function of the modules the bundle's ``bnlab`` holds."""
+    import importlib
+
+    found = []
+    for path in sorted((Path(bundle) / "bnlab").rglob("*.py")):
+        parts = list(path.relative_to(bundle).with_suffix("").parts)
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        if any(name == skip or name.startswith(skip + ".") for skip in NOT_CALLED):
+            continue
+        module = importlib.import_module(name)
+        for attr, obj in sorted(vars(module).items()):
+            if not attr.startswith("_") and inspect.isfunction(obj) and obj.__module__ == name:
+                found.append((f"{name}.{attr}", obj))
+    return found
+
+
+def _fits(fn, count: int) -> bool:
+    try:
+        inspect.signature(fn).bind(*range(count))
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _try(fn, part) -> bool:
+    """Whether every check of ``part`` passes with ``fn`` as the answer."""
+    from bnlab import grading
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            for check, args, kwargs in part["calls"]:
+                getattr(grading, check)(fn, *args, **kwargs)
+    except Exception:  # noqa: BLE001 - failing, in any way, is what is wanted
+        return False
+    return True
+
+
+def passing_parts(fn, parts: list[dict]) -> list[str]:
+    """The grade ids of ``parts`` whose checks all pass with ``fn`` as the answer."""
+    return [part["grade_id"] for part in parts if _fits(fn, part["params"]) and _try(fn, part)]
+
+
+def _candidates(bundle: Path) -> list[tuple[str, object]]:
+    found = [item for nb in sorted((Path(bundle) / "notebooks").rglob("*.ipynb"))
+             if ".ipynb_checkpoints" not in nb.parts for item in _notebook_functions(nb)]
+    return found + _library_functions(bundle)
+
+
+def _answer_worker(bundle: Path, start: int) -> None:
+    """Try the (candidate, part) pairs from number ``start`` on, printing ``try N`` before each and
+    ``pass N LABEL GRADE_ID`` for each that passes (the parent restarts after a pair that kills the process)."""
+    parts, number = graded_parts(), 0
+    for label, fn in _candidates(bundle):
+        for part in parts:
+            if not _fits(fn, part["params"]):
+                continue
+            if number >= start:
+                print(f"try {number}", flush=True)
+                if _try(fn, part):
+                    print(f"pass {number} {label}\t{part['grade_id']}", flush=True)
+            number += 1
+    print("done", flush=True)
+
+
+def answer_leaks(bundle: Path) -> list[str]:
+    """Functions of the bundle (its notebooks' code cells, its library) that pass a graded cell's checks.
+
+    The pairs run in a child process: some wrong answers abort TensorFlow itself (``tf.nn.conv2d`` on
+    a dense layer's 2-D input), and such a pair counts as failing; the child then resumes after it."""
+    import subprocess
+
+    problems, start = [], 0
+    while True:
+        child = subprocess.run([sys.executable, "-m", "bnlab.bundle", "--answer-worker", str(bundle), "--start", str(start)],
+                               capture_output=True, text=True, cwd=ROOT)
+        tried = None
+        for line in child.stdout.splitlines():
+            if line.startswith("try "):
+                tried = int(line.split()[1])
+            elif line.startswith("pass "):
+                label, grade_id = line.split(" ", 2)[2].split("\t")
+                problems.append(f"{label} passes the checks of graded cell {grade_id!r}")
+        if "done" in child.stdout.splitlines():
+            return problems
+        if tried is None:
+            raise BundleError(f"the answer check could not start:\n{child.stderr[-2000:]}")
+        start = tried + 1  # that pair killed the process: it did not pass
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder (default dist/)")
+    parser.add_argument("--answer-worker", type=Path, help=argparse.SUPPRESS)  # answer_leaks' child process
+    parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    target = build(args.dist)
-    print(f"student bundle: {target}/ and {target}.zip (no source/, solutions/ or hidden tests)")
+    if args.answer_worker:
+        _answer_worker(args.answer_worker, args.start)
+        return 0
+    try:
+        target = build(args.dist)
+    except BundleError as exc:
+        print(f"make bundle: refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"student bundle: {target}/ and {target}.zip (no source/, solutions/, hidden tests or working answers)")
     return 0
 
 

@@ -4,17 +4,23 @@ A student answers a multiple-choice question by setting a variable to a letter (
 ``ANSWER_SINGLE_IMAGES = "b"``). :func:`bnlab.grading.check_choice` checks it: the visible check only
 that it is one of the options, the hidden one (whose expected letter is in the hidden test region, so
 the released notebook never states it) that it is right. For a wrong letter the message comes from
-:func:`teach` here: it explains what the choice overlooks, without naming the right option.
+:func:`teach` here: it explains what the choice overlooks, without naming the right option. The
+messages themselves are grader side only: ``make bundle`` leaves their block (``TEACH``) out of the
+student's copy of this module, since the letter of each question without a message is the answer.
 
 :func:`show_single_images` and :func:`show_symptom` show what really happens, after the student has
 committed to an answer. They run on the notebook's kernel and are not graded.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 __all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "describe_layers", "show_symptom"]
 
+
+# BEGIN GRADER SIDE (bnlab.bundle leaves these lines out of the student bundle)
 SECTION_BATCH_OF_ONE = "lesson, section 2, 'Why a batch of one needs population statistics'"
 SECTION_CONV = "lesson, section 6, 'ConvNets: one mean and variance per feature map'"
 
@@ -42,10 +48,13 @@ TEACH = {
              f"different features does this layer compute? ({SECTION_CONV})",
     },
 }
+# END GRADER SIDE
+TEACH = globals().get("TEACH", {})  # {} in the student bundle, whose copy lacks the block above
 
 
 def teach(question: str, answer) -> str:
-    """What a wrong ``answer`` to ``question`` overlooks (never the right option)."""
+    """What a wrong ``answer`` to ``question`` overlooks (never the right option); a generic line where
+    there is no message (always in the student bundle: the messages reach students with the feedback)."""
     letter = str(answer).strip().lower()
     hint = TEACH.get(question, {}).get(letter)
     if hint is None:
@@ -98,13 +107,30 @@ def show_single_images(model, data, count: int = 100) -> dict:
 # --------------------------------------------------------------------------------------------
 # "diagnose this": what a layer's population statistics do from one training batch to the next
 
+_DEMO = {"depth": 0}   # > 0 while show_symptom builds the layers it compares
+
+
+@contextlib.contextmanager
+def _classmate_demo():
+    _DEMO["depth"] += 1
+    try:
+        yield
+    finally:
+        _DEMO["depth"] -= 1
+
+
 def buggy_fully_connected(prev_layer, num_units):
     """The classmate's dense layer of Part 3: it trains, but its population statistics are broken.
 
-    The notebook shows what it does (:func:`show_symptom`) and how its layers are set up, not its code,
-    so that its code does not double as an answer to Part 1."""
+    The notebook shows what it does (:func:`show_symptom`) and how its layers are set up, not its code.
+    It builds only inside :func:`show_symptom`: anywhere else (as a layer of the student's network, or
+    under a check) it raises, so that it does not double as an answer to Part 1, whose structure and
+    output checks its correct parts would pass."""
     import bnlab
 
+    if not _DEMO["depth"]:
+        raise RuntimeError("buggy_fully_connected is the classmate's layer of Part 3: it is for "
+                           "questions.show_symptom only, not a layer for your network. Write your own layer.")
     keras = bnlab.tf.keras
     layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)
     return keras.layers.BatchNormalization(momentum=0.1)(layer)
@@ -168,7 +194,8 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
                      (REFERENCE, reference)):
         keras.utils.set_random_seed(seed)
         inputs = keras.Input(shape=(len(offset),))
-        model = keras.Model(inputs, fn(inputs, num_units))
+        with _classmate_demo():
+            model = keras.Model(inputs, fn(inputs, num_units))
         if fn is layer_fn:
             layers[name] = describe_layers(model)
         train = tf.function(lambda x, model=model: model(x, training=True))

@@ -4,6 +4,11 @@
 ``nbgrader generate_solution`` for every assignment under source/. ``--check`` generates into a
 scratch copy of the course instead and fails, naming the files, when the committed release/ or
 solutions/ differ from what source/ gives (CI runs it through the tests).
+
+A source notebook whose metadata says ``"bnlab": {"handout": "after_deadline"}`` (the lesson's TF1
+appendix, a worked solution of the exercise in TF1 code) is left out of release/, so neither
+nbgrader's exchange nor the student bundle hands it out before grading; its copy in solutions/ is the
+handout the instructor gives students once the deadline has passed.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ("release", "solutions")
+AFTER_DEADLINE = "after_deadline"   # the value of a notebook's metadata.bnlab.handout kept out of release/
 
 
 def nbgrader_env(extra: dict | None = None) -> dict:
@@ -46,13 +52,37 @@ def assignments(root: Path = ROOT) -> list[str]:
     return sorted(p.name for p in (root / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def after_deadline(root: Path = ROOT) -> list[Path]:
+    """The source notebooks (relative to source/) handed out only after the deadline, from solutions/."""
+    found = []
+    for path in sorted((root / "source").rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in path.parts:
+            continue
+        meta = json.loads(path.read_text()).get("metadata", {}).get("bnlab", {})
+        if meta.get("handout") == AFTER_DEADLINE:
+            found.append(path.relative_to(root / "source"))
+    return found
+
+
+def released_notebooks(root: Path = ROOT) -> list[Path]:
+    """The notebooks (relative to source/) that release/ must hold: every source notebook but the handouts."""
+    later = set(after_deadline(root))
+    return [p.relative_to(root / "source") for p in sorted((root / "source").rglob("*.ipynb"))
+            if ".ipynb_checkpoints" not in p.parts and p.relative_to(root / "source") not in later]
+
+
 def generate(root: Path = ROOT, verbose: bool = True) -> None:
-    """(Re)generate release/ and solutions/ in ``root`` from its source/."""
+    """(Re)generate release/ and solutions/ in ``root`` from its source/; handouts stay out of release/."""
+    later = after_deadline(root)
     for name in assignments(root):
         if verbose:
             print(f"generating release/{name} and solutions/{name} ...", flush=True)
         nbgrader("generate_assignment", name, "--force", root=root)
         nbgrader("generate_solution", name, "--force", root=root)
+    for rel in later:
+        (root / "release" / rel).unlink(missing_ok=True)
+        if verbose:
+            print(f"  {rel}: after the deadline only (solutions/{rel}), not in release/", flush=True)
 
 
 def _normalized(path: Path):

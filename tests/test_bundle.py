@@ -9,11 +9,13 @@ covered: resolving the dependencies from PyPI on a student's machine.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +25,7 @@ from bnlab.release import ROOT
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    return bundle.build(tmp_path_factory.mktemp("dist"))
+    return bundle.build(tmp_path_factory.mktemp("dist"), check_answers=False)  # answer_leaks: its own test
 
 
 def test_bundle_holds_the_release_notebooks_library_and_setup(built):
@@ -73,6 +75,82 @@ def test_no_shipped_module_imports_an_instructor_module(built):
             for name in names:
                 parts = name.split(".")
                 assert not (parts[0] == "bnlab" and len(parts) > 1 and parts[1] in bundle.INSTRUCTOR_ONLY), (path, name)
+
+
+def test_the_bundle_holds_no_teaching_message_of_the_multiple_choice_questions(built):
+    from bnlab import questions
+
+    text = "\n".join(p.read_text(errors="replace") for p in built.rglob("*") if p.suffix in (".py", ".ipynb", ".md"))
+    messages = [m for question in questions.TEACH.values() for m in question.values()]
+    assert messages and not [m[:60] for m in messages if m[:60] in text]
+    shipped = (built / "bnlab" / "questions.py").read_text()
+    assert "GRADER SIDE" not in shipped
+    namespace: dict = {}
+    exec(compile(shipped, "questions.py", "exec"), namespace)  # the student's copy still works, and says nothing
+    assert namespace["TEACH"] == {} and "not the expected answer" in namespace["teach"]("statistics", "b")
+
+
+# -- code that would answer a graded function ------------------------------------------------
+
+def test_graded_parts_cover_every_graded_function_cell():
+    parts = bundle.graded_parts()
+    graded = [c for c in exercise.read().cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
+              and "check_choice" not in c.source]
+    assert {p["grade_id"] for p in parts} == {exercise.grade_id(c) for c in graded}
+    assert {(p["name"], p["params"]) for p in parts} == {("fully_connected", 2), ("conv_layer", 2), ("train_step", 4),
+                                                        ("fully_connected", 3), ("conv_layer", 3),
+                                                        ("fixed_fully_connected", 2)}
+
+
+def test_no_function_of_the_bundle_passes_a_graded_cell(built):
+    """Every function of the released notebooks' code cells and of the bundle's library, pasted as an answer."""
+    assert bundle.answer_leaks(built) == []
+
+
+def test_the_answer_check_catches_the_solutions(built, tmp_path):
+    """The check is not vacuous: the solutions notebook, shipped by mistake, passes every graded cell."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(built, copy)
+    shutil.copy(exercise.SOLUTIONS, copy / "notebooks" / "oops.ipynb")
+    found = bundle.answer_leaks(copy)
+    passed = {line.rsplit("graded cell ", 1)[1].strip("'") for line in found if line.startswith("oops.ipynb")}
+    assert passed == {p["grade_id"] for p in bundle.graded_parts()}, found
+
+
+def test_modules_left_uncalled_by_the_answer_check_build_no_layer():
+    """bundle.NOT_CALLED is not a hiding place: those modules hold no layer, variable or tf.nn code."""
+    layer_code = re.compile(r"keras\.layers\.|BatchNormalization|tf\.Variable|get_variable|tf\.nn\.|\.assign\(")
+    for name in bundle.NOT_CALLED:
+        if name == "bnlab.grading":  # the checks and their probes (they build the reference model)
+            continue
+        path = ROOT / Path(*name.split(".")).with_suffix(".py")
+        assert path.exists() and not layer_code.search(path.read_text()), name
+
+
+def test_make_bundle_refuses_a_bundle_without_a_released_notebook(tmp_path, capsys):
+    release = tmp_path / "release"
+    shutil.copytree(ROOT / "release", release)
+    (release / exercise.RELATIVE).unlink()
+    with pytest.raises(bundle.BundleError, match=re.escape(f"notebooks/{exercise.RELATIVE} is missing")):
+        bundle.build(tmp_path / "dist", release=release, check_answers=False)
+    assert not list((tmp_path / "dist").glob("*.zip"))
+
+
+def test_make_bundle_exits_non_zero_with_the_reason(tmp_path, monkeypatch, capsys):
+    def refuse(*args, **kwargs):
+        raise bundle.BundleError("the student bundle lacks released notebooks:\n  notebooks/x.ipynb is missing")
+
+    monkeypatch.setattr(bundle, "build", refuse)
+    assert bundle.main(["--dist", str(tmp_path)]) == 1
+    assert "refused" in capsys.readouterr().err
+
+
+def test_the_after_deadline_appendix_is_not_in_the_bundle_but_its_extra_is(built):
+    from bnlab import release
+
+    later = release.after_deadline()
+    assert later and all(not (built / "notebooks" / rel).exists() for rel in later)
+    assert 'legacy = ["tf_keras' in (built / "pyproject.toml").read_text()
 
 
 @pytest.mark.slow

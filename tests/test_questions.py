@@ -43,6 +43,14 @@ def test_unknown_question_or_letter_gets_a_generic_line():
     assert "not the expected answer" in questions.teach("no_such_question", "a")
 
 
+def test_without_the_grader_side_messages_every_letter_gets_the_same_line(monkeypatch):
+    """The student bundle's copy has no TEACH block: teach must then say the same for every letter."""
+    monkeypatch.setattr(questions, "TEACH", {})
+    for question in _expected_answers():
+        lines = {questions.teach(question, letter).replace(repr(letter), "X") for letter in "abcd"}
+        assert len(lines) == 1, lines
+
+
 def test_check_choice_uses_the_teaching_message_and_accepts_the_right_letter():
     right = _expected_answers()["single_images"]
     grading.check_choice(right.upper(), "abcd", expected=right, question="single_images")
@@ -112,5 +120,13 @@ def test_the_symptom_demo_is_skipped_under_nbgrader_only_when_asked(monkeypatch,
 def test_the_classmates_layer_shows_the_symptom_and_fails_the_check_that_names_its_bug():
     found = questions.show_symptom(questions.buggy_fully_connected, warmup=60, steps=4)
     assert found["buggy_fully_connected"] > 10 * found[questions.REFERENCE]
-    with pytest.raises(AssertionError, match="wrong way round"):
+    with questions._classmate_demo(), pytest.raises(AssertionError, match=r"wrong way round|0\.100"):
         grading.check_population_statistics(questions.buggy_fully_connected, "dense", api="keras")
+
+
+def test_the_classmates_layer_builds_only_inside_the_symptom_demo():
+    """Its correct parts would pass Part 1's structure and output checks: outside show_symptom it raises."""
+    with pytest.raises(AssertionError):
+        grading.check_structure(questions.buggy_fully_connected, "dense", api="keras")
+    with pytest.raises(RuntimeError, match="classmate's layer"):
+        questions.buggy_fully_connected(keras.Input(shape=(3,)), 4)

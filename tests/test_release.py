@@ -140,3 +140,14 @@ def test_test_cells_leave_no_value_for_nbgrader_to_read_as_partial_credit():
         statements = [line for line in cell.source.split("\n") if line.strip() and not line.lstrip().startswith("#")]
         last = statements[-1].strip()
         assert last.startswith("print(") or last.endswith(";"), (meta["grade_id"], last)
+
+
+def test_the_tf1_appendix_is_an_after_deadline_handout_in_solutions_only():
+    """The appendix solves the exercise in TF1 code: release/ (and so the bundle and the exchange) lacks it."""
+    later = release.after_deadline(ROOT)
+    assert Path("batch_norm_lesson/Appendix_TF1_Code.ipynb") in later
+    for rel in later:
+        assert not (ROOT / "release" / rel).exists() and (ROOT / "solutions" / rel).exists()
+    released = {p.relative_to(ROOT / "release") for p in (ROOT / "release").rglob("*.ipynb")
+                if ".ipynb_checkpoints" not in p.parts}
+    assert released == set(release.released_notebooks(ROOT)) and EXERCISE in released
