@@ -183,3 +183,65 @@ def test_bundle_makefile_lab_target_runs_setup_then_data_then_jupyter(built):
     if (ROOT / "jupyter" / "overrides.json").exists():  # the course's quiet JupyterLab settings travel along
         assert (built / "jupyter" / "overrides.json").exists()
         assert plan.index("overrides.d/bnlab-course.json") < plan.index("jupyter lab --ServerApp")
+
+
+# -- what the released notebooks name exists in the bundle ----------------------------------
+
+EXTERNAL = {"11_deep_learning.ipynb"}  # the textbook's companion notebook, cited with its repository (ageron/handson-ml)
+FORBIDDEN = [r"earlier version", r"this lesson corrects", r"skip_when_grading=True` leaves", r"README's \*Benchmark"]
+
+
+def _released_text(built) -> list[tuple[str, str]]:
+    import nbformat
+
+    return [(str(p.relative_to(built)), cell.source) for p in sorted((built / "notebooks").rglob("*.ipynb"))
+            for cell in nbformat.read(p, as_version=4).cells]
+
+
+def _unresolved(built) -> list[tuple[str, str, str]]:
+    """``(notebook, kind, name)`` of what the bundle's notebooks name that the bundle lacks, and their history or
+    grading plumbing."""
+    import tomllib
+
+    names = {p.name for p in built.rglob("*")}
+    extras = set(tomllib.loads((built / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    headings = {h.strip() for h in re.findall(r"^#+\s+(.*)$", (built / "README.md").read_text(), re.M)}
+    targets = set(re.findall(r"^([a-z-]+):", (built / "Makefile").read_text(), re.M))
+    wrong = []
+    for where, text in _released_text(built):
+        for path in re.findall(r"`([\w.-]*(?:/[\w.-]*)*\.(?:py|ipynb|toml|json|md)|bnlab/[\w/.-]*)`", text):
+            found = (built / path.rstrip("/")).exists() or Path(path).name in names
+            if not found and Path(path).name not in EXTERNAL:
+                wrong.append((where, "path", path))
+        for extra in re.findall(r"\.\[([\w,-]+)\]", text):
+            wrong += [(where, "extra", e) for e in extra.split(",") if e not in extras]
+        for section in re.findall(r"README(?:'s)?,? \*([^*]+)\*", text):
+            if section not in headings:
+                wrong.append((where, "README section", section))
+        for target in re.findall(r"`make ([a-z-]+)", text):
+            if target not in targets:
+                wrong.append((where, "make target", target))
+        for module in re.findall(r"python -m (bnlab(?:\.\w+)*)", text):
+            if not (built / Path(*module.split("."))).with_suffix(".py").exists():
+                wrong.append((where, "module", module))
+        wrong += [(where, "history or plumbing", p) for p in FORBIDDEN if re.search(p, text)]
+    return wrong
+
+
+def test_every_path_extra_section_and_command_a_released_notebook_names_exists_in_the_bundle(built):
+    assert _unresolved(built) == []
+
+
+def test_the_name_check_catches_what_the_bundle_lacks(built, tmp_path):
+    import nbformat
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(built, copy)
+    path = copy / "notebooks" / exercise.RELATIVE
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[0].source += ("\n\nSee the README's *Benchmark* section, `bnlab/monitor.py`, `pip install -e '.[legacy2]'`"
+                           " and `make bench`. An earlier version said otherwise.")
+    nbformat.write(nb, path)
+    found = {(kind, name) for _, kind, name in _unresolved(copy)}
+    assert {("README section", "Benchmark"), ("path", "bnlab/monitor.py"), ("extra", "legacy2"), ("make target", "bench"),
+            ("history or plumbing", "earlier version")} <= found, found
