@@ -312,11 +312,27 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
          "by_hand")
 
 
-def _flag_fixed_inside(where: str, effect: str) -> str:
-    return (f"{where}: called as the notebook's predict calls the model (no training flag), the layer {effect}. A "
-            "training flag fixed inside the layer function overrides the mode the model is called in, so at "
-            "inference every image is judged by the batch around it. Let the model's call decide the mode: Keras "
-            "passes it on to every layer.")
+def _explicit_flag_works(probe, x, stats) -> bool:
+    """Whether an explicit ``model(x, training=False)`` (which overrides a flag fixed inside the layers) leaves
+    the statistics alone and scores a batch of one like the same sample in the batch; starts from ``stats``."""
+    probe.set_statistics(*stats)
+    out = np.asarray(probe.call_explicit(x))
+    moved = not all(np.allclose(a, b) for a, b in zip(stats, probe.statistics()))
+    single = np.asarray(probe.call_explicit(x[:1]))
+    probe.set_statistics(*stats)
+    return not moved and num.close(single, out[:1])
+
+
+def _flag_fixed_inside(where: str, effect: str, overridable: bool) -> str:
+    if overridable:
+        return (f"{where}: called as the notebook's predict calls the model (no training flag), the layer {effect}. "
+                "A training flag fixed inside the layer function overrides the mode the model is called in, so at "
+                "inference every image is judged by the batch around it. Let the model's call decide the mode: "
+                "Keras passes it on to every layer.")
+    return (f"{where}: at inference the layer {effect}, even when the model is called with training=False: its "
+            "BatchNormalization runs in training mode whatever the model's mode (a training flag fixed inside the "
+            "layer function, or a custom layer that does not pass its own on), so every image is judged by the "
+            "batch around it. Let the model's mode reach the BatchNormalization.")
 
 
 @_judged
@@ -337,13 +353,15 @@ def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 
     after = [np.asarray(s, np.float64) for s in probe.statistics()]
     if not all(a.shape == b.shape and np.allclose(a, b) for a, b in zip(before, after)):
         if api == "keras":
-            fail(_flag_fixed_inside(where, "moves its moving mean and variance"), "inference")
+            fail(_flag_fixed_inside(where, "moves its moving mean and variance", _explicit_flag_works(probe, x, before)),
+                 "inference")
         fail(f"{where}: the population statistics changed in inference mode, so a prediction would depend on what "
              "was evaluated before. Update them only when training; at inference just use them.", "inference")
     single = np.concatenate([np.asarray(probe.call(x[i:i + 1], False)) for i in range(2)])
     if not num.close(single, np.asarray(out)[:2]):
         if api == "keras":
-            fail(_flag_fixed_inside(where, "normalizes with the batch's own statistics"), "batch_of_one")
+            fail(_flag_fixed_inside(where, "normalizes with the batch's own statistics",
+                                    _explicit_flag_works(probe, x, before)), "batch_of_one")
         fail(f"{where}: in inference mode a batch of one gives a different output than the same sample inside a "
              "bigger batch, so inference still depends on the batch: when not training, normalize with the "
              "population statistics.", "batch_of_one")
