@@ -3,7 +3,7 @@
 Each ``check_*`` function runs a student's function on small synthetic inputs, the way the notebook
 runs it (inside ``tf.function``), compares what it does with the NumPy reference, returns None, and
 on failure raises :class:`CheckFailed` (an :class:`AssertionError`) whose message says what is wrong,
-why it matters and what to try, with no grader frames. The modules:
+why it matters, what to try and which lesson section explains it, with no grader frames. The modules:
 
 - :mod:`bnlab.grading.checks`: the checks and their judging (NumPy only);
 - :mod:`bnlab.grading.numeric`: test inputs and the reference forward and backward pass;
