@@ -107,6 +107,7 @@ def test_no_function_of_the_bundle_passes_a_graded_cell(built):
     assert bundle.answer_leaks(built) == []
 
 
+@pytest.mark.slow
 def test_the_answer_check_catches_the_solutions(built, tmp_path):
     """The check is not vacuous: the solutions notebook, shipped by mistake, passes every graded cell."""
     copy = tmp_path / "bundle"
