@@ -177,6 +177,10 @@ def train_step(model, optimizer, images, labels):
         frozenset({"test_keras_fc_outputs", "test_keras_conv_outputs"}),
         "BatchNormalization()(x, training=True) fixed in the layer functions (the TF1 habit): batch statistics "
         "when the notebook's predict calls model(images)"),
+    Variant("keras_hard_coded_training_flag_conv_only", {"keras_layers": keras_layers(
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization()({DENSE}(prev_layer)))",
+        f"return keras.layers.ReLU()(keras.layers.BatchNormalization()({CONV}(prev_layer), training=True))")},
+        frozenset({"test_keras_conv_outputs"}), "training=True fixed in conv_layer only"),
     Variant("keras_hard_coded_training_flag_custom_layer", {"keras_layers": CUSTOM_LAYER.replace(
         "self.norm(self.linear(inputs), training=training)", "self.norm(self.linear(inputs), training=True)")},
         frozenset({"test_keras_fc_outputs", "test_keras_conv_outputs"}),
@@ -264,6 +268,12 @@ def train_step(model, optimizer, images, labels):
         f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=1)({DENSE}(prev_layer)))",
         f"return keras.layers.ReLU()(keras.layers.BatchNormalization(axis=3)({CONV}(prev_layer)))")}, frozenset(),
         "the kept axis spelled out: 1 for the dense layer, 3 for the convolution's feature maps"),
+    Variant("alt_keras_train_step_keras_loss", {"keras_training": train_step().replace(
+        "training.loss_fn(logits, labels)", "keras.losses.BinaryCrossentropy(from_logits=True)(labels, logits)")},
+        frozenset(), "Keras' BinaryCrossentropy on the logits: the same mean sigmoid cross-entropy"),
+    Variant("alt_keras_train_step_jit_compiled", {"keras_training": "@tf.function(jit_compile=True)\n" +
+                                                  train_step().lstrip()},
+            frozenset(), "train_step compiled with XLA (tf.function(jit_compile=True))"),
     Variant("alt_answers_spelled_loosely", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " D "',
                                             "q_statistics_answer": "ANSWER_STATISTICS = 'A'"}, frozenset(),
             "the right options, in capitals with spaces"),
