@@ -50,9 +50,13 @@ PORT ?= 8888
 export PATH := $(BIN):$(PATH)
 .PHONY: setup data lab
 setup: .venv/.installed
+# After the README's `pip install -e .` the course is installed but this stamp is not there yet: no second install.
+INSTALLED_HERE := import importlib.util as u, pathlib as p, sys; s = u.find_spec("bnlab"); \\
+  sys.exit(s is None or p.Path(s.origin).resolve().parent != p.Path("bnlab").resolve())
 .venv/.installed: pyproject.toml
 \t@test -x $(BIN)/python || $(PYTHON) -m venv .venv
-\t$(BIN)/python -m pip install --progress-bar off -e .
+\t@if test ! -e $@ && $(BIN)/python -I -c '$(INSTALLED_HERE)' 2>/dev/null; then echo "bnlab is installed in .venv"; \\
+\telse $(BIN)/python -m pip install --progress-bar off -e .; fi
 \t@touch $@
 data: setup  ## fetch and verify MNIST (cached in ~/.cache/bnlab/mnist)
 \t$(BIN)/python -m bnlab.data

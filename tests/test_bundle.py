@@ -246,3 +246,22 @@ def test_the_name_check_catches_what_the_bundle_lacks(built, tmp_path):
     found = {(kind, name) for _, kind, name in _unresolved(copy)}
     assert {("README section", "Benchmark"), ("path", "bnlab/monitor.py"), ("extra", "legacy2"), ("make target", "bench"),
             ("history or plumbing", "earlier version")} <= found, found
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_lab_after_the_readme_install_does_not_install_again(built, tmp_path):
+    """The README installs with pip; `make setup` then finds bnlab installed from the folder and only writes
+    its stamp, and installs again only once pyproject.toml changes. A stand-in python logs pip calls (the
+    installed-here check runs for real, with the folder's bnlab on its path as an editable install gives)."""
+    copy, calls = tmp_path / "bundle", tmp_path / "calls"
+    shutil.copytree(built, copy)
+    python = copy / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nif [ "$1" = "-I" ]; then exec {sys.executable} -c '
+                      f'"import sys; sys.path.insert(0, \'.\'); exec(sys.argv[1])" "$3"; fi\necho "$@" >> {calls}\n')
+    python.chmod(0o755)
+    out = subprocess.run(["make", "setup"], cwd=copy, capture_output=True, text=True, check=True).stdout
+    assert "bnlab is installed in .venv" in out and not calls.exists()
+    os.utime(copy / "pyproject.toml", (os.path.getmtime(copy / ".venv" / ".installed") + 10,) * 2)
+    subprocess.run(["make", "setup"], cwd=copy, capture_output=True, text=True, check=True)
+    assert "pip install" in calls.read_text()
