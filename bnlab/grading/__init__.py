@@ -5,7 +5,8 @@ runs it (inside ``tf.function``), compares what it does with the NumPy reference
 on failure raises :class:`CheckFailed` (an :class:`AssertionError`) whose message says what is wrong,
 why it matters, what to try and which lesson section explains it, with no grader frames. The modules:
 
-- :mod:`bnlab.grading.checks`: the checks and their judging (NumPy only);
+- :mod:`bnlab.grading.checks`: the layer checks and their judging (NumPy only);
+- :mod:`bnlab.grading.step_checks`: the checks of ``train_step``, ``predict`` and the answers;
 - :mod:`bnlab.grading.numeric`: test inputs and the reference forward and backward pass;
 - :mod:`bnlab.grading.probes`: the TensorFlow side: student functions run and reported as arrays;
 - :mod:`bnlab.grading.verify`: the nbgrader preprocessor that re-runs every graded check out of the
@@ -18,8 +19,9 @@ layer_depth)`` apply Keras layers; ``train_step(model, optimizer, images, labels
 ``is_training`` and create their variables with :func:`bnlab.nn.get_variable`.
 Importing this package does not import TensorFlow (the trusted verifier needs NumPy only).
 """
-from bnlab.grading.checks import (MIN_MOMENTUM, check_choice, check_inference_output, check_population_statistics,
-                                  check_predict, check_structure, check_train_step, check_training_output)
+from bnlab.grading.checks import (MIN_MOMENTUM, check_inference_output, check_population_statistics, check_structure,
+                                  check_training_output)
+from bnlab.grading.step_checks import check_choice, check_predict, check_train_step
 from bnlab.grading.errors import CheckFailed
 
 __all__ = ["check_structure", "check_population_statistics", "check_training_output", "check_inference_output",
