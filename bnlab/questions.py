@@ -150,6 +150,8 @@ def describe_layers(model) -> str:
             continue
         config = layer.get_config()
         settings = ", ".join(f"{key}={config[key]!r}" for key in _SETTINGS.get(name, ()) if key in config)
+        if not layer.trainable:
+            settings += (", " if settings else "") + "trainable=False"
         parts.append(f"{name}({settings})")
     return " -> ".join(parts)
 
@@ -189,7 +191,7 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
     offset, scale = rng.uniform(-2.0, 3.0, size=6), rng.uniform(0.5, 3.0, size=6)
     probe = _features(rng, 64, offset, scale)
     batches = [_features(rng, 64, offset, scale) for _ in range(warmup + steps)]
-    changes, layers = {}, {}
+    changes, layers, same = {}, {}, {}
     for name, fn in ((getattr(layer_fn, "__name__", "your layer"), layer_fn),
                      (REFERENCE, reference)):
         keras.utils.set_random_seed(seed)
@@ -210,6 +212,10 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
             moves.append(float(np.mean(np.abs(after - before))))
             before = after
         changes[name] = moves
+        # a layer whose training-mode output is its inference-mode output never normalizes with a batch's own
+        # statistics while it trains (a frozen BatchNormalization does that): a still output then proves nothing
+        same[name] = bool(np.allclose(np.asarray(model(batches[-1], training=True)),
+                                      np.asarray(model(batches[-1], training=False)), atol=1e-6))
     for name, description in layers.items():
         print(f"Layers of {name}: {description}\n")
     print(f"Inference-mode output on the same {len(probe)} examples: mean absolute change after each of "
@@ -218,4 +224,9 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
     width = max(len(name) for name in changes)
     for name, moves in changes.items():
         print(f"  {name:<{width}}  " + "  ".join(f"{m:.4f}" for m in moves))
+    for name, identical in same.items():
+        if identical:
+            print(f"Note: {name} gives the same output in training mode as in inference mode, so it does not "
+                  "normalize with each batch's statistics while it trains: a small change above does not mean "
+                  "it works (lesson, section 2).")
     return {name: float(np.mean(moves)) for name, moves in changes.items()}

@@ -106,6 +106,19 @@ def test_symptom_separates_the_buggy_momentum_from_a_fixed_one(capsys):
     assert "Layers of layer_momentum_0.1: Dense(" in out and "BatchNormalization(axis=-1, momentum=0.1," in out
 
 
+def test_a_frozen_layer_is_reported_as_not_normalizing_rather_than_fixed(capsys):
+    def frozen(prev_layer, num_units):
+        x = keras.layers.Dense(num_units, activation="relu")(prev_layer)
+        return keras.layers.BatchNormalization(momentum=0.1, trainable=False)(x)
+
+    shown = questions.show_symptom(frozen, warmup=20, steps=2)
+    assert shown["frozen"] == 0.0  # its statistics never move: the still output alone would look fixed
+    out = capsys.readouterr().out
+    assert "trainable=False" in out
+    assert "Note: frozen gives the same output in training mode as in inference mode" in out
+    assert f"Note: {questions.REFERENCE}" not in out  # a layer that works gets no such note
+
+
 def test_the_symptom_demo_is_skipped_under_nbgrader_only_when_asked(monkeypatch, capsys):
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     assert questions.show_symptom(questions.buggy_fully_connected, skip_when_grading=True) == {}
