@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 def _solution_course(tmp: Path, verify: bool):
     from bnlab import pipeline
@@ -85,17 +86,14 @@ def sandbox_overhead(repeats: int = 5) -> list[tuple[str, float, float]]:
             return time.perf_counter() - start
 
     def worker(sandboxed: bool) -> float:
-        old = os.environ.get("BNLAB_ISOLATION")
-        os.environ["BNLAB_ISOLATION"] = "auto" if sandboxed else "off"
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                start = time.perf_counter()
-                session = Session(cwd=tmp, timeout=60)
-                session.exec_cell("x = 1")
-                session.close()
-                return time.perf_counter() - start
-        finally:
-            os.environ.pop("BNLAB_ISOLATION") if old is None else os.environ.__setitem__("BNLAB_ISOLATION", old)
+        # Session follows the policy in the environment (bnlab.settings reads it); set it for this run only.
+        with mock.patch.dict(os.environ, {"BNLAB_ISOLATION": "auto" if sandboxed else "off"}), \
+                tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            session = Session(cwd=tmp, timeout=60)
+            session.exec_cell("x = 1")
+            session.close()
+            return time.perf_counter() - start
 
     rows = []
     for name, plain, boxed in (("kernel: start, one cell, shut down", lambda: kernel(AsyncKernelManager),
