@@ -16,7 +16,8 @@ Scores and the messages of failed checks are kept.
 """
 from __future__ import annotations
 
-from nbgrader.preprocessors import ClearHiddenTests
+from nbgrader.preprocessors import ClearHiddenTests, GetGrades
+from traitlets import List
 
 NOTE = "# (hidden tests ran here; their code is not shown in the feedback)"
 REDACTED = "(a line of the hidden tests, not shown in the feedback)"
@@ -43,6 +44,11 @@ def short_error(output: dict, hidden: list[str]) -> None:
 class HideHiddenTests(ClearHiddenTests):
     """:class:`nbgrader.preprocessors.ClearHiddenTests` that leaves a note where tests were removed,
     and keeps the hidden lines out of the outputs (tracebacks, printed text) too."""
+
+    # nbconvert's HTMLExporter configures NbConvertBase.display_data_priority for every preprocessor;
+    # nbgrader's base preprocessor redeclares the trait without config=True, so traitlets warned
+    # "Config option `display_data_priority` not recognized". Configurable again, as in GetGrades.
+    display_data_priority = List(GetGrades.display_data_priority.default_value).tag(config=True)
 
     def _hidden_lines(self, cell) -> list[str]:
         lines, inside = [], False
