@@ -17,35 +17,56 @@ import contextlib
 
 import numpy as np
 
-__all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "describe_layers", "show_symptom"]
+__all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "show_symptom", "trace_statistics",
+           "share_of_new_batch", "show_averaged_count"]
 
 
 # BEGIN GRADER SIDE (bnlab.bundle leaves these lines out of the student bundle)
 SECTION_BATCH_OF_ONE = "lesson, section 2, 'Why a batch of one needs population statistics'"
+SECTION_MOVING = "lesson, section 2, 'Population statistics as a moving average'"
 SECTION_CONV = "lesson, section 6, 'ConvNets: one mean and variance per feature map'"
+SECTION_PLAIN = "lesson, section 8, 'Inside the exercise's network: why it does not learn without batch normalization'"
 
 # question -> {wrong letter: what that choice overlooks}; the right letter has no entry
 TEACH = {
+    "plain_network": {
+        "a": "Look at the plain network's loss in the run above: it does not grow, it levels off (at the chance "
+             "level the text computes). Diverging weights would look different. What do the per-layer views show "
+             f"about the signal that reaches the last layers? ({SECTION_PLAIN})",
+        "c": "The views show the share of positive pre-activations layer by layer: is it near zero? Many ReLUs "
+             "still pass a signal. Look instead at how large that signal is, layer after layer, and at the "
+             f"gradients of the first layers. ({SECTION_PLAIN})",
+        "d": "Overfitting needs a training accuracy far above the validation accuracy. Compare the two in the run "
+             f"above: does the network learn its training batches? ({SECTION_PLAIN})",
+    },
     "single_images": {
-        "a": "One image on its own is not 'normalized just as well'. Look at the dense layer near the end: "
-             "what are the mean and the variance of a batch that holds a single value, and what is left of "
-             f"that value after normalization? ({SECTION_BATCH_OF_ONE})",
-        "b": "The statistics of one image are not merely noisier than those of 64: for the dense layer they "
-             "are degenerate. What is the variance of a single value, and what does the normalized output "
-             f"become? ({SECTION_BATCH_OF_ONE})",
-        "c": "The damage is larger than that. For the dense layer a batch of one has variance exactly zero, "
-             "so its output no longer depends on the image at all. How often is a network right when it "
-             f"gives every image the same answer? ({SECTION_BATCH_OF_ONE})",
+        "b": "A batch of 100 different test images is not a batch of one. Compare its mean and variance per "
+             "unit with the population statistics, which average training batches of 64: how far apart can "
+             f"they be? ({SECTION_BATCH_OF_ONE})",
+        "c": "The collapse of section 2 needs a batch whose variance is zero, one value per unit. What are the "
+             "mean and the variance of 100 different digits, compared with those of the training batches? "
+             f"({SECTION_BATCH_OF_ONE})",
+        "d": "Batch statistics at inference are not wrong in themselves: a batch of one is, because its variance "
+             "is zero. Would 100 different test images have the same problem? Compare their statistics with the "
+             f"population statistics. ({SECTION_BATCH_OF_ONE})",
     },
     "statistics": {
-        "b": "pop_mean does not depend on the batch size: it is kept across batches of any size (even one "
-             "image at inference). It holds a statistic per feature, not per example.",
-        "c": "One value per position treats every pixel position as a feature of its own. A convolution "
-             "applies the same filter at every position, so all positions of one feature map are values of "
-             f"the same feature. ({SECTION_CONV})",
-        "d": "Counting every position of every feature map as its own feature is what a dense layer would do "
-             "on the flattened tensor. A convolution applies the same filter at every position: how many "
-             f"different features does this layer compute? ({SECTION_CONV})",
+        "a": "64 values would be one per image: averaging over the batch axis only, as for a dense layer. A "
+             "feature map has a value at every position too, and a convolution applies one filter at all of "
+             f"them. ({SECTION_CONV})",
+        "b": "196 averages over the positions of one image only. The batch statistics are statistics of the "
+             f"batch: which images do they take values from? ({SECTION_CONV})",
+        "d": "That is every number of the tensor: one mean for the whole layer. How many means does the layer "
+             f"keep, and what does each one average? ({SECTION_CONV})",
+    },
+    "diagnose_memory": {
+        "a": "Compute it from the printed rows: how far did the population mean move, compared with the distance "
+             "from its old value to the batch's mean? A share of 1% would keep almost all of the old value. "
+             f"({SECTION_MOVING})",
+        "b": "Check it on a second row of the printout: (after - before) / (batch mean - before). Does every "
+             f"row give about the same share? ({SECTION_MOVING})",
+        "c": "Halfway would leave the mean after the batch midway between its old value and the batch's mean. "
+             f"Is that where the printed values are? ({SECTION_MOVING})",
     },
 }
 # END GRADER SIDE
@@ -65,24 +86,33 @@ def teach(question: str, answer) -> str:
 # --------------------------------------------------------------------------------------------
 # "predict, then run": a batch of one normalized with its own statistics
 
-def _one_at_a_time(model, images, training: bool) -> np.ndarray:
-    """Predicted classes, each image scored alone; the model's non-trainable state is restored."""
-    import bnlab
-
+@contextlib.contextmanager
+def _statistics_kept(model):
+    """Restore the model's non-trainable state (the population statistics) on the way out."""
     saved = [v.numpy() for v in model.non_trainable_variables]
-    call = bnlab.tf.function(lambda x: model(x, training=training))  # one trace: a traced call is fast
     try:
-        return np.array([int(np.argmax(np.asarray(call(image[np.newaxis]))[0])) for image in images])
+        yield
     finally:
         for variable, value in zip(model.non_trainable_variables, saved):
             variable.assign(value)
 
 
-def show_single_images(model, data, count: int = 100) -> dict:
-    """Score the first ``count`` test images one at a time, with population and with batch statistics.
+def _one_at_a_time(model, images, training: bool) -> np.ndarray:
+    """Predicted classes, each image scored alone; the model's non-trainable state is restored."""
+    import bnlab
 
-    Prints both accuracies and how many different digits each mode predicts; returns them as a dict
-    (empty under nbgrader, where nothing of it is graded and it is skipped).
+    call = bnlab.tf.function(lambda x: model(x, training=training))  # one trace: a traced call is fast
+    with _statistics_kept(model):
+        return np.array([int(np.argmax(np.asarray(call(image[np.newaxis]))[0])) for image in images])
+
+
+def show_single_images(model, data, count: int = 100) -> dict:
+    """Score the first ``count`` test images one at a time (population statistics, then each image's own
+    batch statistics) and all together as one batch normalized with its own statistics.
+
+    Prints each accuracy and how many different digits each way predicts; returns them as a dict
+    (empty under nbgrader, where nothing of it is graded and it is skipped). The model's population
+    statistics are left as they were.
     """
     from bnlab import settings
 
@@ -90,18 +120,51 @@ def show_single_images(model, data, count: int = 100) -> dict:
         print("(Single images are not scored under nbgrader: run the notebook yourself to see them.)")
         return {}
     images, labels = data.test.images[:count], np.asarray(data.test.labels[:count])
+    ways = {"population statistics (inference mode)": lambda: _one_at_a_time(model, images, False),
+            "each image's own batch statistics": lambda: _one_at_a_time(model, images, True),
+            f"one batch of all {count}, normalized with its own statistics": lambda: _as_one_batch(model, images)}
     found = {}
-    for mode, training in (("population statistics (inference mode)", False),
-                           ("each image's own batch statistics", True)):
-        predicted = _one_at_a_time(model, images, training)
+    for way, predict in ways.items():
+        predicted = predict()
         digits, counts = np.unique(predicted, return_counts=True)
         accuracy = float(np.mean(predicted == labels))
-        found[mode] = {"accuracy": accuracy, "digits": len(digits)}
+        found[way] = {"accuracy": accuracy, "digits": len(digits)}
         common = digits[np.argmax(counts)]
-        print(f"{count} test images scored one at a time, with {mode}:\n"
+        scored = "together" if way.startswith("one batch") else "one at a time"
+        print(f"{count} test images scored {scored}, with {way}:\n"
               f"    accuracy {accuracy:.2f}; {len(digits)} distinct digit{'s' if len(digits) > 1 else ''} "
               f"predicted, the most common ({common}) for {counts.max()} of the {count} images")
     return found
+
+
+def _as_one_batch(model, images) -> np.ndarray:
+    """Predicted classes of ``images`` as one batch in training mode; the non-trainable state is restored."""
+    with _statistics_kept(model):
+        return np.argmax(np.asarray(model(images, training=True)), axis=1)
+
+
+def show_averaged_count(shape=(64, 14, 14, 20), seed: int = 0) -> int:
+    """Measure how many numbers of a convolution's output of ``shape`` one entry of its batch mean averages:
+    change one number by 1.0 and see how far Keras' BatchNormalization moves that feature map's batch mean
+    (a layer with momentum 0 keeps the last batch's mean). Prints and returns the count."""
+    import bnlab
+
+    keras = bnlab.tf.keras
+    x = np.random.default_rng(seed).standard_normal(shape)   # float64: 1/N stays exact to the last digit
+    means = []
+    for bump in (0.0, 1.0):
+        y = x.copy()
+        y[(0,) * (len(shape) - 1) + (0,)] += bump   # the first number of feature map 0
+        layer = keras.layers.BatchNormalization(momentum=0.0, dtype="float64")
+        layer(y, training=True)
+        means.append(layer.moving_mean.numpy())
+    moved = means[1] - means[0]
+    count = int(round(1.0 / moved[0]))
+    others = int(np.sum(np.abs(moved[1:]) > 1e-12))
+    print(f"One number of feature map 0 changed by 1.0: its batch mean moved by {moved[0]:.4g} = 1/{count:,}; "
+          f"{others or 'none'} of the other {len(moved) - 1} feature maps' batch means moved.\n"
+          f"So each entry of the batch mean averages {count:,} numbers of the {int(np.prod(shape)):,} in the tensor.")
+    return count
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,52 +185,64 @@ def _classmate_demo():
 def buggy_fully_connected(prev_layer, num_units):
     """The classmate's dense layer of Part 3: it trains, but its population statistics are broken.
 
-    The notebook shows what it does (:func:`show_symptom`) and how its layers are set up, not its code.
-    It builds only inside :func:`show_symptom`: anywhere else (as a layer of the student's network, or
+    The notebook shows what it does (:func:`show_symptom`, :func:`trace_statistics`), not its code or its
+    settings: the student finds the fault from its behaviour. It builds only inside those two demos and
+    only when passed itself: anywhere else (as a layer of the student's network, or
     under a check) it raises, so that it does not double as an answer to Part 1, whose structure and
     output checks its correct parts would pass."""
     import bnlab
 
     if not _DEMO["depth"]:
         raise RuntimeError("buggy_fully_connected is the classmate's layer of Part 3: it is for "
-                           "questions.show_symptom only, not a layer for your network. Write your own layer.")
+                           "questions.show_symptom and questions.trace_statistics only, not a layer for your "
+                           "network. Write your own layer.")
     keras = bnlab.tf.keras
     layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)
     return keras.layers.BatchNormalization(momentum=0.1)(layer)
-
-
-_SETTINGS = {"Dense": ("units", "activation", "use_bias"), "Conv2D": ("filters", "activation", "use_bias"),
-             "BatchNormalization": ("axis", "momentum", "epsilon", "center", "scale"),
-             "ReLU": (), "Activation": ("activation",)}
-
-
-def describe_layers(model) -> str:
-    """The model's layers in order, each with the settings that matter for batch normalization."""
-    parts = []
-    for layer in model.layers:
-        name = type(layer).__name__
-        if name == "InputLayer":
-            continue
-        config = layer.get_config()
-        settings = ", ".join(f"{key}={config[key]!r}" for key in _SETTINGS.get(name, ()) if key in config)
-        if not layer.trainable:
-            settings += (", " if settings else "") + "trainable=False"
-        parts.append(f"{name}({settings})")
-    return " -> ".join(parts)
 
 
 def _features(rng, batch, offset, scale):
     return (offset + scale * rng.standard_normal((batch, len(offset)))).astype(np.float32)
 
 
+def _demo_data(seed: int, count: int):
+    """``(probe, batches)``: a fixed set of 64 examples and ``count`` training batches of 6 features."""
+    rng = np.random.default_rng(seed)
+    offset, scale = rng.uniform(-2.0, 3.0, size=6), rng.uniform(0.5, 3.0, size=6)
+    return _features(rng, 64, offset, scale), [_features(rng, 64, offset, scale) for _ in range(count)]
+
+
+def _demo_model(fn, num_units: int, seed: int):
+    """A one-layer Keras model built with ``fn(prev_layer, num_units)`` (the classmate's layer may build)."""
+    import bnlab
+
+    keras = bnlab.tf.keras
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(6,))
+    # only the classmate's layer itself builds here: wrapped in another function it would hand out its share
+    with _classmate_demo() if fn is buggy_fully_connected else contextlib.nullcontext():
+        return keras.Model(inputs, fn(inputs, num_units))
+
+
+def _reference_layer(prev_layer, units):
+    import bnlab
+
+    keras = bnlab.tf.keras
+    linear = keras.layers.Dense(units, use_bias=False)(prev_layer)
+    return keras.layers.ReLU()(keras.layers.BatchNormalization()(linear))
+
+
 REFERENCE = "a correct layer, for comparison"
+NOT_NORMALIZING = ("Note: {name} gives the same output in training mode as in inference mode, so it does not "
+                   "normalize with each batch's statistics while it trains: a small change above does not mean "
+                   "it works (lesson, section 2).")
 
 
 def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6, seed: int = 0,
                  skip_when_grading: bool = False) -> dict:
     """Train a one-layer Keras model built with ``layer_fn(prev_layer, num_units)`` for ``warmup``
     batches, then show how much its inference-mode output on a fixed set of examples moves after each
-    further training batch, next to a correct layer; print the layers ``layer_fn`` builds.
+    further training batch, next to a correct layer.
 
     Only the forward passes run (no optimizer), so the weights stay put and any change comes from the
     population statistics. Returns ``{name: mean absolute change per batch}``. ``skip_when_grading``
@@ -179,27 +254,11 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
 
     if settings.skip_given_code("The symptom demo", skip_when_grading):
         return {}
-
     tf = bnlab.tf
-    keras = tf.keras
-
-    def reference(prev_layer, units):
-        linear = keras.layers.Dense(units, use_bias=False)(prev_layer)
-        return keras.layers.ReLU()(keras.layers.BatchNormalization()(linear))
-
-    rng = np.random.default_rng(seed)
-    offset, scale = rng.uniform(-2.0, 3.0, size=6), rng.uniform(0.5, 3.0, size=6)
-    probe = _features(rng, 64, offset, scale)
-    batches = [_features(rng, 64, offset, scale) for _ in range(warmup + steps)]
-    changes, layers, same = {}, {}, {}
-    for name, fn in ((getattr(layer_fn, "__name__", "your layer"), layer_fn),
-                     (REFERENCE, reference)):
-        keras.utils.set_random_seed(seed)
-        inputs = keras.Input(shape=(len(offset),))
-        with _classmate_demo():
-            model = keras.Model(inputs, fn(inputs, num_units))
-        if fn is layer_fn:
-            layers[name] = describe_layers(model)
+    probe, batches = _demo_data(seed, warmup + steps)
+    changes, same = {}, {}
+    for name, fn in ((getattr(layer_fn, "__name__", "your layer"), layer_fn), (REFERENCE, _reference_layer)):
+        model = _demo_model(fn, num_units, seed)
         train = tf.function(lambda x, model=model: model(x, training=True))
         infer = tf.function(lambda x, model=model: model(x, training=False))
         for batch in batches[:warmup]:
@@ -216,8 +275,6 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
         # statistics while it trains (a frozen BatchNormalization does that): a still output then proves nothing
         same[name] = bool(np.allclose(np.asarray(model(batches[-1], training=True)),
                                       np.asarray(model(batches[-1], training=False)), atol=1e-6))
-    for name, description in layers.items():
-        print(f"Layers of {name}: {description}\n")
     print(f"Inference-mode output on the same {len(probe)} examples: mean absolute change after each of "
           f"{steps} more training batches\n(after {warmup} training batches; weights fixed, so only the "
           "population statistics can move it)")
@@ -226,7 +283,79 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
         print(f"  {name:<{width}}  " + "  ".join(f"{m:.4f}" for m in moves))
     for name, identical in same.items():
         if identical:
-            print(f"Note: {name} gives the same output in training mode as in inference mode, so it does not "
-                  "normalize with each batch's statistics while it trains: a small change above does not mean "
-                  "it works (lesson, section 2).")
+            print(NOT_NORMALIZING.format(name=name))
     return {name: float(np.mean(moves)) for name, moves in changes.items()}
+
+
+# the largest share of a new batch in the population statistics that the checks accept (decay 0.5 or more)
+MAX_SHARE = 0.5
+
+
+def trace_statistics(layer_fn, num_units: int = 4, warmup: int = 300, rows: int = 4, seed: int = 0,
+                     verdict: bool = False, skip_when_grading: bool = False) -> list[dict]:
+    """Follow one unit's population mean through ``rows`` training batches of a one-layer model built with
+    ``layer_fn`` (after ``warmup`` batches): before each batch, that batch's own mean of the tensor the
+    BatchNormalization layer normalizes, and after it. Prints a table; returns its rows.
+
+    ``verdict=True`` also measures the share of each new batch in the population mean and compares it with
+    what the course accepts (at most :data:`MAX_SHARE`). The classmate's layer gets the table only: its
+    share is the Part 3 question. ``skip_when_grading`` skips the given-code demo under nbgrader.
+    """
+    import bnlab
+    from bnlab import settings
+
+    if settings.skip_given_code("The statistics trace", skip_when_grading):
+        return []
+    name = getattr(layer_fn, "__name__", "your layer")
+    model = _demo_model(layer_fn, num_units, seed)
+    norms = [layer for layer in model.layers if isinstance(layer, bnlab.tf.keras.layers.BatchNormalization)]
+    if not norms:
+        print(f"{name} has no Keras BatchNormalization layer: there are no population statistics to follow.")
+        return []
+    norm = norms[-1]
+    normalized = bnlab.tf.keras.Model(model.inputs, norm.input)  # the tensor its statistics describe
+    train = bnlab.tf.function(lambda x: model(x, training=True))
+    _, batches = _demo_data(seed, warmup + rows)
+    for batch in batches[:warmup]:
+        train(batch)
+    unit = int(np.argmax(np.var(np.asarray(normalized(batches[warmup])), axis=0)))  # a unit that is not dead
+    table = []
+    for batch in batches[warmup:]:
+        before = float(norm.moving_mean.numpy()[unit])
+        batch_mean = float(np.mean(np.asarray(normalized(batch))[:, unit]))
+        train(batch)
+        table.append({"before": before, "batch": batch_mean, "after": float(norm.moving_mean.numpy()[unit])})
+    print(f"{name}: population mean of unit {unit} around {rows} training batches (after {warmup} of them)")
+    print(f"  {'batch':>5}  {'population mean before':>22}  {'mean of this batch':>18}  {'population mean after':>21}")
+    for i, row in enumerate(table, warmup + 1):
+        print(f"  {i:>5}  {row['before']:>22.4f}  {row['batch']:>18.4f}  {row['after']:>21.4f}")
+    if verdict:
+        _print_verdict(name, layer_fn, table)
+    return table
+
+
+def share_of_new_batch(table: list[dict]) -> float:
+    """The median share of each batch's mean in the population mean after it: (after - before) / (batch -
+    before), from rows where the batch's mean differs from the old population mean."""
+    shares = [(r["after"] - r["before"]) / (r["batch"] - r["before"]) for r in table
+              if abs(r["batch"] - r["before"]) > 1e-6]
+    return float(np.median(shares)) if shares else 0.0
+
+
+def _print_verdict(name, layer_fn, table) -> None:
+    if layer_fn is buggy_fully_connected:
+        print("Work out the classmate's share from the rows above: that is the question of Part 3.")
+        return
+    share = share_of_new_batch(table)
+    print(f"Each training batch makes up {share:.0%} of the population mean after it "
+          f"(the population statistics remember about {1 / max(share, 1e-9):.0f} batches).")
+    if share <= 1e-6:
+        print(f"The symptom is gone, but so is learning: {name}'s population statistics do not move in training "
+              "mode. A frozen layer normalizes nothing while it trains (lesson, section 2).")
+    elif share <= MAX_SHARE + 1e-3:
+        print(f"Fixed: the course accepts at most {MAX_SHARE:.0%} per batch (decay {1 - MAX_SHARE:g} or more). The "
+              "smaller the share (Keras' default: 1%), the more batches the average spans and the steadier the "
+              "inference-mode output.")
+    else:
+        print(f"Not fixed: more than {MAX_SHARE:.0%} per batch, so the last batch outweighs the whole history "
+              "(lesson, section 2, 'Population statistics as a moving average').")

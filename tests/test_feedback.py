@@ -105,7 +105,7 @@ def graded_failures(tmp_path_factory):
     # visible checks pass, hidden ones fail: valid but wrong multiple-choice answers
     solution = exercise.solution_answers()
     wrong = {**solution, "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "b"',
-             "q_statistics_answer": 'ANSWER_STATISTICS = "c"'}
+             "q_statistics_answer": 'ANSWER_STATISTICS = "a"'}
     pipeline.submit(course, "wrong_choices", exercise.fill_in(release, wrong))
     run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")})
     assert set(run.graded) == {"untouched", "wrong_choices"}, run.failed

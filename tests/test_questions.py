@@ -25,7 +25,7 @@ def _expected_answers() -> dict:
 
 def test_every_question_of_the_notebook_has_a_message_for_each_wrong_option():
     expected = _expected_answers()
-    assert set(expected) == set(questions.TEACH) == {"single_images", "statistics"}
+    assert set(expected) == set(questions.TEACH) and len(expected) >= 4
     for question, right in expected.items():
         assert set(questions.TEACH[question]) == set("abcd") - {right}, question
 
@@ -82,6 +82,8 @@ def test_single_images_with_batch_statistics_all_get_one_answer_and_the_model_is
     own, population = found["each image's own batch statistics"], found["population statistics (inference mode)"]
     assert own["digits"] == 1  # the dense layer's BN turns every single image into its beta
     assert population["digits"] >= 1 and 0.0 <= population["accuracy"] <= 1.0
+    together = found["one batch of all 12, normalized with its own statistics"]
+    assert together["digits"] > 1  # a batch of 12 different images keeps them apart
     for old, variable in zip(before, model.non_trainable_variables):
         np.testing.assert_array_equal(old, variable.numpy())
     assert "scored one at a time" in capsys.readouterr().out
@@ -103,7 +105,7 @@ def test_symptom_separates_the_buggy_momentum_from_a_fixed_one(capsys):
     assert fixed["layer_momentum_0.99"] < 3 * fixed[reference] + 1e-3
     out = capsys.readouterr().out
     assert "mean absolute change" in out
-    assert "Layers of layer_momentum_0.1: Dense(" in out and "BatchNormalization(axis=-1, momentum=0.1," in out
+    assert "momentum=" not in out and "BatchNormalization(" not in out  # behaviour only, never the settings
 
 
 def test_a_frozen_layer_is_reported_as_not_normalizing_rather_than_fixed(capsys):
@@ -114,9 +116,51 @@ def test_a_frozen_layer_is_reported_as_not_normalizing_rather_than_fixed(capsys)
     shown = questions.show_symptom(frozen, warmup=20, steps=2)
     assert shown["frozen"] == 0.0  # its statistics never move: the still output alone would look fixed
     out = capsys.readouterr().out
-    assert "trainable=False" in out
     assert "Note: frozen gives the same output in training mode as in inference mode" in out
     assert f"Note: {questions.REFERENCE}" not in out  # a layer that works gets no such note
+    questions.trace_statistics(frozen, warmup=5, verdict=True)
+    assert "do not move in training mode" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("momentum", [0.5, 0.8, 0.9, 0.99, 0.999])
+def test_the_trace_measures_the_share_of_each_batch_and_accepts_every_decay_the_checks_accept(momentum, capsys):
+    table = questions.trace_statistics(_layer(momentum), warmup=30, verdict=True)
+    assert len(table) == 4
+    assert questions.share_of_new_batch(table) == pytest.approx(1 - momentum, abs=1e-3)
+    out = capsys.readouterr().out
+    assert "Fixed:" in out and "Not fixed" not in out
+
+
+@pytest.mark.parametrize("momentum", [0.1, 0.3])
+def test_the_trace_says_a_momentum_below_the_accepted_range_is_not_fixed(momentum, capsys):
+    table = questions.trace_statistics(_layer(momentum), warmup=30, verdict=True)
+    assert questions.share_of_new_batch(table) == pytest.approx(1 - momentum, abs=1e-3)
+    assert "Not fixed" in capsys.readouterr().out
+
+
+def test_the_classmates_trace_gives_the_rows_but_not_the_share(capsys):
+    table = questions.trace_statistics(questions.buggy_fully_connected, warmup=30, verdict=True)
+    out = capsys.readouterr().out
+    assert "Work out the classmate's share" in out and "%" not in out
+    assert questions.share_of_new_batch(table) == pytest.approx(0.9, abs=1e-3)  # the question's answer: (d)
+    assert _expected_answers()["diagnose_memory"] == "d"
+    with pytest.raises(RuntimeError, match="classmate's layer"):  # wrapped, it does not build: no verdict
+        questions.trace_statistics(lambda p, n: questions.buggy_fully_connected(p, n), verdict=True)
+
+
+def test_the_trace_of_a_layer_without_batch_normalization_says_so(capsys):
+    def plain(prev_layer, num_units):
+        return keras.layers.Dense(num_units, activation="relu")(prev_layer)
+
+    assert questions.trace_statistics(plain, warmup=2) == []
+    assert "no Keras BatchNormalization layer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("shape", [(64, 14, 14, 20), (8, 5, 3, 4), (16, 7, 7, 2)])
+def test_the_averaged_count_is_measured_not_assumed(shape, capsys):
+    assert questions.show_averaged_count(shape) == shape[0] * shape[1] * shape[2]
+    assert f"averages {shape[0] * shape[1] * shape[2]:,} numbers" in capsys.readouterr().out
+    assert _expected_answers()["statistics"] == "c"  # (c) 12,544 = 64 * 14 * 14 in the question
 
 
 def test_the_symptom_demo_is_skipped_under_nbgrader_only_when_asked(monkeypatch, capsys):

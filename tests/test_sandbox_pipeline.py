@@ -21,8 +21,7 @@ pytestmark = [pytest.mark.slow,
                                  reason=f"no sandbox on this machine: {isolation.available()[1]}")]
 
 MARK = f"bnlab-attack-{uuid.uuid4().hex[:12]}"  # in every file and process name an attack leaves
-CODE_ANSWERS = ["keras_layers", "keras_training", "q_single_images_answer", "q_statistics_answer", "nn_layers",
-                "diagnose_fix"]
+CODE_ANSWERS = list(exercise.solution_answers())  # every answer cell of source/
 
 # Each answer cell finds the instructor's master notebook in the folders above it (or anywhere it can
 # look) and runs that cell's solution, or else copies another student's answer.

@@ -12,6 +12,7 @@ LESSON = {
     "batch_of_one": (2, "Training versus inference", "Why a batch of one needs population statistics"),
     "variables": (4, "The batch-normalized MLP of the textbook chapter", "The variables of a batch normalization layer"),
     "by_hand": (5, "Batch normalization by hand", ""),
+    "plain_network": (8, "Inside the exercise's network: why it does not learn without batch normalization", ""),
     "conv": (6, "Convolutional and recurrent networks", "ConvNets: one mean and variance per feature map"),
     "fine_tuning": (11, "Deployment: folding, fine-tuning, conventions, cost", "The fine-tuning pitfall"),
     "momentum": (11, "Deployment: folding, fine-tuning, conventions, cost",

@@ -15,7 +15,8 @@ from bnlab.grading.errors import fail
 
 STEP_MOMENTUM = 0.9     # the momentum of the reference model's BatchNormalization (probes.StepProbe)
 STEP_LEARNING_RATE = 0.1
-QUESTION_SECTIONS = {"single_images": "batch_of_one", "statistics": "conv"}  # where each question's idea is taught
+QUESTION_SECTIONS = {"single_images": "batch_of_one", "statistics": "conv", "plain_network": "plain_network",
+                     "diagnose_memory": "moving_average"}  # where each question's idea is taught
 
 
 def _one_hot(n, seed):

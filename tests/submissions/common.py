@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from bnlab import exercise
+
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
@@ -21,5 +23,10 @@ def nn_tests(parts=("fc", "conv"), whats=("variables", "population", "training_o
 
 
 NN_TESTS = nn_tests()
-QUESTION_TESTS = frozenset({"test_q_single_images", "test_q_statistics"})
-ALL_TESTS = KERAS_LAYER_TESTS | {"test_keras_train_step", "test_diagnose_fix"} | QUESTION_TESTS | NN_TESTS
+# the multiple-choice questions' test cells and every answer cell, read from source/ (a new graded cell
+# there needs no edit here)
+QUESTION_TESTS = frozenset(gid for gid, meta, code in exercise.code_cells()
+                           if meta.get("grade") and "grading.check_choice(" in code)
+ANSWER_CELLS = tuple(exercise.solution_answers())
+ALL_TESTS = frozenset(gid for gid, meta, _ in exercise.code_cells() if meta.get("grade"))  # every graded code cell
+assert KERAS_LAYER_TESTS | NN_TESTS | QUESTION_TESTS | {"test_keras_train_step", "test_diagnose_fix"} <= ALL_TESTS

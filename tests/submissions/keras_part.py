@@ -211,11 +211,11 @@ def train_step(model, optimizer, images, labels):
         "optimizer.apply_gradients(zip(gradients, model.trainable_variables))\n"
         "    optimizer.apply(gradients, model.trainable_variables)")}, frozenset({K}),
         "the gradients applied twice, with both of Keras 3's spellings"),
-    Variant("q_single_images_wrong_option", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "a"'},
+    Variant("q_single_images_wrong_option", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "d"'},
             frozenset({"test_q_single_images"}), "a wrong prediction"),
     Variant("q_single_images_not_an_option", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "e"'},
             frozenset({"test_q_single_images"}), "an answer that is not an option"),
-    Variant("q_statistics_wrong_option", {"q_statistics_answer": 'ANSWER_STATISTICS = "c"'},
+    Variant("q_statistics_wrong_option", {"q_statistics_answer": 'ANSWER_STATISTICS = "a"'},
             frozenset({"test_q_statistics"}), "a wrong prediction"),
     Variant("diagnose_left_unfixed", {"diagnose_fix": fix(
         '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
@@ -274,8 +274,8 @@ def train_step(model, optimizer, images, labels):
     Variant("alt_keras_train_step_jit_compiled", {"keras_training": "@tf.function(jit_compile=True)\n" +
                                                   train_step().lstrip()},
             frozenset(), "train_step compiled with XLA (tf.function(jit_compile=True))"),
-    Variant("alt_answers_spelled_loosely", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " D "',
-                                            "q_statistics_answer": "ANSWER_STATISTICS = 'A'"}, frozenset(),
+    Variant("alt_answers_spelled_loosely", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " A "',
+                                            "q_statistics_answer": "ANSWER_STATISTICS = 'C'"}, frozenset(),
             "the right options, in capitals with spaces"),
     Variant("alt_diagnose_bn_before_relu", {"diagnose_fix": fix(
         "    layer = keras.layers.Dense(num_units, use_bias=False)(prev_layer)\n"

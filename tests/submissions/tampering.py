@@ -3,11 +3,10 @@ answers earn: the tamper code goes into the first answer cell, the other answer 
 release stubs (no answer) unless the variant says otherwise."""
 from __future__ import annotations
 
-from submissions.common import ALL_TESTS, KERAS_LAYER_TESTS, QUESTION_TESTS, Variant
+from submissions.common import ALL_TESTS, ANSWER_CELLS, KERAS_LAYER_TESTS, QUESTION_TESTS, Variant
 
 NO_ANSWER = 'raise NotImplementedError("Write this part of the exercise (see the instructions above)")\n'
-ANSWER_CELLS = ("keras_layers", "keras_training", "q_single_images_answer", "q_statistics_answer", "nn_layers",
-                "diagnose_fix")
+
 
 REASSIGN_CHECKS = '''
 import bnlab.grading
