@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help setup data lab lab-settings test test-fast release check-release bench grade-demo \
-        autograde regrade feedback export collect bundle clean
+        autograde regrade feedback export collect bundle clean add-cells
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -52,8 +52,11 @@ test: setup data  ## set up, then run the whole test suite
 test-fast: setup data  ## the unit tests only (no notebook execution, no nbgrader pipeline)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-release: setup  ## regenerate release/ and solutions/ from source/ (commit the result)
+release: setup  ## regenerate release/ and solutions/ from source/ (commit them); a release that fails changes nothing
 	$(BIN)/python -m bnlab.release
+
+add-cells: setup  ## after submissions: register graded cells new in source/ (gradebook backed up), release; DROP_CELLS=1 deletes removed ones
+	$(BIN)/python -m bnlab.release --add-cells $(if $(DROP_CELLS),--drop-cells)
 
 check-release: setup  ## fail when release/ or solutions/ are stale
 	$(BIN)/python -m bnlab.release --check
@@ -92,5 +95,8 @@ collect: setup  ## LMS archive into submitted/ (ARCHIVE=path.zip: nbgrader zip_c
 bundle: setup  ## what students receive: dist/bnlab-student-VERSION/ and .zip (release/ notebooks + library)
 	$(BIN)/python -m bnlab.bundle
 
-clean:  ## remove the venv, nbgrader's database and autograded output (keeps the MNIST cache)
-	rm -rf $(VENV) gradebook.db autograded/* feedback .pytest_cache
+# The backup runs before the venv goes: with the venv's python, else $(PYTHON) (bnlab.release needs only the stdlib).
+clean:  ## remove the venv, feedback/ and caches; keeps gradebook.db and autograded/ (grades), backed up to backups/ first
+	@if [ -f gradebook.db ]; then $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m bnlab.release --backup-gradebook --course "$(CURDIR)"; fi
+	rm -rf $(VENV) feedback .pytest_cache
+	@echo "Kept gradebook.db and autograded/ (every grade; the MNIST cache too). Move them away yourself to start a new term."
