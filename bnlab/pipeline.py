@@ -103,6 +103,51 @@ def cell_scores(course: Path, student: str, assignment: str = EXERCISE, notebook
         return {g.name: (g.score, g.max_score) for g in nb.grades}
 
 
+def why_zero(course: Path, student: str, assignment: str = EXERCISE, notebook: str = NOTEBOOK) -> dict:
+    """``{test grade_id: first line of why it failed}`` from the autograded notebook: the grader's verdict
+    where the trusted re-run overruled the kernel, else the cell's error."""
+    path = Path(course) / "autograded" / student / assignment / f"{notebook}.ipynb"
+    if not path.exists():
+        return {}
+    reasons = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        name = cell.metadata.get("nbgrader", {}).get("grade_id")
+        verdict = cell.metadata.get("bnlab", {})
+        errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+        if verdict.get("verification") == "tampered":
+            reasons[name] = "not confirmed by the trusted re-run: " + verdict.get("message", "").split("\n")[0]
+        elif errors:
+            first = (str(errors[-1].get("evalue", "")).splitlines() or [""])[0]
+            reasons[name] = f"{errors[-1].get('ename', 'Error')}: {first}"
+        if verdict.get("verification") == "kernel only":
+            reasons[name] = reasons.get(name, "") + " (judged by the kernel only: " + verdict.get("message", "") + ")"
+    return reasons
+
+
+def score_report(course: Path, student: str, assignment: str = EXERCISE,
+                 notebook: str = NOTEBOOK) -> tuple[list[str], dict]:
+    """One line per graded cell (score, maximum, and what the instructor must know: graded by hand, why a
+    cell lost points) and the totals ``{"auto": ..., "auto_max": ..., "manual_max": ...}``."""
+    from nbgrader.api import Gradebook
+
+    reasons = why_zero(course, student, assignment, notebook)
+    lines, totals = [], {"auto": 0.0, "auto_max": 0.0, "manual_max": 0.0}
+    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
+        for grade in gb.find_submission_notebook(notebook, assignment, student).grades:
+            if grade.cell.cell_type == "markdown" or grade.auto_score is None:  # a written answer
+                totals["manual_max"] += grade.max_score
+                shown = "-" if grade.manual_score is None else f"{grade.manual_score:g}"
+                note = "graded by hand" + (": open the formgrader (make lab, Formgrader tab)"
+                                           if grade.manual_score is None else "")
+            else:
+                totals["auto"] += grade.score
+                totals["auto_max"] += grade.max_score
+                shown = f"{grade.score:g}"
+                note = reasons.get(grade.name, "lost points") if grade.score < grade.max_score else ""
+            lines.append(f"  {grade.name:<32} {shown:>3} / {grade.max_score:g}" + (f"  ({note})" if note else ""))
+    return lines, totals
+
+
 def feedback_and_export(course: Path, assignment: str = EXERCISE) -> tuple[list[Path], list[dict]]:
     """Run ``generate_feedback`` and ``export``; return the feedback files and the CSV rows."""
     course = Path(course)
@@ -128,14 +173,10 @@ def demo(directory: Path) -> int:
         print(run.log)
         print("FAILED:", run.failed)
         return 1
-    scores = cell_scores(course, "demo")
-    for name, (score, maximum) in scores.items():
-        shown = "needs manual grading" if score is None else f"{score:g}"
-        print(f"  {name:<32} {shown} / {maximum:g}")
-    auto = [(s, m) for s, m in scores.values() if s is not None]
-    manual = sum(m for s, m in scores.values() if s is None)
-    print(f"Autograded: {sum(s for s, _ in auto):g} / {sum(m for _, m in auto):g}"
-          + (f"; {manual:g} more points to grade by hand" if manual else "")
+    lines, totals = score_report(course, "demo")
+    print("\n".join(lines))
+    print(f"Autograded: {totals['auto']:g} / {totals['auto_max']:g}"
+          + (f"; {totals['manual_max']:g} more points to grade by hand" if totals["manual_max"] else "")
           + f"; autograde took {run.seconds:.1f} s")
     feedback, rows = feedback_and_export(course)
     print("Feedback:", ", ".join(str(f) for f in feedback))

@@ -204,3 +204,29 @@ def test_a_rerun_left_behind_by_a_dead_kernel_is_stopped_when_the_next_notebook_
     nb, _ = collect.preprocess(nb, second)  # bob's own re-run is unaffected
     assert nb.metadata["bnlab"]["started"] == "with the kernel"
     assert nb.cells[0].metadata["bnlab"]["verification"] == "confirmed"
+
+
+def test_a_cell_of_grading_calls_is_a_check_cell_and_a_plain_assert_is_not():
+    assert verify.is_check_cell('# Check (1 point)\ngrading.check_choice(A, "abcd")\nprint("ok")\n'
+                                '### BEGIN HIDDEN TESTS\ngrading.check_choice(A, "abcd", expected="b");')
+    assert not verify.is_check_cell('assert ANSWER_EPSILON == "b"')
+    assert not verify.is_check_cell("import os\ngrading.check_choice(A, 'ab')")
+    assert not verify.is_check_cell("grading.check_choice(A, 'ab') or os.system('x')")
+
+
+def test_plain_assert_test_cells_are_judged_on_the_students_values():
+    """An instructor's nbgrader-style test cell: data is judged out of the kernel's reach, a cell that calls
+    student code is left to the kernel (and says so), a missing name fails."""
+    cells = [("setup", 'ANSWER = "b"\nVALUE = 0.5000001\nROWS = [1, 2, 3]\ndef square(x):\n    return x * x'),
+             ("test_right", 'assert ANSWER == "b"'),
+             ("test_wrong", 'assert ANSWER == "c", "ANSWER should be c"'),
+             ("test_numpy", "assert np.isclose(VALUE, 0.5) and sum(ROWS) == 6 and len(ROWS) == 3"),
+             ("test_calls_student_code", "assert square(3) == 9"),
+             ("test_undefined", "assert NOT_DEFINED == 1")]
+    tests = {name: source for name, source in cells if name.startswith("test_")}
+    verdicts = verify.verify_cells(cells, tests, timeout=120)
+    assert verdicts["test_right"] is None and verdicts["test_numpy"] is None
+    assert verdicts["test_wrong"] == "ANSWER should be c"
+    assert isinstance(verdicts["test_calls_student_code"], verify.Unverifiable)
+    assert "square" in verdicts["test_calls_student_code"]
+    assert "not defined" in verdicts["test_undefined"]

@@ -76,10 +76,73 @@ class _StudentNames(dict):
         return RemoteName(name, self.session)
 
 
-def run_test_cell(source: str, session: Session) -> str | None:
-    """Execute a trusted test cell against the worker; None if it passes, else the failure message."""
+class Unverifiable(str):
+    """A test cell the trusted side cannot judge (it calls the student's code itself): the kernel's verdict
+    stands, and the cell is marked as judged by the kernel only."""
+
+
+class _StudentValues(dict):
+    """Namespace of a plain test cell (``assert ANSWER == "b"``): ``grading``, NumPy and ``math`` are the
+    trusted ones; any other name is the *value* the student's code gave it in the worker, sent as data
+    (strings, numbers, lists, dicts, arrays). A name whose value is not data (a function, a model) cannot
+    be judged here."""
+
+    def __init__(self, session):
+        import math
+
+        import numpy
+
+        super().__init__(grading=trusted_grading, np=numpy, numpy=numpy, math=math,
+                         print=lambda *args, **kwargs: None)
+        self.session = session
+
+    def __missing__(self, name):
+        if name in vars(builtins):
+            raise KeyError(name)  # the builtins of the cell's globals answer
+        try:
+            return self.session.value(RemoteName(name, self.session))
+        except CheckFailed as exc:
+            if "cannot send" in str(exc):
+                raise _NotData(name) from None
+            raise
+
+
+class _NotData(Exception):
+    pass
+
+
+def is_check_cell(source: str) -> bool:
+    """Whether a test cell is the course's kind: only calls of ``grading.*`` (and ``print``), which the
+    trusted side judges with student names as references into the worker."""
+    import ast
+
     try:
-        exec(compile(source, "<test cell>", "exec"), {"__builtins__": builtins}, _StudentNames(session))
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    for statement in tree.body:
+        if not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)):
+            return False
+        func = statement.value.func
+        if not (isinstance(func, ast.Name) and func.id == "print"
+                or isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "grading"):
+            return False
+    return True
+
+
+def run_test_cell(source: str, session: Session) -> str | None:
+    """Execute a trusted test cell against the worker; None if it passes, else the failure message.
+
+    A cell of ``grading.*`` calls gets student names as references the checks hand to the worker. Any
+    other cell (an instructor's plain ``assert``) runs here on the values of the student's names; where a
+    name is not data it returns :class:`Unverifiable`."""
+    check_cell = is_check_cell(source)
+    names = _StudentNames(session) if check_cell else _StudentValues(session)
+    try:
+        exec(compile(source, "<test cell>", "exec"), {"__builtins__": builtins}, names)
+    except _NotData as exc:
+        return Unverifiable(f"the test cell uses {exc.args[0]!r}, which is not plain data, so only the kernel "
+                            "judged it")
     except AssertionError as exc:
         return str(exc) or "a check failed"
     except Exception as exc:  # noqa: BLE001 - e.g. a name the test needs is not a function
@@ -156,6 +219,10 @@ class VerifyChecks(NbGraderPreprocessor):
             if cell.cell_type != "code" or name not in tests:
                 continue
             verdict = verdicts.get(name, "This test cell did not run in the submission's notebook.")
+            if isinstance(verdict, Unverifiable):
+                cell.metadata["bnlab"] = {"verification": "kernel only", "message": str(verdict)}
+                report["kernel_only"] = sorted({*report.get("kernel_only", []), name})
+                continue
             status = ("confirmed" if verdict is None and not kernel_failed(cell) else
                       "failed" if verdict is not None and kernel_failed(cell) else
                       "tampered" if verdict is not None else "failed in the kernel only")
@@ -174,6 +241,10 @@ class VerifyChecks(NbGraderPreprocessor):
         elif report["disagreements"]:
             self.log.warning("student %s: cells failed in the kernel but pass when re-run: %s", student,
                              ", ".join(report["disagreements"]))
+        if report.get("kernel_only"):
+            self.log.warning("student %s: test cells judged by the kernel only (they call student code directly; "
+                             "write them with grading.* checks for a verdict the student's code cannot touch): %s",
+                             student, ", ".join(report["kernel_only"]))
         self.log.info("Re-verified %d test cells of %s in %.1f s (%.1f s after the kernel finished)", len(tests),
                       student, report["seconds"], report["waited_seconds"])
         return nb, resources

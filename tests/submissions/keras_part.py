@@ -217,6 +217,12 @@ def train_step(model, optimizer, images, labels):
             frozenset({"test_q_single_images"}), "an answer that is not an option"),
     Variant("q_statistics_wrong_option", {"q_statistics_answer": 'ANSWER_STATISTICS = "a"'},
             frozenset({"test_q_statistics"}), "a wrong prediction"),
+    Variant("q_plain_network_dead_relus", {"q_plain_network_answer": 'ANSWER_PLAIN_NETWORK = "c"'},
+            frozenset({"test_q_plain_network"}), "dead ReLUs blamed for the plain network (section 8 refutes it)"),
+    Variant("q_diagnose_memory_the_keras_default", {"q_diagnose_memory_answer": 'ANSWER_DIAGNOSE_MEMORY = "a"'},
+            frozenset({"test_q_diagnose_memory"}), "the share a correct Keras layer would have, not the measured one"),
+    Variant("q_diagnose_memory_a_number", {"q_diagnose_memory_answer": "ANSWER_DIAGNOSE_MEMORY = 0.9"},
+            frozenset({"test_q_diagnose_memory"}), "the share as a number instead of a letter"),
     Variant("diagnose_left_unfixed", {"diagnose_fix": fix(
         '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
         '    return keras.layers.BatchNormalization(momentum=0.1)(layer)\n')},
@@ -275,7 +281,9 @@ def train_step(model, optimizer, images, labels):
                                                   train_step().lstrip()},
             frozenset(), "train_step compiled with XLA (tf.function(jit_compile=True))"),
     Variant("alt_answers_spelled_loosely", {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " A "',
-                                            "q_statistics_answer": "ANSWER_STATISTICS = 'C'"}, frozenset(),
+                                            "q_statistics_answer": "ANSWER_STATISTICS = 'C'",
+                                            "q_plain_network_answer": "ANSWER_PLAIN_NETWORK = 'b '",
+                                            "q_diagnose_memory_answer": 'ANSWER_DIAGNOSE_MEMORY = "D"'}, frozenset(),
             "the right options, in capitals with spaces"),
     Variant("alt_diagnose_bn_before_relu", {"diagnose_fix": fix(
         "    layer = keras.layers.Dense(num_units, use_bias=False)(prev_layer)\n"
