@@ -203,3 +203,30 @@ def test_add_cells_refuses_a_removed_cell_and_drop_cells_deletes_it_after_a_back
 def test_add_cells_with_nothing_new_changes_nothing(tmp_path, capsys):
     assert release.add_cells(tmp_path) is None
     assert "needs no add-cells" in capsys.readouterr().out and not (tmp_path / "backups").exists()
+
+
+def _make(course: Path, *args: str) -> subprocess.CompletedProcess:
+    """``make ARGS`` in ``course`` with the course's Makefile and library copied in (so that bnlab.release's
+    ROOT is ``course``), the venv's python, and an install stamp that says set-up is done."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(ROOT / name, course / name)
+    if not (course / "bnlab").exists():
+        shutil.copytree(ROOT / "bnlab", course / "bnlab", ignore=shutil.ignore_patterns("__pycache__"))
+    (course / "stamp").touch()
+    return subprocess.run(["make", *args, f"BIN={ROOT / '.venv' / 'bin'}", f"STAMP={course / 'stamp'}"],
+                          cwd=course, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_the_instructors_commands_make_release_then_make_add_cells_then_make_release(course):
+    _write_source(course, [*_source_cells(), TEST_MORE])
+    before = _digests(course)
+    refused = _make(course, "release")
+    assert refused.returncode != 0 and "test_double_more" in refused.stderr and "make add-cells" in refused.stderr
+    assert _digests(course) == before
+    added = _make(course, "add-cells")
+    assert added.returncode == 0, added.stderr
+    assert "backed up to" in added.stdout and _grades(course)["why"] == (None, 1.5, False)
+    assert _grades(course)["test_double_more"] == (0.0, None, True)
+    again = _make(course, "release")
+    assert again.returncode == 0, again.stderr
