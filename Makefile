@@ -86,11 +86,11 @@ regrade: setup  ## after editing a test cell in source/: regenerate $(ASSIGNMENT
 feedback: setup  ## nbgrader generate_feedback $(ASSIGNMENT)
 	$(BIN)/python -m bnlab.nbgrader_cli generate_feedback $(ASSIGNMENT) --force
 
-export: setup  ## grades.csv (nbgrader export, graded assignments only) and grades_per_question.csv
-	$(BIN)/python -m bnlab.lms export $(ASSIGNMENT)
+export: setup  ## grades.csv (nbgrader export, graded assignments only), grades_per_question.csv, grades_canvas.csv (Canvas import)
+	$(BIN)/python -m bnlab.lms export $(ASSIGNMENT) $(if $(CANVAS_COLUMN),--canvas-column "$(ASSIGNMENT)=$(CANVAS_COLUMN)")
 
-collect: setup  ## LMS archive into submitted/ (ARCHIVE=path.zip: nbgrader zip_collect), else nbgrader collect
-	$(BIN)/python -m bnlab.lms collect $(ASSIGNMENT) $(if $(ARCHIVE),--archive $(ARCHIVE))
+collect: setup  ## ARCHIVE=path.zip: an LMS download into submitted/ (AGAIN=1 repeats one); else nbgrader collect (exchange)
+	$(BIN)/python -m bnlab.lms collect $(ASSIGNMENT) $(if $(ARCHIVE),--archive "$(ARCHIVE)") $(if $(AGAIN),--again)
 
 bundle: setup  ## what students receive: dist/bnlab-student-VERSION/ and .zip (release/ notebooks + library)
 	$(BIN)/python -m bnlab.bundle

@@ -7,6 +7,7 @@ from __future__ import annotations
 import getpass
 import re
 import runpy
+import shutil
 import zipfile
 
 import nbformat
@@ -31,6 +32,9 @@ def test_canvas_pattern_is_the_one_configured():
     runpy.run_path(str(ROOT / "nbgrader_config.py"), init_globals=config)
     assert _Config.seen["FileNameCollectorPlugin.named_regexp"] == lms.CANVAS_PATTERN
     assert _Config.seen["ExportApp.plugin_class"] == "bnlab.lms.GradedCsvExportPlugin"
+    assert _Config.seen["AssignLatePenalties.plugin_class"] == "bnlab.lms.LatePenalty"
+    assert _Config.seen["LatePenalty.duedates"] == {}  # no due date unless the instructor sets one
+    assert set(k.split(".", 1)[1] for k in _Config.seen if k.startswith("LatePenalty.")) <= set(lms.LatePenalty.class_trait_names())
 
 
 class _Config:
@@ -51,31 +55,53 @@ class _Section:
         return _Section(f"{self.name}.{key}")
 
 
-@pytest.mark.parametrize("name,student", [
-    (f"doejane_12345_67890_{NB}", "12345"),
-    (f"doejane_LATE_12345_67891_{NB}", "12345"),
-    (f"smithjohn_222_3333_{NB[:-6]}-1.ipynb", "222"),
-    (f"o'brienann_7_8_{NB}", "7"),
+@pytest.mark.parametrize("name,student,late,attempt", [
+    (f"doejane_12345_67890_{NB}", "12345", False, None),
+    (f"doejane_LATE_12345_67891_{NB}", "12345", True, None),
+    (f"doejane_late_12345_67891_{NB}", "12345", True, None),
+    (f"smithjohn_222_3333_{NB[:-6]}-1.ipynb", "222", False, "1"),
+    (f"smithjohn_late_222_3334_{NB[:-6]}-12.ipynb", "222", True, "12"),
+    (f"o'brienann_7_8_{NB}", "7", False, None),
+    (f"müllerjürgen_12345_67890_{NB}", "12345", False, None),
+    (f"ДОСТОЕВСКИЙФЁДОР_9_10_{NB}", "9", False, None),
 ])
-def test_canvas_names_give_the_student_and_the_notebook(name, student):
-    match = re.match(lms.CANVAS_PATTERN, f"/x/extracted/submissions/{name}")
+def test_canvas_names_give_the_student_and_the_notebook(name, student, late, attempt):
+    match = re.match(lms.CANVAS_PATTERN, f"/x/extracted/submissions_2026/{name}")
     assert match and match["student_id"] == student and match["file_id"] == NB[:-6]
+    assert bool(match["late"]) == late and match["attempt"] == attempt
 
 
-def test_zip_collect_puts_a_canvas_archive_into_submitted(course, tmp_path):
+@pytest.mark.parametrize("name", ["readme.txt", NB, f"doejane_{NB}", f"doejane_12345_{NB}", f"doejane_12345_1_{NB}.txt"])
+def test_names_that_are_not_canvas_submissions_do_not_match(name):
+    assert re.match(lms.CANVAS_PATTERN, f"/x/extracted/{name}") is None
+
+
+def test_collect_puts_a_canvas_archive_into_submitted(course, tmp_path, capsys):
     release = nbformat.writes(pipeline.release_notebook(course))
     archive = tmp_path / "submissions.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(f"doejane_12345_67890_{NB}", release)
         zf.writestr(f"roefred_LATE_555_67891_{NB}", release)
         zf.writestr("readme_from_canvas.txt", "not a submission")
-    students = lms.zip_collect(course, A, archive)
-    assert {"12345", "555"} <= set(students)
+    assert lms.main(["collect", A, "--course", str(course), "--archive", str(archive)]) == 0
+    out = capsys.readouterr().out
+    assert "new: 12345, 555" in out and "    readme_from_canvas.txt" in out and "marked LATE by Canvas: 555" in out
     for student in ("12345", "555"):
         assert nbformat.read(course / "submitted" / student / A / NB, as_version=4).cells
 
 
-def test_exchange_round_trip_release_fetch_submit_collect(course, tmp_path):
+def test_nbgrader_zip_collect_reads_the_same_names(course, tmp_path):
+    """The configured pattern also works for ``nbgrader zip_collect`` itself (its extra groups are ignored)."""
+    inbox = tmp_path / "zc"
+    shutil.copytree(course, inbox, ignore=shutil.ignore_patterns("submitted", "downloaded"))
+    (inbox / "downloaded" / A / "archive").mkdir(parents=True)
+    release = nbformat.writes(pipeline.release_notebook(course))
+    (inbox / "downloaded" / A / "archive" / f"müllerjürgen_late_31_32_{NB[:-6]}-2.ipynb").write_text(release)
+    result = nbgrader("zip_collect", A, root=inbox, check=False)
+    assert (inbox / "submitted" / "31" / A / NB).exists(), result.stdout + result.stderr
+
+
+def test_exchange_round_trip_release_fetch_submit_collect(course, tmp_path, monkeypatch, capsys):
     exchange, home = tmp_path / "exchange", tmp_path / "student"
     exchange.mkdir()
     exchange.chmod(0o777)
@@ -90,9 +116,10 @@ def test_exchange_round_trip_release_fetch_submit_collect(course, tmp_path):
     nb = exercise.fill_in(nb, {"keras_layers": "# my answer\n"})
     nbformat.write(nb, fetched)
     nbgrader("submit", A, *student, root=home)
-    result = nbgrader("collect", A, "--update", root=course, env=env)
+    monkeypatch.setenv("BNLAB_EXCHANGE", str(exchange))
+    assert lms.main(["collect", A, "--course", str(course)]) == 0  # make collect without ARCHIVE
     collected = course / "submitted" / getpass.getuser() / A / NB
-    assert collected.exists(), result.stdout + result.stderr
+    assert collected.exists(), capsys.readouterr().out
     assert exercise.answer_cells(nbformat.read(collected, as_version=4))["keras_layers"] == "# my answer\n"
     assert (collected.parent / "timestamp.txt").exists()
 
@@ -100,7 +127,7 @@ def test_exchange_round_trip_release_fetch_submit_collect(course, tmp_path):
 def test_export_leaves_out_the_ungraded_lesson(course):
     graderecord.merge(course, {"student": "ann", "assignment": A, "status": "graded", "reason": "",
                                "notebooks": {}, "seconds": 1.0}, {}, "d")
-    grades, per_question = lms.export(course, A)
+    grades, per_question, canvas = lms.export(course, A)
     text = grades.read_text()
     assert "batch_norm_lesson" not in text and f"{A},,,ann," in text
     with graderecord.gradebook(course) as gb:
@@ -108,3 +135,6 @@ def test_export_leaves_out_the_ungraded_lesson(course):
     header, *rows = per_question.read_text().splitlines()
     graded = [c for c in exercise.read().cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert header.count("(max ") == len(graded) and any(r.startswith("ann,0.0,") for r in rows)
+    header, points, *students = canvas.read_text().splitlines()
+    assert header == f"Student,ID,SIS User ID,SIS Login ID,Section,{A}" and points.startswith("    Points Possible,,,,,")
+    assert ",,,ann,,0" in students  # an exchange user name is the SIS login; nbgrader's score 0
