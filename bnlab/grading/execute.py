@@ -1,4 +1,5 @@
-"""nbgrader's ``Execute`` preprocessor with the graded kernel inside a :class:`bnlab.isolation.Sandbox`.
+"""nbgrader's ``Execute`` preprocessor with the graded kernel inside a :class:`bnlab.isolation.Sandbox`,
+which also survives a cell that ends the kernel.
 
 ``nbgrader_config.py`` lists :class:`SandboxedExecute` in ``Autograde.autograde_preprocessors``
 where nbgrader's own ``Execute`` stands, so every route that runs nbgrader's autograde with the
@@ -7,10 +8,15 @@ kernels sandboxed; it is configured as ``Execute`` is (``c.Execute.timeout`` app
 """
 from __future__ import annotations
 
+import copy
 import os
 
 from jupyter_client.manager import AsyncKernelManager
+from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
+from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
+from traitlets import Integer
 
 from bnlab.isolation import Sandbox, check, sandbox_env, strays
 
@@ -60,9 +66,68 @@ class SandboxedKernelManager(AsyncKernelManager):
             self._close_sandbox()
 
 
+KERNEL_DIED = ("KernelDied", "the Python process ended while this cell ran (os._exit, sys.exit in a thread, a crash "
+               "in native code, or it ran out of memory). The cell is skipped: a new kernel ran the cells before it "
+               "again and the rest of the notebook was graded without it.")
+
+
+def died_output() -> NotebookNode:
+    ename, evalue = KERNEL_DIED
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
+
+
 class SandboxedExecute(Execute):
-    """nbgrader's ``Execute`` whose kernels run sandboxed (configured as ``Execute``: timeout etc.)."""
+    """nbgrader's ``Execute`` whose kernels run sandboxed (configured as ``Execute``: timeout etc.).
+
+    When a cell ends the kernel, nbgrader would grade nothing of the notebook. Here the cell gets an error
+    output that says so (it scores zero where it is a test, and the feedback shows why), a new kernel runs
+    the cells before it again (their first outputs are kept), and execution goes on after it. After
+    ``max_kernel_deaths`` deaths the remaining cells are marked as not run."""
+
+    max_kernel_deaths = Integer(3, help="Kernel deaths after which the rest of the notebook is not run.").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
         super().__init__(*args, **kwargs)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._deaths, self._skipped = 0, set()
+        return super().preprocess(nb, resources, km)
+
+    def preprocess_cell(self, cell, resources, index):
+        if self._deaths > self.max_kernel_deaths:
+            if cell.cell_type == "code":
+                cell.outputs = [died_output()]
+                cell.outputs[0].evalue = f"not run: the kernel died {self._deaths} times in earlier cells."
+            return cell, self.resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except DeadKernelError:
+            self._deaths += 1
+            self._skipped.add(index)
+            cell.outputs.append(died_output())
+            student = (resources or {}).get("nbgrader", {}).get("student", "?")
+            self.log.warning("student %s: the kernel died in cell %d (%s); skipping it and grading the rest", student,
+                             index, cell.metadata.get("nbgrader", {}).get("grade_id", "ungraded cell"))
+            if self._deaths <= self.max_kernel_deaths:
+                self._restart_and_replay(index)
+            return cell, self.resources
+
+    def _restart_and_replay(self, index: int) -> None:
+        """A new kernel (and client) that has run the code cells before ``index`` again, but the skipped ones."""
+        if self.kc is not None:
+            self.kc.stop_channels()
+        self.kc = None
+        run_sync(self.km.restart_kernel)(now=True)
+        self.start_new_kernel_client()
+        for i, earlier in enumerate(self.nb.cells[:index]):
+            if earlier.cell_type != "code" or i in self._skipped:
+                continue
+            kept = copy.deepcopy(earlier.get("outputs", []))
+            try:
+                self.execute_cell(earlier, i, store_history=True)
+            except DeadKernelError:  # it did not die the first time: count it, and stop replaying
+                self._deaths = self.max_kernel_deaths + 1
+                earlier.outputs = kept
+                return
+            earlier.outputs = kept

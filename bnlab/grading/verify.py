@@ -311,26 +311,55 @@ class StartVerification(VerifyChecks):
 
 
 def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED, on_session=None,
-                 log=None) -> dict:
+                 log=None, max_deaths: int = 3) -> dict:
     """Run ``cells`` (``(grade_id, source)`` in notebook order) in a worker; for every cell whose grade_id is
     in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``.
-    ``on_session(session)`` is told the worker's session as soon as it starts."""
-    session = Session(cwd=cwd, timeout=timeout, env={"NBGRADER_EXECUTION": settings.grading() or "autograde"}, log=log)
-    if on_session is not None:
-        on_session(session)
+    ``on_session(session)`` is told each worker's session as soon as it starts.
+
+    As in the graded kernel (:class:`bnlab.grading.execute.SandboxedExecute`), a cell that ends the worker's
+    process is skipped: a new worker runs the cells before it again, and the re-run goes on (up to
+    ``max_deaths`` times, all within ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    env = {"NBGRADER_EXECUTION": settings.grading() or "autograde"}
+
+    def start(replay=()):
+        session = Session(cwd=cwd, timeout=max(1.0, deadline - time.monotonic()), env=env, log=log)
+        if on_session is not None:
+            on_session(session)
+        for source in replay:
+            _run(session, source)
+        return session
+
+    session, ran, deaths = start(), [], 0
     verdicts = {}
     try:
         for name, source in cells:
             if name in tests:
                 verdicts[name] = run_test_cell(tests[name], session)
             elif name not in skip:
-                try:
-                    session.exec_cell(source)
-                except CheckFailed:
-                    pass  # the worker stopped: every later check says so
+                if _run(session, source):
+                    ran.append(source)
+            if _died(session) and deaths < max_deaths:
+                deaths += 1
+                session.close()
+                session = start(ran)
     finally:
         session.close()
     return verdicts
+
+
+def _run(session: Session, source: str) -> bool:
+    """Run one of the student's cells in the worker; False when the worker stopped during it."""
+    try:
+        session.exec_cell(source)
+        return True
+    except CheckFailed:
+        return False  # the worker stopped: every later check says so, unless a new worker takes over
+
+
+def _died(session: Session) -> bool:
+    """Whether the worker's process ended (not merely ran out of time)."""
+    return bool(session.stopped) and "stopped the Python process" in session.stopped
 
 
 def _has_solution(gb, name, info) -> bool:
