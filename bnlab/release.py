@@ -315,9 +315,12 @@ def swap_in(scratch: Path, root: Path) -> None:
 
 def _failed(error: RuntimeError, root: Path) -> ReleaseError:
     changes = cell_changes(root)
-    if changes:
-        return ReleaseError("release/, solutions/ and gradebook.db are unchanged.\n" + explain(changes))
-    return ReleaseError(f"release/, solutions/ and gradebook.db are unchanged. nbgrader said:\n{str(error)[-3000:]}")
+    why = explain(changes) if changes else f"nbgrader said:\n{str(error)[-3000:]}"
+    return ReleaseError(f"release/, solutions/ and gradebook.db are unchanged.\n{why}")
+
+
+def _version(path: Path):
+    return (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
 
 
 def generate_safely(root: Path = ROOT, verbose: bool = True, prepare=None) -> None:
@@ -325,13 +328,15 @@ def generate_safely(root: Path = ROOT, verbose: bool = True, prepare=None) -> No
     ``root`` only when every step succeeded; raises :class:`ReleaseError`, with nothing changed, otherwise."""
     root = Path(root)
     with tempfile.TemporaryDirectory(prefix="bnlab-release-") as tmp:
-        scratch = scratch_course(root, Path(tmp))
+        copied, scratch = _version(root / GRADEBOOK), scratch_course(root, Path(tmp))
         try:
             if prepare:
                 prepare(scratch)
             generate(scratch, verbose=verbose)
         except RuntimeError as error:
             raise _failed(error, root) from None
+        if _version(root / GRADEBOOK) != copied:  # a grading run wrote to it meanwhile: its grades win
+            raise ReleaseError("gradebook.db changed during the release (a grading run?). Nothing was changed: run it again.")
         swap_in(scratch, root)
 
 
@@ -362,10 +367,8 @@ def add_cells(root: Path = ROOT, drop: bool = False, verbose: bool = True) -> Pa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only check that release/ and solutions/ are up to date")
-    parser.add_argument("--add-cells", action="store_true",
-                        help="register graded cells added to source/ after students submitted, then release")
-    parser.add_argument("--drop-cells", action="store_true",
-                        help="with --add-cells: delete cells removed from source/, and their grades")
+    parser.add_argument("--add-cells", action="store_true", help="register graded cells new in source/, then release")
+    parser.add_argument("--drop-cells", action="store_true", help="with --add-cells: delete removed cells and grades")
     parser.add_argument("--backup-gradebook", action="store_true", help="only copy gradebook.db into backups/")
     parser.add_argument("--course", type=Path, default=ROOT, help="the course folder (default: this repository)")
     args = parser.parse_args(argv)

@@ -230,3 +230,18 @@ def test_the_instructors_commands_make_release_then_make_add_cells_then_make_rel
     assert _grades(course)["test_double_more"] == (0.0, None, True)
     again = _make(course, "release")
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.slow
+def test_a_grade_written_during_a_release_is_not_overwritten(course):
+    """A grading run that writes the gradebook while the release generates: the release gives way."""
+    def grade_meanwhile(scratch):
+        with graderecord.gradebook(course) as gb:
+            gb.find_grade("why", "Tiny", "tiny", "s1").manual_score = 2.0
+            gb.db.commit()
+
+    releases = {p: p.read_bytes() for p in (course / "release").rglob("*.ipynb")}
+    with pytest.raises(release.ReleaseError, match="changed during the release.*Nothing was changed"):
+        release.generate_safely(course, verbose=False, prepare=grade_meanwhile)
+    assert _grades(course)["why"] == (None, 2.0, False)
+    assert {p: p.read_bytes() for p in (course / "release").rglob("*.ipynb")} == releases
