@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from bnlab import isolation
+from bnlab.grading.errors import KERNEL_DIED
 from bnlab.release import nbgrader_command, nbgrader_env
 from bnlab.sandbox import Limits, run_limited
 
@@ -126,13 +127,14 @@ def classify_log(log: str, release_checksums: dict) -> tuple[list[str], int]:
     return notes, expected
 
 
-def _timed_out_cells(autograded: Path) -> list[str]:
+def _cells_with_error(autograded: Path, ename: str) -> list[str]:
+    """The cells of the autograded notebooks with an ``ename`` error output (a timeout, a kernel death)."""
     import nbformat
 
     cells = []
     for path in sorted(autograded.glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
-            if any(out.get("ename") == "CellTimeoutError" for out in cell.get("outputs", [])):
+            if any(out.get("ename") == ename for out in cell.get("outputs", [])):
                 cells.append(cell.metadata.get("nbgrader", {}).get("grade_id") or f"{path.stem}: cell {cell.get('id')}")
     return cells
 
@@ -206,10 +208,15 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         else:
             result["notebooks"] = _read_scores(course / "gradebook.db", assignment, student)
             result["autograded"] = {str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()}
-            slow = _timed_out_cells(graded)
+            slow = _cells_with_error(graded, "CellTimeoutError")
+            died = _cells_with_error(graded, KERNEL_DIED[0])
             if slow:
                 result.update(status="timeout", reason="cells stopped at the per-cell time limit (the other cells "
                                                        "were graded): " + ", ".join(slow))
+            elif died:
+                result.update(status="crashed", reason="the kernel died in " + ", ".join(died) + " (the submission "
+                              "ended its Python process, e.g. os._exit); that cell was skipped and the rest of the "
+                              "notebook graded: the other cells keep their points.")
     if result["status"] == "graded" and not result["sandboxed"]:  # in autograde_report.csv too
         result["reason"] = result["notes"][0]
     result["seconds"] = time.perf_counter() - start

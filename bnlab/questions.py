@@ -25,7 +25,7 @@ __all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "sho
 SECTION_BATCH_OF_ONE = "lesson, section 2, 'Why a batch of one needs population statistics'"
 SECTION_MOVING = "lesson, section 2, 'Population statistics as a moving average'"
 SECTION_CONV = "lesson, section 6, 'ConvNets: one mean and variance per feature map'"
-SECTION_PLAIN = "lesson, section 8, 'Inside the exercise's network: why it does not learn without batch normalization'"
+SECTION_PLAIN = '''lesson, section 8, "Inside the exercise's network: why it does not learn without batch normalization"'''
 
 # question -> {wrong letter: what that choice overlooks}; the right letter has no entry
 TEACH = {

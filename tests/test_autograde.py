@@ -208,8 +208,23 @@ def test_parallel_grades_equal_serial_grades(graded_class, serial_reference):
 
 
 @pytest.mark.slow
+def test_a_kernel_that_dies_in_one_cell_costs_only_that_cell(graded_class):
+    """os._exit in Part 1's answer cell: that cell is skipped, the rest graded, and the submission flagged."""
+    course, run, _ = graded_class
+    record = graderecord.records(course, exercise.ASSIGNMENT)["crashes"]
+    assert record["status"] == "crashed" and "the kernel died in keras_layers" in record["reason"], record
+    scores = pipeline.cell_scores(course, "crashes")
+    lost = {name for name, (score, maximum) in scores.items() if score < maximum and name in AUTO}
+    assert lost == {"test_keras_fc_structure", "test_keras_fc_population", "test_keras_fc_outputs",
+                    "test_keras_conv_structure", "test_keras_conv_population", "test_keras_conv_outputs"}, lost
+    assert scores["test_nn_fc_variables"] == (POINTS["test_nn_fc_variables"],) * 2  # Part 2 keeps its points
+    assert "crashes" in run.failed  # listed for a look, with the reason
+    with graderecord.gradebook(course) as gb:
+        assert gb.find_submission_notebook(exercise.NOTEBOOK, exercise.ASSIGNMENT, "crashes").flagged
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("student,status,reason", [
-    ("crashes", "crashed", "the kernel died"),
     ("hangs", "timeout", "wall-time limit of 30 s"),
     ("hog", "memory", "over the limit of 3 GiB"),
     ("garbled", "unreadable", "cannot be read as a notebook"),
@@ -234,7 +249,7 @@ def test_progress_summary_report_and_exports(graded_class):
     assert report.count("\n") == 7 and "hog,memory" in report
     from bnlab import lms
 
-    grades, per_question = lms.export(course, exercise.ASSIGNMENT)
+    grades, per_question, _canvas = lms.export(course, exercise.ASSIGNMENT)
     assert "batch_norm_lesson" not in grades.read_text()
     rows = per_question.read_text().splitlines()
     assert rows[0].startswith("student_id,test_keras_fc_structure (max 1),") and rows[0].endswith(",total,max_score,status")

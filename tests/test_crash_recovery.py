@@ -10,7 +10,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from bnlab import pipeline
 from bnlab.grading import verify
-from bnlab.grading.execute import KERNEL_DIED
+from bnlab.grading.errors import KERNEL_DIED
 from bnlab.release import ROOT, nbgrader
 
 pytestmark = pytest.mark.slow

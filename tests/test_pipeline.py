@@ -15,7 +15,7 @@ import pytest
 
 from bnlab import exercise, feedback, graderecord, pipeline
 # one bug per kind of check and four alternatives (tests/test_grading.py runs every variant in-process)
-from submissions import ALL_TESTS, PIPELINE_ALTERNATIVES as ALTERNATIVES, PIPELINE_BUGS as BUGS
+from submissions import ALL_TESTS, KERAS_LAYER_TESTS, PIPELINE_ALTERNATIVES as ALTERNATIVES, PIPELINE_BUGS as BUGS
 
 pytestmark = pytest.mark.slow
 # points of the autograded checks, read from the source notebook (manually graded cells excluded)
@@ -105,7 +105,8 @@ def test_crashing_submission_is_reported_kept_and_others_graded(graded):
     assert {"solution", "untouched"} <= set(run.graded)
     assert len(run.graded) == 2 + len(BUGGY) + len(ALTERNATIVE)
     record = graderecord.records(course, pipeline.EXERCISE)["crashes_kernel"]  # the failure is in the gradebook
-    assert record["status"] == "crashed" and "kernel died" in record["reason"]
+    assert record["status"] == "crashed" and "kernel died in keras_layers" in record["reason"]
+    assert _failed(course, "crashes_kernel") == KERAS_LAYER_TESTS  # only what the crashed cell defines is lost
 
 
 def test_feedback_hides_hidden_tests_and_export_has_scores(graded):

@@ -18,6 +18,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
+from bnlab.grading.errors import KERNEL_DIED
 from bnlab.isolation import Sandbox, check, sandbox_env, strays
 
 
@@ -64,11 +65,6 @@ class SandboxedKernelManager(AsyncKernelManager):
         await super()._async_cleanup_resources(restart=restart)
         if not restart:
             self._close_sandbox()
-
-
-KERNEL_DIED = ("KernelDied", "the Python process ended while this cell ran (os._exit, sys.exit in a thread, a crash "
-               "in native code, or it ran out of memory). The cell is skipped: a new kernel ran the cells before it "
-               "again and the rest of the notebook was graded without it.")
 
 
 def died_output() -> NotebookNode:
