@@ -70,19 +70,19 @@ c.GenerateSolution.preprocessors = [
     "nbgrader.preprocessors.ClearMarkScheme",
 ]
 
-# Grade exports (`nbgrader export`, `make export`) leave out ungraded notebooks such as the lesson.
-c.ExportApp.plugin_class = "bnlab.lms.GradedCsvExportPlugin"
+# Grade exports (`nbgrader export`, `make export`; bnlab.exports) leave out ungraded notebooks such as the lesson.
+c.ExportApp.plugin_class = "bnlab.exports.GradedCsvExportPlugin"
 # `make collect ARCHIVE=...` (bnlab.lms, with nbgrader's FileNameCollectorPlugin) and `nbgrader
 # zip_collect`: file names as Canvas writes them, e.g. doejane_12345_67890_Batch_Normalization_Exercises.ipynb
 # (any case and script; _LATE_ and a resubmission's -N suffix are groups); the Canvas user id becomes the student id.
 c.FileNameCollectorPlugin.named_regexp = (r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
                                           r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$")  # = bnlab.lms.CANVAS_PATTERN
-# Late work (nbgrader's AssignLatePenalties, with bnlab.lms.LatePenalty). A due date per assignment, as
+# Late work (nbgrader's AssignLatePenalties, with bnlab.latework.LatePenalty). A due date per assignment, as
 # nbgrader parses it (give the time zone; without one it is UTC); `make collect` writes it into the
 # gradebook. No due date: nothing is late. LatePenalty takes percent_per_day of a notebook's score per
 # started day late (up to max_percent); a Canvas LATE file carries no time and counts as one day late.
 c.LatePenalty.duedates = {}  # e.g. {"batch_norm_exercises": "2026-12-15 23:59:00 Europe/Berlin"}
-c.AssignLatePenalties.plugin_class = "bnlab.lms.LatePenalty"
+c.AssignLatePenalties.plugin_class = "bnlab.latework.LatePenalty"
 c.LatePenalty.percent_per_day = 10.0
 c.LatePenalty.max_percent = 100.0
 # nbgrader's exchange (release_assignment / fetch_assignment / submit / collect) on a shared

@@ -33,7 +33,7 @@ from pathlib import Path
 from bnlab import graderecord, isolation, settings
 from bnlab.exercise import ASSIGNMENT as EXERCISE
 from bnlab.gradejob import grade_submission, make_kit
-from bnlab.release import ROOT, nbgrader
+from bnlab.release import ROOT, ReleaseError, backup_gradebook, generate_safely
 from bnlab.sandbox import GiB, Limits, network_isolation
 
 REPORT = "autograde_report.csv"
@@ -173,6 +173,9 @@ def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = Non
     start, rows, notes = time.perf_counter(), [], {}
     if not todo:
         return ClassRun(rows, skipped, 0.0, notes)
+    saved = backup_gradebook(course)  # every grading run can be undone: copy the gradebook over this one
+    if saved is not None:
+        print(f"gradebook backed up to {saved.relative_to(course)}", file=stream, flush=True)
     progress = Progress(len(todo), stream)
     with contextlib.ExitStack() as stack:
         if client is None:
@@ -225,14 +228,16 @@ def summary(run: ClassRun) -> str:
 
 
 def regrade(course: Path, assignment: str = EXERCISE, **options) -> tuple[ClassRun, list]:
-    """Regenerate ``assignment`` from source/ (stored cells updated), regrade everyone, return who changed.
+    """Regenerate the course's assignments from source/ (stored cells updated; nothing changes when nbgrader
+    refuses), regrade everyone of ``assignment``, return who changed.
 
     The changes are ``(student, total before, total after, {grade_id: (before, after)})``."""
     course = Path(course).resolve()
     before = graderecord.cell_scores(course, assignment)
-    nbgrader("generate_assignment", assignment, "--force", root=course)
-    if (course / "solutions").is_dir():
-        nbgrader("generate_solution", assignment, "--force", root=course)
+    try:  # in a scratch copy first: a regeneration nbgrader refuses changes no file
+        generate_safely(course, verbose=False)
+    except ReleaseError as error:
+        raise SystemExit(str(error)) from None
     run = grade_class(course, assignment, regrade_all=True, **options)
     after = graderecord.cell_scores(course, assignment)
     changes = []

@@ -32,8 +32,8 @@ from bnlab import release
 from bnlab.release import ROOT
 
 # modules only instructors run (they read source/ or drive nbgrader); never shipped to students
-INSTRUCTOR_ONLY = frozenset({"autograde", "gradejob", "graderecord", "sandbox", "lms", "bundle", "pipeline", "release",
-                             "bench", "bench_grading", "bench_monitor", "feedback"})
+INSTRUCTOR_ONLY = frozenset({"autograde", "gradejob", "graderecord", "sandbox", "lms", "exports", "latework", "bundle",
+                             "pipeline", "release", "bench", "bench_grading", "bench_monitor", "feedback"})
 # lines of shipped modules between these markers stay out of the bundle (bnlab/questions.py: the teaching messages
 # for wrong multiple-choice letters, whose missing letter is the answer)
 GRADER_SIDE = re.compile(r"^# BEGIN GRADER SIDE\b.*?^# END GRADER SIDE\n", re.M | re.S)

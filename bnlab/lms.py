@@ -27,21 +27,16 @@ Without ``--archive``, ``collect`` runs ``nbgrader collect --update`` (nbgrader'
 writes real submission times) with the same backups, and only names what is left in
 ``downloaded/ASSIGNMENT/archive/``: the two routes never mix.
 
-Out: :func:`export` writes nbgrader's ``grades.csv`` (``nbgrader export``, configured with
-:class:`GradedCsvExportPlugin` so ungraded notebooks such as the lesson are left out),
-``grades_per_question.csv`` (one row per student, one column per graded check, named
-``grade_id (max N)``, then the total, the maximum and the autograding status) and
-``grades_canvas.csv``, a Canvas gradebook import (:func:`canvas_export`).
+Out: ``python -m bnlab.lms export`` runs :func:`bnlab.exports.export`: nbgrader's ``grades.csv``,
+``grades_per_question.csv`` and ``grades_canvas.csv``, a Canvas gradebook import.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import datetime
 import hashlib
 import logging
-import math
 import shutil
 import sys
 import tarfile
@@ -49,85 +44,14 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from nbgrader.plugins import LateSubmissionPlugin
-from nbgrader.plugins.export import CsvExportPlugin
-from traitlets import Dict, Float
+# grades out live in bnlab.exports, late work in bnlab.latework
+from bnlab.exports import (CANVAS_CSV, PER_QUESTION, GradedCsvExportPlugin, canvas_export,  # noqa: F401
+                           export, graded_assignments, per_question)
+from bnlab.latework import LatePenalty, course_config, sync_duedate, timestamp_for  # noqa: F401
 
 CANVAS_PATTERN = (r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
                   r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$")
-PER_QUESTION = "grades_per_question.csv"
-CANVAS_CSV = "grades_canvas.csv"
-CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
-POINTS_POSSIBLE = "    Points Possible"  # Canvas' own export writes the label with these four spaces
 BACKUP = ".backup"
-DAY = 86400.0
-
-
-# --- late work ------------------------------------------------------------------------------------
-
-class LatePenalty(LateSubmissionPlugin):
-    """The course's late policy (``c.AssignLatePenalties.plugin_class``): due dates and the penalty.
-
-    nbgrader calls :meth:`late_submission_penalty` only for a submission whose timestamp is after
-    its due date in the gradebook, so without a due date nothing is ever late."""
-
-    duedates = Dict({}, help="Due date per assignment, as nbgrader parses it (e.g. '2026-12-15 23:59:00 "
-                              "Europe/Berlin'); `make collect` writes it into the gradebook.").tag(config=True)
-    percent_per_day = Float(10.0, help="Share of the notebook's score lost per started day late.").tag(config=True)
-    max_percent = Float(100.0, help="Largest share of the score lost.").tag(config=True)
-
-    def late_submission_penalty(self, student_id: str, score: float, total_seconds_late: float) -> float | None:
-        if total_seconds_late <= 0 or not score:
-            return None
-        days = math.ceil(total_seconds_late / DAY)
-        percent = min(self.max_percent, days * self.percent_per_day)
-        self.log.info("%s is %d started day(s) late: %g%% of %g points", student_id, days, percent, score)
-        return score * percent / 100.0
-
-
-def course_config(course: Path):
-    """The course's ``nbgrader_config.py`` as a traitlets Config (empty when the file is missing)."""
-    from traitlets.config import Config
-    from traitlets.config.loader import PyFileConfigLoader
-
-    if not (Path(course) / "nbgrader_config.py").exists():
-        return Config()
-    return PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
-
-
-def sync_duedate(course: Path, assignment: str) -> datetime.datetime | None:
-    """Write the config's due date of ``assignment`` into the gradebook; return the gradebook's (UTC).
-
-    Without a due date in the config, the gradebook's own (``nbgrader db assignment add --duedate``,
-    the formgrader) is kept."""
-    from nbgrader.api import MissingEntry
-    from nbgrader.utils import parse_utc
-
-    from bnlab import graderecord
-
-    wanted = course_config(course).LatePenalty.get("duedates", {}).get(assignment)
-    if not wanted and not (Path(course) / "gradebook.db").exists():
-        return None
-    with graderecord.gradebook(course) as gb:
-        if not wanted:
-            try:
-                return gb.find_assignment(assignment).duedate
-            except MissingEntry:
-                return None
-        record = gb.update_or_create_assignment(assignment)
-        if record.duedate != parse_utc(wanted):
-            record.duedate = parse_utc(wanted)
-            gb.db.commit()
-            print(f"due date of {assignment}: {record.duedate} UTC (from nbgrader_config.py, now in the gradebook)")
-        return record.duedate
-
-
-def timestamp_for(late: bool, duedate: datetime.datetime | None) -> str | None:
-    """``timestamp.txt`` of a Canvas file: the due date, + 1 s when Canvas marked it LATE; None without one."""
-    if duedate is None:
-        return None
-    moment = duedate + datetime.timedelta(seconds=1) if late else duedate
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
 
 
 # --- collecting an archive ------------------------------------------------------------------------
@@ -419,122 +343,6 @@ def exchange_collect(course: Path, assignment: str) -> int:
         backups.rmdir()
     sync_duedate(course, assignment)
     return result.returncode
-
-
-# --- exporting ------------------------------------------------------------------------------------
-
-def graded_assignments(gradebook) -> list[str]:
-    """Names of the assignments worth points (the ungraded lesson, max score 0, is left out)."""
-    return [a.name for a in gradebook.assignments if a.max_score and a.max_score > 0]
-
-
-class GradedCsvExportPlugin(CsvExportPlugin):
-    """nbgrader's CSV export without ungraded assignments (``c.ExportApp.plugin_class``)."""
-
-    def export(self, gradebook) -> None:
-        graded = graded_assignments(gradebook)
-        wanted = [str(a) for a in self.assignment]
-        self.assignment = [a for a in graded if not wanted or a in wanted]
-        if not self.assignment:
-            self.log.warning("No graded assignment to export (only ungraded notebooks in the gradebook).")
-            self.assignment = ["(none)"]
-        super().export(gradebook)
-
-
-def _source_order(course: Path, assignment: str, notebook: str):
-    """Sort key: a graded cell's position in the source notebook (unknown cells last)."""
-    import nbformat
-
-    path = Path(course) / "source" / assignment / f"{notebook}.ipynb"
-    order = {}
-    if path.exists():
-        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
-            order[cell.metadata.get("nbgrader", {}).get("grade_id")] = i
-    return lambda cell: (order.get(cell.name, len(order)), cell.name)
-
-
-def per_question(course: Path, assignment: str, path: Path | None = None) -> Path:
-    """Write the per-question CSV of ``assignment`` (one row per student, one column per graded check)."""
-    from bnlab import graderecord
-
-    course = Path(course)
-    path = Path(path or course / PER_QUESTION)
-    status = graderecord.records(course, assignment)
-    with graderecord.gradebook(course) as gb:
-        cells = [(cell.name, cell.max_score) for nb in gb.find_assignment(assignment).notebooks
-                 for cell in sorted(nb.grade_cells, key=_source_order(course, assignment, nb.name))]
-        header = ["student_id", *(f"{name} (max {maximum:g})" for name, maximum in cells),
-                  "total", "max_score", "status"]
-        rows = []
-        for submission in sorted(gb.assignment_submissions(assignment), key=lambda s: s.student.id):
-            scores = {g.name: g.score for nb in submission.notebooks for g in nb.grades}
-            record = status.get(submission.student.id, {})
-            rows.append([submission.student.id, *(scores.get(name, 0.0) for name, _ in cells),
-                         submission.score, submission.max_score, record.get("status", "graded by nbgrader")])
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def canvas_name(student) -> str:
-    """Canvas' "Last, First" from nbgrader's student (empty when unknown); a leading ``=`` is quoted as Canvas does."""
-    name = ", ".join(part for part in (student.last_name, student.first_name) if part)
-    return f'="{name}"' if name.startswith("=") else name
-
-
-def canvas_ids(student_id: str) -> list[str]:
-    """``[ID, SIS User ID, SIS Login ID]``: a numeric id is the Canvas user id (from the Canvas file
-    names); any other (a JupyterHub user name, from the exchange) is taken as the SIS login."""
-    return [student_id, "", ""] if student_id.isdigit() else ["", "", student_id]
-
-
-def canvas_score(gb, assignment: str, student_id: str) -> str:
-    """The score after any late penalty, as nbgrader's grades.csv computes it; empty without a submission
-    (Canvas leaves an empty cell's grade as it is)."""
-    from nbgrader.api import MissingEntry
-
-    try:
-        submission = gb.find_submission(assignment, student_id)
-    except MissingEntry:
-        return ""
-    return f"{max(0.0, submission.score - (submission.late_submission_penalty or 0.0)):g}"
-
-
-def canvas_rows(gb, columns: dict[str, str] | None = None) -> list[list[str]]:
-    """Canvas' gradebook layout: header, the Points Possible row, then one row per student."""
-    assignments = [gb.find_assignment(name) for name in graded_assignments(gb)]
-    columns = columns or {}
-    rows = [[*CANVAS_COLUMNS, *(columns.get(a.name, a.name) for a in assignments)],
-            [POINTS_POSSIBLE, "", "", "", "", *(f"{a.max_score:g}" for a in assignments)]]
-    students = sorted(gb.students, key=lambda s: (canvas_name(s) == "", canvas_name(s).lower(), s.id))
-    for student in students:
-        rows.append([canvas_name(student), *canvas_ids(student.id), "",
-                     *(canvas_score(gb, a.name, student.id) for a in assignments)])
-    return rows
-
-
-def canvas_export(course: Path, path: Path | None = None, columns: dict[str, str] | None = None) -> Path:
-    """Write ``grades_canvas.csv``: a Canvas gradebook import (``columns`` renames assignment columns,
-    e.g. to Canvas' own ``Title (assignment id)`` so that the import fills that assignment)."""
-    from bnlab import graderecord
-
-    path = Path(path or Path(course) / CANVAS_CSV)
-    with graderecord.gradebook(course) as gb:
-        rows = canvas_rows(gb, columns)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
-    return path
-
-
-def export(course: Path, assignment: str, columns: dict[str, str] | None = None) -> list[Path]:
-    """``nbgrader export`` (graded assignments only), the per-question CSV and the Canvas import; return the paths."""
-    from bnlab.release import nbgrader
-
-    course = Path(course)
-    nbgrader("export", root=course)
-    return [course / "grades.csv", per_question(course, assignment), canvas_export(course, columns=columns)]
 
 
 def _columns(pairs: list[str]) -> dict[str, str]:

@@ -31,8 +31,8 @@ def test_canvas_pattern_is_the_one_configured():
     config = {"get_config": lambda: _Config()}
     runpy.run_path(str(ROOT / "nbgrader_config.py"), init_globals=config)
     assert _Config.seen["FileNameCollectorPlugin.named_regexp"] == lms.CANVAS_PATTERN
-    assert _Config.seen["ExportApp.plugin_class"] == "bnlab.lms.GradedCsvExportPlugin"
-    assert _Config.seen["AssignLatePenalties.plugin_class"] == "bnlab.lms.LatePenalty"
+    assert _Config.seen["ExportApp.plugin_class"] == "bnlab.exports.GradedCsvExportPlugin"
+    assert _Config.seen["AssignLatePenalties.plugin_class"] == "bnlab.latework.LatePenalty"
     assert _Config.seen["LatePenalty.duedates"] == {}  # no due date unless the instructor sets one
     assert set(k.split(".", 1)[1] for k in _Config.seen if k.startswith("LatePenalty.")) <= set(lms.LatePenalty.class_trait_names())
 
