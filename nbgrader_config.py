@@ -42,6 +42,16 @@ c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d
 # from the kernel); VerifyChecks collects it. Without StartVerification the re-run follows the kernel.
 # SandboxedExecute is nbgrader's Execute (configured as c.Execute) with the kernel inside bubblewrap,
 # like the re-run's worker: student code sees only its own submission (bnlab.isolation, BNLAB_ISOLATION).
+# A graded cell the student deleted is put back from the gradebook and graded (nbgrader's OverwriteCells with
+# add_missing_cells, placed robustly: bnlab.grading.review); FlagForReview flags in the gradebook, for the
+# formgrader, a notebook with a restored cell, a cell that ended the kernel or an unconfirmed check.
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "bnlab.grading.review.RestoreMissingCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 c.Autograde.autograde_preprocessors = [
     "bnlab.grading.verify.StartVerification",
     "bnlab.grading.execute.SandboxedExecute",
@@ -50,6 +60,7 @@ c.Autograde.autograde_preprocessors = [
     "nbgrader.preprocessors.LimitOutput",
     "bnlab.grading.verify.VerifyChecks",
     "nbgrader.preprocessors.SaveAutoGrades",
+    "bnlab.grading.review.FlagForReview",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]

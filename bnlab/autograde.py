@@ -27,6 +27,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -219,8 +220,9 @@ def summary(run: ClassRun) -> str:
     lines = [f"{'student':<28} {'score':>9} {'seconds':>8}  status", "-" * 64]
     for row in run.rows:
         score = f"{row['score']:g}/{row['max_score']:g}"
-        lines.append(f"{row['student']:<28} {score:>9} {row['seconds']:>8.1f}  {row['status']}"
-                     + (f": {row['reason'][:160]}" if row["status"] != "graded" else ""))
+        lines.append(f"{row['student']:<28} {score:>9} {row['seconds']:>8.1f}  {row['status']}")
+        if row["reason"]:  # in full: what happened and what to do (autograde_report.csv has it too)
+            lines += textwrap.wrap(row["reason"], 110, initial_indent=" " * 29 + "why: ", subsequent_indent=" " * 34)
         lines += [f"{'':<28} note: {note}" for note in run.notes.get(row["student"], [])[:5]]
     lines.append(f"{len(run.rows)} submission(s) graded in {run.seconds:.1f} s, {len(run.failed)} failed, "
                  f"{len(run.skipped)} unchanged and skipped (--regrade-all grades them again).")

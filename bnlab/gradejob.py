@@ -84,6 +84,7 @@ def _read_scores(db_path: Path, assignment: str, student: str) -> dict:
                                     "needs_manual_grade": g.needs_manual_grade} for g in nb.grades},
                 "comments": {c.name: c.auto_comment for c in nb.comments},
                 "late_submission_penalty": nb.late_submission_penalty,
+                "flagged": bool(nb.flagged),   # FlagForReview's verdict (bnlab.grading.review)
             }
     return notebooks
 
@@ -139,6 +140,16 @@ def _cells_with_error(autograded: Path, ename: str) -> list[str]:
     return cells
 
 
+def _review_reasons(autograded: Path) -> list[str]:
+    """What the autograded notebooks hold that needs the instructor's look (bnlab.grading.review)."""
+    import nbformat
+
+    from bnlab.grading.review import review_reasons
+
+    return [reason for path in sorted(autograded.glob("*.ipynb"))
+            for reason in review_reasons(nbformat.read(path, as_version=4))]
+
+
 def _crash_reason(log: str) -> str:
     """Why nbgrader produced no graded notebook, in one sentence for the instructor."""
     if "DeadKernelError" in log or "Kernel died" in log:
@@ -146,6 +157,25 @@ def _crash_reason(log: str) -> str:
                 "os._exit, sys.exit in a thread, a crash in native code, or it was killed); no cell could be graded.")
     hints = [line.strip() for line in log.splitlines() if FAILURE_HINTS.search(line)]
     return "nbgrader could not grade the notebook; last log lines: " + " | ".join(hints[-3:])[:600]
+
+
+def recognise_renamed(folder: Path, release: Path) -> str:
+    """Give a renamed notebook (JupyterLab's ``…-Copy1.ipynb``, a download's ``… (1).ipynb``) its released
+    name, so that nbgrader grades it instead of skipping an unknown notebook. Returns what was done (empty
+    when every released notebook is there), or, starting with "could not", why it cannot tell which file
+    is which."""
+    expected = {p.name for p in release.glob("*.ipynb")}
+    present = {p.name for p in folder.glob("*.ipynb")}
+    missing, unknown = sorted(expected - present), sorted(present - expected)
+    if not missing or not unknown:
+        return ""
+    if len(missing) == 1 and len(unknown) == 1:
+        (folder / unknown[0]).rename(folder / missing[0])
+        return (f"renamed: the notebook was handed in as {unknown[0]} and graded as {missing[0]}; rename it in "
+                f"submitted/ (or ask the student to) so that nbgrader's own commands find it too")
+    return (f"could not tell which notebook is which: {', '.join(missing)} missing, {', '.join(unknown)} handed in "
+            f"instead; rename them in submitted/{folder.parent.name}/{folder.name}/ to the released names and grade "
+            "again")
 
 
 def _unreadable(files: dict) -> str:
@@ -176,6 +206,10 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         for name, data in files.items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(data)
+        renamed = recognise_renamed(folder, course / "release" / assignment)
+        if renamed.startswith("could not"):
+            result.update(status="renamed", reason=renamed, seconds=time.perf_counter() - start)
+            return result
         unreadable = _unreadable(files)
         if unreadable:
             result.update(status="unreadable", reason=unreadable, seconds=time.perf_counter() - start)
@@ -208,6 +242,9 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         else:
             result["notebooks"] = _read_scores(course / "gradebook.db", assignment, student)
             result["autograded"] = {str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()}
+            review = _review_reasons(graded)
+            if review:
+                result["reason"] = "flagged for review: " + "; ".join(review)
             slow = _cells_with_error(graded, "CellTimeoutError")
             died = _cells_with_error(graded, KERNEL_DIED[0])
             if slow:
@@ -217,7 +254,16 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
                 result.update(status="crashed", reason="the kernel died in " + ", ".join(died) + " (the submission "
                               "ended its Python process, e.g. os._exit); that cell was skipped and the rest of the "
                               "notebook graded: the other cells keep their points.")
+    if renamed:
+        result["notes"].insert(0, renamed)
+        if result["status"] == "graded":
+            result["reason"] = "; ".join(filter(None, [renamed, result["reason"]]))
     if result["status"] == "graded" and not result["sandboxed"]:  # in autograde_report.csv too
-        result["reason"] = result["notes"][0]
+        result["reason"] = "; ".join(filter(None, [result["notes"][0], result["reason"]]))
+    edited = [note for note in result["notes"] if "was edited in the submission" in note]
+    if edited and result["status"] == "graded":
+        result["reason"] = "; ".join(filter(None, [result["reason"], "flagged for review: " + "; ".join(edited)]))
+        for data in result["notebooks"].values():
+            data["flagged"] = True
     result["seconds"] = time.perf_counter() - start
     return result

@@ -101,10 +101,10 @@ def merge(course: Path, result: dict, files: dict, digest: str) -> dict:
                 else:
                     comment.auto_comment = data.get("comments", {}).get(comment.name)
             nb.late_submission_penalty = data.get("late_submission_penalty")
-            if failed:
-                nb.flagged = True
-            elif previous.get("status") not in (None, "graded"):
-                nb.flagged = False  # flagged by an earlier failed run of ours
+            if failed or data.get("flagged"):
+                nb.flagged = True   # a failure, or what bnlab.grading.review wants looked at
+            elif previous.get("status") not in (None, "graded") or previous.get("reason", "").startswith("flagged"):
+                nb.flagged = False  # flagged by an earlier run of ours
         gb.db.commit()
         submission = gb.find_submission(assignment, student)
         score, max_score = submission.score, submission.max_score

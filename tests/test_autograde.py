@@ -112,7 +112,8 @@ def test_cells_stopped_by_the_per_cell_limit_are_named(tmp_path):
     cell.outputs = [nbformat.v4.new_output("error", ename="CellTimeoutError", evalue="", traceback=[])]
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
     nbformat.write(nb, tmp_path / "a.ipynb")
-    assert gradejob._timed_out_cells(tmp_path) == ["slow_cell"]
+    assert gradejob._cells_with_error(tmp_path, "CellTimeoutError") == ["slow_cell"]
+    assert gradejob._cells_with_error(tmp_path, "KernelDied") == []
 
 
 def test_progress_line_counts_done_left_failed_and_eta():
@@ -252,7 +253,9 @@ def test_progress_summary_report_and_exports(graded_class):
     grades, per_question, _canvas = lms.export(course, exercise.ASSIGNMENT)
     assert "batch_norm_lesson" not in grades.read_text()
     rows = per_question.read_text().splitlines()
-    assert rows[0].startswith("student_id,test_keras_fc_structure (max 1),") and rows[0].endswith(",total,max_score,status")
+    first = next(c for c in exercise.read().cells if c.metadata.get("nbgrader", {}).get("grade"))  # in source order
+    assert rows[0].startswith(f"student_id,{exercise.grade_id(first)} (max {POINTS[exercise.grade_id(first)]:g}),")
+    assert rows[0].endswith(",total,max_score,status")
     assert len(rows) == 7 and any(r.startswith("solution,") and r.endswith(f",{MAX},graded") for r in rows)
 
 

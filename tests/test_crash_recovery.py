@@ -2,29 +2,19 @@
 in the graded kernel and in the trusted re-run alike, and the feedback says what happened."""
 from __future__ import annotations
 
-import shutil
-
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+import quizcourse
 from bnlab import pipeline
 from bnlab.grading import verify
 from bnlab.grading.errors import KERNEL_DIED
-from bnlab.release import ROOT, nbgrader
+from bnlab.release import nbgrader
+from quizcourse import meta
 
 pytestmark = pytest.mark.slow
 CRASH = "import os\nos._exit(3)"
-
-
-def _meta(grade_id, grade=False, solution=False, points=None):
-    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
-            "solution": solution, "task": False}
-    if points is not None:
-        meta["points"] = points
-    return {"nbgrader": meta}
-
-
 ANSWERS = {"answer_a": 'A = "a"', "answer_b": "B = 2", "answer_c": "C = [1, 2, 3]"}
 TESTS = {"test_a": 'assert A == "a"', "test_b": "assert B == 2", "test_c": "assert sum(C) == 6"}
 
@@ -32,8 +22,8 @@ TESTS = {"test_a": 'assert A == "a"', "test_b": "assert B == 2", "test_c": "asse
 def _quiz():
     cells = []
     for (answer, source), (test, check) in zip(ANSWERS.items(), TESTS.items()):
-        cells.append(new_code_cell(f"### BEGIN SOLUTION\n{source}\n### END SOLUTION", metadata=_meta(answer, solution=True)))
-        cells.append(new_code_cell(check, metadata=_meta(test, grade=True, points=1)))
+        cells.append(new_code_cell(f"### BEGIN SOLUTION\n{source}\n### END SOLUTION", metadata=meta(answer, solution=True)))
+        cells.append(new_code_cell(check, metadata=meta(test, grade=True, points=1)))
     return new_notebook(cells=cells)
 
 
@@ -49,18 +39,8 @@ def test_the_trusted_rerun_skips_a_cell_that_ends_its_worker():
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    course = tmp_path_factory.mktemp("crash")
-    (course / "source" / "quiz").mkdir(parents=True)
-    nbformat.write(_quiz(), course / "source" / "quiz" / "quiz.ipynb")
-    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-    nbgrader("generate_assignment", "quiz", "--force", root=course)
-    released = nbformat.read(course / "release" / "quiz" / "quiz.ipynb", as_version=4)
-    nb = nbformat.from_dict(released)
-    for cell in nb.cells:
-        grade_id = cell.metadata["nbgrader"]["grade_id"]
-        if grade_id in ANSWERS:
-            cell.source = CRASH if grade_id == "answer_b" else ANSWERS[grade_id]
-    pipeline.submit(course, "crasher", nb, assignment="quiz", notebook="quiz")
+    course = quizcourse.create(tmp_path_factory.mktemp("crash"), _quiz())
+    quizcourse.submit(course, "crasher", quizcourse.answered(course, {**ANSWERS, "answer_b": CRASH}))
     result = nbgrader("autograde", "quiz", "--force", root=course, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return course, result.stdout + result.stderr

@@ -152,4 +152,4 @@ def test_failure_message_comes_first_in_each_failing_test_cell(graded_failures):
         assert failing > 0, student
     # a wrong choice gets a teaching message that does not name the right option
     page = html.unescape(pages["wrong_choices"])
-    assert "'b' is not the expected answer" in page and "'c' is not the expected answer" in page
+    assert "'b' is not the expected answer" in page and "'a' is not the expected answer" in page

@@ -82,10 +82,13 @@ def test_wire_format_round_trips_and_rejects_unknown_objects():
         remote.decode({"$name": "fully_connected"})  # the parent never resolves names
 
 
-def test_a_worker_that_dies_fails_every_later_check():
+def test_a_worker_that_dies_is_replaced_without_the_cell_that_ended_it():
     cells = [("setup", "import os\nos._exit(3)"), ("test_a", "")]
-    verdicts = verify.verify_cells(cells, {"test_a": "grading.check_choice(ANSWER, 'ab')"}, timeout=60)
-    assert "could not be checked" in verdicts["test_a"]
+    tests = {"test_a": "grading.check_choice(ANSWER, 'ab')"}
+    verdicts = verify.verify_cells(cells, tests, timeout=60)
+    assert "ANSWER" in verdicts["test_a"] and "not defined" in verdicts["test_a"]
+    stopped = verify.verify_cells(cells, tests, timeout=60, max_deaths=0)  # no replacement: every later check fails
+    assert "could not be checked" in stopped["test_a"]
 
 
 def test_a_worker_that_hangs_is_stopped_in_time():

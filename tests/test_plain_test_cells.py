@@ -2,46 +2,27 @@
 trusted re-run, and ``make grade-demo``'s report labels written answers and says why a cell lost points."""
 from __future__ import annotations
 
-import shutil
-
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+import quizcourse
 from bnlab import pipeline
-from bnlab.release import ROOT, nbgrader
+from bnlab.release import nbgrader
+from quizcourse import meta
 
 pytestmark = pytest.mark.slow
 
 
-def _meta(grade_id, grade=False, solution=False, points=None):
-    meta = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
-            "solution": solution, "task": False}
-    if points is not None:
-        meta["points"] = points
-    return {"nbgrader": meta}
-
-
-def _quiz():
-    return new_notebook(cells=[
-        new_code_cell('### BEGIN SOLUTION\nANSWER = "b"\n### END SOLUTION', metadata=_meta("answer", solution=True)),
-        new_code_cell('assert ANSWER == "b", "ANSWER should be b"', metadata=_meta("test_answer", grade=True, points=1)),
-        new_markdown_cell("Explain why.", metadata=_meta("explain", grade=True, solution=True, points=2)),
-    ])
-
-
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    course = tmp_path_factory.mktemp("plain")
-    (course / "source" / "quiz").mkdir(parents=True)
-    nbformat.write(_quiz(), course / "source" / "quiz" / "quiz.ipynb")
-    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
-    nbgrader("generate_assignment", "quiz", "--force", root=course)
-    released = nbformat.read(course / "release" / "quiz" / "quiz.ipynb", as_version=4)
+    course = quizcourse.create(tmp_path_factory.mktemp("plain"), new_notebook(cells=[
+        new_code_cell('### BEGIN SOLUTION\nANSWER = "b"\n### END SOLUTION', metadata=meta("answer", solution=True)),
+        new_code_cell('assert ANSWER == "b", "ANSWER should be b"', metadata=meta("test_answer", grade=True, points=1)),
+        new_markdown_cell("Explain why.", metadata=meta("explain", grade=True, solution=True, points=2)),
+    ]))
     for student, answer in (("right", '"b"'), ("wrong", '"c"')):
-        nb = nbformat.from_dict(released)
-        nb.cells[0].source = f"ANSWER = {answer}"
-        pipeline.submit(course, student, nb, assignment="quiz", notebook="quiz")
+        quizcourse.submit(course, student, quizcourse.answered(course, {"answer": f"ANSWER = {answer}"}))
     result = nbgrader("autograde", "quiz", "--force", root=course, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return course

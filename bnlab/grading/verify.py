@@ -187,6 +187,7 @@ class VerifyChecks(NbGraderPreprocessor):
         """Begin the re-run in a daemon thread; returns the trusted tests and the verdicts' future."""
         tests = self._trusted_sources(resources)
         future: Future = Future()
+        _CANCELLED[_key(resources)] = threading.Event()
 
         def run():
             began = time.monotonic()
@@ -253,10 +254,12 @@ class VerifyChecks(NbGraderPreprocessor):
         cells = [(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"), cell.source)
                  for cell in nb.cells if cell.cell_type == "code"]
         key = _key(resources)
+        cancelled = _CANCELLED.setdefault(key, threading.Event())  # made fresh by _start
         try:
             return verify_cells(cells, tests, cwd=resources.get("metadata", {}).get("path") or None,
                                 timeout=self.timeout, skip=set(self.skip_cells),
-                                on_session=lambda session: _WORKERS.__setitem__(key, session), log=self.log)
+                                on_session=lambda session: _WORKERS.__setitem__(key, session), log=self.log,
+                                cancelled=cancelled)
         finally:
             _WORKERS.pop(key, None)
 
@@ -265,6 +268,8 @@ class VerifyChecks(NbGraderPreprocessor):
 _STARTED: dict[tuple, tuple[dict, Future]] = {}
 # the worker session of each re-run in progress: key -> Session
 _WORKERS: dict[tuple, Session] = {}
+# set by stop_abandoned: the re-run must not start a new worker for a cell that "killed" the old one
+_CANCELLED: dict[tuple, threading.Event] = {}
 
 
 def stop_abandoned(log=None) -> list[tuple]:
@@ -278,6 +283,7 @@ def stop_abandoned(log=None) -> list[tuple]:
     stopped = []
     for key in list(_STARTED):
         _STARTED.pop(key)
+        _CANCELLED.setdefault(key, threading.Event()).set()
         session = _WORKERS.get(key)
         if session is not None and session.process.poll() is None:
             session.process.kill()  # the re-run's thread reads EOF, ends, and closes the session
@@ -311,14 +317,15 @@ class StartVerification(VerifyChecks):
 
 
 def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED, on_session=None,
-                 log=None, max_deaths: int = 3) -> dict:
+                 log=None, max_deaths: int = 3, cancelled: threading.Event | None = None) -> dict:
     """Run ``cells`` (``(grade_id, source)`` in notebook order) in a worker; for every cell whose grade_id is
     in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``.
     ``on_session(session)`` is told each worker's session as soon as it starts.
 
     As in the graded kernel (:class:`bnlab.grading.execute.SandboxedExecute`), a cell that ends the worker's
     process is skipped: a new worker runs the cells before it again, and the re-run goes on (up to
-    ``max_deaths`` times, all within ``timeout`` seconds)."""
+    ``max_deaths`` times, all within ``timeout`` seconds), unless ``cancelled`` is set (the grader
+    stopped the worker: :func:`stop_abandoned`)."""
     deadline = time.monotonic() + timeout
     env = {"NBGRADER_EXECUTION": settings.grading() or "autograde"}
 
@@ -339,7 +346,7 @@ def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIP
             elif name not in skip:
                 if _run(session, source):
                     ran.append(source)
-            if _died(session) and deaths < max_deaths:
+            if _died(session) and deaths < max_deaths and not (cancelled is not None and cancelled.is_set()):
                 deaths += 1
                 session.close()
                 session = start(ran)

@@ -79,10 +79,14 @@ def test_exercise_day(student_lab, page):
         nb.open()
         assert news_prompts(page) == 0, "JupyterLab asks about Jupyter news (the course settings should stop it)"
 
-    with steps("run the cells above the Part 1 answers"):
+    with steps("run the cells above the Part 1 answers, answering what they ask"):
+        earlier_answers = []
         for i in nb.code_indices(0, layers):
             if nb.nb.cells[i].metadata.get("nbgrader", {}).get("grade_id") in exercise.TRAINING_RUNS:
                 continue  # the baseline run is the student's choice; the panel is checked below
+            if is_answer(nb.nb.cells[i]):  # a question about the baseline run
+                nb.type_into(i, answers[nb.nb.cells[i].metadata["nbgrader"]["grade_id"]])
+                earlier_answers.append(i)
             outputs = nb.run(i, timeout=240)
             assert not errors(outputs), f"cell {i} failed: {errors(outputs)}"
 
@@ -137,7 +141,7 @@ def test_exercise_day(student_lab, page):
         for i in rest:  # every other answer (Part 2 and the rest), as the solution has it
             nb.type_into(i, answers[nb.nb.cells[i].metadata["nbgrader"]["grade_id"]])
         saved = nb.save()
-        for i in [layers, train_fns, *rest]:
+        for i in [*earlier_answers, layers, train_fns, *rest]:
             grade_id = saved.cells[i].metadata["nbgrader"]["grade_id"]
             assert saved.cells[i].source.strip() == answers[grade_id].strip(), f"the editor holds another text in {grade_id}"
         page.get_by_role("button", name="Validate").click()
