@@ -2,11 +2,13 @@
 course that holds one autograded submission (see the ``instructor_lab`` fixture).
 
 The formgrader lists the assignment, generates the student version from its button, shows the
-submission's score as the gradebook has it, and generates feedback in which no hidden test shows.
+submission's score as the gradebook has it, takes a hand-graded score for the written answer, and
+generates feedback (after manual grading) with that score and in which no hidden test shows.
 """
 from __future__ import annotations
 
 import re
+import time
 
 import nbformat
 import pytest
@@ -74,6 +76,28 @@ def test_formgrader_day(instructor_lab, page):
         autograded = {name: s for name, s in scores.items() if name in tests}
         assert autograded and all(s == m for s, m in autograded.values()), f"the solution lost points: {autograded}"
 
+    with steps("grade the written answer by hand in the formgrader"):
+        from bnlab import graderecord
+
+        with graderecord.gradebook(course) as gb:
+            submitted = gb.find_submission_notebook(exercise.NOTEBOOK, assignment, student)
+            manual = [g.name for g in submitted.grades if g.cell.cell_type == "markdown"]
+            notebook_id = submitted.id
+        assert manual, "the exercise has no written answer to grade by hand"
+        grader = page.context.new_page()  # the formgrader's grading view of this submission, as its link opens it
+        steps.page = grader
+        grader.goto(f"{base}/formgrader/submissions/{notebook_id}/?index=0", referer=f"{base}/lab")
+        field = grader.locator(f"input.score#{manual[0]}")
+        appears(field, 60, f"the score field of {manual[0]}")
+        field.fill("1.5")
+        field.press("Tab")  # leaving the field saves it: on to the next field, as a grader does
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and pipeline.cell_scores(course, student)[manual[0]][0] != 1.5:
+            time.sleep(0.5)
+        assert pipeline.cell_scores(course, student)[manual[0]][0] == 1.5, "the manual score did not reach the gradebook"
+        steps.page = page
+        total += 1.5
+
     with steps("generate feedback from the formgrader"):
         frame.get_by_role("link", name="Manage Assignments").click()
         row.wait_for(timeout=60_000)
@@ -88,7 +112,8 @@ def test_formgrader_day(instructor_lab, page):
         steps.page = feedback
         feedback.goto(f"{base}/files/{relative}", referer=f"{base}/lab")
         text = feedback.locator("body").inner_text()
-        assert f"{total:g}" in text and "Score" in text, "the feedback does not show the score"
+        assert f"{total:g}" in text and "Score" in text, "the feedback does not show the score, manual grade included"
+        assert "1.5" in text, "the feedback does not show the hand-graded answer's score"
         hidden = hidden_lines(exercise.SOURCE)
         assert hidden, "the source notebook has no hidden tests to keep out of the feedback"
         leaked = [line for line in hidden if line in text]
