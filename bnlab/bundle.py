@@ -63,6 +63,7 @@ data: setup  ## fetch and verify MNIST (cached in ~/.cache/bnlab/mnist)
 lab: setup data  ## open JupyterLab on the notebooks (with the course's quiet JupyterLab settings)
 \tinstall -D -m 644 jupyter/overrides.json .venv/share/jupyter/lab/settings/overrides.d/bnlab-course.json
 \tinstall -D -m 644 jupyter/jupyter_lab_config.json .venv/etc/jupyter/jupyter_lab_config.json
+\tinstall -D -m 644 jupyter/nbgrader_student_config.py .venv/etc/jupyter/nbgrader_config.py
 \t$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 """
 

@@ -184,6 +184,23 @@ def test_bundle_makefile_lab_target_runs_setup_then_data_then_jupyter(built):
     if (ROOT / "jupyter" / "overrides.json").exists():  # the course's quiet JupyterLab settings travel along
         assert (built / "jupyter" / "overrides.json").exists()
         assert plan.index("overrides.d/bnlab-course.json") < plan.index("jupyter lab --ServerApp")
+    # nbgrader in the student's JupyterLab finds a configuration (no "No nbgrader_config.py file found" warning)
+    assert plan.index("etc/jupyter/nbgrader_config.py") < plan.index("jupyter lab --ServerApp")
+    assert (built / "jupyter" / "nbgrader_student_config.py").exists()
+
+
+def test_the_students_nbgrader_finds_its_configuration_and_stays_quiet(built, tmp_path):
+    """nbgrader's apps warn at JupyterLab's start without a configuration; the bundle's one is found and read."""
+    etc = tmp_path / "etc" / "jupyter"
+    etc.mkdir(parents=True)
+    shutil.copy(built / "jupyter" / "nbgrader_student_config.py", etc / "nbgrader_config.py")
+    code = ("from nbgrader.apps.baseapp import NbGrader\napp = NbGrader()\napp.load_config_file()\n"
+            "print(app.config.Execute.timeout, app.config.CourseDirectory.course_id)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "JUPYTER_CONFIG_PATH": str(etc)})  # where .venv/etc/jupyter stands
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["300", "batchnorm"]
+    assert "No nbgrader_config.py file found" not in result.stdout + result.stderr
 
 
 # -- what the released notebooks name exists in the bundle ----------------------------------
