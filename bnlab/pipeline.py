@@ -137,8 +137,8 @@ def score_report(course: Path, student: str, assignment: str = EXERCISE,
             if grade.cell.cell_type == "markdown" or grade.auto_score is None:  # a written answer
                 totals["manual_max"] += grade.max_score
                 shown = "-" if grade.manual_score is None else f"{grade.manual_score:g}"
-                note = "graded by hand" + (": open the formgrader (make lab, Formgrader tab)"
-                                           if grade.manual_score is None else "")
+                note = "graded by hand" + (": in the formgrader, `make lab LAB_ROOT=.` then Nbgrader > Formgrader > "
+                                           "Manual Grading (README, *Manual grading*)" if grade.manual_score is None else "")
             else:
                 totals["auto"] += grade.score
                 totals["auto_max"] += grade.max_score
