@@ -39,8 +39,9 @@ def due(batch: int, num_batches: int, every: int) -> bool:
 
 
 # The cells that run the long training runs, and other cells that only demonstrate (the classmate's
-# symptom and statistics, the measurement after a question, the verdict on the fix): tools that only need the functions (in-process grading, the benchmark, the trusted
-# re-run of the checks) skip both; nothing later depends on their output.
+# symptom and statistics, the measurement after a question, the verdict on the fix): tools that only
+# need the functions (in-process grading, the benchmark, the trusted re-run of the checks) skip both;
+# nothing later depends on their output.
 TRAINING_RUNS = frozenset({"keras_baseline_run", "keras_bn_run", "nn_bn_run"})
 DEMO_CELLS = frozenset({"diagnose_symptom", "diagnose_trace", "statistics_demo", "diagnose_fix_check"})
 

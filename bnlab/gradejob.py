@@ -128,26 +128,18 @@ def classify_log(log: str, release_checksums: dict) -> tuple[list[str], int]:
     return notes, expected
 
 
-def _cells_with_error(autograded: Path, ename: str) -> list[str]:
-    """The cells of the autograded notebooks with an ``ename`` error output (a timeout, a kernel death)."""
+def _notebooks(autograded: Path) -> dict:
+    """``{name: notebook}`` of the autograded notebooks, read once for every look below."""
     import nbformat
 
-    cells = []
-    for path in sorted(autograded.glob("*.ipynb")):
-        for cell in nbformat.read(path, as_version=4).cells:
-            if any(out.get("ename") == ename for out in cell.get("outputs", [])):
-                cells.append(cell.metadata.get("nbgrader", {}).get("grade_id") or f"{path.stem}: cell {cell.get('id')}")
-    return cells
+    return {path.stem: nbformat.read(path, as_version=4) for path in sorted(autograded.glob("*.ipynb"))}
 
 
-def _review_reasons(autograded: Path) -> list[str]:
-    """What the autograded notebooks hold that needs the instructor's look (bnlab.grading.review)."""
-    import nbformat
-
-    from bnlab.grading.review import review_reasons
-
-    return [reason for path in sorted(autograded.glob("*.ipynb"))
-            for reason in review_reasons(nbformat.read(path, as_version=4))]
+def _cells_with_error(notebooks: dict, ename: str) -> list[str]:
+    """The cells of ``notebooks`` with an ``ename`` error output (a timeout, a kernel death)."""
+    return [cell.metadata.get("nbgrader", {}).get("grade_id") or f"{name}: cell {cell.get('id')}"
+            for name, nb in notebooks.items() for cell in nb.cells
+            if any(out.get("ename") == ename for out in cell.get("outputs", []))]
 
 
 def _crash_reason(log: str) -> str:
@@ -242,11 +234,14 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         else:
             result["notebooks"] = _read_scores(course / "gradebook.db", assignment, student)
             result["autograded"] = {str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()}
-            review = _review_reasons(graded)
+            from bnlab.grading.review import review_reasons
+
+            notebooks = _notebooks(graded)
+            review = [reason for nb in notebooks.values() for reason in review_reasons(nb)]
             if review:
                 result["reason"] = "flagged for review: " + "; ".join(review)
-            slow = _cells_with_error(graded, "CellTimeoutError")
-            died = _cells_with_error(graded, KERNEL_DIED[0])
+            slow = _cells_with_error(notebooks, "CellTimeoutError")
+            died = _cells_with_error(notebooks, KERNEL_DIED[0])
             if slow:
                 result.update(status="timeout", reason="cells stopped at the per-cell time limit (the other cells "
                                                        "were graded): " + ", ".join(slow))

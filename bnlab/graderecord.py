@@ -103,7 +103,7 @@ def merge(course: Path, result: dict, files: dict, digest: str) -> dict:
             nb.late_submission_penalty = data.get("late_submission_penalty")
             if failed or data.get("flagged"):
                 nb.flagged = True   # a failure, or what bnlab.grading.review wants looked at
-            elif previous.get("status") not in (None, "graded") or previous.get("reason", "").startswith("flagged"):
+            elif previous.get("status") not in (None, "graded") or "flagged for review" in previous.get("reason", ""):
                 nb.flagged = False  # flagged by an earlier run of ours
         gb.db.commit()
         submission = gb.find_submission(assignment, student)

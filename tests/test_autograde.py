@@ -112,8 +112,9 @@ def test_cells_stopped_by_the_per_cell_limit_are_named(tmp_path):
     cell.outputs = [nbformat.v4.new_output("error", ename="CellTimeoutError", evalue="", traceback=[])]
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
     nbformat.write(nb, tmp_path / "a.ipynb")
-    assert gradejob._cells_with_error(tmp_path, "CellTimeoutError") == ["slow_cell"]
-    assert gradejob._cells_with_error(tmp_path, "KernelDied") == []
+    notebooks = gradejob._notebooks(tmp_path)
+    assert gradejob._cells_with_error(notebooks, "CellTimeoutError") == ["slow_cell"]
+    assert gradejob._cells_with_error(notebooks, "KernelDied") == []
 
 
 def test_progress_line_counts_done_left_failed_and_eta():

@@ -101,7 +101,8 @@ class Session:
         os.close(to_child_r)
         os.close(from_child_w)
         self.deadline = time.monotonic() + timeout
-        self.stopped = ""
+        self.stopped = ""      # why the worker can no longer answer
+        self.died = False      # ... because its process ended (not a timeout or bad data)
         self._buffer = b""
 
     def _readline(self) -> bytes:
@@ -132,6 +133,7 @@ class Session:
                 raise ValueError("malformed answer")
         except (OSError, EOFError, TimeoutError, ValueError) as exc:
             self.stopped = str(exc) or type(exc).__name__
+            self.died = isinstance(exc, EOFError)
             self.close()
             fail(f"Your code could not be checked: {self.stopped}.")
         if "fail" in answer:

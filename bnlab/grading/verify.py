@@ -346,7 +346,7 @@ def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIP
             elif name not in skip:
                 if _run(session, source):
                     ran.append(source)
-            if _died(session) and deaths < max_deaths and not (cancelled is not None and cancelled.is_set()):
+            if session.died and deaths < max_deaths and not (cancelled is not None and cancelled.is_set()):
                 deaths += 1
                 session.close()
                 session = start(ran)
@@ -362,11 +362,6 @@ def _run(session: Session, source: str) -> bool:
         return True
     except CheckFailed:
         return False  # the worker stopped: every later check says so, unless a new worker takes over
-
-
-def _died(session: Session) -> bool:
-    """Whether the worker's process ended (not merely ran out of time)."""
-    return bool(session.stopped) and "stopped the Python process" in session.stopped
 
 
 def _has_solution(gb, name, info) -> bool:
