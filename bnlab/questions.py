@@ -17,6 +17,8 @@ import contextlib
 
 import numpy as np
 
+from bnlab.grading.checks import MIN_MOMENTUM, MOMENTUM_TOLERANCE
+
 __all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "show_symptom", "trace_statistics",
            "share_of_new_batch", "show_averaged_count"]
 
@@ -287,8 +289,8 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
     return {name: float(np.mean(moves)) for name, moves in changes.items()}
 
 
-# the largest share of a new batch in the population statistics that the checks accept (decay 0.5 or more)
-MAX_SHARE = 0.5
+# the largest share of a new batch in the population statistics that the checks accept (their decay bound)
+MAX_SHARE = 1 - MIN_MOMENTUM
 
 
 def trace_statistics(layer_fn, num_units: int = 4, warmup: int = 300, rows: int = 4, seed: int = 0,
@@ -352,7 +354,7 @@ def _print_verdict(name, layer_fn, table) -> None:
     if share <= 1e-6:
         print(f"The symptom is gone, but so is learning: {name}'s population statistics do not move in training "
               "mode. A frozen layer normalizes nothing while it trains (lesson, section 2).")
-    elif share <= MAX_SHARE + 1e-3:
+    elif share <= MAX_SHARE + MOMENTUM_TOLERANCE:
         print(f"Fixed: the course accepts at most {MAX_SHARE:.0%} per batch (decay {1 - MAX_SHARE:g} or more). The "
               "smaller the share (Keras' default: 1%), the more batches the average spans and the steadier the "
               "inference-mode output.")

@@ -223,6 +223,10 @@ def train_step(model, optimizer, images, labels):
             frozenset({"test_q_diagnose_memory"}), "the share a correct Keras layer would have, not the measured one"),
     Variant("q_diagnose_memory_a_number", {"q_diagnose_memory_answer": "ANSWER_DIAGNOSE_MEMORY = 0.9"},
             frozenset({"test_q_diagnose_memory"}), "the share as a number instead of a letter"),
+    Variant("diagnose_momentum_just_below_the_bound", {"diagnose_fix": fix(
+        '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
+        '    return keras.layers.BatchNormalization(momentum=0.45)(layer)\n')},
+        frozenset({"test_diagnose_fix"}), "momentum 0.45: just below the smallest decay the course accepts"),
     Variant("diagnose_left_unfixed", {"diagnose_fix": fix(
         '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
         '    return keras.layers.BatchNormalization(momentum=0.1)(layer)\n')},
@@ -285,6 +289,11 @@ def train_step(model, optimizer, images, labels):
                                             "q_plain_network_answer": "ANSWER_PLAIN_NETWORK = 'b '",
                                             "q_diagnose_memory_answer": 'ANSWER_DIAGNOSE_MEMORY = "D"'}, frozenset(),
             "the right options, in capitals with spaces"),
+    Variant("alt_diagnose_momentum_at_the_bound", {"diagnose_fix": fix(
+        "    layer = keras.layers.Dense(num_units, use_bias=False)(prev_layer)\n"
+        "    layer = keras.layers.BatchNormalization(momentum=0.5, epsilon=1e-5)(layer)\n"
+        "    return keras.layers.Activation('relu')(layer)\n")}, frozenset(),
+        "momentum exactly 0.5, the smallest decay the course accepts (with its own epsilon)"),
     Variant("alt_diagnose_bn_before_relu", {"diagnose_fix": fix(
         "    layer = keras.layers.Dense(num_units, use_bias=False)(prev_layer)\n"
         "    return keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=0.9)(layer))\n")}, frozenset(),
