@@ -53,28 +53,28 @@ test-fast: setup data  ## the unit tests only (no notebook execution, no nbgrade
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 release: setup  ## regenerate release/ and solutions/ from source/ (commit them); a release that fails changes nothing
-	$(BIN)/python -m bnlab.release
+	$(BIN)/python -m bnlab.instructor.release
 
 add-cells: setup  ## after submissions: register graded cells new in source/ (gradebook backed up), release; DROP_CELLS=1 deletes removed ones
-	$(BIN)/python -m bnlab.release --add-cells $(if $(DROP_CELLS),--drop-cells)
+	$(BIN)/python -m bnlab.instructor.release --add-cells $(if $(DROP_CELLS),--drop-cells)
 
 check-release: setup  ## fail when release/ or solutions/ are stale
-	$(BIN)/python -m bnlab.release --check
+	$(BIN)/python -m bnlab.instructor.release --check
 
 bench: setup data  ## 800-batch benchmark, 5 seeds: accuracy (median, worst), where the time goes, autograde; JSON line
-	$(BIN)/python -m bnlab.bench
+	$(BIN)/python -m bnlab.instructor.bench.training
 
 grade-demo: setup data  ## autograde the solution as a demo student in a scratch course, with feedback and CSV
-	$(BIN)/python -m bnlab.pipeline demo
+	$(BIN)/python -m bnlab.instructor.scratch demo
 
-# Parallel grading (bnlab.autograde): JOBS=N submissions at a time (default: the cores), or
+# Parallel grading (bnlab.instructor.autograde): JOBS=N submissions at a time (default: the cores), or
 # SCHEDULER=tcp://host:8786 for a Dask cluster; AUTOGRADE_ARGS adds options (--regrade-all,
 # --wall-time S, --memory-gib G, --cell-timeout S, --network require, --isolation require, --student ID;
-# see --help). Student code runs in the bubblewrap sandbox (bnlab.isolation) on every grading route.
+# see --help). Student code runs in the bubblewrap sandbox (bnlab.instructor.isolation) on every grading route.
 JOBS ?=
 SCHEDULER ?=
 AUTOGRADE_ARGS ?=
-AUTOGRADE := $(BIN)/python -m bnlab.autograde $(ASSIGNMENT) $(if $(JOBS),--jobs $(JOBS)) \
+AUTOGRADE := $(BIN)/python -m bnlab.instructor.autograde $(ASSIGNMENT) $(if $(JOBS),--jobs $(JOBS)) \
              $(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(AUTOGRADE_ARGS)
 
 autograde: setup  ## grade new or changed submissions in parallel (JOBS=N, SCHEDULER=tcp://host:8786), then export
@@ -84,19 +84,19 @@ regrade: setup  ## after editing a test cell in source/: regenerate $(ASSIGNMENT
 	$(AUTOGRADE) --regrade
 
 feedback: setup  ## nbgrader generate_feedback $(ASSIGNMENT)
-	$(BIN)/python -m bnlab.nbgrader_cli generate_feedback $(ASSIGNMENT) --force
+	$(BIN)/python -m bnlab.instructor.nbgrader generate_feedback $(ASSIGNMENT) --force
 
 export: setup  ## grades.csv (nbgrader export, graded assignments only), grades_per_question.csv, grades_canvas.csv (Canvas import)
-	$(BIN)/python -m bnlab.lms export $(ASSIGNMENT) $(if $(CANVAS_COLUMN),--canvas-column "$(ASSIGNMENT)=$(CANVAS_COLUMN)")
+	$(BIN)/python -m bnlab.instructor.lms export $(ASSIGNMENT) $(if $(CANVAS_COLUMN),--canvas-column "$(ASSIGNMENT)=$(CANVAS_COLUMN)")
 
 collect: setup  ## ARCHIVE=path.zip: an LMS download into submitted/ (AGAIN=1 repeats one); else nbgrader collect (exchange)
-	$(BIN)/python -m bnlab.lms collect $(ASSIGNMENT) $(if $(ARCHIVE),--archive "$(ARCHIVE)") $(if $(AGAIN),--again)
+	$(BIN)/python -m bnlab.instructor.lms collect $(ASSIGNMENT) $(if $(ARCHIVE),--archive "$(ARCHIVE)") $(if $(AGAIN),--again)
 
 bundle: setup  ## what students receive: dist/bnlab-student-VERSION/ and .zip (release/ notebooks + library)
-	$(BIN)/python -m bnlab.bundle
+	$(BIN)/python -m bnlab.instructor.bundle
 
-# The backup runs before the venv goes: with the venv's python, else $(PYTHON) (bnlab.release needs only the stdlib).
+# The backup runs before the venv goes: with the venv's python, else $(PYTHON) (bnlab.instructor.release needs only the stdlib).
 clean:  ## remove the venv, feedback/ and caches; keeps gradebook.db and autograded/ (grades), backed up to backups/ first
-	@if [ -f gradebook.db ]; then $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m bnlab.release --backup-gradebook --course "$(CURDIR)"; fi
+	@if [ -f gradebook.db ]; then $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) -m bnlab.instructor.release --backup-gradebook --course "$(CURDIR)"; fi
 	rm -rf $(VENV) feedback .pytest_cache
 	@echo "Kept gradebook.db and autograded/ (every grade; the MNIST cache too). Move them away yourself to start a new term."

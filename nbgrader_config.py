@@ -35,32 +35,32 @@ c.Execute.interrupt_on_timeout = True
 c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl)"
 
 # Student code runs in the kernel that runs the test cells, so it could rewrite the checks. After the
-# kernel ran, bnlab.grading.verify re-runs every graded test cell (its source from the gradebook) with
+# kernel ran, bnlab.instructor.preprocessors.verify re-runs every graded test cell (its source from the gradebook) with
 # the checks in nbgrader's own process and the student's code in one separate worker; a cell that
 # passed in the kernel but fails there scores zero and the submission is flagged (log, metadata).
 # StartVerification begins that re-run before the kernel starts, so the two overlap (it needs nothing
 # from the kernel); VerifyChecks collects it. Without StartVerification the re-run follows the kernel.
 # SandboxedExecute is nbgrader's Execute (configured as c.Execute) with the kernel inside bubblewrap,
-# like the re-run's worker: student code sees only its own submission (bnlab.isolation, BNLAB_ISOLATION).
+# like the re-run's worker: student code sees only its own submission (bnlab.instructor.isolation, BNLAB_ISOLATION).
 # A graded cell the student deleted is put back from the gradebook and graded (nbgrader's OverwriteCells with
-# add_missing_cells, placed robustly: bnlab.grading.review); FlagForReview flags in the gradebook, for the
+# add_missing_cells, placed robustly: bnlab.instructor.preprocessors.review); FlagForReview flags in the gradebook, for the
 # formgrader, a notebook with a restored cell, a cell that ended the kernel or an unconfirmed check.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
     "nbgrader.preprocessors.OverwriteKernelspec",
-    "bnlab.grading.review.RestoreMissingCells",
+    "bnlab.instructor.preprocessors.review.RestoreMissingCells",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
 c.Autograde.autograde_preprocessors = [
-    "bnlab.grading.verify.StartVerification",
-    "bnlab.grading.execute.SandboxedExecute",
+    "bnlab.instructor.preprocessors.verify.StartVerification",
+    "bnlab.instructor.preprocessors.execute.SandboxedExecute",
     "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor",
     "nbgrader.preprocessors.LimitOutput",
-    "bnlab.grading.verify.VerifyChecks",
+    "bnlab.instructor.preprocessors.verify.VerifyChecks",
     "nbgrader.preprocessors.SaveAutoGrades",
-    "bnlab.grading.review.FlagForReview",
+    "bnlab.instructor.preprocessors.review.FlagForReview",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
 ]
@@ -69,7 +69,7 @@ c.Autograde.autograde_preprocessors = [
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
-    "bnlab.feedback.HideHiddenTests",
+    "bnlab.instructor.preprocessors.feedback.HideHiddenTests",
 ]
 
 # solutions/ is committed and checked for staleness, so it is generated without executing the
@@ -81,19 +81,19 @@ c.GenerateSolution.preprocessors = [
     "nbgrader.preprocessors.ClearMarkScheme",
 ]
 
-# Grade exports (`nbgrader export`, `make export`; bnlab.exports) leave out ungraded notebooks such as the lesson.
-c.ExportApp.plugin_class = "bnlab.exports.GradedCsvExportPlugin"
-# `make collect ARCHIVE=...` (bnlab.lms, with nbgrader's FileNameCollectorPlugin) and `nbgrader
+# Grade exports (`nbgrader export`, `make export`; bnlab.instructor.exports) leave out ungraded notebooks such as the lesson.
+c.ExportApp.plugin_class = "bnlab.instructor.exports.GradedCsvExportPlugin"
+# `make collect ARCHIVE=...` (bnlab.instructor.lms, with nbgrader's FileNameCollectorPlugin) and `nbgrader
 # zip_collect`: file names as Canvas writes them, e.g. doejane_12345_67890_Batch_Normalization_Exercises.ipynb
 # (any case and script; _LATE_ and a resubmission's -N suffix are groups); the Canvas user id becomes the student id.
 c.FileNameCollectorPlugin.named_regexp = (r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
-                                          r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$")  # = bnlab.lms.CANVAS_PATTERN
-# Late work (nbgrader's AssignLatePenalties, with bnlab.latework.LatePenalty). A due date per assignment, as
+                                          r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$")  # = bnlab.instructor.lms.CANVAS_PATTERN
+# Late work (nbgrader's AssignLatePenalties, with bnlab.instructor.latework.LatePenalty). A due date per assignment, as
 # nbgrader parses it (give the time zone; without one it is UTC); `make collect` writes it into the
 # gradebook. No due date: nothing is late. LatePenalty takes percent_per_day of a notebook's score per
 # started day late (up to max_percent); a Canvas LATE file carries no time and counts as one day late.
 c.LatePenalty.duedates = {}  # e.g. {"batch_norm_exercises": "2026-12-15 23:59:00 Europe/Berlin"}
-c.AssignLatePenalties.plugin_class = "bnlab.latework.LatePenalty"
+c.AssignLatePenalties.plugin_class = "bnlab.instructor.latework.LatePenalty"
 c.LatePenalty.percent_per_day = 10.0
 c.LatePenalty.max_percent = 100.0
 # nbgrader's exchange (release_assignment / fetch_assignment / submit / collect) on a shared

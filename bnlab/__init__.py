@@ -21,7 +21,7 @@ __version__ = "1.0.0"
 # a level the user chose is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# imported on first access (PEP 562), so that `import bnlab.release` stays free of TensorFlow
+# imported on first access (PEP 562), so that `import bnlab.instructor.release` stays free of TensorFlow
 _LAZY_MODULES = {"data", "device"}
 
 

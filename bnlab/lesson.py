@@ -5,7 +5,7 @@ The lesson notebook stays short by calling these helpers:
 - :func:`initial_kernels`, :func:`build_demo_net`, :func:`build_twin_nets`: small fully connected
   MNIST classifiers, with or without batch normalization, that start from *identical* weights;
 - :func:`train_demo` and :func:`compare`: the demo training (a ``tf.function`` step, plain gradient
-  descent, on the schedule of :mod:`bnlab.loop`) that feeds a :class:`bnlab.monitor.TrainingMonitor`,
+  descent, on the schedule of :mod:`bnlab.training.loop`) that feeds a :class:`bnlab.monitor.TrainingMonitor`,
   and the helper that trains twin networks for several settings side by side in one panel;
 - :class:`ComparisonControls`: dropdowns and a button to rerun one comparison;
 - :func:`build_textbook_mlp`: the 784-300-100-10 MLP of the textbook chapter, with or without BN;
@@ -26,7 +26,7 @@ import numpy as np
 
 import bnlab
 from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
-from bnlab.loop import run_schedule
+from bnlab.training.loop import run_schedule
 from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
 from bnlab.training import evaluate
 
@@ -200,7 +200,7 @@ def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches:
     ``seed``, so two models trained with the same seed see exactly the same batches. At the end
     ``run.finish`` receives the validation and test accuracy. A loss that overflows is reported as
     ``nan``; training goes on (that is what the too-high learning rates show). The schedule is the
-    exercise's own loop, :func:`bnlab.loop.run_schedule`; the evaluation is
+    exercise's own loop, :func:`bnlab.training.loop.run_schedule`; the evaluation is
     :func:`bnlab.training.evaluate` with the softmax cross-entropy :func:`demo_loss`.
 
     Returns ``{"validation_accuracy", "test_accuracy", "final_train_loss"}``.

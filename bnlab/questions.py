@@ -17,13 +17,13 @@ import contextlib
 
 import numpy as np
 
-from bnlab.grading.checks import MIN_MOMENTUM, MOMENTUM_TOLERANCE
+from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE
 
 __all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "show_symptom", "trace_statistics",
            "share_of_new_batch", "show_averaged_count"]
 
 
-# BEGIN GRADER SIDE (bnlab.bundle leaves these lines out of the student bundle)
+# BEGIN GRADER SIDE (bnlab.instructor.bundle leaves these lines out of the student bundle)
 SECTION_BATCH_OF_ONE = "lesson, section 2, 'Why a batch of one needs population statistics'"
 SECTION_MOVING = "lesson, section 2, 'Population statistics as a moving average'"
 SECTION_CONV = "lesson, section 6, 'ConvNets: one mean and variance per feature map'"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import nbformat
 
-from bnlab import pipeline
-from bnlab.release import ROOT, nbgrader
+from bnlab.instructor import scratch
+from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.notebooks import ROOT
 
 
 def meta(grade_id: str, grade: bool = False, solution: bool = False, points: float | None = None) -> dict:
@@ -41,4 +42,4 @@ def answered(course: Path, answers: dict, name: str = "quiz") -> nbformat.Notebo
 
 
 def submit(course: Path, student: str, nb: nbformat.NotebookNode, name: str = "quiz") -> Path:
-    return pipeline.submit(course, student, nb, assignment=name, notebook=name)
+    return scratch.submit(course, student, nb, assignment=name, notebook=name)

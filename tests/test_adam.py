@@ -1,11 +1,11 @@
-"""bnlab.adam.FusedAdam offers what a Keras 3 train_step may call: apply_gradients and apply."""
+"""bnlab.training.adam.FusedAdam offers what a Keras 3 train_step may call: apply_gradients and apply."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 import bnlab
-from bnlab.adam import FusedAdam
+from bnlab.training.adam import FusedAdam
 
 tf = bnlab.tf
 

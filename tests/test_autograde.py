@@ -16,8 +16,11 @@ import sys
 import nbformat
 import pytest
 
-from bnlab import autograde, exercise, graderecord, gradejob, pipeline, sandbox
-from bnlab.sandbox import GiB, Limits
+from bnlab.instructor.autograde import coordinator as autograde, record as graderecord, job, limits as sandbox
+from bnlab import exercise
+from bnlab.instructor import notebooks
+from bnlab.instructor import scratch as pipeline
+from bnlab.instructor.autograde.limits import GiB, Limits
 from submissions import BUGS
 
 SHORT = {"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}
@@ -31,7 +34,7 @@ HOG = "hog = b'x' * (3 * 2**30)  # 3 GiB on top of TensorFlow's own: over the 3 
 LIMITS = Limits(wall_seconds=900, memory_bytes=3 * GiB)
 HANG_LIMITS = Limits(wall_seconds=30, memory_bytes=3 * GiB)
 # the exercise's points, read from the source notebook: checks scored by the autograder, and in all
-POINTS = {exercise.grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in exercise.read().cells
+POINTS = {notebooks.grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in notebooks.read().cells
           if c.metadata.get("nbgrader", {}).get("grade")}
 AUTO = {name for name in POINTS if name.startswith("test_")}
 MAX = sum(POINTS.values())
@@ -59,7 +62,7 @@ def test_grading_commands_end_when_the_coordinator_is_stopped(tmp_path):
 
     marker = tmp_path / "pid"
     child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    coordinator = ("import signal, sys, threading\nfrom bnlab import sandbox\n"
+    coordinator = ("import signal, sys, threading\nfrom bnlab.instructor.autograde import limits as sandbox\n"
                    "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
                    f"t = threading.Thread(target=sandbox.run_limited, args=([sys.executable, '-c', {child!r}], '/tmp', {{}},"
                    " sandbox.Limits(network='allow')), daemon=True)\nt.start(); t.join()\n")
@@ -101,7 +104,7 @@ def test_log_classification_keeps_only_what_deserves_a_look():
         "  for notebook in submission.assignment.notebooks:",
         "[AutogradeApp | WARNING] Something new",
         "[AutogradeApp | INFO] Writing 123 bytes"])
-    notes, expected = gradejob.classify_log(log, {"test_a": "rel", "test_b": "rel"})
+    notes, expected = job.classify_log(log, {"test_a": "rel", "test_b": "rel"})
     assert expected == 3
     assert notes == ["locked cell test_b was edited in the submission; nbgrader graded the original", "Something new"]
 
@@ -112,9 +115,9 @@ def test_cells_stopped_by_the_per_cell_limit_are_named(tmp_path):
     cell.outputs = [nbformat.v4.new_output("error", ename="CellTimeoutError", evalue="", traceback=[])]
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), cell]
     nbformat.write(nb, tmp_path / "a.ipynb")
-    notebooks = gradejob._notebooks(tmp_path)
-    assert gradejob._cells_with_error(notebooks, "CellTimeoutError") == ["slow_cell"]
-    assert gradejob._cells_with_error(notebooks, "KernelDied") == []
+    notebooks = job._notebooks(tmp_path)
+    assert job._cells_with_error(notebooks, "CellTimeoutError") == ["slow_cell"]
+    assert job._cells_with_error(notebooks, "KernelDied") == []
 
 
 def test_progress_line_counts_done_left_failed_and_eta():
@@ -160,7 +163,7 @@ def test_digest_changes_with_the_submission_and_with_the_tests(course):
 def test_kit_holds_the_assignment_and_no_student(course):
     import tarfile
 
-    kit = gradejob.make_kit(course, exercise.ASSIGNMENT)
+    kit = job.make_kit(course, exercise.ASSIGNMENT)
     names = tarfile.open(fileobj=io.BytesIO(kit)).getnames()
     assert f"source/{exercise.ASSIGNMENT}/{exercise.FILENAME}" in names and "gradebook.db" in names
     assert not any(n.startswith(("submitted", "autograded")) for n in names)
@@ -168,7 +171,7 @@ def test_kit_holds_the_assignment_and_no_student(course):
 
 # --- slow: real grading -----------------------------------------------------------------------
 def _fill(course, cells):
-    return exercise.fill_in(pipeline.release_notebook(course), {**exercise.solution_answers(), **cells})
+    return notebooks.fill_in(pipeline.release_notebook(course), {**notebooks.solution_answers(), **cells})
 
 
 @pytest.fixture(scope="module")
@@ -249,13 +252,13 @@ def test_progress_summary_report_and_exports(graded_class):
     assert "solution" in table and f"/{MAX:g}" in table and "crashed" in table
     report = autograde.write_report(course, exercise.ASSIGNMENT).read_text()
     assert report.count("\n") == 7 and "hog,memory" in report
-    from bnlab import lms
+    from bnlab.instructor import lms
 
     grades, per_question, _canvas = lms.export(course, exercise.ASSIGNMENT)
     assert "batch_norm_lesson" not in grades.read_text()
     rows = per_question.read_text().splitlines()
-    first = next(c for c in exercise.read().cells if c.metadata.get("nbgrader", {}).get("grade"))  # in source order
-    assert rows[0].startswith(f"student_id,{exercise.grade_id(first)} (max {POINTS[exercise.grade_id(first)]:g}),")
+    first = next(c for c in notebooks.read().cells if c.metadata.get("nbgrader", {}).get("grade"))  # in source order
+    assert rows[0].startswith(f"student_id,{notebooks.grade_id(first)} (max {POINTS[notebooks.grade_id(first)]:g}),")
     assert rows[0].endswith(",total,max_score,status")
     assert len(rows) == 7 and any(r.startswith("solution,") and r.endswith(f",{MAX},graded") for r in rows)
 
@@ -288,7 +291,7 @@ def test_dask_cluster_grades_the_same_and_regrade_lists_only_changes(tmp_path):
     # a test cell changes in source/: every check of test_keras_fc_structure now fails
     path = course / "source" / exercise.ASSIGNMENT / exercise.FILENAME
     nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if exercise.grade_id(c) == "test_keras_fc_structure")
+    cell = next(c for c in nb.cells if notebooks.grade_id(c) == "test_keras_fc_structure")
     cell.source += "\nassert False, 'the check changed'"
     nbformat.write(nb, path)
     run, changes = autograde.regrade(course, jobs=2, limits=LIMITS, env=SHORT, stream=io.StringIO())

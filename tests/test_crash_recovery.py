@@ -7,10 +7,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 import quizcourse
-from bnlab import pipeline
-from bnlab.grading import verify
+from bnlab.instructor import scratch
+from bnlab.instructor.preprocessors import verify
 from bnlab.grading.errors import KERNEL_DIED
-from bnlab.release import nbgrader
+from bnlab.instructor.nbgrader import nbgrader
 from quizcourse import meta
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ def course(tmp_path_factory):
 
 def test_a_crash_in_one_cell_keeps_the_points_of_the_others(course):
     course, log = course
-    scores = pipeline.cell_scores(course, "crasher", "quiz", "quiz")
+    scores = scratch.cell_scores(course, "crasher", "quiz", "quiz")
     assert scores == {"test_a": (1.0, 1.0), "test_b": (0.0, 1.0), "test_c": (1.0, 1.0)}
     graded = nbformat.read(course / "autograded" / "crasher" / "quiz" / "quiz.ipynb", as_version=4)
     crashed = next(c for c in graded.cells if c.metadata["nbgrader"]["grade_id"] == "answer_b")

@@ -6,7 +6,10 @@ import shutil
 import nbformat
 import pytest
 
-from bnlab import exercise, release
+from bnlab import exercise
+
+from bnlab.instructor import notebooks
+from bnlab.instructor import release
 
 
 def test_due_marks_every_interval_and_the_last_batch():
@@ -16,29 +19,29 @@ def test_due_marks_every_interval_and_the_last_batch():
 
 
 def test_cell_readers_find_the_answers_and_skip_the_demonstrations():
-    ids = [cell_id for cell_id, _, _ in exercise.code_cells()]
+    ids = [cell_id for cell_id, _, _ in notebooks.code_cells()]
     assert not set(ids) & (exercise.TRAINING_RUNS | exercise.DEMO_CELLS)
-    assert {"keras_layers", "keras_training", "nn_layers"} <= set(exercise.solution_answers())
-    every = [cell_id for cell_id, _, _ in exercise.code_cells(skip_training_runs=False)]
+    assert {"keras_layers", "keras_training", "nn_layers"} <= set(notebooks.solution_answers())
+    every = [cell_id for cell_id, _, _ in notebooks.code_cells(skip_training_runs=False)]
     assert exercise.TRAINING_RUNS <= set(every)
 
 
 @pytest.mark.slow
 def test_an_edit_of_the_source_notebook_reaches_release_and_solutions(tmp_path):
     """Edit the master as JupyterLab would (read, change a cell, write), then `make release`'s generation."""
-    shutil.copytree(exercise.ROOT / "source", tmp_path / "source")
-    shutil.copy(exercise.ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
-    master = tmp_path / "source" / exercise.RELATIVE
+    shutil.copytree(notebooks.ROOT / "source", tmp_path / "source")
+    shutil.copy(notebooks.ROOT / "nbgrader_config.py", tmp_path / "nbgrader_config.py")
+    master = tmp_path / "source" / notebooks.RELATIVE
     nb = nbformat.read(master, as_version=4)
-    intro = next(c for c in nb.cells if exercise.grade_id(c) == "intro")
+    intro = next(c for c in nb.cells if notebooks.grade_id(c) == "intro")
     intro.source += "\n\nA sentence an instructor added in JupyterLab."
-    answer = next(c for c in nb.cells if exercise.grade_id(c) == "keras_layers")
+    answer = next(c for c in nb.cells if notebooks.grade_id(c) == "keras_layers")
     answer.source = answer.source.replace("### END SOLUTION", "# instructor's note in the solution\n### END SOLUTION")
     nbformat.write(nb, master)
 
     release.generate(tmp_path, verbose=False)
-    released = (tmp_path / "release" / exercise.RELATIVE).read_text()
-    solved = (tmp_path / "solutions" / exercise.RELATIVE).read_text()
+    released = (tmp_path / "release" / notebooks.RELATIVE).read_text()
+    solved = (tmp_path / "solutions" / notebooks.RELATIVE).read_text()
     assert "A sentence an instructor added in JupyterLab." in released
     assert "A sentence an instructor added in JupyterLab." in solved
     assert "instructor's note in the solution" in solved and "instructor's note in the solution" not in released
@@ -49,7 +52,7 @@ def test_an_edit_of_the_source_notebook_reaches_release_and_solutions(tmp_path):
 
 def test_source_notebooks_are_stored_canonically_without_outputs():
     """Masters are saved as JupyterLab saves them (nbformat's canonical JSON), with no outputs: reviewable diffs."""
-    for path in sorted((exercise.ROOT / "source").rglob("*.ipynb")):
+    for path in sorted((notebooks.ROOT / "source").rglob("*.ipynb")):
         if ".ipynb_checkpoints" in path.parts:
             continue
         nb = nbformat.read(path, as_version=4)

@@ -1,6 +1,6 @@
 """Feedback students receive: no hidden-test line or argument anywhere, and a failure's message first.
 
-The unit tests run :class:`bnlab.feedback.HideHiddenTests` on hand-made cells. The slow test grades
+The unit tests run :class:`bnlab.instructor.preprocessors.feedback.HideHiddenTests` on hand-made cells. The slow test grades
 failing submissions (the untouched release notebook; a notebook whose visible checks pass but whose
 hidden checks fail) with the real nbgrader pipeline and reads the feedback HTML it produces.
 """
@@ -14,7 +14,11 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from bnlab import exercise, feedback, pipeline
+from bnlab import exercise
+
+from bnlab.instructor import notebooks
+from bnlab.instructor.preprocessors import feedback
+from bnlab.instructor import scratch
 
 HIDDEN_CALL = 'grading.check_choice(ANSWER, "abcd", expected="d", question="single_images");'
 VISIBLE_CALL = 'grading.check_choice(ANSWER, "abcd")'
@@ -99,17 +103,17 @@ def _hidden_fragments(source_nb, release_nb) -> set[str]:
 
 @pytest.fixture(scope="module")
 def graded_failures(tmp_path_factory):
-    course = pipeline.create_course(tmp_path_factory.mktemp("feedback_course"))
-    release = pipeline.release_notebook(course)
-    pipeline.submit(course, "untouched", release)
+    course = scratch.create_course(tmp_path_factory.mktemp("feedback_course"))
+    release = scratch.release_notebook(course)
+    scratch.submit(course, "untouched", release)
     # visible checks pass, hidden ones fail: valid but wrong multiple-choice answers
-    solution = exercise.solution_answers()
+    solution = notebooks.solution_answers()
     wrong = {**solution, "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "b"',
              "q_statistics_answer": 'ANSWER_STATISTICS = "a"'}
-    pipeline.submit(course, "wrong_choices", exercise.fill_in(release, wrong))
-    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")})
+    scratch.submit(course, "wrong_choices", notebooks.fill_in(release, wrong))
+    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")})
     assert set(run.graded) == {"untouched", "wrong_choices"}, run.failed
-    files, _ = pipeline.feedback_and_export(course)
+    files, _ = scratch.feedback_and_export(course)
     return course, {f.parent.parent.name: f.read_text() for f in files}
 
 
@@ -117,7 +121,7 @@ def graded_failures(tmp_path_factory):
 def test_feedback_of_failing_submissions_shows_no_hidden_test(graded_failures):
     course, pages = graded_failures
     assert set(pages) == {"untouched", "wrong_choices"}
-    fragments = _hidden_fragments(exercise.read(), pipeline.release_notebook(course))
+    fragments = _hidden_fragments(notebooks.read(), scratch.release_notebook(course))
     assert any("expected=" in f for f in fragments)  # the fragments include the hidden answers
     for student, page in pages.items():
         text = html.unescape(re.sub(r"<[^>]+>", "", page))
@@ -135,7 +139,7 @@ def test_feedback_of_failing_submissions_shows_no_hidden_test(graded_failures):
 def test_failure_message_comes_first_in_each_failing_test_cell(graded_failures):
     course, pages = graded_failures
     for student in pages:
-        nb = nbformat.read(course / "autograded" / student / pipeline.EXERCISE / exercise.FILENAME, as_version=4)
+        nb = nbformat.read(course / "autograded" / student / scratch.EXERCISE / exercise.FILENAME, as_version=4)
         nb, _ = feedback.HideHiddenTests().preprocess(nb, {})
         failing = 0
         for cell in nb.cells:

@@ -11,9 +11,9 @@ import pytest
 
 import bnlab
 from bnlab import grading
-from bnlab.exercise import code_cells
+from bnlab.instructor.notebooks import code_cells
 from bnlab.grading import numeric
-from bnlab.grading.verify import SKIPPED
+from bnlab.instructor.preprocessors.verify import SKIPPED
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, Variant
 
 
@@ -249,9 +249,9 @@ def test_infer_momentum_solves_the_update():
 
 def test_messages_name_the_function_they_judge():
     """A check of `fixed_fully_connected` must not call it `fully_connected` (the message must be true)."""
-    from bnlab import exercise
+    from bnlab.instructor import notebooks
 
-    namespace = exercise.notebook_namespace("keras_layers")
+    namespace = notebooks.notebook_namespace("keras_layers")
 
     def fixed_fully_connected(prev_layer, num_units):
         return namespace["keras"].layers.Dense(num_units, activation="relu")(prev_layer)  # no batch normalization
@@ -285,7 +285,7 @@ def test_lesson_sections_named_by_messages_exist():
     """The headings the messages cite are the lesson notebook's own (section number and wording)."""
     import nbformat
 
-    from bnlab.exercise import SOURCE
+    from bnlab.instructor.notebooks import SOURCE
     from bnlab.grading.errors import LESSON
 
     lesson = SOURCE.parents[1] / "batch_norm_lesson" / "Batch_Normalization_Lesson.ipynb"

@@ -11,7 +11,7 @@ import pytest
 
 import bnlab
 from bnlab import training
-from bnlab.exercise import code_cells
+from bnlab.instructor.notebooks import code_cells
 from bnlab.monitor import TrainingMonitor
 from submissions import ALTERNATIVES, BUGS, Variant
 

@@ -1,4 +1,4 @@
-"""The trusted re-verification (bnlab.grading.verify): tampering earns nothing, the re-run agrees
+"""The trusted re-verification (bnlab.instructor.preprocessors.verify): tampering earns nothing, the re-run agrees
 with the kernel on honest code, and a disagreement is flagged and scored zero."""
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 import nbformat
 import pytest
 
-from bnlab.exercise import code_cells
-from bnlab.grading import remote, verify
+from bnlab.instructor.notebooks import code_cells
+from bnlab.grading import wire
+from bnlab.instructor.preprocessors import verify
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
 
 
@@ -74,12 +75,12 @@ def test_wire_format_round_trips_and_rejects_unknown_objects():
     import numpy as np
 
     data = {"a": np.arange(6.0).reshape(2, 3), "b": [None, True, 1.5, "x"], "c": (np.float32(2.0),)}
-    back = remote.decode(remote.encode(data))
+    back = wire.decode(wire.encode(data))
     assert np.array_equal(back["a"], data["a"]) and back["b"] == data["b"] and back["c"][0] == 2.0
     with pytest.raises(TypeError):
-        remote.encode(object())
+        wire.encode(object())
     with pytest.raises(ValueError):
-        remote.decode({"$name": "fully_connected"})  # the parent never resolves names
+        wire.decode({"$name": "fully_connected"})  # the parent never resolves names
 
 
 def test_a_worker_that_dies_is_replaced_without_the_cell_that_ended_it():

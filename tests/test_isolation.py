@@ -1,4 +1,4 @@
-"""The sandbox that student code runs in while it is graded (bnlab.isolation), tested directly:
+"""The sandbox that student code runs in while it is graded (bnlab.instructor.isolation), tested directly:
 what a sandboxed process can read, write and reach, and that nothing it starts outlives it."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bnlab import isolation
+from bnlab.instructor import isolation
 
 AVAILABLE, WHY = isolation.available()
 needs_sandbox = pytest.mark.skipif(not AVAILABLE and os.environ.get("CI") != "true",
@@ -57,7 +57,7 @@ def _alive(marker: str) -> list[str]:
 # run as its own process (as another user too): makes the sandbox, runs PROBE in it, prints what it saw
 RUNNER = textwrap.dedent("""
     import os, subprocess, sys
-    from bnlab import isolation
+    from bnlab.instructor import isolation
     probe, secret, work, port, marker = sys.argv[1:6]
     sandbox = isolation.Sandbox(work)
     try:
@@ -129,8 +129,8 @@ def _unprivileged_user() -> str | None:
 
 
 def _runs_as(user: str, python: str) -> bool:
-    """Whether ``user`` can run ``python`` with the course library on PYTHONPATH (bnlab.isolation imported)."""
-    code = "import sys; assert sys.version_info[:2] == (3, 11); import bnlab.isolation"
+    """Whether ``user`` can run ``python`` with the course library on PYTHONPATH (bnlab.instructor.isolation imported)."""
+    code = "import sys; assert sys.version_info[:2] == (3, 11); import bnlab.instructor.isolation"
     return subprocess.run(["runuser", "-u", user, "--", "env", f"PYTHONPATH={isolation.PACKAGE.parent}", python, "-c",
                            code], capture_output=True, cwd="/").returncode == 0
 

@@ -13,8 +13,13 @@ import zipfile
 import nbformat
 import pytest
 
-from bnlab import exercise, graderecord, lms, pipeline
-from bnlab.release import ROOT, nbgrader
+from bnlab import exercise
+
+from bnlab.instructor import notebooks
+from bnlab.instructor.autograde import record
+from bnlab.instructor import lms, scratch as pipeline
+from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.notebooks import ROOT
 
 A, NB = exercise.ASSIGNMENT, exercise.FILENAME
 pytestmark = pytest.mark.slow  # runs nbgrader (generate, zip_collect, the exchange, export): about a minute
@@ -31,8 +36,8 @@ def test_canvas_pattern_is_the_one_configured():
     config = {"get_config": lambda: _Config()}
     runpy.run_path(str(ROOT / "nbgrader_config.py"), init_globals=config)
     assert _Config.seen["FileNameCollectorPlugin.named_regexp"] == lms.CANVAS_PATTERN
-    assert _Config.seen["ExportApp.plugin_class"] == "bnlab.exports.GradedCsvExportPlugin"
-    assert _Config.seen["AssignLatePenalties.plugin_class"] == "bnlab.latework.LatePenalty"
+    assert _Config.seen["ExportApp.plugin_class"] == "bnlab.instructor.exports.GradedCsvExportPlugin"
+    assert _Config.seen["AssignLatePenalties.plugin_class"] == "bnlab.instructor.latework.LatePenalty"
     assert _Config.seen["LatePenalty.duedates"] == {}  # no due date unless the instructor sets one
     assert set(k.split(".", 1)[1] for k in _Config.seen if k.startswith("LatePenalty.")) <= set(lms.LatePenalty.class_trait_names())
 
@@ -113,27 +118,27 @@ def test_exchange_round_trip_release_fetch_submit_collect(course, tmp_path, monk
     fetched = home / A / NB
     nb = nbformat.read(fetched, as_version=4)
     assert not any("BEGIN HIDDEN TESTS" in c.source or "BEGIN SOLUTION" in c.source for c in nb.cells)
-    nb = exercise.fill_in(nb, {"keras_layers": "# my answer\n"})
+    nb = notebooks.fill_in(nb, {"keras_layers": "# my answer\n"})
     nbformat.write(nb, fetched)
     nbgrader("submit", A, *student, root=home)
     monkeypatch.setenv("BNLAB_EXCHANGE", str(exchange))
     assert lms.main(["collect", A, "--course", str(course)]) == 0  # make collect without ARCHIVE
     collected = course / "submitted" / getpass.getuser() / A / NB
     assert collected.exists(), capsys.readouterr().out
-    assert exercise.answer_cells(nbformat.read(collected, as_version=4))["keras_layers"] == "# my answer\n"
+    assert notebooks.answer_cells(nbformat.read(collected, as_version=4))["keras_layers"] == "# my answer\n"
     assert (collected.parent / "timestamp.txt").exists()
 
 
 def test_export_leaves_out_the_ungraded_lesson(course):
-    graderecord.merge(course, {"student": "ann", "assignment": A, "status": "graded", "reason": "",
+    record.merge(course, {"student": "ann", "assignment": A, "status": "graded", "reason": "",
                                "notebooks": {}, "seconds": 1.0}, {}, "d")
     grades, per_question, canvas = lms.export(course, A)
     text = grades.read_text()
     assert "batch_norm_lesson" not in text and f"{A},,,ann," in text
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         assert "batch_norm_lesson" in [a.name for a in gb.assignments]  # it is in the gradebook, just not exported
     header, *rows = per_question.read_text().splitlines()
-    graded = [c for c in exercise.read().cells if c.metadata.get("nbgrader", {}).get("grade")]
+    graded = [c for c in notebooks.read().cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert header.count("(max ") == len(graded) and any(r.startswith("ann,0.0,") for r in rows)
     header, points, *students = canvas.read_text().splitlines()
     assert header == f"Student,ID,SIS User ID,SIS Login ID,Section,{A}" and points.startswith("    Points Possible,,,,,")

@@ -15,8 +15,10 @@ import nbformat
 import pytest
 from nbgrader.utils import parse_utc
 
-from bnlab import exercise, graderecord, lms
-from bnlab.release import ROOT
+from bnlab import exercise
+from bnlab.instructor.autograde import record
+from bnlab.instructor import lms
+from bnlab.instructor.notebooks import ROOT
 
 A, NB = exercise.ASSIGNMENT, exercise.FILENAME
 STEM = NB[:-len(".ipynb")]
@@ -74,7 +76,7 @@ def test_every_file_that_names_no_student_is_listed_and_nothing_leaves_the_folde
     zipped = archive(tmp_path / "submissions.zip", {
         f"doejane_12345_1_{NB}": notebook("mine"),
         "readme_from_canvas.txt": "not a submission",
-        f"doejane_12345_9_notes.py": "x = 1",
+        "doejane_12345_9_notes.py": "x = 1",
         f"{NB}": notebook("no name, no id"),
         f"../../evil_7_8_{NB}": notebook("escape"),
     })
@@ -144,7 +146,7 @@ def test_the_config_due_date_reaches_the_gradebook_and_the_timestamps(course, tm
         f"roefred_late_555_2_{NB}": notebook("late"), f"doejane_12345_1_{NB}": notebook("on time")}))
     due = parse_utc(DUE)
     assert result.duedate == due
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         assert gb.find_assignment(A).duedate == due
     late = parse_utc((course / "submitted" / "555" / A / "timestamp.txt").read_text())
     on_time = parse_utc((course / "submitted" / "12345" / A / "timestamp.txt").read_text())
@@ -160,7 +162,7 @@ def test_late_penalty_per_started_day(seconds, percent):
 
 def graded_gradebook(course, students: dict[str, dict], duedate=None, points=35.0):
     """A gradebook with the graded exercise (one cell worth ``points``) and the ungraded lesson."""
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         gb.add_assignment(A, duedate=duedate)
         gb.add_notebook(STEM, A)
         gb.add_grade_cell("cell", STEM, A, max_score=points, cell_type="code")
@@ -189,7 +191,7 @@ def test_a_late_canvas_file_loses_one_days_share_through_nbgraders_preprocessor(
         resources = {"nbgrader": {"notebook": STEM, "assignment": A, "student": student,
                                   "db_url": f"sqlite:///{course / 'gradebook.db'}"}}
         AssignLatePenalties(config=config).preprocess(nbformat.v4.new_notebook(), resources)
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         assert gb.find_submission_notebook(STEM, A, "555").late_submission_penalty == pytest.approx(3.0)
         assert gb.find_submission_notebook(STEM, A, "12345").late_submission_penalty is None
 
@@ -218,7 +220,7 @@ def test_canvas_export_has_canvas_gradebook_layout(course):
 
 
 def test_exchange_collect_never_touches_the_lms_inbox_and_backs_up_what_it_replaces(course, tmp_path, monkeypatch, capsys):
-    from bnlab import release
+    from bnlab.instructor import release
 
     inbox = course / "downloaded" / A / "archive"
     inbox.mkdir(parents=True)

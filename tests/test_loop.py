@@ -1,11 +1,11 @@
-"""bnlab.loop: the one reporting schedule that the exercise, the lesson and the monitor benchmark share."""
+"""bnlab.training.loop: the one reporting schedule that the exercise, the lesson and the monitor benchmark share."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from bnlab import loop
+from bnlab.training import loop
 from fakes import FakeRun
 
 
@@ -94,10 +94,11 @@ def test_the_watch_times_the_first_step_as_tracing():
 
 
 def test_exercise_lesson_and_monitor_benchmark_all_run_this_loop(monkeypatch):
-    """The one schedule: each caller's loop goes through :func:`bnlab.loop.run_schedule`."""
+    """The one schedule: each caller's loop goes through :func:`bnlab.training.loop.run_schedule`."""
     import numpy as np
 
-    from bnlab import bench_monitor, lesson, training
+    from bnlab.instructor.bench import monitor as bench_monitor
+    from bnlab import lesson, training
     from bnlab.monitor import TrainingMonitor
     from fakes import fake_mnist
 

@@ -1,5 +1,5 @@
 """Tests of bnlab.monitor: history, summary, throttling, display fallback, legend, Keras callback,
-headless run, and the simulated-workload benchmark bnlab.bench_monitor."""
+headless run, and the simulated-workload benchmark bnlab.instructor.bench.monitor."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bnlab import bench_monitor
+from bnlab.instructor.bench import monitor as bench_monitor
 from bnlab import monitor as mon
 from bnlab.monitor import TrainingMonitor
 from bnlab.monitor.figure import LEGEND_WIDTH, legend_labels, shorten_middle

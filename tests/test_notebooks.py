@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bnlab import exercise
+
+from bnlab.instructor import notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_solutions_notebook_runs_under_nbval():
-    notebook = exercise.SOLUTIONS
+    notebook = notebooks.SOLUTIONS
     env = {**os.environ, "BNLAB_SHORT": "1", "BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "20")}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q", str(notebook)],

@@ -1,6 +1,6 @@
 """The real nbgrader pipeline, end to end, on a scratch course directory.
 
-One run of the parallel grader (``bnlab.autograde``, two submissions at a time, each through
+One run of the parallel grader (``bnlab.instructor.autograde.coordinator``, two submissions at a time, each through
 ``nbgrader autograde`` in its own scratch course, merged into one gradebook) grades: the solution (full marks), the untouched release notebook
 (zero on every graded cell), known-buggy submissions (each loses exactly the points of the tests
 that name its bugs), the accepted alternatives (full marks), and a submission that kills its
@@ -13,14 +13,18 @@ import os
 
 import pytest
 
-from bnlab import exercise, feedback, graderecord, pipeline
+
+from bnlab.instructor import notebooks
+from bnlab.instructor.preprocessors import feedback
+from bnlab.instructor.autograde import record as graderecord
+from bnlab.instructor import scratch as pipeline
 # one bug per kind of check and four alternatives (tests/test_grading.py runs every variant in-process)
 from submissions import ALL_TESTS, KERAS_LAYER_TESTS, PIPELINE_ALTERNATIVES as ALTERNATIVES, PIPELINE_BUGS as BUGS
 
 pytestmark = pytest.mark.slow
 # points of the autograded checks, read from the source notebook (manually graded cells excluded)
-AUTO_MAX = sum(float(c.metadata["nbgrader"]["points"]) for c in exercise.read().cells
-               if exercise.grade_id(c) in ALL_TESTS)
+AUTO_MAX = sum(float(c.metadata["nbgrader"]["points"]) for c in notebooks.read().cells
+               if notebooks.grade_id(c) in ALL_TESTS)
 
 # Variants that change different parts are independent: Part 1 (keras_layers, keras_training),
 # Part 2 (nn_layers), and the rest (questions, diagnose task). So each submission carries one
@@ -55,14 +59,14 @@ CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 def graded(tmp_path_factory):
     course = pipeline.create_course(tmp_path_factory.mktemp("course"))
     release = pipeline.release_notebook(course)
-    solution = exercise.solution_answers()
-    pipeline.submit(course, "solution", exercise.fill_in(release, solution))
+    solution = notebooks.solution_answers()
+    pipeline.submit(course, "solution", notebooks.fill_in(release, solution))
     pipeline.submit(course, "untouched", release)
     for name, cells, _ in BUGGY:
-        pipeline.submit(course, name, exercise.fill_in(release, {**solution, **cells}))
+        pipeline.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
     for name, cells, _ in ALTERNATIVE:
-        pipeline.submit(course, name, exercise.fill_in(release, {**solution, **cells}))
-    pipeline.submit(course, "crashes_kernel", exercise.fill_in(release, {**solution, "keras_layers": CRASH}))
+        pipeline.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
+    pipeline.submit(course, "crashes_kernel", notebooks.fill_in(release, {**solution, "keras_layers": CRASH}))
     # the length of the training runs does not matter to the checks; two submissions at a time
     run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}, jobs=2)
     return course, run

@@ -7,8 +7,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import quizcourse
-from bnlab import pipeline
-from bnlab.release import nbgrader
+from bnlab.instructor import scratch
+from bnlab.instructor.nbgrader import nbgrader
 from quizcourse import meta
 
 pytestmark = pytest.mark.slow
@@ -29,15 +29,15 @@ def course(tmp_path_factory):
 
 
 def test_a_plain_assert_gives_the_right_answer_its_point_and_is_not_called_tampering(course):
-    assert pipeline.cell_scores(course, "right", "quiz", "quiz")["test_answer"] == (1.0, 1.0)
-    assert pipeline.cell_scores(course, "wrong", "quiz", "quiz")["test_answer"] == (0.0, 1.0)
+    assert scratch.cell_scores(course, "right", "quiz", "quiz")["test_answer"] == (1.0, 1.0)
+    assert scratch.cell_scores(course, "wrong", "quiz", "quiz")["test_answer"] == (0.0, 1.0)
     graded = nbformat.read(course / "autograded" / "right" / "quiz" / "quiz.ipynb", as_version=4)
     assert graded.metadata["bnlab"]["tampered"] is False
     assert graded.cells[1].metadata["bnlab"]["verification"] == "confirmed"
 
 
 def test_the_report_labels_written_answers_and_says_why_a_cell_lost_points(course):
-    lines, totals = pipeline.score_report(course, "wrong", "quiz", "quiz")
+    lines, totals = scratch.score_report(course, "wrong", "quiz", "quiz")
     assert totals == {"auto": 0.0, "auto_max": 1.0, "manual_max": 2.0}
     test_line = next(line for line in lines if "test_answer" in line)
     assert "0 / 1" in test_line and "ANSWER should be b" in test_line

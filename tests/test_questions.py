@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import bnlab
-from bnlab import exercise, grading, questions
+from bnlab import grading, questions
+from bnlab.instructor import notebooks
 
 tf = bnlab.tf
 keras = tf.keras
@@ -17,7 +18,7 @@ keras = tf.keras
 def _expected_answers() -> dict:
     """``{question: right letter}`` from the hidden tests of the source notebook."""
     found = {}
-    for cell in exercise.read().cells:
+    for cell in notebooks.read().cells:
         for letter, question in re.findall(r'expected="(\w)", question="(\w+)"', cell.source):
             found[question] = letter
     return found

@@ -144,7 +144,7 @@ def test_notebook_after_import_bnlab_has_no_stderr(tmp_path):
 
 def test_tooling_modules_do_not_import_tensorflow():
     """Release, feedback and the exercise definition are used by nbgrader's side: no TensorFlow there."""
-    code = ("import sys, bnlab.feedback, bnlab.release, bnlab.exercise\n"
+    code = ("import sys, bnlab.instructor.preprocessors.feedback, bnlab.instructor.release, bnlab.exercise\n"
             "print('tf loaded' if 'tensorflow' in sys.modules else 'tf absent')")
     result = run_python(code)
     assert result.returncode == 0, result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 from nbconvert.exporters import HTMLExporter
 from traitlets.config import Config
 
-from bnlab import feedback
+from bnlab.instructor.preprocessors import feedback
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,10 +9,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlab import exercise, release
+
+from bnlab.instructor import notebooks
+from bnlab.instructor import release
 
 ROOT = Path(__file__).resolve().parents[1]
-EXERCISE = exercise.RELATIVE
+EXERCISE = notebooks.RELATIVE
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +60,7 @@ def test_student_notebook_has_stubs_and_no_solutions_or_hidden_tests():
     nb = _release()
     answers = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
     code = [c for c in answers if c.cell_type == "code"]
-    in_source = [c for c in exercise.read().cells if c.metadata.get("nbgrader", {}).get("solution")]
+    in_source = [c for c in notebooks.read().cells if c.metadata.get("nbgrader", {}).get("solution")]
     assert len(code) == sum(c.cell_type == "code" for c in in_source) >= 6 and len(answers) == len(in_source)
     assert all("raise NotImplementedError" in c.source for c in code)
     assert [c.source for c in answers if c.cell_type == "markdown"] == ["YOUR ANSWER HERE"]
@@ -123,7 +125,7 @@ def _lesson_sections() -> dict[int, set[str]]:
 
 def test_every_lesson_section_the_exercise_cites_exists():
     sections = _lesson_sections()
-    texts = [c.source for c in exercise.read().cells if c.cell_type == "markdown"]
+    texts = [c.source for c in notebooks.read().cells if c.cell_type == "markdown"]
     texts.append((ROOT / "bnlab" / "questions.py").read_text())
     cited = {(int(n), " ".join((double or single).split())) for text in texts
              for n, double, single in CITATION.findall(text)}
@@ -134,7 +136,7 @@ def test_every_lesson_section_the_exercise_cites_exists():
 
 def test_test_cells_leave_no_value_for_nbgrader_to_read_as_partial_credit():
     """nbgrader reads a test cell's last expression value as a partial score: each cell ends in print() or `;`."""
-    for cell in exercise.read().cells:
+    for cell in notebooks.read().cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type != "code" or not meta.get("grade"):
             continue

@@ -16,7 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlab import graderecord, release
+from bnlab.instructor.autograde import record
+from bnlab.instructor import release
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = Path("tiny") / "Tiny.ipynb"
@@ -54,7 +55,7 @@ def submitted_template(tmp_path_factory) -> Path:
     shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
     _write_source(course, _source_cells())
     release.generate_safely(course, verbose=False)
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         gb.update_or_create_student("s1")
         gb.add_submission("tiny", "s1")
         for name, score in (("test_double", 1.0), ("why", 1.5)):
@@ -86,7 +87,7 @@ def _dump(path: Path) -> list[str]:
 
 
 def _grades(course: Path) -> dict:
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         notebook = gb.find_submission_notebook("Tiny", "tiny", "s1")
         return {"flagged": notebook.flagged,
                 **{g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in notebook.grades}}
@@ -176,12 +177,12 @@ def test_add_cells_registers_a_new_graded_cell_keeps_every_grade_and_regrade_sco
                                "test_double_more": (0.0, None, True)}
     assert release.cell_changes(course) == []
     release.generate_safely(course, verbose=False)  # `make release` works again
-    # `make regrade` writes each grading result through graderecord.merge: the new cell gets its score
+    # `make regrade` writes each grading result through record.merge: the new cell gets its score
     result = {"student": "s1", "assignment": "tiny", "status": "graded", "reason": "", "notebooks": {"Tiny": {
         "grades": {"test_double": {"auto_score": 1.0, "needs_manual_grade": False},
                    "test_double_more": {"auto_score": 2.0, "needs_manual_grade": False},
                    "why": {"auto_score": None, "needs_manual_grade": True}}}}}
-    row = graderecord.merge(course, result, {}, "digest")
+    row = record.merge(course, result, {}, "digest")
     assert (row["score"], row["max_score"]) == (4.5, 5.0)
     assert _grades(course)["why"][1] == 1.5
 
@@ -206,7 +207,7 @@ def test_add_cells_with_nothing_new_changes_nothing(tmp_path, capsys):
 
 
 def _make(course: Path, *args: str) -> subprocess.CompletedProcess:
-    """``make ARGS`` in ``course`` with the course's Makefile and library copied in (so that bnlab.release's
+    """``make ARGS`` in ``course`` with the course's Makefile and library copied in (so that bnlab.instructor.release's
     ROOT is ``course``), the venv's python, and an install stamp that says set-up is done."""
     for name in ("Makefile", "pyproject.toml"):
         shutil.copy(ROOT / name, course / name)
@@ -236,7 +237,7 @@ def test_the_instructors_commands_make_release_then_make_add_cells_then_make_rel
 def test_a_grade_written_during_a_release_is_not_overwritten(course):
     """A grading run that writes the gradebook while the release generates: the release gives way."""
     def grade_meanwhile(scratch):
-        with graderecord.gradebook(course) as gb:
+        with record.gradebook(course) as gb:
             gb.find_grade("why", "Tiny", "tiny", "s1").manual_score = 2.0
             gb.db.commit()
 

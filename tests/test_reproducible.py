@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import bnlab
-from bnlab import nn, population, training
+from bnlab import nn, training
+from bnlab.training import population
 from bnlab.data import Mnist, Split
 from bnlab.monitor import TrainingMonitor
 
@@ -158,8 +159,9 @@ def test_a_model_without_statistics_is_left_alone():
 
 
 def test_fused_adam_matches_keras_adam():
-    from bnlab.adam import FusedAdam
+    from bnlab.training.adam import FusedAdam
 
+    reference = None
     for optimizer_class in (keras.optimizers.Adam, FusedAdam):
         training.set_seed(2)
         model = build_keras()
@@ -178,7 +180,7 @@ def test_fused_adam_matches_keras_adam():
 
 
 def test_bench_summarizes_seeds_and_the_overhead_ratio():
-    from bnlab import bench
+    from bnlab.instructor.bench import training as bench
 
     def result(test, single, wall, steps):
         timings = dict.fromkeys(training.Stopwatch.PARTS, 1.0)
@@ -200,16 +202,16 @@ def test_bench_summarizes_seeds_and_the_overhead_ratio():
 
 
 def test_grading_is_timed_several_times_and_reported_by_its_median(monkeypatch):
-    from bnlab import bench, bench_grading
+    from bnlab.instructor.bench import training as bench, grading
 
     timings = iter([{"seconds": 31.0, "peak_gib": 2.0}, {"seconds": 26.0, "peak_gib": 2.2},
                     {"seconds": 28.0, "peak_gib": 1.9}])
-    monkeypatch.setattr(bench_grading, "time_autograde", lambda verify=True, sandbox_on=True: next(timings))
+    monkeypatch.setattr(grading, "time_autograde", lambda verify=True, sandbox_on=True: next(timings))
     lines = []
-    result = bench_grading.repeat_autograde(3, report=lines.append)
+    result = grading.repeat_autograde(3, report=lines.append)
     assert result == {"seconds": 28.0, "runs": [31.0, 26.0, 28.0], "peak_gib": 2.2}
     assert len(lines) == 3 and lines[1].startswith("  autograde run 2/3: 26.0 s")
     table = bench.grading_table(result["seconds"], {}, result["peak_gib"], result["runs"])
     assert "median of 3 runs, 26.0 to 31.0 s) | 28.0 |" in table
     with pytest.raises(ValueError, match="1 or more"):
-        bench_grading.repeat_autograde(0)
+        grading.repeat_autograde(0)

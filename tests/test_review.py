@@ -10,9 +10,10 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import quizcourse
-from bnlab import autograde, gradejob, graderecord, pipeline
-from bnlab.grading import review
-from bnlab.release import nbgrader
+from bnlab.instructor.autograde import coordinator, job, record as graderecord
+from bnlab.instructor import scratch
+from bnlab.instructor.preprocessors import review
+from bnlab.instructor.nbgrader import nbgrader
 from quizcourse import meta
 
 pytestmark = pytest.mark.slow
@@ -35,13 +36,13 @@ def course(tmp_path_factory):
     quizcourse.submit(course, "deleter", deleted)
     folder = quizcourse.submit(course, "renamer", answered).parent
     (folder / "quiz.ipynb").rename(folder / "quiz-Copy1.ipynb")
-    run = autograde.grade_class(course, "quiz", jobs=1, stream=io.StringIO())
+    run = coordinator.grade_class(course, "quiz", jobs=1, stream=io.StringIO())
     return course, run
 
 
 def test_a_deleted_check_cell_is_put_back_graded_and_flagged(course):
     course, run = course
-    assert pipeline.cell_scores(course, "deleter", "quiz", "quiz")["test_answer"] == (2.0, 2.0)
+    assert scratch.cell_scores(course, "deleter", "quiz", "quiz")["test_answer"] == (2.0, 2.0)
     graded = nbformat.read(course / "autograded" / "deleter" / "quiz" / "quiz.ipynb", as_version=4)
     names = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
     assert names == ["answer", "checks_heading", "test_answer"]  # after the heading, where it was
@@ -51,7 +52,7 @@ def test_a_deleted_check_cell_is_put_back_graded_and_flagged(course):
     assert record["status"] == "graded" and "put back" in record["reason"]
     with graderecord.gradebook(course) as gb:
         assert gb.find_submission_notebook("quiz", "quiz", "deleter").flagged
-    assert "why: flagged for review" in autograde.summary(run)
+    assert "why: flagged for review" in coordinator.summary(run)
 
 
 def test_the_feedback_shows_the_restored_cell_with_its_note(course):
@@ -63,7 +64,7 @@ def test_the_feedback_shows_the_restored_cell_with_its_note(course):
 
 def test_a_renamed_notebook_is_graded_under_its_released_name(course):
     course, _ = course
-    assert pipeline.cell_scores(course, "renamer", "quiz", "quiz")["test_answer"] == (2.0, 2.0)
+    assert scratch.cell_scores(course, "renamer", "quiz", "quiz")["test_answer"] == (2.0, 2.0)
     record = graderecord.records(course, "quiz")["renamer"]
     assert record["status"] == "graded" and "handed in as quiz-Copy1.ipynb" in record["reason"]
 
@@ -75,7 +76,7 @@ def test_two_unknown_notebooks_are_reported_not_guessed(tmp_path):
     (release / "quiz.ipynb").write_text("{}")
     (folder / "quiz-Copy1.ipynb").write_text("{}")
     (folder / "quiz (1).ipynb").write_text("{}")
-    message = gradejob.recognise_renamed(folder, release)
+    message = job.recognise_renamed(folder, release)
     assert message.startswith("could not tell") and "quiz.ipynb missing" in message
     assert sorted(p.name for p in folder.iterdir()) == ["quiz (1).ipynb", "quiz-Copy1.ipynb"]  # nothing renamed
-    assert gradejob.recognise_renamed(release, release) == ""
+    assert job.recognise_renamed(release, release) == ""

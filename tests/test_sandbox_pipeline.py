@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bnlab import exercise, isolation, pipeline
+
+from bnlab.instructor import notebooks
+from bnlab.instructor import isolation, scratch
 from submissions import ALL_TESTS
 
 pytestmark = [pytest.mark.slow,
@@ -21,7 +23,7 @@ pytestmark = [pytest.mark.slow,
                                  reason=f"no sandbox on this machine: {isolation.available()[1]}")]
 
 MARK = f"bnlab-attack-{uuid.uuid4().hex[:12]}"  # in every file and process name an attack leaves
-CODE_ANSWERS = list(exercise.solution_answers())  # every answer cell of source/
+CODE_ANSWERS = list(notebooks.solution_answers())  # every answer cell of source/
 
 # Each answer cell finds the instructor's master notebook in the folders above it (or anywhere it can
 # look) and runs that cell's solution, or else copies another student's answer.
@@ -116,7 +118,7 @@ LINGER = textwrap.dedent(f"""
 
 
 def _submissions() -> dict:
-    solution = exercise.solution_answers()
+    solution = notebooks.solution_answers()
     return {
         "steal": {name: STEAL.replace("GRADE_ID", name) for name in CODE_ANSWERS},
         "vandal": {"keras_layers": VANDAL},
@@ -133,14 +135,14 @@ def _alive() -> list[str]:
 
 
 def _grade(tmp_path_factory, route: str):
-    course = pipeline.create_course(tmp_path_factory.mktemp(f"sandbox_{route}"))
-    release = pipeline.release_notebook(course)
+    course = scratch.create_course(tmp_path_factory.mktemp(f"sandbox_{route}"))
+    release = scratch.release_notebook(course)
     for student, cells in _submissions().items():
-        pipeline.submit(course, student, exercise.fill_in(release, cells))
+        scratch.submit(course, student, notebooks.fill_in(release, cells))
     env = {"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "require"}
-    run = pipeline.autograde(course, env=env, jobs=2 if route == "parallel" else None)
+    run = scratch.autograde(course, env=env, jobs=2 if route == "parallel" else None)
     time.sleep(3)  # a rewriter that survived would have rewritten the gradebook by now
-    return course, run, {student: pipeline.cell_scores(course, student) for student in EXPECTED_LOST}
+    return course, run, {student: scratch.cell_scores(course, student) for student in EXPECTED_LOST}
 
 
 @pytest.fixture(scope="module", params=["serial", "parallel"])
@@ -155,7 +157,7 @@ def test_an_attack_earns_only_what_its_answers_earn(graded, student):
     assert ALL_TESTS <= set(scores[student])
     lost = {name for name in ALL_TESTS if scores[student][name][0] < scores[student][name][1]}
     assert lost == EXPECTED_LOST[student], f"{route}: {student} lost {sorted(lost)}"
-    later = pipeline.cell_scores(course, student)
+    later = scratch.cell_scores(course, student)
     assert later == scores[student], "the gradebook changed after grading"
     assert all(later[name][0] == 0 for name in EXPECTED_LOST[student])
 
@@ -177,11 +179,11 @@ def test_no_file_outside_the_submission_and_no_process_behind(graded):
 
 def test_the_attack_is_real_without_the_sandbox(tmp_path):
     """The control: with the sandbox off, the same stealing submission takes the instructor's answers."""
-    course = pipeline.create_course(tmp_path)
-    release = pipeline.release_notebook(course)
-    pipeline.submit(course, "steal", exercise.fill_in(release, _submissions()["steal"]))
-    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "off"})
-    scores = pipeline.cell_scores(course, "steal")
+    course = scratch.create_course(tmp_path)
+    release = scratch.release_notebook(course)
+    scratch.submit(course, "steal", notebooks.fill_in(release, _submissions()["steal"]))
+    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "off"})
+    scores = scratch.cell_scores(course, "steal")
     assert "NOT sandboxed (BNLAB_ISOLATION=off)" in run.log
     assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), scores
 
@@ -193,15 +195,15 @@ def test_the_formgrader_route_sandboxes_too(tmp_path, monkeypatch):
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
 
-    course = pipeline.create_course(tmp_path)
-    release = pipeline.release_notebook(course)
-    pipeline.submit(course, "steal", exercise.fill_in(release, _submissions()["steal"]))
+    course = scratch.create_course(tmp_path)
+    release = scratch.release_notebook(course)
+    scratch.submit(course, "steal", notebooks.fill_in(release, _submissions()["steal"]))
     monkeypatch.setenv("BNLAB_SHORT_BATCHES", "2")
     monkeypatch.setenv("BNLAB_ISOLATION", "require")
     monkeypatch.setenv("BNLAB_COURSE_ROOT", str(course))
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     api = NbGraderAPI(CourseDirectory(config=config), config=config)
-    result = api.autograde(pipeline.EXERCISE, "steal")
+    result = api.autograde(scratch.EXERCISE, "steal")
     assert result["success"], result.get("error")
-    scores = pipeline.cell_scores(course, "steal")
+    scores = scratch.cell_scores(course, "steal")
     assert ALL_TESTS <= set(scores) and all(scores[name][0] == 0 for name in ALL_TESTS), scores

@@ -5,7 +5,9 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from bnlab import exercise, pipeline
+
+from bnlab.instructor import notebooks
+from bnlab.instructor import scratch
 from submissions import ALL_TESTS, TAMPERING
 
 pytestmark = pytest.mark.slow
@@ -16,24 +18,24 @@ SUBMISSIONS = [v for v in TAMPERING if v.name in {"tamper_reassign_checks", "tam
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = pipeline.create_course(tmp_path_factory.mktemp("tamper_course"))
-    release = pipeline.release_notebook(course)
-    solution = exercise.solution_answers()
-    pipeline.submit(course, "honest", exercise.fill_in(release, solution))
+    course = scratch.create_course(tmp_path_factory.mktemp("tamper_course"))
+    release = scratch.release_notebook(course)
+    solution = notebooks.solution_answers()
+    scratch.submit(course, "honest", notebooks.fill_in(release, solution))
     for variant in SUBMISSIONS:
-        pipeline.submit(course, variant.name, exercise.fill_in(release, {**solution, **variant.cells}))
-    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": "2"})
+        scratch.submit(course, variant.name, notebooks.fill_in(release, {**solution, **variant.cells}))
+    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": "2"})
     assert not run.failed, run.failed
     return course, run
 
 
 def _autograded(course, student):
-    path = course / "autograded" / student / pipeline.EXERCISE / f"{pipeline.NOTEBOOK}.ipynb"
+    path = course / "autograded" / student / scratch.EXERCISE / f"{scratch.NOTEBOOK}.ipynb"
     return nbformat.read(path, as_version=4)
 
 
 def _lost(course, student):
-    scores = pipeline.cell_scores(course, student)
+    scores = scratch.cell_scores(course, student)
     assert ALL_TESTS <= set(scores)
     return {name for name in ALL_TESTS if scores[name][0] < scores[name][1]}
 

@@ -1,14 +1,14 @@
 """The graded checks: each calls a student's function through a probe and judges what it did.
 
 The judging is NumPy only (:mod:`bnlab.grading.numeric`). In the notebook the probe runs in the same
-kernel; in the trusted re-verification the student's names are :class:`~bnlab.grading.remote.RemoteName`
+kernel; in the trusted re-verification the student's names are :class:`~bnlab.grading.wire.RemoteName`
 and the probe runs in a worker process, so the same judging code sees the same data. Checks return
 None and raise :class:`~bnlab.grading.errors.CheckFailed` with a short message: what is wrong in the
 judged function (named by its own name), why it matters, what to try, and the lesson section that
 explains it (:data:`~bnlab.grading.errors.LESSON`). They judge behaviour under the notebook's own calls:
 Keras inference as the given ``predict`` runs it (``model(images)``, no flag, so a training flag fixed
 inside a layer function shows), ``train_step`` traced and also with the run's optimizer
-(:class:`bnlab.adam.FusedAdam`). They judge behaviour, not spelling: batch normalization before or after
+(:class:`bnlab.training.adam.FusedAdam`). They judge behaviour, not spelling: batch normalization before or after
 the ReLU, with or without a bias, Keras layers in nested blocks, a biased or Bessel-corrected
 population variance, ``tf.nn.batch_normalization`` or the formula by hand, any decay in [0.5, 1).
 """
@@ -21,9 +21,7 @@ import numpy as np
 from bnlab.grading import numeric as num
 from bnlab.grading.errors import fail
 
-MIN_MOMENTUM = 0.5
-# a decay inferred from float32 statistics is off by about 1e-6: a layer set to exactly MIN_MOMENTUM is accepted
-MOMENTUM_TOLERANCE = 1e-4
+from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE
 
 
 def _judged(check):

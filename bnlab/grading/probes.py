@@ -355,9 +355,9 @@ class StepProbe:
 
     def _with_run_optimizer(self, train_step, x, y, report, learning_rate) -> dict:
         """Run ``train_step`` again from the same start, as ``training.train`` runs it: traced, with the run's
-        optimizer (:class:`bnlab.adam.FusedAdam`, built before the first step). Reports whether it ran, its steps
+        optimizer (:class:`bnlab.training.adam.FusedAdam`, built before the first step). Reports whether it ran, its steps
         and the weights after it; the state after the SGD step is put back afterwards."""
-        from bnlab.adam import FusedAdam
+        from bnlab.training.adam import FusedAdam
 
         after = (self.statistics(), [_np(w) for w in self.model.trainable_variables])
         self._restore(report["stats_before"])

@@ -3,7 +3,7 @@
 Like :mod:`bnlab.grading.checks` (whose helpers they share), they call the student's function
 through a probe, judge what it did with NumPy and raise :class:`~bnlab.grading.errors.CheckFailed`
 with a message that names the lesson section. ``train_step`` is judged against a reference model
-with plain SGD, and also run traced with the training run's optimizer (:class:`bnlab.adam.FusedAdam`).
+with plain SGD, and also run traced with the training run's optimizer (:class:`bnlab.training.adam.FusedAdam`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _one_hot(n, seed):
 def check_train_step(train_step, fully_connected=None, seed: int = 0) -> None:
     """``train_step`` trains in training mode: the population statistics take one moving-average step
     from the batch statistics, and the weights move along the gradient of the training-mode loss; it also
-    runs, traced, with the training run's optimizer (:class:`bnlab.adam.FusedAdam`) and moves the weights.
+    runs, traced, with the training run's optimizer (:class:`bnlab.training.adam.FusedAdam`) and moves the weights.
     (``fully_connected`` is accepted and ignored: the check uses a reference model of its own.)"""
     __tracebackhide__ = True
     name = _name_of(train_step, "train_step")

@@ -1,6 +1,6 @@
 """The worker process of the trusted re-verification: runs the student's cells and answers probes.
 
-Started by :class:`bnlab.grading.remote.Session` as ``python -m bnlab.grading.worker IN OUT``.
+Started by :class:`bnlab.instructor.preprocessors.remote.Session` as ``python -m bnlab.grading.worker IN OUT``.
 It executes the notebook's cells (test cells excluded, they run in the parent) in one namespace,
 and builds :mod:`bnlab.grading.probes` on the student's functions when the parent asks. It judges
 nothing: whatever the student's code does here can change what the probes report, never the verdict
@@ -32,7 +32,7 @@ def main(fd_in: int, fd_out: int) -> None:
     os.dup2(devnull, 2)
     from bnlab.grading import probes
     from bnlab.grading.errors import CheckFailed
-    from bnlab.grading.remote import decode, encode
+    from bnlab.grading.wire import decode, encode
 
     namespace: dict = {"__name__": "__main__"}
     objects: dict = {}

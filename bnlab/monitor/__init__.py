@@ -18,13 +18,14 @@ The package keeps one responsibility per module:
   the static PNG it leaves at close;
 - :mod:`bnlab.monitor.text`: the original exercise's log lines (``"text"``) and ``"silent"``;
 - :mod:`bnlab.monitor.figure`: the off-screen matplotlib chart and its legend labels;
-- :mod:`bnlab.monitor.keras`: the ``model.fit`` callback.
+- :mod:`bnlab.monitor.keras`: the ``model.fit`` callback;
+- :mod:`bnlab.monitor.formats`: durations and metric names as the displays write them.
 
 ``mode="auto"`` (the default) is ``"widget"`` inside a Jupyter kernel with ipywidgets installed,
 ``"text"`` otherwise. A monitor never crashes training: if the panel fails, the monitor prints
 one warning line to stdout and swaps it for the text display.
 
-Instructors can measure the plotting cost with ``python -m bnlab.bench_monitor`` or through
+Instructors can measure the plotting cost with ``python -m bnlab.instructor.bench.monitor`` or through
 :attr:`TrainingMonitor.redraw_count` and :attr:`TrainingMonitor.draw_seconds`.
 """
 from __future__ import annotations

@@ -7,10 +7,11 @@ never stops training.
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Callable, Protocol
+
+from bnlab.monitor.formats import format_duration, metric_label  # noqa: F401  (part of this module's API)
 
 __all__ = ["TrainingMonitor", "Run", "Display", "TRAIN_FORMAT", "VALIDATION_FORMAT", "MODES", "COLORS"]
 
@@ -25,22 +26,6 @@ COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
           "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 Point = tuple[int, float, float]
-
-
-def format_duration(seconds: float | None) -> str:
-    """``75`` -> ``"1:15"``, ``3725`` -> ``"1:02:05"``; ``"–"`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    seconds = int(round(max(seconds, 0.0)))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def metric_label(key: str) -> str:
-    """``validation_accuracy`` -> ``val acc``, ``single_sample_accuracy`` -> ``single sample acc``."""
-    label = key.replace("validation", "val").replace("accuracy", "acc").replace("_", " ")
-    return label.strip()
 
 
 def _check_split(split: str) -> None:

@@ -14,7 +14,7 @@ import functools
 import html
 import time
 
-from bnlab.monitor.core import format_duration, metric_label
+from bnlab.monitor.formats import format_duration, metric_label
 from bnlab.monitor.figure import ChartFigure
 
 __all__ = ["WidgetDisplay", "available", "device_line", "device_caption", "LOG_LINES"]
@@ -70,7 +70,7 @@ class WidgetDisplay:
     """The live panel of a :class:`~bnlab.monitor.TrainingMonitor` (its ``"widget"`` mode).
 
     With ``monitor.render_only``, or outside a Jupyter kernel, it renders and updates the widgets
-    without displaying them (what ``python -m bnlab.bench_monitor`` measures). It adds its
+    without displaying them (what ``python -m bnlab.instructor.bench.monitor`` measures). It adds its
     chart renders to ``monitor.redraw_count`` and its whole drawing time to ``monitor.draw_seconds``.
     """
 

@@ -117,10 +117,11 @@ def student_lab(browser, tmp_path_factory):
 def instructor_lab(browser, tmp_path_factory):
     """JupyterLab in a scratch nbgrader course holding one autograded submission (student ``ada``).
 
-    The course is built with bnlab.pipeline (generate, submit the solution, autograde), as an
+    The course is built with bnlab.instructor.scratch (generate, submit the solution, autograde), as an
     instructor's `nbgrader` commands would; the formgrader then shows it. Yields ``(base_url, course)``."""
-    from bnlab import exercise, pipeline
-    from bnlab.release import nbgrader
+    from bnlab.instructor import notebooks
+    from bnlab.instructor import scratch as pipeline
+    from bnlab.instructor.nbgrader import nbgrader
 
     work = tmp_path_factory.mktemp("instructor-lab")
     if shutil.which("make"):  # the course's quiet JupyterLab settings, as `make lab` installs them
@@ -128,7 +129,7 @@ def instructor_lab(browser, tmp_path_factory):
     course = pipeline.create_course(work / "course")
     # A named student, as after `nbgrader db student import` (else the formgrader shows "None, None").
     nbgrader("db", "student", "add", "ada", "--first-name=Ada", "--last-name=Lovelace", root=course)
-    pipeline.submit(course, "ada", exercise.fill_in(pipeline.release_notebook(course), exercise.solution_answers()))
+    pipeline.submit(course, "ada", notebooks.fill_in(pipeline.release_notebook(course), notebooks.solution_answers()))
     graded = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": GRADING_BATCHES})
     assert graded.graded == ["ada"], f"autograde failed in the fixture: {graded.failed}\n{graded.log[-3000:]}"
     port = labdriver.free_port()

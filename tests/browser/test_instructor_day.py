@@ -13,7 +13,10 @@ import time
 import nbformat
 import pytest
 
-from bnlab import exercise, pipeline
+from bnlab import exercise
+
+from bnlab.instructor import notebooks
+from bnlab.instructor import scratch as pipeline
 from labdriver import Steps, appears
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -43,7 +46,7 @@ def test_formgrader_day(instructor_lab, page):
     base, course = instructor_lab
     steps = Steps(page, "instructor")
     assignment, student = exercise.ASSIGNMENT, "ada"
-    released = course / "release" / exercise.RELATIVE
+    released = course / "release" / notebooks.RELATIVE
 
     with steps("open the formgrader from JupyterLab's Nbgrader menu"):
         page.goto(f"{base}/lab")
@@ -71,15 +74,15 @@ def test_formgrader_day(instructor_lab, page):
         assert student_row.locator("td.student-name").inner_text().strip() == "Lovelace, Ada"
         shown = student_row.locator("td.score").inner_text().strip()
         assert shown == f"{round(total, 2):g} / {round(maximum, 2):g}", f"the formgrader shows {shown!r}, the gradebook {total} / {maximum}"
-        tests = {exercise.grade_id(c) for c in exercise.read().cells if c.cell_type == "code"
+        tests = {notebooks.grade_id(c) for c in notebooks.read().cells if c.cell_type == "code"
                  and c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
         autograded = {name: s for name, s in scores.items() if name in tests}
         assert autograded and all(s == m for s, m in autograded.values()), f"the solution lost points: {autograded}"
 
     with steps("grade the written answer by hand in the formgrader"):
-        from bnlab import graderecord
+        from bnlab.instructor.autograde import record
 
-        with graderecord.gradebook(course) as gb:
+        with record.gradebook(course) as gb:
             submitted = gb.find_submission_notebook(exercise.NOTEBOOK, assignment, student)
             manual = [g.name for g in submitted.grades if g.cell.cell_type == "markdown"]
             notebook_id = submitted.id
@@ -114,7 +117,7 @@ def test_formgrader_day(instructor_lab, page):
         text = feedback.locator("body").inner_text()
         assert f"{total:g}" in text and "Score" in text, "the feedback does not show the score, manual grade included"
         assert "1.5" in text, "the feedback does not show the hand-graded answer's score"
-        hidden = hidden_lines(exercise.SOURCE)
+        hidden = hidden_lines(notebooks.SOURCE)
         assert hidden, "the source notebook has no hidden tests to keep out of the feedback"
         leaked = [line for line in hidden if line in text]
         assert not leaked, f"the feedback shows {len(leaked)} hidden test line(s), e.g. {leaked[0]!r}"

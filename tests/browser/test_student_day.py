@@ -12,6 +12,8 @@ import time
 import pytest
 
 from bnlab import exercise
+
+from bnlab.instructor import notebooks
 from labdriver import CELLS, STDERR, STDOUT, Notebook, Steps, appears, errors, news_prompts, text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -66,8 +68,8 @@ def is_answer(cell) -> bool:
 def test_exercise_day(student_lab, page):
     base, root = student_lab
     steps = Steps(page, "student-exercise")
-    nb = Notebook(page, base, root, str(exercise.RELATIVE))
-    answers = {k: student_code(v) for k, v in exercise.solution_answers().items()}
+    nb = Notebook(page, base, root, str(notebooks.RELATIVE))
+    answers = {k: student_code(v) for k, v in notebooks.solution_answers().items()}
     layers, train_fns, nn_layers = (nb.index(g) for g in ("keras_layers", "keras_training", "nn_layers"))
     run_cell = min(i for i in range(train_fns, len(nb.nb.cells))
                    if nb.nb.cells[i].metadata.get("nbgrader", {}).get("grade_id") in exercise.TRAINING_RUNS)

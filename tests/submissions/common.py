@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from bnlab import exercise
+
+from bnlab.instructor import notebooks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +26,8 @@ def nn_tests(parts=("fc", "conv"), whats=("variables", "population", "training_o
 NN_TESTS = nn_tests()
 # the multiple-choice questions' test cells and every answer cell, read from source/ (a new graded cell
 # there needs no edit here)
-QUESTION_TESTS = frozenset(gid for gid, meta, code in exercise.code_cells()
+QUESTION_TESTS = frozenset(gid for gid, meta, code in notebooks.code_cells()
                            if meta.get("grade") and "grading.check_choice(" in code)
-ANSWER_CELLS = tuple(exercise.solution_answers())
-ALL_TESTS = frozenset(gid for gid, meta, _ in exercise.code_cells() if meta.get("grade"))  # every graded code cell
+ANSWER_CELLS = tuple(notebooks.solution_answers())
+ALL_TESTS = frozenset(gid for gid, meta, _ in notebooks.code_cells() if meta.get("grade"))  # every graded code cell
 assert KERAS_LAYER_TESTS | NN_TESTS | QUESTION_TESTS | {"test_keras_train_step", "test_diagnose_fix"} <= ALL_TESTS

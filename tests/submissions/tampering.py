@@ -81,7 +81,7 @@ TAMPERING = [
 
 
 def _with_part_one_answered():
-    from bnlab.exercise import solution_answers
+    from bnlab.instructor.notebooks import solution_answers
 
     solution = solution_answers()
     cells = {cell: NO_ANSWER for cell in ANSWER_CELLS}

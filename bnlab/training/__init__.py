@@ -2,7 +2,7 @@
 
 The notebooks write the parts that matter for batch normalization (the layers, ``train_step``
 and ``predict``); this module does the rest: mini-batches, Adam, logging every 25 batches and
-validation every 100 (:func:`bnlab.loop.run_schedule`, the lesson's loop too), the live monitor,
+validation every 100 (:func:`bnlab.training.loop.run_schedule`, the lesson's loop too), the live monitor,
 and the final figures of the original exercise (validation accuracy, test accuracy, and the
 accuracy on the first 100 test images scored one at a time, which is low exactly when inference
 does not use population statistics).
@@ -12,7 +12,7 @@ runs give the same losses and accuracies batch by batch (the same initial weight
 batches, and TensorFlow's op determinism). Another machine or version may round differently, so
 its figures can differ in the last digits and, over 800 batches, by more.
 
-After the last batch the population statistics are refreshed (:mod:`bnlab.population`): with
+After the last batch the population statistics are refreshed (:mod:`bnlab.training.population`): with
 the final weights frozen, they are set to the average of the batch statistics over a few training
 batches, as Algorithm 2 of Ioffe & Szegedy (2015) prescribes for inference. A moving average with
 decay 0.99 otherwise still mixes in the statistics of the weights of ~100 steps earlier, and with
@@ -28,9 +28,9 @@ import numpy as np
 
 import bnlab
 from bnlab import settings
-from bnlab.adam import FusedAdam
+from bnlab.training.adam import FusedAdam
 from bnlab.data import Mnist, batch_indices, load_mnist
-from bnlab.loop import run_schedule
+from bnlab.training.loop import run_schedule
 
 tf = bnlab.tf
 
@@ -249,7 +249,7 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     ``train_step(model, optimizer, images, labels)`` does one optimisation step on a batch
     (``labels`` one-hot) and returns ``(loss, logits)``; ``predict(model, images)`` returns the
     logits used for evaluation. Both are wrapped in ``tf.function`` unless ``compile=False``.
-    The optimizer is Adam (:class:`bnlab.adam.FusedAdam`: Keras' update in TensorFlow's fused kernel).
+    The optimizer is Adam (:class:`bnlab.training.adam.FusedAdam`: Keras' update in TensorFlow's fused kernel).
     ``num_batches`` defaults to 800; in short mode (:func:`bnlab.short_mode`) it is
     :func:`bnlab.settings.short_batches` and validation and test use their first
     :func:`bnlab.settings.evaluation_images` images. ``deterministic`` (default
@@ -262,7 +262,7 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     normalization): under nbgrader it would grade nothing of the student's, so it is skipped there
     with a note, and the result has no figures (``nan``, no logs).
     """
-    from bnlab.population import refresh_population_statistics
+    from bnlab.training.population import refresh_population_statistics
 
     if settings.skip_given_code(name, skip_when_grading):
         nan = float("nan")

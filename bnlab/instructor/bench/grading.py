@@ -1,12 +1,12 @@
 """How long grading one submission takes, and where the time goes (part of ``make bench``).
 
 :func:`time_autograde` grades the solution with ``nbgrader autograde`` in a scratch course, as
-configured (with the re-verification of the checks, ``bnlab.grading.verify.VerifyChecks``) and
+configured (with the re-verification of the checks, ``bnlab.instructor.preprocessors.verify.VerifyChecks``) and
 optionally without it; :func:`repeat_autograde` does it several times and reports the median, since
 one run on a shared machine can be several seconds off (on the course's 2-core VM, 14 runs of the
 same grading spread from 24.9 to 37.0 s). :func:`profile_cells` executes the same submission the way nbgrader
 does (``NBGRADER_EXECUTION=autograde``, so short mode) with nbclient and times the kernel start
-and every cell, to show where grading spends its time. ``python -m bnlab.bench_grading`` prints both.
+and every cell, to show where grading spends its time. ``python -m bnlab.instructor.bench.grading`` prints both.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from pathlib import Path
 from unittest import mock
 
 def _solution_course(tmp: Path, verify: bool):
-    from bnlab import pipeline
-    from bnlab.exercise import fill_in, solution_answers
+    from bnlab.instructor import scratch as pipeline
+    from bnlab.instructor.notebooks import fill_in, solution_answers
 
     course = pipeline.create_course(tmp)
     if not verify:
@@ -34,12 +34,12 @@ def _solution_course(tmp: Path, verify: bool):
 
 def time_autograde(verify: bool = True, sandbox_on: bool = True) -> dict:
     """``nbgrader autograde`` of the solution (one submission) in a scratch course, as ``make
-    autograde`` runs it (under :func:`bnlab.sandbox.run_limited`, without limits): ``{"seconds": wall
+    autograde`` runs it (under :func:`bnlab.instructor.autograde.limits.run_limited`, without limits): ``{"seconds": wall
     seconds, "peak_gib": the largest resident memory of nbgrader, its kernel and the re-run's worker
     together}``."""
-    from bnlab import sandbox
+    from bnlab.instructor.autograde import limits as sandbox
     from bnlab.exercise import ASSIGNMENT
-    from bnlab.release import nbgrader_command, nbgrader_env
+    from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
 
     with tempfile.TemporaryDirectory() as tmp:
         course, _ = _solution_course(Path(tmp), verify)
@@ -74,8 +74,8 @@ def sandbox_overhead(repeats: int = 5) -> list[tuple[str, float, float]]:
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
 
-    from bnlab.grading.execute import SandboxedKernelManager
-    from bnlab.grading.remote import Session
+    from bnlab.instructor.preprocessors.execute import SandboxedKernelManager
+    from bnlab.instructor.preprocessors.remote import Session
 
     def kernel(manager) -> float:
         with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +119,7 @@ def profile_cells(timeout: int = 300) -> dict:
     import nbclient
     import nbformat
 
-    from bnlab.exercise import grade_id
+    from bnlab.instructor.notebooks import grade_id
 
     with tempfile.TemporaryDirectory() as tmp:
         _, path = _solution_course(Path(tmp), verify=True)

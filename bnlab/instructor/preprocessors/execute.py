@@ -1,4 +1,4 @@
-"""nbgrader's ``Execute`` preprocessor with the graded kernel inside a :class:`bnlab.isolation.Sandbox`,
+"""nbgrader's ``Execute`` preprocessor with the graded kernel inside a :class:`bnlab.instructor.isolation.Sandbox`,
 which also survives a cell that ends the kernel.
 
 ``nbgrader_config.py`` lists :class:`SandboxedExecute` in ``Autograde.autograde_preprocessors``
@@ -19,7 +19,7 @@ from nbgrader.preprocessors import Execute
 from traitlets import Integer
 
 from bnlab.grading.errors import KERNEL_DIED
-from bnlab.isolation import Sandbox, check, sandbox_env, strays
+from bnlab.instructor.isolation import Sandbox, check, sandbox_env, strays
 
 
 

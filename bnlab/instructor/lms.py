@@ -1,6 +1,6 @@
 """What goes in and out of a learning management system (Canvas, Moodle): archives in, grades out.
 
-In: ``python -m bnlab.lms collect ASSIGNMENT --archive submissions.zip`` (``make collect
+In: ``python -m bnlab.instructor.lms collect ASSIGNMENT --archive submissions.zip`` (``make collect
 ARCHIVE=...``) places each student's notebook in ``submitted/STUDENT/ASSIGNMENT/``. File names are
 read with nbgrader's own :class:`~nbgrader.plugins.FileNameCollectorPlugin` and the course's
 ``c.FileNameCollectorPlugin.named_regexp``, which ``nbgrader_config.py`` sets to
@@ -27,7 +27,7 @@ Without ``--archive``, ``collect`` runs ``nbgrader collect --update`` (nbgrader'
 writes real submission times) with the same backups, and only names what is left in
 ``downloaded/ASSIGNMENT/archive/``: the two routes never mix.
 
-Out: ``python -m bnlab.lms export`` runs :func:`bnlab.exports.export`: nbgrader's ``grades.csv``,
+Out: ``python -m bnlab.instructor.lms export`` runs :func:`bnlab.instructor.exports.export`: nbgrader's ``grades.csv``,
 ``grades_per_question.csv`` and ``grades_canvas.csv``, a Canvas gradebook import.
 """
 from __future__ import annotations
@@ -44,10 +44,10 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-# grades out live in bnlab.exports, late work in bnlab.latework
-from bnlab.exports import (CANVAS_CSV, PER_QUESTION, GradedCsvExportPlugin, canvas_export,  # noqa: F401
+# grades out live in bnlab.instructor.exports, late work in bnlab.instructor.latework
+from bnlab.instructor.exports import (CANVAS_CSV, PER_QUESTION, GradedCsvExportPlugin, canvas_export,  # noqa: F401
                            export, graded_assignments, per_question)
-from bnlab.latework import LatePenalty, course_config, sync_duedate, timestamp_for  # noqa: F401
+from bnlab.instructor.latework import LatePenalty, course_config, sync_duedate, timestamp_for  # noqa: F401
 
 CANVAS_PATTERN = (r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
                   r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$")
@@ -137,7 +137,7 @@ def collector(course: Path):
     """nbgrader's FileNameCollectorPlugin with the course's config (its warnings are ours to report)."""
     from nbgrader.plugins import FileNameCollectorPlugin
 
-    log = logging.getLogger("bnlab.lms.collector")
+    log = logging.getLogger("bnlab.instructor.lms.collector")
     if not log.handlers:
         log.addHandler(logging.NullHandler())
         log.propagate = False
@@ -322,7 +322,7 @@ def exchange_collect(course: Path, assignment: str) -> int:
 
     Every existing folder is copied to ``submitted/.backup/STAMP/`` first (so an interrupted run loses
     nothing); the copies of the folders nbgrader left unchanged are removed afterwards."""
-    from bnlab.release import nbgrader
+    from bnlab.instructor.nbgrader import nbgrader
 
     course = Path(course)
     for path in leftovers(course, assignment):
@@ -354,7 +354,7 @@ def _columns(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     from bnlab.exercise import ASSIGNMENT
-    from bnlab.release import ROOT
+    from bnlab.instructor.notebooks import ROOT
 
     parser = argparse.ArgumentParser(description="Collect submissions from an LMS archive or the exchange; export grades.")
     sub = parser.add_subparsers(dest="command", required=True)

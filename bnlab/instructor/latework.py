@@ -55,7 +55,7 @@ def sync_duedate(course: Path, assignment: str) -> datetime.datetime | None:
     from nbgrader.api import MissingEntry
     from nbgrader.utils import parse_utc
 
-    from bnlab import graderecord
+    from bnlab.instructor.autograde import record as graderecord
 
     wanted = course_config(course).LatePenalty.get("duedates", {}).get(assignment)
     if not wanted and not (Path(course) / "gradebook.db").exists():

@@ -1,11 +1,11 @@
-"""The live monitor's drawing cost on a simulated training loop: ``python -m bnlab.bench_monitor``.
+"""The live monitor's drawing cost on a simulated training loop: ``python -m bnlab.instructor.bench.monitor``.
 
 A fixed NumPy workload stands in for the training step, and the course's one loop
-(:func:`bnlab.loop.run_schedule`) logs on the exercise's schedule
+(:func:`bnlab.training.loop.run_schedule`) logs on the exercise's schedule
 (:data:`bnlab.exercise.TRAIN_LOG_EVERY`, :data:`bnlab.exercise.VALIDATE_EVERY`), once with a
 silent monitor and once with one that renders its panel exactly as in a notebook but displays
 nothing. No TensorFlow model trains, so the figures isolate the monitor's cost; ``make bench``
-(:mod:`bnlab.bench`) measures it on a real network.
+(:mod:`bnlab.instructor.bench.training`) measures it on a real network.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import time
 from typing import Callable
 
 from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
-from bnlab.loop import run_schedule
+from bnlab.training.loop import run_schedule
 from bnlab.monitor import TrainingMonitor
 
 __all__ = ["bench", "simulate", "workload", "schedule", "main"]
@@ -53,7 +53,7 @@ def workload(seconds_per_batch: float) -> Callable[[], None]:
 
 def simulate(monitor: TrainingMonitor, batches: int, one_batch: Callable[[], None], name: str,
              every: tuple[int, int] | None = None) -> float:
-    """A fake training loop (:func:`bnlab.loop.run_schedule`, ``one_batch()`` as its step) logging
+    """A fake training loop (:func:`bnlab.training.loop.run_schedule`, ``one_batch()`` as its step) logging
     on the exercise's schedule (or ``every`` = ``(log, validate)``) into the run ``name``; closes
     ``monitor`` and returns the wall time in seconds."""
     log_every, validate_every = every or schedule()
@@ -109,7 +109,7 @@ def bench(batches: int = 800, seconds_per_batch: float = 0.04, repeat: int = 1) 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bnlab.bench_monitor", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bnlab.instructor.bench.monitor", description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=800)
     parser.add_argument("--seconds-per-batch", type=float, default=0.04)
     parser.add_argument("--repeat", type=int, default=1, help="alternate runs, keep the fastest of each")

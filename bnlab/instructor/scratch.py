@@ -1,6 +1,6 @@
 """The nbgrader pipeline end to end, on a scratch course: for tests, demos and instructors.
 
-``python -m bnlab.pipeline demo`` (``make grade-demo``) creates a scratch course directory,
+``python -m bnlab.instructor.scratch demo`` (``make grade-demo``) creates a scratch course directory,
 submits the solution as student ``demo``, and runs ``autograde``, ``generate_feedback`` and
 ``export``, then prints the scores, the feedback file and the CSV. The functions below are what
 ``tests/test_pipeline.py`` uses to grade known-buggy submissions.
@@ -8,7 +8,7 @@ submits the solution as student ``demo``, and runs ``autograde``, ``generate_fee
 A submission that crashes (an exception in every cell, a killed kernel, a timeout) never stops the
 others: the submitted notebook stays untouched, and :func:`autograde` reports which students could
 not be graded and why, instead of raising. With ``jobs`` it uses the parallel grader
-(:mod:`bnlab.autograde`), which also records each failure in the gradebook.
+(:mod:`bnlab.instructor.autograde.coordinator`), which also records each failure in the gradebook.
 """
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ from pathlib import Path
 
 import nbformat
 
-from bnlab.exercise import ASSIGNMENT as EXERCISE, NOTEBOOK, fill_in, solution_answers
-from bnlab.release import ROOT, nbgrader
+from bnlab.exercise import ASSIGNMENT as EXERCISE, NOTEBOOK
+
+from bnlab.instructor.notebooks import fill_in, solution_answers
+from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.notebooks import ROOT
 
 
 def create_course(directory: Path, assignment: str = EXERCISE) -> Path:
@@ -65,14 +68,14 @@ def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None,
     """Autograde every submission; a failing student never stops the others.
 
     ``env`` adds environment variables for the graded kernels (e.g. ``BNLAB_SHORT_BATCHES``). With
-    ``jobs``, the parallel grader :func:`bnlab.autograde.grade_class` grades ``jobs`` submissions at
+    ``jobs``, the parallel grader :func:`bnlab.instructor.autograde.coordinator.grade_class` grades ``jobs`` submissions at
     a time, each in its own scratch course (``options`` go to it: ``limits``, ``client``, ...);
     without, one serial ``nbgrader autograde --force`` run, as nbgrader alone would do it."""
     course = Path(course)
     if jobs is not None:
         import io
 
-        from bnlab.autograde import grade_class, summary
+        from bnlab.instructor.autograde.coordinator import grade_class, summary
 
         stream = io.StringIO()
         run = grade_class(course, assignment, jobs=jobs, env=env, stream=stream, regrade_all=True, **options)

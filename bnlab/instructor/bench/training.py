@@ -1,6 +1,6 @@
 """Benchmark of the exercise: full 800-batch runs of the three networks over five seeds, with where the time goes.
 
-``python -m bnlab.bench`` (``make bench``) takes the networks from the source notebook itself
+``python -m bnlab.instructor.bench.training`` (``make bench``) takes the networks from the source notebook itself
 (the code the students see and the instructor's solution), trains each for 800 batches per seed
 with the monitor silent, and prints a line per run as it goes (accuracy, wall time, and its parts),
 then for each network a table of medians and worst cases and a breakdown of the wall time:
@@ -8,13 +8,13 @@ then for each network a table of medians and worst cases and a breakdown of the 
 - compiled training steps, the first step (tracing and compilation) excluded;
 - evaluations: validation every 100 batches, the test set, the 100 single images;
 - tracing and compilation of the step and the evaluations;
-- the population refresh after training (:mod:`bnlab.population`), the monitor, and the rest;
+- the population refresh after training (:mod:`bnlab.training.population`), the monitor, and the rest;
 - the floor: a bare compiled step timed alone on a fixed batch, times the number of batches.
 
 The overhead ratio is a run's wall time over its training steps plus its required evaluations.
-It then times ``nbgrader autograde`` of the solution (:mod:`bnlab.bench_grading`: wall time and
+It then times ``nbgrader autograde`` of the solution (:mod:`bnlab.instructor.bench.grading`: wall time and
 peak memory), and a class of 8 solutions graded with ``JOBS=1`` and ``JOBS=2``
-(:func:`bnlab.autograde.benchmark_class`; ``--class-size``). The last line
+(:func:`bnlab.instructor.autograde.coordinator.benchmark_class`; ``--class-size``). The last line
 printed is one JSON object: per network ``<net>_test_accuracy`` (median), ``<net>_test_accuracy_worst``,
 ``<net>_single_sample_accuracy`` and ``_worst``, ``<net>_train_seconds`` (median wall time),
 ``<net>_time_ratio`` (to no-BN), ``<net>_overhead_ratio`` (median) and ``_worst``,
@@ -33,9 +33,9 @@ import time
 
 import bnlab
 from bnlab import training
-from bnlab.adam import FusedAdam
+from bnlab.training.adam import FusedAdam
 from bnlab.data import load_mnist, one_hot
-from bnlab.exercise import notebook_namespace
+from bnlab.instructor.notebooks import notebook_namespace
 
 # network name -> (last cell to execute, how to build and train it from that namespace)
 NETWORKS = {
@@ -208,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
                 "share": monitor.draw_seconds / drawn.timings["wall"]}
     autograde, grading = {"seconds": float("nan"), "peak_gib": float("nan")}, {}
     if not args.no_autograde:
-        from bnlab.bench_grading import repeat_autograde
+        from bnlab.instructor.bench.grading import repeat_autograde
 
         print(f"timing nbgrader autograde of the solution, {args.autograde_repeats} times ...", flush=True)
         autograde = repeat_autograde(args.autograde_repeats)
     if args.class_size:
-        from bnlab.autograde import benchmark_class
+        from bnlab.instructor.autograde.coordinator import benchmark_class
 
         print(f"timing a class of {args.class_size} solutions graded with JOBS=1, then JOBS=2 ...", flush=True)
         grading = benchmark_class(n=args.class_size, jobs=(1, 2))

@@ -102,7 +102,7 @@ def merge(course: Path, result: dict, files: dict, digest: str) -> dict:
                     comment.auto_comment = data.get("comments", {}).get(comment.name)
             nb.late_submission_penalty = data.get("late_submission_penalty")
             if failed or data.get("flagged"):
-                nb.flagged = True   # a failure, or what bnlab.grading.review wants looked at
+                nb.flagged = True   # a failure, or what bnlab.instructor.preprocessors.review wants looked at
             elif previous.get("status") not in (None, "graded") or "flagged for review" in previous.get("reason", ""):
                 nb.flagged = False  # flagged by an earlier run of ours
         gb.db.commit()

@@ -8,7 +8,7 @@ hard ``RLIMIT_AS`` on every process, off by default because TensorFlow reserves 
 address space it never touches).
 
 Network: on Linux with unprivileged user namespaces (``unshare -rn`` works), the command runs in a
-new network namespace whose only interface is loopback, brought up by ``python -m bnlab.sandbox``
+new network namespace whose only interface is loopback, brought up by ``python -m bnlab.instructor.autograde.limits``
 before it execs the command: the kernel still talks to nbgrader over 127.0.0.1, and student code
 reaches nothing else. Elsewhere (macOS, containers without user namespaces) the network stays
 reachable and :func:`network_isolation` says why.
@@ -55,7 +55,7 @@ class Limits:
     address_space_bytes: int | None = None
     cell_timeout: int | None = None      # nbgrader's per-cell limit (c.Execute.timeout); None keeps the config's
     network: str = "auto"
-    isolation: str = "auto"              # the student-code sandbox (bnlab.isolation): auto, require or off
+    isolation: str = "auto"              # the student-code sandbox (bnlab.instructor.isolation): auto, require or off
 
     def describe(self) -> str:
         memory = f"{self.memory_bytes / GiB:g} GiB" if self.memory_bytes else "no memory limit"
@@ -82,7 +82,7 @@ def network_isolation() -> tuple[bool, str]:
         return False, f"network namespaces are Linux-only (this is {sys.platform})"
     if shutil.which("unshare") is None:
         return False, "the `unshare` command (util-linux) is not installed"
-    probe = subprocess.run(["unshare", "-rn", sys.executable, "-m", "bnlab.sandbox", "--probe"],
+    probe = subprocess.run(["unshare", "-rn", sys.executable, "-m", "bnlab.instructor.autograde.limits", "--probe"],
                            capture_output=True, text=True, timeout=60)
     if probe.returncode != 0:
         return False, ("`unshare -rn` is not permitted here (unprivileged user namespaces disabled): "
@@ -99,7 +99,7 @@ def wrap_command(cmd: list[str], limits: Limits) -> tuple[list[str], bool]:
         if limits.network == "require":
             raise RuntimeError(f"network isolation required but unavailable: {why}")
         return cmd, False
-    return ["unshare", "-rn", sys.executable, "-m", "bnlab.sandbox", "--", *cmd], True
+    return ["unshare", "-rn", sys.executable, "-m", "bnlab.instructor.autograde.limits", "--", *cmd], True
 
 
 def _tree_rss(pid: int) -> int:

@@ -41,7 +41,7 @@ from bnlab import grading as trusted_grading
 from bnlab import settings
 from bnlab.exercise import DEMO_CELLS, TRAINING_RUNS
 from bnlab.grading.errors import CheckFailed
-from bnlab.grading.remote import RemoteName, Session
+from bnlab.instructor.preprocessors.remote import RemoteName, Session
 
 PACKAGE = Path(bnlab.__file__).resolve().parent
 # long cells that define nothing the checks need: the training runs and the diagnose task's demo
@@ -322,7 +322,7 @@ def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIP
     in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``.
     ``on_session(session)`` is told each worker's session as soon as it starts.
 
-    As in the graded kernel (:class:`bnlab.grading.execute.SandboxedExecute`), a cell that ends the worker's
+    As in the graded kernel (:class:`bnlab.instructor.preprocessors.execute.SandboxedExecute`), a cell that ends the worker's
     process is skipped: a new worker runs the cells before it again, and the re-run goes on (up to
     ``max_deaths`` times, all within ``timeout`` seconds), unless ``cancelled`` is set (the grader
     stopped the worker: :func:`stop_abandoned`)."""

@@ -1,6 +1,6 @@
 """Generate the student notebooks (release/) and the solutions (solutions/) from source/.
 
-``python -m bnlab.release`` (``make release``) runs ``nbgrader generate_assignment`` and
+``python -m bnlab.instructor.release`` (``make release``) runs ``nbgrader generate_assignment`` and
 ``nbgrader generate_solution`` for every assignment under source/. ``--check`` generates into a
 scratch copy of the course instead and fails, naming the files, when the committed release/ or
 solutions/ differ from what source/ gives (CI runs it through the tests).
@@ -27,14 +27,14 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bnlab import graderecord
+from bnlab.instructor.autograde import record
+from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.notebooks import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ("release", "solutions")
 AFTER_DEADLINE = "after_deadline"   # the value of a notebook's metadata.bnlab.handout kept out of release/
 GRADEBOOK = "gradebook.db"
@@ -45,28 +45,6 @@ KINDS = ("grade", "solution", "task", "source")   # the cells nbgrader's SaveCel
 
 class ReleaseError(RuntimeError):
     """The release could not be made; nothing was changed (the message says what to do)."""
-
-
-def nbgrader_env(extra: dict | None = None) -> dict:
-    """The environment nbgrader needs: this interpreter's bin first on PATH (for ``alembic``)."""
-    env = {**os.environ, **(extra or {})}
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
-
-
-def nbgrader_command(*args: str, root: Path) -> list[str]:
-    """``nbgrader ARGS`` of this interpreter's environment, for the course in folder ``root`` (through
-    :mod:`bnlab.nbgrader_cli`, which starts 2.5 s sooner than the ``nbgrader`` script)."""
-    return [sys.executable, "-m", "bnlab.nbgrader_cli", *args, f"--CourseDirectory.root={root}"]
-
-
-def nbgrader(*args: str, root: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``nbgrader ARGS`` in course directory ``root`` with the course's config (``env`` adds variables)."""
-    result = subprocess.run(nbgrader_command(*args, root=root), cwd=root, env=nbgrader_env(env), capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def assignments(root: Path = ROOT) -> list[str]:
@@ -190,7 +168,7 @@ def cell_changes(course: Path = ROOT) -> list[CellChange]:
     if not (Path(course) / GRADEBOOK).is_file():
         return []
     changes = []
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         for assignment in assignments(course):
             for path in sorted((Path(course) / "source" / assignment).glob("*.ipynb")):
                 try:
@@ -271,7 +249,7 @@ def _drop_cells(gb, change: CellChange) -> None:
 
 def register_cells(course: Path, changes: list[CellChange], drop: bool = False) -> None:
     """Make ``course/gradebook.db`` agree with source/ on ``changes`` (added cells; removed ones with ``drop``)."""
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         for change in changes:
             _add_cells(gb, change)
             if drop:

@@ -1,10 +1,10 @@
 """Grade one submission in its own scratch course: the task a local process or a Dask worker runs.
 
-The coordinator (:mod:`bnlab.autograde`) packs a *kit* once per run (:func:`make_kit`): the
+The coordinator (:mod:`bnlab.instructor.autograde.coordinator`) packs a *kit* once per run (:func:`make_kit`): the
 assignment's ``source/`` folder, ``nbgrader_config.py``, the released notebooks and a copy of the
 course gradebook with the assignment's stored cells and no students. :func:`grade_submission`
 unpacks it into a temporary folder, writes the student's files into ``submitted/``, runs
-``nbgrader autograde ASSIGNMENT --student ID`` there under :class:`bnlab.sandbox.Limits`, and
+``nbgrader autograde ASSIGNMENT --student ID`` there under :class:`bnlab.instructor.autograde.limits.Limits`, and
 returns plain data (picklable, so Dask can send it back): the per-cell scores and comments read
 from the scratch gradebook, the autograded files, the status and its reason, and the log lines
 that deserve a look. A worker needs the course library installed and nothing else; it never
@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bnlab import isolation
+from bnlab.instructor import isolation
 from bnlab.grading.errors import KERNEL_DIED
-from bnlab.release import nbgrader_command, nbgrader_env
-from bnlab.sandbox import Limits, run_limited
+from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
+from bnlab.instructor.autograde.limits import Limits, run_limited
 
 TIMESTAMP = "timestamp.txt"
 # nbgrader log lines that are expected on every correct run, with the reason they are harmless
@@ -84,7 +84,7 @@ def _read_scores(db_path: Path, assignment: str, student: str) -> dict:
                                     "needs_manual_grade": g.needs_manual_grade} for g in nb.grades},
                 "comments": {c.name: c.auto_comment for c in nb.comments},
                 "late_submission_penalty": nb.late_submission_penalty,
-                "flagged": bool(nb.flagged),   # FlagForReview's verdict (bnlab.grading.review)
+                "flagged": bool(nb.flagged),   # FlagForReview's verdict (bnlab.instructor.preprocessors.review)
             }
     return notebooks
 
@@ -234,7 +234,7 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         else:
             result["notebooks"] = _read_scores(course / "gradebook.db", assignment, student)
             result["autograded"] = {str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()}
-            from bnlab.grading.review import review_reasons
+            from bnlab.instructor.preprocessors.review import review_reasons
 
             notebooks = _notebooks(graded)
             review = [reason for nb in notebooks.values() for reason in review_reasons(nb)]

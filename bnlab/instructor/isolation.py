@@ -2,9 +2,9 @@
 
 Every process that runs a submission's code during grading is started through :class:`Sandbox`:
 the graded kernel (through :class:`SandboxedExecute`, which nbgrader's ``Autograde`` runs in place
-of its ``Execute`` preprocessor (:mod:`bnlab.grading.execute`), so plain ``nbgrader autograde``, the formgrader's button,
+of its ``Execute`` preprocessor (:mod:`bnlab.instructor.preprocessors.execute`), so plain ``nbgrader autograde``, the formgrader's button,
 ``make autograde`` and ``make grade-demo`` all use it) and the trusted re-run's worker
-(:class:`bnlab.grading.remote.Session`). A sandbox is ``bwrap`` (the Debian package
+(:class:`bnlab.instructor.preprocessors.remote.Session`). A sandbox is ``bwrap`` (the Debian package
 ``bubblewrap``, the sandbox Flatpak uses) with:
 
 - read-only: the system (``/usr``, ``/etc``, ``/sys``), the Python installation and environment,
@@ -19,7 +19,7 @@ of its ``Execute`` preprocessor (:mod:`bnlab.grading.execute`), so plain ``nbgra
 Where bubblewrap cannot run (not Linux, not installed, user namespaces disabled), grading still
 works without the sandbox and says so in nbgrader's log, unless ``BNLAB_ISOLATION=require``
 (``make autograde ... --isolation require``), which refuses to start student code.
-``python -m bnlab.isolation`` prints what is available here.
+``python -m bnlab.instructor.isolation`` prints what is available here.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What students receive: the released notebooks and the course library, nothing of the instructor's.
 
-``python -m bnlab.bundle`` (``make bundle``) writes ``dist/bnlab-student-VERSION/`` and its
+``python -m bnlab.instructor.bundle`` (``make bundle``) writes ``dist/bnlab-student-VERSION/`` and its
 ``.zip``: the notebooks of ``release/`` under ``notebooks/``, the ``bnlab`` package without the
 instructor's tooling (grading pipeline, release, exports, benchmarks), the data fetcher
 (``python -m bnlab.data``), a minimal ``pyproject.toml`` with the course's pinned versions, a
@@ -28,12 +28,11 @@ import sys
 import tomllib
 from pathlib import Path
 
-from bnlab import release
-from bnlab.release import ROOT
+from bnlab.instructor import release
+from bnlab.instructor.notebooks import ROOT
 
-# modules only instructors run (they read source/ or drive nbgrader); never shipped to students
-INSTRUCTOR_ONLY = frozenset({"autograde", "gradejob", "graderecord", "sandbox", "lms", "exports", "latework", "bundle",
-                             "pipeline", "release", "bench", "bench_grading", "bench_monitor", "feedback"})
+# the folder of instructor tooling (it reads source/ or drives nbgrader); never shipped to students
+INSTRUCTOR_FOLDER = "instructor"
 # lines of shipped modules between these markers stay out of the bundle (bnlab/questions.py: the teaching messages
 # for wrong multiple-choice letters, whose missing letter is the answer)
 GRADER_SIDE = re.compile(r"^# BEGIN GRADER SIDE\b.*?^# END GRADER SIDE\n", re.M | re.S)
@@ -108,8 +107,7 @@ def _pyproject(source: dict) -> str:
 def _copy_library(target: Path) -> None:
     def ignore(folder, names):
         top = Path(folder).resolve() == (ROOT / "bnlab").resolve()
-        return {n for n in names if n == "__pycache__" or n.endswith(".pyc")
-                or (top and n.endswith(".py") and n[:-3] in INSTRUCTOR_ONLY)}
+        return {n for n in names if n == "__pycache__" or n.endswith(".pyc") or (top and n == INSTRUCTOR_FOLDER)}
 
     shutil.copytree(ROOT / "bnlab", target / "bnlab", ignore=ignore)
     for path in (target / "bnlab").rglob("*.py"):
@@ -195,9 +193,8 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
             if line in text:
                 problems.append(f"{path.relative_to(bundle)} contains a hidden-test line: {line[:80]!r}")
                 break
-    for path in (bundle / "bnlab").glob("*.py"):
-        if path.stem in INSTRUCTOR_ONLY:
-            problems.append(f"instructor module bnlab/{path.name} is in the bundle")
+    if (bundle / "bnlab" / INSTRUCTOR_FOLDER).exists():
+        problems.append(f"the instructor tooling bnlab/{INSTRUCTOR_FOLDER}/ is in the bundle")
     return problems
 
 # --------------------------------------------------------------------------------------------
@@ -208,7 +205,7 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
 # download files, start nbgrader, or are the checks themselves. None of them builds a layer or a training
 # step (tests/test_bundle.py checks that their text holds no layer, variable or tf.nn code).
 # (A function that opens a path would take a check's integer argument for a file descriptor, and close it.)
-NOT_CALLED = {"bnlab.data": "reads, writes and downloads MNIST", "bnlab.nbgrader_cli": "starts nbgrader",
+NOT_CALLED = {"bnlab.data": "reads, writes and downloads MNIST", "bnlab.instructor.nbgrader": "starts nbgrader",
               "bnlab.exercise": "reads the course's notebook files", "bnlab._quiet": "redirects file descriptor 2",
               "bnlab.grading": "the checks themselves"}
 
@@ -219,10 +216,11 @@ def graded_parts(source: Path | None = None) -> list[dict]:
     the number of positional parameters of the answered function (from its last definition above the cell)."""
     import nbformat
 
-    from bnlab import exercise
+
+    from bnlab.instructor import notebooks
 
     params, parts = {}, []
-    for cell in nbformat.read(source or exercise.SOURCE, as_version=4).cells:
+    for cell in nbformat.read(source or notebooks.SOURCE, as_version=4).cells:
         if cell.cell_type != "code":
             continue
         tree = ast.parse(cell.source)
@@ -347,7 +345,7 @@ def answer_leaks(bundle: Path) -> list[str]:
 
     problems, start = [], 0
     while True:
-        child = subprocess.run([sys.executable, "-m", "bnlab.bundle", "--answer-worker", str(bundle), "--start", str(start)],
+        child = subprocess.run([sys.executable, "-m", "bnlab.instructor.bundle", "--answer-worker", str(bundle), "--start", str(start)],
                                capture_output=True, text=True, cwd=ROOT)
         tried = None
         for line in child.stdout.splitlines():

@@ -1,16 +1,16 @@
 """Grade a whole class in parallel: on this machine, or on a Dask cluster.
 
-``python -m bnlab.autograde`` (``make autograde JOBS=N``) grades every new or changed submission
-in ``submitted/STUDENT/ASSIGNMENT/``. Each one is a task (:func:`bnlab.gradejob.grade_submission`)
+``python -m bnlab.instructor.autograde.coordinator`` (``make autograde JOBS=N``) grades every new or changed submission
+in ``submitted/STUDENT/ASSIGNMENT/``. Each one is a task (:func:`bnlab.instructor.autograde.job.grade_submission`)
 that grades it in its own process and its own scratch course, under per-submission limits
-(:mod:`bnlab.sandbox`). The tasks go to Dask distributed: by default a local cluster of ``JOBS``
+(:mod:`bnlab.instructor.autograde.limits`). The tasks go to Dask distributed: by default a local cluster of ``JOBS``
 worker threads in this process (each task starts its own ``nbgrader`` process, so a thread is all
 it needs), or with ``--scheduler tcp://host:8786`` an existing cluster, whose workers need only
 the course library installed. Only this coordinator writes the course gradebook
-(:mod:`bnlab.graderecord`), as each result arrives, so an interrupted run keeps what it graded.
+(:mod:`bnlab.instructor.autograde.record`), as each result arrives, so an interrupted run keeps what it graded.
 
 It shows a progress line (done, left, failed, ETA), then a summary table (student, score,
-seconds, status), and writes ``autograde_report.csv`` plus the exports of :mod:`bnlab.lms`.
+seconds, status), and writes ``autograde_report.csv`` plus the exports of :mod:`bnlab.instructor.lms`.
 ``--regrade`` regenerates the assignment from ``source/`` (nbgrader's stored cells updated) and
 regrades everyone, listing only the students whose scores changed.
 """
@@ -31,11 +31,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from bnlab import graderecord, isolation, settings
+from bnlab.instructor.autograde import record as graderecord
+from bnlab.instructor import isolation
+from bnlab import settings
 from bnlab.exercise import ASSIGNMENT as EXERCISE
-from bnlab.gradejob import grade_submission, make_kit
-from bnlab.release import ROOT, ReleaseError, backup_gradebook, generate_safely
-from bnlab.sandbox import GiB, Limits, network_isolation
+from bnlab.instructor.autograde.job import grade_submission, make_kit
+from bnlab.instructor.release import ReleaseError, backup_gradebook, generate_safely
+from bnlab.instructor.notebooks import ROOT
+from bnlab.instructor.autograde.limits import GiB, Limits, network_isolation
 
 REPORT = "autograde_report.csv"
 
@@ -49,7 +52,7 @@ class Submission:
 
 @dataclasses.dataclass
 class ClassRun:
-    """What one run graded: a record per student graded (see :mod:`bnlab.graderecord`), who was skipped."""
+    """What one run graded: a record per student graded (see :mod:`bnlab.instructor.autograde.record`), who was skipped."""
 
     rows: list
     skipped: list
@@ -254,12 +257,13 @@ def regrade(course: Path, assignment: str = EXERCISE, **options) -> tuple[ClassR
 
 def benchmark_class(n: int = 8, jobs: tuple = (1, 2), env: dict | None = None) -> dict:
     """Wall time to grade ``n`` copies of the solution with each number of ``jobs`` (one scratch course)."""
-    from bnlab import exercise, pipeline
+    from bnlab.instructor import notebooks
+    from bnlab.instructor import scratch as pipeline
 
     figures = {"class_size": n}
     with tempfile.TemporaryDirectory(prefix="bnlab-bench-class-") as tmp:
         course = pipeline.create_course(Path(tmp) / "course")
-        answered = exercise.fill_in(pipeline.release_notebook(course), exercise.solution_answers())
+        answered = notebooks.fill_in(pipeline.release_notebook(course), notebooks.solution_answers())
         for i in range(n):
             pipeline.submit(course, f"student{i + 1:02d}", answered)
         for count in jobs:
@@ -336,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {student}: {old:g} -> {new:g} ({detail})")
     print("Report:", write_report(course, args.assignment))
     if not args.no_export:
-        from bnlab import lms
+        from bnlab.instructor import lms
 
         for path in lms.export(course, args.assignment):
             print("Export:", path)

@@ -51,7 +51,7 @@ def _source_order(course: Path, assignment: str, notebook: str):
 
 def per_question(course: Path, assignment: str, path: Path | None = None) -> Path:
     """Write the per-question CSV of ``assignment`` (one row per student, one column per graded check)."""
-    from bnlab import graderecord
+    from bnlab.instructor.autograde import record as graderecord
 
     course = Path(course)
     path = Path(path or course / PER_QUESTION)
@@ -114,7 +114,7 @@ def canvas_rows(gb, columns: dict[str, str] | None = None) -> list[list[str]]:
 def canvas_export(course: Path, path: Path | None = None, columns: dict[str, str] | None = None) -> Path:
     """Write ``grades_canvas.csv``: a Canvas gradebook import (``columns`` renames assignment columns,
     e.g. to Canvas' own ``Title (assignment id)`` so that the import fills that assignment)."""
-    from bnlab import graderecord
+    from bnlab.instructor.autograde import record as graderecord
 
     path = Path(path or Path(course) / CANVAS_CSV)
     with graderecord.gradebook(course) as gb:
@@ -126,7 +126,7 @@ def canvas_export(course: Path, path: Path | None = None, columns: dict[str, str
 
 def export(course: Path, assignment: str, columns: dict[str, str] | None = None) -> list[Path]:
     """``nbgrader export`` (graded assignments only), the per-question CSV and the Canvas import; return the paths."""
-    from bnlab.release import nbgrader
+    from bnlab.instructor.nbgrader import nbgrader
 
     course = Path(course)
     nbgrader("export", root=course)

@@ -1,0 +1,1 @@
+"""The course's benchmarks: training accuracy and time, grading cost, and the monitor's drawing cost."""
