@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from bnlab.instructor.bench import monitor as bench_monitor
 from bnlab import monitor as mon
 from bnlab.monitor import TrainingMonitor
 from bnlab.monitor.figure import LEGEND_WIDTH, legend_labels, shorten_middle
@@ -215,14 +214,6 @@ def test_keras_callback_records_points():
     assert run.finished
 
 
-def test_bench_prints_a_table(capsys):
-    result = bench_monitor.bench(batches=100, seconds_per_batch=0.001)
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:2] == ["batches", "s"]
-    assert out[1].split()[0] == "100"
-    assert result["redraws"] >= 1 and result["draw_seconds"] > 0
-
-
 @pytest.mark.slow
 def test_headless_notebook_keeps_one_static_figure(tmp_path):
     import nbclient
@@ -377,26 +368,7 @@ def test_a_failing_close_still_prints_the_summary(monkeypatch, capsys):
     assert lines[-1] == monitor.summary()
 
 
-# -- the simulated-workload benchmark ------------------------------------------------------------
-def test_simulation_logs_on_the_training_schedule():
-    from bnlab.training import TRAIN_LOG_EVERY, VALIDATE_EVERY
 
-    assert bench_monitor.schedule() == (TRAIN_LOG_EVERY, VALIDATE_EVERY)
-    monitor = TrainingMonitor("t", mode="silent")
-    bench_monitor.simulate(monitor, 200, lambda: None, "sim")
-    run = monitor.history["sim"]
-    assert [p[0] for p in run.train] == list(range(TRAIN_LOG_EVERY, 201, TRAIN_LOG_EVERY))
-    assert [p[0] for p in run.validation] == list(range(VALIDATE_EVERY, 201, VALIDATE_EVERY))
-    assert monitor.closed and run.finished
-    monitor = TrainingMonitor("t", mode="silent")
-    bench_monitor.simulate(monitor, 30, lambda: None, "sim", every=(10, 15))
-    assert [p[0] for p in monitor.history["sim"].validation] == [15, 30]
-
-
-def test_bench_rejects_nonsense_with_a_message(capsys):
-    with pytest.raises(SystemExit):
-        bench_monitor.main(["--batches", "0"])
-    assert "batches must be at least 1" in capsys.readouterr().err
 
 
 def test_every_display_offers_the_display_interface():

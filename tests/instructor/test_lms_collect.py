@@ -220,7 +220,7 @@ def test_canvas_export_has_canvas_gradebook_layout(course):
 
 
 def test_exchange_collect_never_touches_the_lms_inbox_and_backs_up_what_it_replaces(course, tmp_path, monkeypatch, capsys):
-    from bnlab.instructor import release
+    from bnlab.instructor import nbgrader as nbgrader_runner
 
     inbox = course / "downloaded" / A / "archive"
     inbox.mkdir(parents=True)
@@ -236,7 +236,7 @@ def test_exchange_collect_never_touches_the_lms_inbox_and_backs_up_what_it_repla
         mine.write_text(notebook("from the exchange"))
         return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
 
-    monkeypatch.setattr(release, "nbgrader", fake_nbgrader)
+    monkeypatch.setattr(nbgrader_runner, "nbgrader", fake_nbgrader)
     assert lms.main(["collect", A, "--course", str(course)]) == 0
     out = capsys.readouterr().out
     assert leftover.exists() and not (course / "submitted" / "12345").exists()

@@ -15,7 +15,7 @@ from fakes import FakeRun, fake_mnist
 keras = lesson.keras
 tf = lesson.tf
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "source/batch_norm_lesson/Batch_Normalization_Lesson.ipynb"
 APPENDIX = "source/batch_norm_lesson/Appendix_TF1_Code.ipynb"
 

@@ -10,7 +10,7 @@ from traitlets.config import Config
 
 from bnlab.instructor.preprocessors import feedback
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_feedback_preprocessor_takes_the_html_exporters_display_priority_without_a_warning(caplog):

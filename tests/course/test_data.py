@@ -21,7 +21,7 @@ from bnlab import data
 from bnlab.data import (CHECKSUMS, MnistError, Split, ensure_mnist, iterate_batches, load_mnist, one_hot,
                         read_idx, verify_dir, write_idx)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMES = list(CHECKSUMS)
 
 

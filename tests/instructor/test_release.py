@@ -13,7 +13,7 @@ import pytest
 from bnlab.instructor import notebooks
 from bnlab.instructor import release
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXERCISE = notebooks.RELATIVE
 
 pytestmark = pytest.mark.slow

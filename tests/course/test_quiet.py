@@ -14,7 +14,7 @@ import pytest
 
 from bnlab import _quiet
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_python(code: str, **env_changes: str | None) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ import pytest
 from bnlab.instructor import notebooks
 from bnlab.instructor import nbgrader as nbgrader_runner
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IRI_FORMATS = {"iri", "iri-reference"}
 # the packages that read, validate, execute and grade notebooks in nbgrader's process
 PACKAGES = ("nbformat", "nbconvert", "nbclient", "nbgrader")

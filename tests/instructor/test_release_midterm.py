@@ -19,7 +19,7 @@ import pytest
 from bnlab.instructor.autograde import record
 from bnlab.instructor import release
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = Path("tiny") / "Tiny.ipynb"
 
 
