@@ -8,25 +8,31 @@ without batch normalization:
   ReLU; a 100-unit dense layer; 10 logits), without and with batch normalization, from identical
   kernels;
 - :func:`feature_map_sizes`: the spatial size each convolution produces;
-- :func:`train_and_record`: the exercise's training (Adam 0.002, batches of 64, mean sigmoid
-  cross-entropy on one-hot labels) that snapshots every layer's pre-activations and gradient norms;
+- :func:`train_and_record`: the exercise's training (its :class:`bnlab.training.step.Trainer`, Adam,
+  learning rate, batch size, loss and schedule) that snapshots every layer's pre-activations and
+  gradient norms;
 - :class:`LayerViewer`: a widget to pick a layer and a training step (a static figure where no live
   Jupyter kernel with ipywidgets is available, like :mod:`bnlab.monitor`).
 """
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Callable, Sequence
 
 import numpy as np
 
 import bnlab
+from bnlab.exercise import BATCH_SIZE, LEARNING_RATE, TRAIN_LOG_EVERY, VALIDATE_EVERY, due
+from bnlab.training import Stopwatch, loss_fn
+from bnlab.training.adam import FusedAdam
+from bnlab.training.loop import SilentRun, run_schedule
+from bnlab.training.step import Trainer, device_batches, gradient_step
 
 tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 CONV_DEPTHS = tuple(range(1, 20))
+VALIDATION_CHUNK = 500   # images per evaluation call of the recording
 WEIGHT_LAYERS = tuple(f"conv{d}" for d in CONV_DEPTHS) + ("dense",)
 
 
@@ -91,7 +97,8 @@ class LayerRecord:
     ``grad_norms[k]`` hold the L2 norm of each weight layer's kernel gradient at that batch.
     ``train_accuracy`` is the mean training accuracy of the last logged batches,
     ``validation_accuracy`` the inference-mode accuracy after training, and ``seconds_per_batch``
-    the mean time of a training step after the first (which includes tracing).
+    the mean time of a training step after the first (which includes tracing), recording and
+    redrawing left out.
     """
 
     name: str
@@ -120,88 +127,101 @@ def snapshot_schedule(num_batches: int, count: int = 8) -> list[int]:
     return [int(s) for s in steps]
 
 
-class _RecordingTrainer:
-    """Adam step of the exercise that also returns pre-activations and kernel-gradient norms."""
+def _recording_step(model: keras.Model) -> Callable:
+    """The exercise's training step (:func:`bnlab.training.loss_fn`) on ``model``, whose extra output is
+    ``(kernel-gradient norm per weight layer, pre-activations per layer)``."""
+    probe = keras.Model(model.inputs[0], [model.get_layer(n).input for n in preactivation_names(model)]
+                        + list(model.outputs))
+    kernels = [model.get_layer(n).kernel for n in WEIGHT_LAYERS]
 
-    def __init__(self, model: keras.Model, learning_rate: float):
-        self.model = model
-        names = preactivation_names(model)
-        self.probe = keras.Model(model.inputs[0], [model.get_layer(n).input for n in names] + list(model.outputs))
-        self.kernels = [model.get_layer(n).kernel for n in WEIGHT_LAYERS]
-        self.optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-        self.optimizer.build(model.trainable_variables)
-        self.step = tf.function(self._step)
+    def forward(images):
+        *preacts, logits = probe(images, training=True)
+        return logits, preacts
 
-    def _step(self, images, labels):
-        with tf.GradientTape() as tape:
-            *preacts, logits = self.probe(images, training=True)
-            one_hot = tf.one_hot(labels, 10)
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=one_hot, logits=logits))
-        variables = self.model.trainable_variables
-        gradients = tape.gradient(loss, variables)
-        by_id = {id(v): g for v, g in zip(variables, gradients)}
-        norms = tf.stack([tf.norm(by_id[id(k)]) for k in self.kernels])
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=1), labels), tf.float32))
-        return loss, accuracy, norms, preacts
+    def inspect(pairs, preacts):
+        by_id = {id(variable): gradient for variable, gradient in pairs}
+        return tf.stack([tf.norm(by_id[id(kernel)]) for kernel in kernels]), preacts
+
+    return gradient_step(loss_fn, forward, inspect)
+
+
+def _inference(model: keras.Model, images):
+    return model(images, training=False)
 
 
 def train_and_record(model: keras.Model, data, num_batches: int, snapshot_steps: Sequence[int] = (),
-                     run=None, batch_size: int = 64, learning_rate: float = 0.002, log_every: int = 25,
-                     sample_size: int = 2000, seed: int = 0, validation_size: int | None = 2000,
-                     name: str | None = None, on_snapshot: Callable[[LayerRecord], None] | None = None) -> LayerRecord:
+                     run=None, batch_size: int = BATCH_SIZE, learning_rate: float = LEARNING_RATE,
+                     log_every: int = TRAIN_LOG_EVERY, sample_size: int = 2000, seed: int = 0,
+                     validation_size: int | None = 2000, name: str | None = None,
+                     on_snapshot: Callable[[LayerRecord], None] | None = None,
+                     validate_every: int = VALIDATE_EVERY) -> LayerRecord:
     """Train ``model`` like the exercise does and record what happens inside, layer by layer.
 
-    ``data`` is :func:`bnlab.data.load_mnist`'s result. At each batch in ``snapshot_steps`` up to
-    ``sample_size`` pre-activation values per layer are kept (a fixed random choice of positions),
-    with the standard deviation and the fraction of positive (ReLU-active) values; every
-    ``log_every`` batches the kernel-gradient norms are kept and the mean training loss/accuracy go
-    to ``run.log`` (a :mod:`bnlab.monitor` run, optional). ``on_snapshot(record)`` is called after
-    each snapshot (the live viewer redraws there). ``name`` labels the record (default: the
-    model's name). Returns the :class:`LayerRecord`.
+    The step, the optimizer (:class:`bnlab.training.adam.FusedAdam`), the loss
+    (:func:`bnlab.training.loss_fn`) and the schedule (:func:`bnlab.training.loop.run_schedule`) are
+    the exercise's. Returns the :class:`LayerRecord`.
+
+    Args:
+        model: a network of :func:`build_exercise_cnn`.
+        data: :func:`bnlab.data.load_mnist`'s result.
+        num_batches: training batches (at least 1).
+        snapshot_steps: batches at which up to ``sample_size`` pre-activation values per layer are
+            kept (a fixed random choice of positions), with their standard deviation and the
+            fraction of positive (ReLU-active) values; the kernel-gradient norms are kept there too.
+        run: a :mod:`bnlab.monitor` run (optional) that receives the mean training loss and
+            accuracy every ``log_every`` batches, the validation figures every ``validate_every``
+            batches and after the last one, and at the end ``finish(validation_accuracy=...)``.
+        batch_size, learning_rate, log_every, validate_every: the exercise's by default
+            (:mod:`bnlab.exercise`); the kernel-gradient norms are kept every ``log_every`` batches.
+        sample_size: pre-activation values kept per layer and snapshot.
+        seed: the batches' shuffle and the choice of sampled positions.
+        validation_size: validation images scored in inference mode (``None``: all of them).
+        name: labels the record (default: the model's name).
+        on_snapshot: ``on_snapshot(record)`` after each snapshot (the live viewer redraws there).
     """
     if num_batches < 1:
         raise ValueError(f"num_batches must be at least 1, got {num_batches}")
-    trainer = _RecordingTrainer(model, learning_rate)
+    trainer = Trainer(model, _recording_step(model), _inference, FusedAdam(learning_rate), extra=True,
+                      compile_evaluation=False)
+    batches = device_batches(data.train, batch_size, num_batches, seed)
+    val_images, val_labels = data.validation.images[:validation_size], data.validation.labels[:validation_size]
     record = LayerRecord(name or model.name, list(WEIGHT_LAYERS))
     wanted = set(int(s) for s in snapshot_steps)
     rng = np.random.default_rng(seed)
-    picks: list[np.ndarray] | None = None
-    pending = []
-    started = None
-    for done, (images, labels) in enumerate(data.train.batches(batch_size, seed=seed, num_batches=num_batches), 1):
-        loss, accuracy, norms, preacts = trainer.step(images, labels)
-        if done == 1:
-            started = time.perf_counter()  # the first batch includes tracing: leave it out of the timing
-        pending.append((float(loss), float(accuracy)))
-        if done in wanted:
+    picks: list[np.ndarray] = []
+    latest: list = []   # the last step's (gradient norms, pre-activations)
+    watch = Stopwatch()
+
+    def step(batch: int):
+        loss, accuracy, found = trainer.train_on(batches, batch - 1)
+        latest[:] = found
+        return loss, accuracy
+
+    def keep(batch: int) -> None:
+        norms, preacts = latest
+        if batch in wanted:
             flat = [p.numpy().reshape(-1) for p in preacts]
-            if picks is None:
-                picks = [rng.choice(f.size, size=min(sample_size, f.size), replace=False) for f in flat]
-            record.snapshot_steps.append(done)
+            if not picks:
+                picks.extend(rng.choice(f.size, size=min(sample_size, f.size), replace=False) for f in flat)
+            record.snapshot_steps.append(batch)
             record.samples.append([f[i % f.size] for f, i in zip(flat, picks)])
             record.preact_std.append(np.array([f.std() for f in flat]))
             record.active_fraction.append(np.array([np.mean(f > 0) for f in flat]))
-        if done in wanted or done % log_every == 0 or done == num_batches:
-            record.grad_steps.append(done)
+        if batch in wanted or due(batch, num_batches, log_every):
+            record.grad_steps.append(batch)
             record.grad_norms.append(norms.numpy())
-        if run is not None and (done % log_every == 0 or done == num_batches):
-            values = np.array(pending)
-            run.log(done, float(np.nanmean(values[:, 0])), float(np.mean(values[:, 1])), split="train")
-        if done % log_every == 0 or done == num_batches:
-            record.train_accuracy = float(np.mean(np.array(pending)[:, 1]))
-            pending.clear()
-        if done in wanted and on_snapshot is not None:
+        if batch in wanted and on_snapshot is not None:
             on_snapshot(record)
-    if num_batches > 1:
-        record.seconds_per_batch = (time.perf_counter() - started) / (num_batches - 1)
-    images, labels = data.validation.images[:validation_size], data.validation.labels[:validation_size]
-    predictions = np.concatenate([np.argmax(model(images[i:i + 500], training=False), axis=1)
-                                  for i in range(0, len(images), 500)])
-    record.validation_accuracy = float(np.mean(predictions == labels))
+
+    logs = run_schedule(num_batches, step, lambda batch: trainer.evaluate(val_images, val_labels, VALIDATION_CHUNK),
+                        run or SilentRun(), log_every=log_every, validate_every=validate_every, average=True,
+                        after_step=keep, watch=watch)
+    record.train_accuracy = logs.train_log[-1][2]
+    record.validation_accuracy = logs.validation_log[-1][2]
+    if num_batches > 1:  # the first step traces the compiled step: left out
+        record.seconds_per_batch = watch.seconds["steps"] / (num_batches - 1)
     if run is not None:
         run.finish(validation_accuracy=record.validation_accuracy)
     return record
-
 
 from bnlab.layer_viewer import LayerViewer  # noqa: E402,F401  (the viewer of these records)

@@ -4,9 +4,10 @@ The lesson notebook stays short by calling these helpers:
 
 - :func:`initial_kernels`, :func:`build_demo_net`, :func:`build_twin_nets`: small fully connected
   MNIST classifiers, with or without batch normalization, that start from *identical* weights;
-- :func:`train_demo` and :func:`compare`: the demo training (a ``tf.function`` step, plain gradient
-  descent, on the schedule of :mod:`bnlab.training.loop`) that feeds a :class:`bnlab.monitor.TrainingMonitor`,
-  and the helper that trains twin networks for several settings side by side in one panel;
+- :func:`train_demo` and :func:`compare`: the demo training (plain gradient descent through
+  :class:`bnlab.training.step.Trainer`, on the schedule of :mod:`bnlab.training.loop`) that feeds a
+  :class:`bnlab.monitor.TrainingMonitor`, and the helper that trains twin networks for several settings
+  side by side in one panel;
 - :class:`ComparisonControls`: dropdowns and a button to rerun one comparison;
 - :func:`build_textbook_mlp`: the 784-300-100-10 MLP of the textbook chapter, with or without BN;
 - :func:`predict_one_at_a_time`: scoring images as batches of one, in training or inference mode;
@@ -26,9 +27,10 @@ import numpy as np
 
 import bnlab
 from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
-from bnlab.training.loop import run_schedule
 from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
-from bnlab.training import evaluate
+from bnlab.training.loop import run_schedule
+from bnlab.training.step import Trainer, device_batches, gradient_step
+from bnlab.training.step import predict_one_at_a_time as _one_at_a_time
 
 tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
@@ -165,29 +167,6 @@ def _inference(model: keras.Model, images):
     return model(images, training=False)
 
 
-class _Trainer:
-    """One model, one plain-SGD optimizer and a compiled training step.
-
-    The step is a method so that every model gets its own compiled function without TensorFlow
-    mistaking fresh closures for excessive retracing.
-    """
-
-    def __init__(self, model: keras.Model, learning_rate: float):
-        self.model = model
-        self.optimizer = keras.optimizers.SGD(learning_rate=learning_rate)
-        self.optimizer.build(model.trainable_variables)
-        self.step = tf.function(self._step, reduce_retracing=True)
-
-    def _step(self, images, labels):
-        with tf.GradientTape() as tape:
-            logits = self.model(images, training=True)
-            loss = demo_loss(logits, labels)
-        gradients = tape.gradient(loss, self.model.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
-        correct = tf.equal(tf.argmax(logits, axis=1), labels)
-        return loss, tf.reduce_mean(tf.cast(correct, tf.float32))
-
-
 def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches: int, batch_size: int = 60,
                log_every: int = TRAIN_LOG_EVERY, validate_every: int = VALIDATE_EVERY, seed: int = 0,
                validation_size: int | None = None, test_size: int | None = None) -> dict:
@@ -199,23 +178,23 @@ def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches:
     in inference mode, go to ``run.log(..., split="validation")``. The batches are shuffled from
     ``seed``, so two models trained with the same seed see exactly the same batches. At the end
     ``run.finish`` receives the validation and test accuracy. A loss that overflows is reported as
-    ``nan``; training goes on (that is what the too-high learning rates show). The schedule is the
-    exercise's own loop, :func:`bnlab.training.loop.run_schedule`; the evaluation is
-    :func:`bnlab.training.evaluate` with the softmax cross-entropy :func:`demo_loss`.
+    ``nan``; training goes on (that is what the too-high learning rates show). The step and the
+    evaluation are the exercise's (:class:`bnlab.training.step.Trainer`, here with plain gradient
+    descent and the softmax cross-entropy :func:`demo_loss`), and so is the schedule,
+    :func:`bnlab.training.loop.run_schedule`.
 
     Returns ``{"validation_accuracy", "test_accuracy", "final_train_loss"}``.
     """
-    trainer = _Trainer(model, learning_rate)
+    trainer = Trainer(model, gradient_step(demo_loss), _inference, keras.optimizers.SGD(learning_rate=learning_rate),
+                      one_hot=False, loss=demo_loss, compile_evaluation=False)
+    batches = device_batches(data.train, batch_size, num_batches, seed)
     val_images, val_labels = data.validation.images[:validation_size], data.validation.labels[:validation_size]
-    batches = data.train.batches(batch_size, seed=seed, num_batches=num_batches)
-
-    def step(batch: int):
-        return trainer.step(*next(batches))
 
     def score(images, labels) -> tuple[float, float]:  # inference mode: the population statistics
-        return evaluate(_inference, model, images, labels, loss=demo_loss, chunk=EVAL_CHUNK)
+        return trainer.evaluate(images, labels, chunk=EVAL_CHUNK)
 
-    logs = run_schedule(num_batches, step, lambda batch: score(val_images, val_labels), run,
+    logs = run_schedule(num_batches, lambda batch: trainer.train_on(batches, batch - 1),
+                        lambda batch: score(val_images, val_labels), run,
                         log_every=log_every, validate_every=validate_every, average=True)
     val_acc = logs.validation_log[-1][2] if logs.validation_log else float("nan")
     _, test_acc = score(data.test.images[:test_size], data.test.labels[:test_size])
@@ -357,12 +336,7 @@ def predict_one_at_a_time(model: keras.Model, images: np.ndarray, training: bool
     would update their moving averages); the model's non-trainable variables are saved before and
     restored afterwards, so the model is left exactly as it was.
     """
-    saved = [v.numpy() for v in model.non_trainable_variables]
-    try:
-        return np.array([int(np.argmax(model(image[np.newaxis], training=training)[0])) for image in images])
-    finally:
-        for variable, value in zip(model.non_trainable_variables, saved):
-            variable.assign(value)
+    return _one_at_a_time(lambda x: model(x, training=training), images, model=model)
 
 
 # --------------------------------------------------------------------------------------------

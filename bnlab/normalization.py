@@ -16,6 +16,8 @@ import time
 import numpy as np
 
 import bnlab
+from bnlab.training.loop import SilentRun
+from bnlab.training.step import statistics_kept
 
 tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
@@ -39,12 +41,8 @@ def pre_bn_variances(model: keras.Model, images) -> dict[str, float]:
     if not bn_layers:
         raise ValueError(f"model {model.name!r} has no BatchNormalization layer")
     probe = keras.Model(model.inputs[0], [layer.input for layer in bn_layers])
-    saved = [v.numpy() for v in model.non_trainable_variables]
-    try:
+    with statistics_kept(model):
         outputs = probe(np.asarray(images), training=True)
-    finally:
-        for variable, value in zip(model.non_trainable_variables, saved):
-            variable.assign(value)
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     result = {}
     for layer, values in zip(bn_layers, outputs):
@@ -163,20 +161,13 @@ def batch_size_sweep(data, batch_sizes=(2, 8, 32, 128), normalizers=("batch", "l
     """
     from bnlab.lesson import train_demo
 
-    class _Quiet:
-        def log(self, *args, **kwargs):
-            pass
-
-        def finish(self, **kwargs):
-            pass
-
     results = []
     for batch_size in batch_sizes:
         num_batches = max(1, images // batch_size)
         for normalizer in normalizers:
             model = build_norm_net(normalizer, seed=seed)
             name = f"{NORMALIZERS[normalizer]}, batch {batch_size}"
-            run = monitor.run(name, total_batches=num_batches) if monitor is not None else _Quiet()
+            run = monitor.run(name, total_batches=num_batches) if monitor is not None else SilentRun()
             outcome = train_demo(model, run, data, learning_rate, num_batches, batch_size=batch_size,
                                  log_every=max(1, num_batches // 20), validate_every=num_batches, seed=seed,
                                  validation_size=validation_size, test_size=validation_size)

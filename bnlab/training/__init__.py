@@ -2,10 +2,11 @@
 
 The notebooks write the parts that matter for batch normalization (the layers, ``train_step``
 and ``predict``); this module does the rest: mini-batches, Adam, logging every 25 batches and
-validation every 100 (:func:`bnlab.training.loop.run_schedule`, the lesson's loop too), the live monitor,
-and the final figures of the original exercise (validation accuracy, test accuracy, and the
-accuracy on the first 100 test images scored one at a time, which is low exactly when inference
-does not use population statistics).
+validation every 100 (:func:`bnlab.training.loop.run_schedule`), the live monitor, and the final
+figures of the original exercise (validation accuracy, test accuracy, and the accuracy on the
+first 100 test images scored one at a time, which is low exactly when inference does not use
+population statistics). The step and the evaluations are :class:`bnlab.training.step.Trainer`'s,
+which the lesson's demos and the per-layer recording use too.
 
 Runs are reproducible: with the same ``seed`` on the same machine and TensorFlow version, two
 runs give the same losses and accuracies batch by batch (the same initial weights, the same
@@ -14,9 +15,8 @@ its figures can differ in the last digits and, over 800 batches, by more.
 
 After the last batch the population statistics are refreshed (:mod:`bnlab.training.population`): with
 the final weights frozen, they are set to the average of the batch statistics over a few training
-batches, as Algorithm 2 of Ioffe & Szegedy (2015) prescribes for inference. A moving average with
-decay 0.99 otherwise still mixes in the statistics of the weights of ~100 steps earlier, and with
-Adam at 0.002 that cost some seeds several points of test accuracy.
+batches, as Algorithm 2 of Ioffe & Szegedy (2015) prescribes for inference, rather than left as a
+moving average that still mixes in the statistics of earlier weights.
 """
 from __future__ import annotations
 
@@ -24,21 +24,34 @@ import dataclasses
 import time
 from typing import Callable
 
-import numpy as np
-
 import bnlab
 from bnlab import settings
+from bnlab.data import Mnist, load_mnist
+
+# the exercise's schedule is defined once, in bnlab.exercise, and the step in bnlab.training.step (re-exported here)
+from bnlab.exercise import (  # noqa: F401
+    BATCH_SIZE,
+    LEARNING_RATE,
+    NUM_BATCHES,
+    SINGLE_SAMPLES,
+    TRAIN_LOG_EVERY,
+    VALIDATE_EVERY,
+)
 from bnlab.training.adam import FusedAdam
-from bnlab.data import Mnist, batch_indices, load_mnist
 from bnlab.training.loop import run_schedule
+from bnlab.training.step import (  # noqa: F401
+    EVAL_CHUNK,
+    Trainer,
+    accuracy_fn,
+    device_batches,
+    evaluate,
+    loss_fn,
+    single_sample_accuracy,
+    sparse_loss_fn,
+)
 
 tf = bnlab.tf
 
-# the exercise's schedule is defined once, in bnlab.exercise (re-exported here)
-from bnlab.exercise import (BATCH_SIZE, LEARNING_RATE, NUM_BATCHES, SINGLE_SAMPLES,  # noqa: E402,F401
-                            TRAIN_LOG_EVERY, VALIDATE_EVERY)
-
-EVAL_CHUNK = 125     # images per evaluation call: fastest of 50..2500 on a 2-core CPU
 REFRESH_BATCHES = 16   # training batches averaged into the population statistics after training
 
 
@@ -63,23 +76,6 @@ def set_seed(seed: int, deterministic: bool | None = None) -> None:
         from tensorflow.python.framework import config as tf_config  # the off switch is not exported
 
         tf_config.disable_op_determinism()
-
-
-def loss_fn(logits, labels):
-    """Mean sigmoid cross-entropy on one-hot labels, as in the original exercise."""
-    labels = tf.cast(labels, logits.dtype)
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
-
-
-def sparse_loss_fn(logits, labels):
-    """:func:`loss_fn` on integer labels (the evaluations' labels)."""
-    return loss_fn(logits, tf.one_hot(labels, 10))
-
-
-def accuracy_fn(logits, labels):
-    """Fraction of rows whose largest logit is the one-hot label."""
-    correct = tf.equal(tf.argmax(logits, axis=1), tf.argmax(labels, axis=1))
-    return tf.reduce_mean(tf.cast(correct, tf.float32))
 
 
 @dataclasses.dataclass
@@ -149,94 +145,6 @@ def _is_model(obj) -> bool:
     return isinstance(obj, (tf.Module, tf.keras.Model, tf.keras.layers.Layer))
 
 
-def _chunk_sums(predict: Callable, model, loss: Callable) -> Callable:
-    """``chunk(images, labels) -> (summed loss, hits)`` of ``predict(model, images)`` on a chunk
-    of a split (integer ``labels``; ``loss(logits, labels)`` is the chunk's mean loss)."""
-    def chunk(x, y):
-        logits = predict(model, x)
-        n = tf.cast(tf.shape(x)[0], tf.float32)
-        hits = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, 1), tf.cast(y, tf.int64)), tf.float32))
-        return loss(logits, y) * n, hits
-
-    return chunk
-
-
-def _split_figures(chunk_sums: Callable, images, labels, chunk: int) -> tuple[float, float]:
-    """Mean loss and accuracy over a split, ``chunk`` images at a time; the sums stay on the
-    device until the end (one host sync per split)."""
-    n = int(images.shape[0])
-    loss, hits = 0.0, 0.0
-    for start in range(0, n, chunk):
-        part_loss, part_hits = chunk_sums(images[start:start + chunk], labels[start:start + chunk])
-        loss, hits = loss + part_loss, hits + part_hits
-    return float(loss) / n, float(hits) / n
-
-
-class _Compiled:
-    """The run's functions, compiled once: a training step that picks its batch by index, and
-    evaluations that sum loss and hits on the device (one host sync per split)."""
-
-    def __init__(self, model, train_step, predict, optimizer, compile: bool):
-        wrap = (lambda fn: tf.function(fn, reduce_retracing=True)) if compile else (lambda fn: fn)
-
-        def step(images, labels, index):
-            x = tf.gather(images, index)
-            y = tf.one_hot(tf.gather(labels, index), 10)
-            loss, logits = train_step(model, optimizer, x, y)
-            return loss, accuracy_fn(logits, y)
-
-        chunk = _chunk_sums(predict, model, sparse_loss_fn)
-
-        def one_image(image):  # defined here, not inside singles: autograph mixed the two up for tf.nn
-            return tf.cast(tf.argmax(predict(model, image[tf.newaxis])[0]), tf.int64)
-
-        def singles(x, y):
-            if compile:
-                guesses = tf.map_fn(one_image, x, fn_output_signature=tf.int64)
-            else:
-                guesses = tf.stack([one_image(image) for image in x])
-            return tf.reduce_mean(tf.cast(tf.equal(guesses, tf.cast(y, tf.int64)), tf.float32))
-
-        self.step, self.chunk, self.singles = wrap(step), wrap(chunk), wrap(singles)
-        self.compiled = compile
-
-    def trace(self, images, labels, single_images=None, single_labels=None, chunk: int = EVAL_CHUNK) -> None:
-        """Compile the evaluations ahead of their first use (after the first step built the model);
-        the single-image loop only when ``single_images`` are given."""
-        if self.compiled:
-            self.chunk.get_concrete_function(images[:chunk], labels[:chunk])
-            if single_images is not None:
-                self.singles.get_concrete_function(single_images, single_labels)
-
-    def evaluate(self, images, labels, chunk: int = EVAL_CHUNK) -> tuple[float, float]:
-        """Mean loss and accuracy over a split (tensors ``images``, integer ``labels``)."""
-        return _split_figures(self.chunk, images, labels, chunk)
-
-
-def _build(model, predict, optimizer, image) -> None:
-    """Create the model's and the optimizer's variables eagerly, so that the compiled step is
-    traced once (a step that creates variables is traced twice)."""
-    predict(model, tf.constant(image))   # a bnlab.nn.Network creates its variables on its first pass
-    optimizer.build(model.trainable_variables)
-
-
-def evaluate(predict: Callable, model, images: np.ndarray, labels: np.ndarray, loss: Callable = sparse_loss_fn,
-             chunk: int = EVAL_CHUNK) -> tuple[float, float]:
-    """``(mean loss, accuracy)`` of ``predict(model, images)`` over a whole split, in chunks (eager).
-
-    ``labels`` are integer classes; ``loss(logits, labels)`` is a chunk's mean loss: by default
-    the exercise's sigmoid cross-entropy on one-hot labels (:func:`sparse_loss_fn`), the lesson
-    passes its softmax cross-entropy. Training runs evaluate the same way, compiled.
-    """
-    return _split_figures(_chunk_sums(predict, model, loss), images, labels, chunk)
-
-
-def single_sample_accuracy(predict: Callable, model, images: np.ndarray, labels: np.ndarray) -> float:
-    """Accuracy when each image is scored alone, as a batch of one (eager)."""
-    compiled = _Compiled(model, None, predict, None, compile=False)
-    return float(compiled.singles(tf.constant(images), tf.constant(labels)))
-
-
 def train(model, train_step: Callable, predict: Callable, *, name: str = "network",
           data: Mnist | None = None, num_batches: int | None = None, batch_size: int = BATCH_SIZE,
           learning_rate: float = LEARNING_RATE, seed: int = 0, monitor=None,
@@ -244,23 +152,33 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
           refresh_batches: int | None = None, skip_when_grading: bool = False) -> Results:
     """Train ``model`` with Adam on MNIST and report the original exercise's figures.
 
-    ``model`` is a Keras model or :class:`bnlab.nn.Network`, or a function without arguments that
-    builds one: it is then built after seeding, so its initial weights follow ``seed`` too.
-    ``train_step(model, optimizer, images, labels)`` does one optimisation step on a batch
-    (``labels`` one-hot) and returns ``(loss, logits)``; ``predict(model, images)`` returns the
-    logits used for evaluation. Both are wrapped in ``tf.function`` unless ``compile=False``.
-    The optimizer is Adam (:class:`bnlab.training.adam.FusedAdam`: Keras' update in TensorFlow's fused kernel).
-    ``num_batches`` defaults to 800; in short mode (:func:`bnlab.short_mode`) it is
-    :func:`bnlab.settings.short_batches` and validation and test use their first
-    :func:`bnlab.settings.evaluation_images` images. ``deterministic`` (default
-    :func:`default_deterministic`) turns TensorFlow's op determinism on. ``refresh_batches``
-    training batches set the population statistics after training (0: keep the moving averages;
-    default :data:`REFRESH_BATCHES`; none under nbgrader, where the accuracy is not graded).
-    ``monitor`` is a :class:`bnlab.monitor.TrainingMonitor`; one is created when it is ``None``.
-    Under nbgrader the 100 single images are not scored (``single_sample_accuracy`` is ``nan``).
-    ``skip_when_grading`` marks a run of the notebook's given code only (the network without batch
-    normalization): under nbgrader it would grade nothing of the student's, so it is skipped there
-    with a note, and the result has no figures (``nan``, no logs).
+    Prints :meth:`Results.report` and returns the :class:`Results`. Under nbgrader the 100 single
+    images are not scored (``single_sample_accuracy`` is ``nan``).
+
+    Args:
+        model: a Keras model or :class:`bnlab.nn.Network`, or a function without arguments that
+            builds one (built after seeding, so its initial weights follow ``seed`` too).
+        train_step: ``train_step(model, optimizer, images, labels) -> (loss, logits)``, one
+            optimisation step on a batch (``labels`` one-hot). The optimizer is
+            :class:`bnlab.training.adam.FusedAdam` (Keras' Adam update, one fused op per variable).
+        predict: ``predict(model, images) -> logits``, used for evaluation.
+        name: the run's name in the monitor and in :class:`Results`.
+        data: :func:`bnlab.data.load_mnist`'s result (loaded when ``None``).
+        num_batches: default 800; in short mode (:func:`bnlab.short_mode`)
+            :func:`bnlab.settings.short_batches`, and validation and test then use their first
+            :func:`bnlab.settings.evaluation_images` images.
+        batch_size, learning_rate: the exercise's 64 and 0.002 by default.
+        seed: seeds the initial weights and the batches.
+        monitor: a :class:`bnlab.monitor.TrainingMonitor`; one is created when it is ``None``.
+        validation_size: validation images used (default: all, or the short-mode number).
+        compile: wrap ``train_step`` and ``predict`` in ``tf.function``.
+        deterministic: TensorFlow's op determinism (default :func:`default_deterministic`).
+        refresh_batches: training batches that set the population statistics after training (0:
+            keep the moving averages; default :data:`REFRESH_BATCHES`, none under nbgrader, where
+            the accuracy is not graded).
+        skip_when_grading: marks a run of the notebook's given code only (the network without
+            batch normalization): under nbgrader it grades nothing of the student's, so it is
+            skipped there with a note, and the result has no figures (``nan``, no logs).
     """
     from bnlab.training.population import refresh_population_statistics
 
@@ -286,23 +204,16 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
         test_x, test_y = tf.constant(data.test.images[:n_test]), tf.constant(data.test.labels[:n_test])
         single_x = tf.constant(data.test.images[:SINGLE_SAMPLES])
         single_y = tf.constant(data.test.labels[:SINGLE_SAMPLES])
-        rows = batch_indices(len(data.train), batch_size, num_batches + refresh_batches, seed)
-        images, labels = data.train.images, data.train.labels
-        if rows.size < len(images) // 2:  # a short run: copy only its images to the device (the same batches)
-            used, rows = np.unique(rows, return_inverse=True)
-            images, labels, rows = images[used], labels[used], rows.reshape(-1, batch_size)
-        train_x, train_y = tf.constant(images), tf.constant(labels)
-        index = tf.constant(rows)
+        batches = device_batches(data.train, batch_size, num_batches + refresh_batches, seed)
 
     singles = not settings.grading()  # under nbgrader nothing reads it, and its compiled loop costs a trace
     set_seed(seed, deterministic)
     if not _is_model(model):
         _check_callable(model, "model", "(a Keras model, a bnlab.nn.Network, or a function that builds one)")
         model = model()
-    optimizer = FusedAdam(learning_rate)  # Keras' Adam update, one fused op per variable: traces 2x faster
+    optimizer = FusedAdam(learning_rate)
     with watch("tracing"):
-        _build(model, predict, optimizer, data.train.images[:1])
-    compiled = _Compiled(model, train_step, predict, optimizer, compile)
+        trainer = Trainer(model, train_step, predict, optimizer, compile=compile, example=data.train.images[:1])
 
     with watch("monitor"):
         own_monitor = monitor is None
@@ -314,27 +225,27 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     results = Results(name, num_batches, float("nan"), float("nan"), float("nan"), 0.0, model=model)
 
     def step(batch: int):
-        figures = compiled.step(train_x, train_y, index[batch - 1])
+        figures = trainer.train_on(batches, batch - 1)
         if batch == 1:  # timed as "tracing", like the first step itself
-            compiled.trace(val_x, val_y, *((single_x, single_y) if singles else ()))
+            trainer.trace(val_x, val_y, *((single_x, single_y) if singles else ()))
         return figures
 
     def refresh():  # the final figures use the refreshed population statistics
         with watch("refresh"):
             results.refresh = refresh_population_statistics(
-                model, lambda i: compiled.step(train_x, train_y, index[num_batches + i]), optimizer, refresh_batches)
+                model, lambda i: trainer.train_on(batches, num_batches + i), optimizer, refresh_batches)
 
     try:
-        logs = run_schedule(num_batches, step, lambda batch: compiled.evaluate(val_x, val_y), run,
+        logs = run_schedule(num_batches, step, lambda batch: trainer.evaluate(val_x, val_y), run,
                             at_last_batch=refresh, watch=watch)
         results.batch_log, results.train_log = logs.batch_log, logs.train_log
         results.validation_log = logs.validation_log
         results.validation_accuracy = results.validation_log[-1][2]
         with watch("test"):
-            results.test_accuracy = compiled.evaluate(test_x, test_y)[1]
+            results.test_accuracy = trainer.evaluate(test_x, test_y)[1]
         if singles:
             with watch("single"):
-                results.single_sample_accuracy = float(compiled.singles(single_x, single_y))
+                results.single_sample_accuracy = float(trainer.singles(single_x, single_y))
         with watch("monitor"):
             final = {"validation_accuracy": results.validation_accuracy, "test_accuracy": results.test_accuracy}
             if singles:

@@ -1,10 +1,9 @@
 """Adam for the exercise's training loop: Keras' Adam update, one fused TensorFlow op per variable.
 
-Keras 3's ``Adam.apply_gradients`` builds about 25 small operations per variable. Inside a
-``tf.function`` that is most of the time it takes to trace the exercise's training step (19 of
-36 s measured on the 20-layer network, on a busy 2-core CPU), and every step runs them all.
-:class:`FusedAdam` does the same update with ``ResourceApplyAdam``, TensorFlow's fused Adam kernel
-(the one TF1's ``AdamOptimizer`` used in the original exercise): one operation per variable.
+Keras 3's ``Adam.apply_gradients`` builds about 25 small operations per variable, which a
+``tf.function`` traces and every step runs. :class:`FusedAdam` does the same update with
+``ResourceApplyAdam``, TensorFlow's fused Adam kernel (the one TF1's ``AdamOptimizer`` uses):
+one operation per variable, so the exercise's training step traces and runs with far fewer ops.
 
 The update is Keras' (and Kingma & Ba's, in the "epsilon hat" form), with Keras' defaults::
 

@@ -4,9 +4,10 @@
 exercise's schedule (:func:`bnlab.exercise.due`): the training loss and accuracy every
 ``log_every`` batches and after the last one, the validation loss and accuracy every
 ``validate_every`` batches and after the last one. The exercise's loop (:func:`bnlab.training.train`),
-the lesson's demos (:func:`bnlab.lesson.train_demo`) and the monitor's simulated workload
+the lesson's demos (:func:`bnlab.lesson.train_demo`), the per-layer recording
+(:func:`bnlab.diagnostics.train_and_record`) and the monitor's simulated workload
 (:func:`bnlab.instructor.bench.monitor.simulate`) all run it; what differs between them (the step, the
-validation, what happens after the last batch) comes in as functions.
+validation, what happens after the last batch or after every batch) comes in as functions.
 
 This module imports no TensorFlow: a step may return tensors, and they are read on the host once
 per logging interval, all of that interval's batches together, so the device is not made to wait
@@ -33,6 +34,16 @@ def _untimed(part: str) -> ContextManager:
     return contextlib.nullcontext()
 
 
+class SilentRun:
+    """A monitor run that keeps nothing: for a loop that reports to no monitor."""
+
+    def log(self, batch: int, loss: float, accuracy: float, split: str = "train") -> None:
+        pass
+
+    def finish(self, **final) -> None:
+        pass
+
+
 @dataclasses.dataclass
 class Logs:
     """What :func:`run_schedule` recorded: ``batch_log`` has ``(loss, accuracy)`` of every batch,
@@ -46,6 +57,7 @@ class Logs:
 def run_schedule(num_batches: int, step: Callable, validate: Callable, run, *,
                  log_every: int = TRAIN_LOG_EVERY, validate_every: int = VALIDATE_EVERY,
                  average: bool = False, at_last_batch: Callable[[], None] | None = None,
+                 after_step: Callable[[int], None] | None = None,
                  watch: Callable[[str], ContextManager] = _untimed) -> Logs:
     """Run ``step(batch)`` for batches 1 to ``num_batches`` and report on the schedule to ``run``.
 
@@ -56,14 +68,15 @@ def run_schedule(num_batches: int, step: Callable, validate: Callable, run, *,
     interval. Then, after the last batch only, ``at_last_batch()`` runs (the exercise refreshes its
     population statistics there, before the final validation). When validation is due (``due``
     with ``validate_every``) ``validate(batch)`` returns ``(loss, accuracy)`` and
-    ``run.log(..., split="validation")`` receives them. A loss that overflowed is logged to the run
-    as ``nan`` (:func:`finite_or_nan`); the returned :class:`Logs` keep it as it was.
+    ``run.log(..., split="validation")`` receives them. Last, ``after_step(batch)`` runs after every
+    batch (the per-layer recording keeps its snapshots there). A loss that overflowed is logged to the
+    run as ``nan`` (:func:`finite_or_nan`); the returned :class:`Logs` keep it as it was.
 
     ``watch(part)`` returns a context manager that times a part of the loop (a
     :class:`bnlab.training.Stopwatch`): the first step is timed as ``"tracing"`` (a compiled step
     traces itself on its first call), the other steps and the reading of their figures as
     ``"steps"``, ``validate`` as ``"validation"`` and the reports to the run as ``"monitor"``.
-    ``at_last_batch`` times itself. ``run.finish`` is left to the caller.
+    ``at_last_batch`` and ``after_step`` time themselves. ``run.finish`` is left to the caller.
     """
     logs = Logs()
     pending: list = []
@@ -90,4 +103,6 @@ def run_schedule(num_batches: int, step: Callable, validate: Callable, run, *,
             logs.validation_log.append((batch, loss, accuracy))
             with watch("monitor"):
                 run.log(batch, finite_or_nan(loss), accuracy, split="validation")
+        if after_step is not None:
+            after_step(batch)
     return logs

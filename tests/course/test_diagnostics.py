@@ -1,12 +1,12 @@
 """Tests of the lesson's experiment helpers: bnlab.diagnostics, bnlab.layer_viewer, bnlab.normalization."""
 from __future__ import annotations
 
+import fakes
 import numpy as np
 import pytest
+from fakes import FakeRun
 
 from bnlab import diagnostics, layer_viewer, normalization
-import fakes
-from fakes import FakeRun
 
 keras = diagnostics.keras
 
@@ -47,10 +47,44 @@ def test_train_and_record_snapshots_and_gradient_norms():
     assert all(n.shape == (20,) and np.all(n >= 0) for n in record.grad_norms)
     assert len(record.samples[0]) == 20 and all(len(s) == 50 for s in record.samples[0][:18])
     assert record.preact_std[0].shape == (20,) and np.all(record.active_fraction[0] <= 1)
-    assert [b for b, *_ in run.logs] == [3, 6] and set(run.final) == {"validation_accuracy"}
+    assert [(b, split) for b, _, _, split in run.logs] == [(3, "train"), (6, "train"), (6, "validation")]
+    assert set(run.final) == {"validation_accuracy"}
+    assert run.final["validation_accuracy"] == record.validation_accuracy == run.logs[-1][2]
+    assert record.train_accuracy == run.logs[1][2]
     assert 0 <= record.validation_accuracy <= 1 and record.seconds_per_batch > 0
     with pytest.raises(ValueError, match="num_batches"):
         diagnostics.train_and_record(model, data, num_batches=0)
+
+
+def test_train_and_record_trains_like_the_exercise():
+    """The exercise's batch size, learning rate and schedule by default, its loss, its batches and its Adam."""
+    import inspect
+
+    from bnlab import exercise, training
+    from bnlab.training.adam import FusedAdam
+
+    defaults = inspect.signature(diagnostics.train_and_record).parameters
+    assert (defaults["batch_size"].default, defaults["learning_rate"].default, defaults["log_every"].default,
+            defaults["validate_every"].default) == (exercise.BATCH_SIZE, exercise.LEARNING_RATE,
+                                                    exercise.TRAIN_LOG_EVERY, exercise.VALIDATE_EVERY)
+    data = fake_mnist()
+    tf = training.tf
+    model = diagnostics.build_exercise_cnn(True, seed=2)
+    copy = diagnostics.build_exercise_cnn(True, seed=2)
+    copy.set_weights(model.get_weights())
+    run = FakeRun()
+    diagnostics.train_and_record(model, data, 2, run=run, batch_size=16, learning_rate=0.01, log_every=1,
+                                 validation_size=16, seed=4)
+    # the same two steps by hand: the exercise's batches, loss_fn on one-hot labels, FusedAdam
+    optimizer = FusedAdam(0.01)
+    optimizer.build(copy.trainable_variables)
+    for (images, labels), (batch, loss, accuracy, _) in zip(data.train.batches(16, seed=4, num_batches=2), run.logs):
+        with tf.GradientTape() as tape:
+            logits = copy(images, training=True)
+            expected = training.loss_fn(logits, tf.one_hot(labels, 10))
+        optimizer.apply_gradients(zip(tape.gradient(expected, copy.trainable_variables), copy.trainable_variables))
+        assert loss == pytest.approx(float(expected), rel=1e-4)  # batch 2: after the same first update
+        assert accuracy == pytest.approx(float(np.mean(np.argmax(logits, axis=1) == labels)))
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -4,9 +4,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from fakes import FakeRun
 
 from bnlab.training import loop
-from fakes import FakeRun
 
 
 def _fake_step(calls):
@@ -93,14 +93,34 @@ def test_the_watch_times_the_first_step_as_tracing():
     assert parts == ["tracing", "steps", "steps", "steps", "monitor", "validation", "monitor"]
 
 
-def test_exercise_lesson_and_monitor_benchmark_all_run_this_loop(monkeypatch):
+def test_after_step_runs_last_in_every_batch():
+    events = []
+
+    class Run(FakeRun):
+        def log(self, batch, loss, accuracy, split="train"):
+            events.append((batch, split))
+
+    loop.run_schedule(4, lambda b: events.append((b, "step")) or (1.0, 0.5), lambda b: (0.0, 1.0), Run(),
+                      log_every=2, validate_every=4, after_step=lambda b: events.append((b, "after")))
+    assert events == [(1, "step"), (1, "after"), (2, "step"), (2, "train"), (2, "after"), (3, "step"), (3, "after"),
+                      (4, "step"), (4, "train"), (4, "validation"), (4, "after")]
+
+
+def test_a_silent_run_takes_the_reports():
+    logs = loop.run_schedule(3, _fake_step([]), lambda b: (0.5, 0.9), loop.SilentRun(), log_every=2,
+                             validate_every=3)
+    assert [b for b, *_ in logs.train_log] == [2, 3] and logs.validation_log == [(3, 0.5, 0.9)]
+    assert loop.SilentRun().finish(validation_accuracy=1.0) is None
+
+
+def test_exercise_lesson_recording_and_monitor_benchmark_all_run_this_loop(monkeypatch):
     """The one schedule: each caller's loop goes through :func:`bnlab.training.loop.run_schedule`."""
     import numpy as np
-
-    from bnlab.instructor.bench import monitor as bench_monitor
-    from bnlab import lesson, training
-    from bnlab.monitor import TrainingMonitor
     from fakes import fake_mnist
+
+    from bnlab import diagnostics, lesson, training
+    from bnlab.instructor.bench import monitor as bench_monitor
+    from bnlab.monitor import TrainingMonitor
 
     calls = []
     real = loop.run_schedule
@@ -109,8 +129,10 @@ def test_exercise_lesson_and_monitor_benchmark_all_run_this_loop(monkeypatch):
         calls.append(num_batches)
         return real(num_batches, *args, **kwargs)
 
-    for module in (training, lesson, bench_monitor):
-        monkeypatch.setattr(module, "run_schedule", spy)
+    monkeypatch.setattr(loop, "run_schedule", spy)  # for callers that import it when they run
+    for module in (training, lesson, diagnostics, bench_monitor):
+        if hasattr(module, "run_schedule"):
+            monkeypatch.setattr(module, "run_schedule", spy)
     data = fake_mnist()
     run = FakeRun()
     lesson.train_demo(lesson.build_demo_net(True, seed=0), run, data, learning_rate=0.1, num_batches=3, batch_size=20)
@@ -127,6 +149,7 @@ def test_exercise_lesson_and_monitor_benchmark_all_run_this_loop(monkeypatch):
 
     results = training.train(model, train_step, lambda m, x: m(x, training=False), data=data, num_batches=2,
                              monitor=TrainingMonitor(mode="silent"), compile=False, refresh_batches=0)
-    assert calls == [3, 4, 2]
+    diagnostics.train_and_record(diagnostics.build_exercise_cnn(True), data, 5, batch_size=8, validation_size=8)
+    assert calls == [3, 4, 2, 5]
     assert [b for b, *_ in results.train_log] == [2] and len(results.batch_log) == 2
     assert np.isfinite(results.validation_log[-1][1])
