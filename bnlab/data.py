@@ -261,7 +261,7 @@ def load_mnist(cache_dir: Path | str | None = None, verbose: bool = False) -> Mn
     y_test = read_idx(directory / "t10k-labels-idx1-ubyte")
 
     scale = np.arange(256, dtype=np.float32) / 255.0  # pixel value -> [0, 1]: the same floats as
-    # images.astype(np.float32) / 255.0, looked up in one pass (3x faster: 0.13 s for the training set)
+    # images.astype(np.float32) / 255.0, looked up in one pass instead of computed per pixel
 
     def prepare(images, labels) -> Split:
         return Split(scale[images][..., np.newaxis], labels.astype(np.int64))
@@ -306,7 +306,14 @@ def iterate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, see
     """Yield shuffled ``(images, labels)`` mini-batches, epoch after epoch, reproducibly from ``seed``.
 
     The batches of :func:`batch_indices` (a fresh permutation per epoch; the remainder of an epoch
-    is dropped). Stops after ``num_batches`` batches, or never when it is ``None``.
+    is dropped).
+
+    Args:
+        images: the examples, first axis the example.
+        labels: one label per example.
+        batch_size: examples per batch, at most ``len(images)``.
+        seed: draws the permutations; the same seed gives the same batches.
+        num_batches: stop after this many batches; ``None`` never stops.
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")

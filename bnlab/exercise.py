@@ -18,7 +18,8 @@ TRAIN_LOG_EVERY = 25        # training loss/accuracy logged every this many batc
 VALIDATE_EVERY = 100        # validation loss/accuracy every this many batches
 SINGLE_SAMPLES = 100        # the first test images scored one at a time at the end
 # Part 3's fix: the population statistics must keep at least this decay (each new batch weighs at most 1 - it).
-# A decay inferred from float32 statistics is off by about 1e-6, so a layer set to exactly 0.5 is accepted.
+# A decay inferred from float32 statistics is not exact: the bound allows MOMENTUM_TOLERANCE, so that a layer
+# set to exactly 0.5 is accepted.
 MIN_MOMENTUM = 0.5
 MOMENTUM_TOLERANCE = 1e-4
 

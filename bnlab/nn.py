@@ -109,8 +109,14 @@ class Network(tf.Module):
 def get_variable(name: str, shape, initializer, trainable: bool = True, dtype=tf.float32) -> tf.Variable:
     """A ``tf.Variable`` that lives across forward passes of the running :class:`Network`.
 
-    ``initializer`` is a Keras initializer, a function of the shape (``tf.zeros``, ``tf.ones``) or
-    a value. Pass ``trainable=False`` for state the optimizer must not touch (population statistics).
+    Created on the network's first pass, returned again on every later pass (matched by call order).
+
+    Args:
+        name: the variable's name; later passes must ask for the same name at the same position.
+        shape: its shape, a list of sizes.
+        initializer: a Keras initializer, a function of the shape (``tf.zeros``, ``tf.ones``) or a value.
+        trainable: ``False`` for state the optimizer must not touch (population statistics).
+        dtype: the variable's dtype.
     """
     network = getattr(_ACTIVE, "network", None)
     if network is None:

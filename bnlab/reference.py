@@ -9,7 +9,16 @@ import numpy as np
 
 
 def batch_norm_formula(x, gamma, beta, mean, variance, epsilon: float) -> np.ndarray:
-    """``(x - mean) / sqrt(variance + epsilon) * gamma + beta``, in float64 with NumPy broadcasting."""
+    """``(x - mean) / sqrt(variance + epsilon) * gamma + beta``, in float64 with NumPy broadcasting.
+
+    Args:
+        x: the values to normalize, last axis the units or feature maps.
+        gamma: the scale, one per unit (or a scalar).
+        beta: the shift, one per unit (or a scalar).
+        mean: the mean to subtract: the batch's in training, the population's at inference.
+        variance: the variance to divide by (its square root, with ``epsilon``).
+        epsilon: added to the variance before the square root.
+    """
     x = np.asarray(x, dtype=np.float64)
     return (x - mean) / np.sqrt(np.asarray(variance, dtype=np.float64) + epsilon) * gamma + beta
 

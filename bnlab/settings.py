@@ -9,8 +9,8 @@ variable                 default                     effect
 ``BNLAB_SHORT_BATCHES``  40 (10 under nbgrader)      batches per shortened run
 ``BNLAB_DATA_DIR``       ``~/.cache/bnlab/mnist``    where MNIST is cached
 ``BNLAB_DETERMINISTIC``  ``1``                       ``0`` turns TensorFlow's op determinism off
-``BNLAB_COURSE_ROOT``    the repository              the nbgrader course folder (the pipeline and
-                                                     the parallel grader point it at scratch copies)
+``BNLAB_COURSE_ROOT``    the repository              the nbgrader course folder (scratch courses of
+                                                     the tooling point it at their copies)
 ``BNLAB_EXCHANGE``       nbgrader's default          folder of nbgrader's exchange on a shared machine
 ``BNLAB_ISOLATION``      ``auto``                    student code under grading runs in bubblewrap:
                                                      ``auto`` where it can, ``require`` refuses

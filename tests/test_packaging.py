@@ -1,5 +1,6 @@
 """Packaging: pinned versions in pyproject.toml, environment.yml agreeing with it, the venv matching
-the pins, the Makefile's targets, and the README's quick start."""
+the pins, the Makefile's targets, the README's quick start, and docs/ (the pages the README points to,
+the architecture page's tree of the library)."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -116,7 +117,8 @@ def test_environment_has_no_versions_of_its_own(environment):
         name, version = split_conda_spec(entry)
         if name == "python":
             continue
-        assert canonicalize_name(name) not in pinned, f"{name} is pinned in pyproject.toml; environment.yml must not list it"
+        assert canonicalize_name(name) not in pinned, \
+            f"{name} is pinned in pyproject.toml; environment.yml must not list it"
         assert not version, f"environment.yml pins {entry}; versions belong in pyproject.toml"
     for section in (d["pip"] for d in environment["dependencies"] if isinstance(d, dict) and "pip" in d):
         for entry in section:
@@ -213,17 +215,76 @@ def test_readme_quick_start():
 
 
 def test_every_library_module_stays_small_enough_to_read():
-    """No module of bnlab over 400 lines: one job each (issue 11); split a module that grows past it."""
+    """No module of bnlab over 400 lines: one job each; split a module that grows past it."""
     sizes = {str(path.relative_to(REPO_ROOT)): len(path.read_text().splitlines())
              for path in (REPO_ROOT / "bnlab").rglob("*.py")}
     assert sizes and {path: n for path, n in sizes.items() if n > 400} == {}
 
 
-def test_the_readme_library_table_names_every_module():
-    """The README's table of the library is how a newcomer finds a module: every module is in it."""
+# ----------------------------------------------------------------------------------------------
+# docs/: the README points there, and the architecture page's tree is the library's
+# ----------------------------------------------------------------------------------------------
+
+DOCS = ["students.md", "instructors.md", "integrity.md", "architecture.md", "benchmarks.md"]
+
+
+def tree_paths(markdown: str) -> set[str]:
+    """The paths named by the folder tree of ``markdown``: the fenced block whose lines, indented two
+    spaces per level, give a name first (a folder ends in ``/``) and then what it holds."""
+    paths: set[str] = set()
+    for block in re.findall(r"^```text\n(.*?)^```", markdown, flags=re.M | re.S):
+        lines = [line for line in block.splitlines() if line.strip()]
+        if not lines or not lines[0].split()[0].endswith("/"):
+            continue
+        stack: list[tuple[int, str]] = []  # (indent, folder) of the folders the current line is inside
+        for line in lines:
+            indent, name = len(line) - len(line.lstrip()), line.split()[0]
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            path = "".join(folder for _, folder in stack) + name
+            if name.endswith("/"):
+                stack.append((indent, name))
+            paths.add(path.rstrip("/"))
+    return paths
+
+
+def test_tree_paths_reads_nesting_from_indentation():
+    text = ("Intro\n```text\nsrc/        code\n  a.py      one\n  sub/      more\n    b.py    two\n  c.py      three\n"
+            "top.py      four\n```\n```text\nmake lab    not a tree\n```\n")
+    assert tree_paths(text) == {"src", "src/a.py", "src/sub", "src/sub/b.py", "src/c.py", "top.py"}
+
+
+def test_the_architecture_tree_names_every_module_of_the_library():
+    """docs/architecture.md is how a newcomer finds a module: its tree names every module of bnlab (subpackages
+    included), each where it is, and none that is gone."""
+    named = {p for p in tree_paths((REPO_ROOT / "docs" / "architecture.md").read_text()) if p.endswith(".py")}
+    modules = {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "bnlab").rglob("*.py")}
+    assert "bnlab/instructor/autograde/job.py" in modules
+    assert sorted(modules - named) == [], "add these modules to the tree in docs/architecture.md"
+    assert sorted(n for n in named - modules if n.startswith("bnlab/")) == [], \
+        "docs/architecture.md names modules that do not exist"
+
+
+def test_the_architecture_page_names_every_layer_of_the_import_contract():
+    from test_architecture import LAYERS
+
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    for layer, prefixes in LAYERS.items():
+        assert layer in text, f"docs/architecture.md should describe the layer {layer!r}"
+        assert not [p for p in prefixes if f"`{p}`" not in text], f"docs/architecture.md: modules of {layer!r}"
+
+
+def test_the_readme_points_to_every_page_of_the_docs():
     readme = (REPO_ROOT / "README.md").read_text()
-    table = readme[readme.index("## The course library `bnlab`"):readme.index("## Architecture")]
-    modules = {path.stem for path in (REPO_ROOT / "bnlab").glob("*.py") if not path.stem.startswith("_")}
-    modules |= {path.name for path in (REPO_ROOT / "bnlab").iterdir() if (path / "__init__.py").exists()}
-    missing = sorted(name for name in modules if f"`bnlab.{name}`" not in table and f"`{name}`" not in table)
-    assert missing == [], f"add these modules to the README's library table: {missing}"
+    for page in DOCS:
+        assert (REPO_ROOT / "docs" / page).is_file(), f"docs/{page} is missing"
+        assert f"docs/{page}" in readme, f"the README should point to docs/{page}"
+
+
+def test_relative_links_between_the_docs_resolve():
+    broken = []
+    for page in [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md")]:
+        for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO_ROOT)} -> {target}")
+    assert broken == []

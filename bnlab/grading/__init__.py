@@ -9,9 +9,11 @@ why it matters, what to try and which lesson section explains it, with no grader
 - :mod:`bnlab.grading.step_checks`: the checks of ``train_step``, ``predict`` and the answers;
 - :mod:`bnlab.grading.numeric`: test inputs and the reference forward and backward pass;
 - :mod:`bnlab.grading.probes`: the TensorFlow side: student functions run and reported as arrays;
+- :mod:`bnlab.grading.errors`: :class:`CheckFailed` and the lesson sections its messages point to;
 - :mod:`bnlab.instructor.preprocessors.verify`: the nbgrader preprocessor that re-runs every graded check out of the
   student's reach and flags a submission whose kernel said otherwise;
-- :mod:`bnlab.instructor.preprocessors.remote` and :mod:`bnlab.grading.worker`: the process boundary it uses.
+- :mod:`bnlab.instructor.preprocessors.remote`, :mod:`bnlab.grading.worker` and :mod:`bnlab.grading.wire`: the
+  process boundary it uses, and the JSON lines that cross it.
 
 ``api="keras"`` (Part 1): ``fully_connected(prev_layer, num_units)`` and ``conv_layer(prev_layer,
 layer_depth)`` apply Keras layers; ``train_step(model, optimizer, images, labels)`` and

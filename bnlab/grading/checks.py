@@ -203,7 +203,15 @@ def _never_moved(where: str, api: str, steps: int) -> str:
 @_judged
 def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: int = 4, seed: int = 0) -> None:
     """After ``steps`` training-mode calls the population statistics are the moving average of the
-    batch statistics of the tensor the layer normalizes (biased or Bessel-corrected variance)."""
+    batch statistics of the tensor the layer normalizes (biased or Bessel-corrected variance).
+
+    Args:
+        layer_fn: the student's layer function (in the trusted re-run, a name in the worker).
+        kind, api: ``"dense"`` or ``"conv"``; ``"keras"`` (Part 1) or ``"nn"`` (Part 2).
+        arg: the layer's size argument (units or depth); None for the checks' default.
+        steps: training-mode calls observed.
+        seed: seeds the layer's weights and the input batches.
+    """
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
     where, info = probe.where, probe.info()
@@ -275,7 +283,14 @@ def _random_scale_shift(probe, kind, arg, seed):
 @_judged
 def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> None:
     """Training mode: the output is the full contract (linear, batch normalization with the batch's
-    statistics, ReLU before or after), and the gradient reaches the weights through the batch statistics."""
+    statistics, ReLU before or after), and the gradient reaches the weights through the batch statistics.
+
+    Args:
+        layer_fn: the student's layer function (in the trusted re-run, a name in the worker).
+        kind, api: ``"dense"`` or ``"conv"``; ``"keras"`` (Part 1) or ``"nn"`` (Part 2).
+        arg: the layer's size argument (units or depth); None for the checks' default.
+        seed: seeds the layer's weights, gamma and beta, the input and the upstream gradient.
+    """
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
     _statistics_fit(probe, kind, api, arg)
@@ -340,7 +355,14 @@ def _flag_fixed_inside(where: str, effect: str, overridable: bool) -> str:
 def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> None:
     """Inference mode, as the notebook's ``predict`` runs it (for Keras ``model(images)``, with no flag):
     the output is normalized with the population statistics (a batch of one gives the same output as that
-    sample inside a bigger batch) and the statistics do not move."""
+    sample inside a bigger batch) and the statistics do not move.
+
+    Args:
+        layer_fn: the student's layer function (in the trusted re-run, a name in the worker).
+        kind, api: ``"dense"`` or ``"conv"``; ``"keras"`` (Part 1) or ``"nn"`` (Part 2).
+        arg: the layer's size argument (units or depth); None for the checks' default.
+        seed: seeds the layer's weights, gamma and beta, and the inputs.
+    """
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
     _statistics_fit(probe, kind, api, arg)

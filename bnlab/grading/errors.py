@@ -20,7 +20,8 @@ LESSON = {
 }
 
 
-# the error a cell that ended the graded kernel gets (bnlab.instructor.preprocessors.execute), which the grading job reports
+# the error a cell that ended the graded kernel gets (bnlab.instructor.preprocessors.execute), which the grading
+# job reports
 KERNEL_DIED = ("KernelDied", "the Python process ended while this cell ran (os._exit, sys.exit in a thread, a crash "
                "in native code, or it ran out of memory). The cell is skipped: a new kernel ran the cells before it "
                "again and the rest of the notebook was graded without it.")

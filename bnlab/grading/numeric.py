@@ -111,11 +111,20 @@ def kernel_gradient(x, kernel, upstream_of_linear, step: int = 1) -> np.ndarray:
 
 
 def bn_forward(z, gamma, beta, mean, var, epsilon):
+    """Batch normalization of ``z``: :func:`bnlab.reference.batch_norm_formula`, whose Args these are."""
     return batch_norm_formula(z, gamma, beta, mean, var, epsilon)
 
 
 def bn_backward(z, gamma, epsilon, upstream, unbiased: bool = False) -> np.ndarray:
-    """d(loss)/dz of training-mode batch normalization (gradient through the batch mean and variance)."""
+    """d(loss)/dz of training-mode batch normalization (gradient through the batch mean and variance).
+
+    Args:
+        z: the tensor that was normalized, last axis the units or feature maps.
+        gamma: the scale applied after normalizing.
+        epsilon: added to the variance before the square root.
+        upstream: d(loss)/d(output of batch normalization), shaped like ``z``.
+        unbiased: whether the variance was Bessel-corrected.
+    """
     z = np.asarray(z, dtype=np.float64)
     mean, var = moments(z, unbiased)
     sigma = np.sqrt(var + epsilon)

@@ -1,11 +1,10 @@
 """TensorFlow side of the checks: a student's function run on small inputs, reported as NumPy data.
 
-A probe builds a student's layer (or wraps a ``train_step`` / ``predict``), runs it the way the
-notebook's training does, inside ``tf.function``, and answers with plain arrays: outputs, statistics,
-parameters, gradients. It judges nothing that could make a check pass; the judging lives in
-:mod:`bnlab.grading.checks` (NumPy only), which in the trusted re-verification runs in another process.
-Structural problems (no BatchNormalization layer, a call that raises) end the check with
-:class:`~bnlab.grading.errors.CheckFailed`.
+A probe builds a student's layer (or wraps a ``train_step`` / ``predict``), runs it the way the notebook's training
+does, inside ``tf.function``, and answers with plain arrays: outputs, statistics, parameters, gradients. It judges
+nothing that could make a check pass; the judging lives in :mod:`bnlab.grading.checks` (NumPy only), which in the
+trusted re-verification runs in another process. Structural problems (no BatchNormalization layer, a call that
+raises) end the check with :class:`~bnlab.grading.errors.CheckFailed`.
 """
 from __future__ import annotations
 
@@ -107,8 +106,7 @@ class LayerProbe:
     bias = None
 
     def _start(self, layer_fn, kind: str, seed: int) -> None:
-        """Seed, and name the layer function in messages by its own name (``fixed_fully_connected`` too),
-        or by the exercise's name for its kind when it has none (a lambda, a partial)."""
+        """Seed; name the layer function by its own name, or the exercise's for its kind (a lambda, a partial)."""
         __tracebackhide__ = True
         keras.utils.set_random_seed(seed)
         self.kind = kind
@@ -292,6 +290,14 @@ class NNLayerProbe(LayerProbe):
 
 
 def layer_probe(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> LayerProbe:
+    """The probe of a student's layer function: a small Keras model, or a :class:`bnlab.nn.Network`.
+
+    Args:
+        layer_fn: the student's layer function.
+        kind, api: ``"dense"`` or ``"conv"``; ``"keras"`` (Part 1) or ``"nn"`` (Part 2).
+        arg: the layer's size argument (units or depth); None for the checks' default.
+        seed: seeds the layer's weights.
+    """
     __tracebackhide__ = True
     if not callable(layer_fn):
         fail(f"expected a function, got {type(layer_fn).__name__}: run the cell that defines it first.", "by_hand")
@@ -299,10 +305,8 @@ def layer_probe(layer_fn, kind: str, api: str, arg=None, seed: int = 0) -> Layer
 
 
 class StepProbe:
-    """A small reference model (Dense, BatchNormalization, ReLU, Dense(3)) for ``train_step`` and ``predict``.
-
-    The model is the course's, not the student's, so these checks judge the training step and the
-    prediction alone."""
+    """A small reference model (Dense, BatchNormalization, ReLU, Dense(3)) for ``train_step`` and ``predict``:
+    the course's model, not the student's, so these checks judge the training step and the prediction alone."""
 
     def __init__(self, seed: int = 0):
         keras.utils.set_random_seed(seed)
@@ -354,9 +358,9 @@ class StepProbe:
         return report
 
     def _with_run_optimizer(self, train_step, x, y, report, learning_rate) -> dict:
-        """Run ``train_step`` again from the same start, as ``training.train`` runs it: traced, with the run's
-        optimizer (:class:`bnlab.training.adam.FusedAdam`, built before the first step). Reports whether it ran, its steps
-        and the weights after it; the state after the SGD step is put back afterwards."""
+        """Run ``train_step`` again from the same start, as ``training.train`` runs it: traced, with the run's optimizer
+        (:class:`bnlab.training.adam.FusedAdam`, built before the first step). Reports whether it ran, its steps and
+        the weights after it; the state after the SGD step is put back afterwards."""
         from bnlab.training.adam import FusedAdam
 
         after = (self.statistics(), [_np(w) for w in self.model.trainable_variables])

@@ -184,27 +184,18 @@ class Run:
 class TrainingMonitor:
     """A live panel of loss/accuracy curves for one or more training runs.
 
-    Parameters
-    ----------
-    title:
-        Shown above the curves.
-    total_batches:
-        Default planned number of batches of each run (progress bar, remaining time).
-    mode:
-        ``"auto"`` | ``"widget"`` | ``"text"`` | ``"silent"`` (see :mod:`bnlab.monitor`).
-    min_interval:
-        Minimum seconds between two redraws of the panel (a last redraw is forced at close).
-    max_overhead:
-        Redraws are also spaced so that rendering takes at most this fraction of wall time.
-    render_only:
-        In widget mode: render the figure (and update widgets) but never display anything.
-    clock:
-        Function returning seconds (default :func:`time.monotonic`); injectable for tests.
-    stream:
-        Where text mode and the summary print (default: ``sys.stdout`` at print time).
-
     Use it as a context manager, or call :meth:`close` when training is over.
     :attr:`redraw_count` and :attr:`draw_seconds` say how often and how long the panel drew.
+
+    Args:
+        title: shown above the curves.
+        total_batches: default planned number of batches of each run (progress bar, remaining time).
+        mode: ``"auto"`` | ``"widget"`` | ``"text"`` | ``"silent"`` (see :mod:`bnlab.monitor`).
+        min_interval: minimum seconds between two redraws of the panel (a last redraw is forced at close).
+        max_overhead: redraws are also spaced so that rendering takes at most this fraction of wall time.
+        render_only: in widget mode, render the figure (and update widgets) but never display anything.
+        clock: function returning seconds (default :func:`time.monotonic`); injectable for tests.
+        stream: where text mode and the summary print (default: ``sys.stdout`` at print time).
     """
 
     def __init__(self, title: str = "Training", total_batches: int | None = None, mode: str = "auto", *,

@@ -64,8 +64,12 @@ def legend_labels(names: list[str], width: int = LEGEND_WIDTH) -> tuple[str, lis
 class ChartFigure:
     """An off-screen matplotlib figure (Agg, no pyplot) with a loss and an accuracy axis.
 
-    ``caption`` is a small line under the title (the monitor puts the training device there),
-    so that the static PNG left at close still says where the curves come from.
+    Args:
+        title: the figure's title.
+        caption: a small line under the title (the monitor puts the training device there), so that
+            the static PNG left at close still says where the curves come from.
+        width, height: the figure's size in inches.
+        dpi: pixels per inch of the rendered PNG.
     """
 
     def __init__(self, title: str, caption: str = "", width: float = 9.5, height: float = 3.5, dpi: int = 80):
