@@ -88,17 +88,6 @@ def teach(question: str, answer) -> str:
 # --------------------------------------------------------------------------------------------
 # "predict, then run": a batch of one normalized with its own statistics
 
-@contextlib.contextmanager
-def _statistics_kept(model):
-    """Restore the model's non-trainable state (the population statistics) on the way out."""
-    saved = [v.numpy() for v in model.non_trainable_variables]
-    try:
-        yield
-    finally:
-        for variable, value in zip(model.non_trainable_variables, saved):
-            variable.assign(value)
-
-
 def _one_at_a_time(model, images, training: bool) -> np.ndarray:
     """Predicted classes, each image scored alone (one trace); the model's non-trainable state is restored."""
     from bnlab.training.step import predict_one_at_a_time
@@ -139,7 +128,9 @@ def show_single_images(model, data, count: int = 100) -> dict:
 
 def _as_one_batch(model, images) -> np.ndarray:
     """Predicted classes of ``images`` as one batch in training mode; the non-trainable state is restored."""
-    with _statistics_kept(model):
+    from bnlab.training.step import statistics_kept
+
+    with statistics_kept(model):
         return np.argmax(np.asarray(model(images, training=True)), axis=1)
 
 
