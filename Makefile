@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help setup data lab lab-settings test test-fast release check-release bench grade-demo \
-        autograde regrade feedback export collect bundle clean add-cells
+        autograde regrade feedback export collect bundle clean add-cells lint format
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -49,6 +49,14 @@ lab-settings:  ## install the course's quiet, offline JupyterLab settings into $
 test: setup data  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+lint: setup  ## ruff: is the library and its tests formatted and free of lint? (CI runs it; `make format` fixes)
+	$(BIN)/ruff format --check --diff .
+	$(BIN)/ruff check .
+
+format: setup  ## ruff: format the code and apply the safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
 test-fast: setup data  ## the unit tests only (no notebook execution, no nbgrader pipeline)
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
@@ -61,8 +69,8 @@ add-cells: setup  ## after submissions: register graded cells new in source/ (gr
 check-release: setup  ## fail when release/ or solutions/ are stale
 	$(BIN)/python -m bnlab.instructor.release --check
 
-bench: setup data  ## 800-batch benchmark, 5 seeds: accuracy (median, worst), where the time goes, autograde; JSON line
-	$(BIN)/python -m bnlab.instructor.bench.training
+bench: setup data  ## 800-batch runs, 5 seeds: accuracy, where the time goes, grading cost (more: python -m bnlab.instructor.bench -h)
+	$(BIN)/python -m bnlab.instructor.bench training
 
 grade-demo: setup data  ## autograde the solution as a demo student in a scratch course, with feedback and CSV
 	$(BIN)/python -m bnlab.instructor.scratch demo

@@ -9,7 +9,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 
 c.CourseDirectory.course_id = "batchnorm"
 # The course directory is the folder nbgrader runs in: the repository root for instructors; the
-# pipeline tests run nbgrader in a scratch copy and override it on the command line.
+# grader and the tests run nbgrader in scratch courses and override it on the command line.
 c.CourseDirectory.root = settings.course_root(here)
 c.CourseDirectory.source_directory = "source"
 c.CourseDirectory.release_directory = "release"

@@ -27,6 +27,7 @@ import numpy as np
 
 import bnlab
 from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
+from bnlab.tables import table
 from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
 from bnlab.training.loop import run_schedule
 from bnlab.training.step import Trainer, device_batches, gradient_step
@@ -251,10 +252,8 @@ def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_
 
 def results_table(results: list[dict]) -> str:
     """The results of :func:`compare` as a small fixed-width text table."""
-    lines = [f"{'run':<44} {'val acc':>8} {'test acc':>8}"]
-    for r in results:
-        lines.append(f"{r['name']:<44} {r['validation_accuracy']:>8.3f} {r['test_accuracy']:>8.3f}")
-    return "\n".join(lines)
+    rows = [(r["name"], r["validation_accuracy"], r["test_accuracy"]) for r in results]
+    return table(rows, ("run", "val acc", "test acc"), ("", ".3f", ".3f"))
 
 
 class ComparisonControls:

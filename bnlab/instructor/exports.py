@@ -13,6 +13,8 @@ from pathlib import Path
 
 from nbgrader.plugins.export import CsvExportPlugin
 
+from bnlab.instructor.autograde import record
+
 PER_QUESTION = "grades_per_question.csv"
 CANVAS_CSV = "grades_canvas.csv"
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -51,12 +53,10 @@ def _source_order(course: Path, assignment: str, notebook: str):
 
 def per_question(course: Path, assignment: str, path: Path | None = None) -> Path:
     """Write the per-question CSV of ``assignment`` (one row per student, one column per graded check)."""
-    from bnlab.instructor.autograde import record as graderecord
-
     course = Path(course)
     path = Path(path or course / PER_QUESTION)
-    status = graderecord.records(course, assignment)
-    with graderecord.gradebook(course) as gb:
+    status = record.records(course, assignment)
+    with record.gradebook(course) as gb:
         cells = [(cell.name, cell.max_score) for nb in gb.find_assignment(assignment).notebooks
                  for cell in sorted(nb.grade_cells, key=_source_order(course, assignment, nb.name))]
         header = ["student_id", *(f"{name} (max {maximum:g})" for name, maximum in cells),
@@ -64,9 +64,9 @@ def per_question(course: Path, assignment: str, path: Path | None = None) -> Pat
         rows = []
         for submission in sorted(gb.assignment_submissions(assignment), key=lambda s: s.student.id):
             scores = {g.name: g.score for nb in submission.notebooks for g in nb.grades}
-            record = status.get(submission.student.id, {})
+            last = status.get(submission.student.id, {})
             rows.append([submission.student.id, *(scores.get(name, 0.0) for name, _ in cells),
-                         submission.score, submission.max_score, record.get("status", "graded by nbgrader")])
+                         submission.score, submission.max_score, last.get("status", "graded by nbgrader")])
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -114,10 +114,8 @@ def canvas_rows(gb, columns: dict[str, str] | None = None) -> list[list[str]]:
 def canvas_export(course: Path, path: Path | None = None, columns: dict[str, str] | None = None) -> Path:
     """Write ``grades_canvas.csv``: a Canvas gradebook import (``columns`` renames assignment columns,
     e.g. to Canvas' own ``Title (assignment id)`` so that the import fills that assignment)."""
-    from bnlab.instructor.autograde import record as graderecord
-
     path = Path(path or Path(course) / CANVAS_CSV)
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         rows = canvas_rows(gb, columns)
     with open(path, "w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerows(rows)

@@ -14,6 +14,8 @@ from pathlib import Path
 from nbgrader.plugins import LateSubmissionPlugin
 from traitlets import Dict, Float
 
+from bnlab.instructor.autograde import record
+
 DAY = 86400.0
 
 
@@ -55,23 +57,21 @@ def sync_duedate(course: Path, assignment: str) -> datetime.datetime | None:
     from nbgrader.api import MissingEntry
     from nbgrader.utils import parse_utc
 
-    from bnlab.instructor.autograde import record as graderecord
-
     wanted = course_config(course).LatePenalty.get("duedates", {}).get(assignment)
-    if not wanted and not (Path(course) / "gradebook.db").exists():
+    if not wanted and not (Path(course) / record.GRADEBOOK).exists():
         return None
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         if not wanted:
             try:
                 return gb.find_assignment(assignment).duedate
             except MissingEntry:
                 return None
-        record = gb.update_or_create_assignment(assignment)
-        if record.duedate != parse_utc(wanted):
-            record.duedate = parse_utc(wanted)
+        entry = gb.update_or_create_assignment(assignment)
+        if entry.duedate != parse_utc(wanted):
+            entry.duedate = parse_utc(wanted)
             gb.db.commit()
-            print(f"due date of {assignment}: {record.duedate} UTC (from nbgrader_config.py, now in the gradebook)")
-        return record.duedate
+            print(f"due date of {assignment}: {entry.duedate} UTC (from nbgrader_config.py, now in the gradebook)")
+        return entry.duedate
 
 
 def timestamp_for(late: bool, duedate: datetime.datetime | None) -> str | None:

@@ -47,6 +47,7 @@ from pathlib import Path, PurePosixPath
 # grades out live in bnlab.instructor.exports, late work in bnlab.instructor.latework
 from bnlab.instructor.exports import (CANVAS_CSV, PER_QUESTION, GradedCsvExportPlugin, canvas_export,  # noqa: F401
                            export, graded_assignments, per_question)
+from bnlab.instructor.notebooks import digest, tree_files
 from bnlab.instructor.latework import LatePenalty, course_config, sync_duedate, timestamp_for  # noqa: F401
 
 CANVAS_PATTERN = (r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
@@ -173,15 +174,6 @@ def latest_attempts(found: list[Found]) -> tuple[list[Found], list[tuple[str, st
     return kept, duplicates
 
 
-def _contents(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def _fingerprint(folder: Path) -> dict[str, str]:
-    """``{relative path: SHA-256}`` of every file under ``folder`` (empty when it does not exist)."""
-    return {name: hashlib.sha256(data).hexdigest() for name, data in _contents(folder).items()} if folder.exists() else {}
-
-
 def backup(course: Path, student: str, assignment: str, stamp: str) -> Path:
     """Move ``submitted/STUDENT/ASSIGNMENT/`` to ``submitted/.backup/STAMP/STUDENT/ASSIGNMENT/``."""
     target = Path(course) / "submitted" / BACKUP / stamp / student / assignment
@@ -191,11 +183,22 @@ def backup(course: Path, student: str, assignment: str, stamp: str) -> Path:
 
 
 def place(course: Path, assignment: str, student: str, files: dict[str, bytes], stamp: str) -> tuple[str, Path | None]:
-    """Write one student's files into ``submitted/``: ``("new" | "unchanged" | "replaced", backup)``."""
+    """Write one student's files into ``submitted/``.
+
+    Args:
+        course: the course folder.
+        assignment: the assignment the files belong to.
+        student: the student's id (the folder ``submitted/STUDENT/``).
+        files: ``{name: bytes}`` to write.
+        stamp: the name of the backup folder for files this replaces.
+
+    Returns:
+        ``("new" | "unchanged" | "replaced", the backup folder or None)``.
+    """
     folder = Path(course) / "submitted" / student / assignment
     moved = None
     if folder.exists():
-        if _contents(folder) == files:
+        if tree_files(folder) == files:
             return "unchanged", None
         moved = backup(course, student, assignment, stamp)
     folder.mkdir(parents=True, exist_ok=True)
@@ -210,9 +213,9 @@ def _digest(path: Path) -> str:
 
 def already_collected(course: Path, assignment: str, archive: Path) -> Path | None:
     """The kept copy of an earlier collect with the same content as ``archive``, if any."""
-    digest = _digest(archive)
+    wanted = _digest(archive)
     for kept in sorted((Path(course) / "downloaded" / assignment / "collected").glob("*/*")):
-        if kept.is_file() and kept.name != "summary.txt" and _digest(kept) == digest:
+        if kept.is_file() and kept.name != "summary.txt" and _digest(kept) == wanted:
             return kept
     return None
 
@@ -329,13 +332,13 @@ def exchange_collect(course: Path, assignment: str) -> int:
         print(f"not collected: {path.relative_to(course)} (an LMS download; this collect uses nbgrader's exchange "
               f"only). To collect it: make collect ARCHIVE={path.relative_to(course)}")
     backups = course / "submitted" / BACKUP / _stamp()
-    before = {p.parent.name: _fingerprint(p) for p in (course / "submitted").glob(f"*/{assignment}")}
+    before = {p.parent.name: digest(tree_files(p)) for p in (course / "submitted").glob(f"*/{assignment}")}
     for student in before:
         shutil.copytree(course / "submitted" / student / assignment, backups / student / assignment)
     result = nbgrader("collect", assignment, "--update", root=course, check=False)
     print(result.stdout + result.stderr)
-    for student, files in before.items():
-        if _fingerprint(course / "submitted" / student / assignment) == files:
+    for student, fingerprint in before.items():
+        if digest(tree_files(course / "submitted" / student / assignment)) == fingerprint:
             shutil.rmtree(backups / student)
         else:
             print(f"replaced {student}: the previous files are kept in {(backups / student / assignment).relative_to(course)}/")

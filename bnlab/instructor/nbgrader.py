@@ -1,13 +1,13 @@
 """``nbgrader`` as the course runs it: ``python -m bnlab.instructor.nbgrader ARGS`` is ``nbgrader ARGS``,
-started about 2.5 s sooner.
+started sooner.
 
 nbgrader imports nbformat, nbformat imports jsonschema, and jsonschema's format checkers import
 ``rfc3987_syntax`` when it is installed (``jsonschema[format-nongpl]`` installs it, and nbformat
-asks for that). Its import builds some 35 Earley parsers: 2.5 s on a 2-core CPU, more than half of
-nbgrader's start-up, paid once per submission when a class is graded one process per student
+asks for that). Its import builds dozens of Earley parsers, a large share of nbgrader's start-up,
+paid once per submission when a class is graded one process per student
 (python-jsonschema/jsonschema#1428 reports the same cost). The parsers serve only the ``iri`` and
 ``iri-reference`` formats, which no notebook schema uses, and neither nbformat, nbconvert nor
-nbgrader validates with a format checker (``tests/test_nbgrader_cli.py`` checks both), so this
+nbgrader validates with a format checker (``tests/instructor/test_nbgrader_cli.py`` checks both), so this
 entry point hides the module before nbgrader is imported: jsonschema then skips those two checks.
 
 :func:`nbgrader_command`, and so every nbgrader call the course makes (release,
@@ -48,7 +48,7 @@ def nbgrader_env(extra: dict | None = None) -> dict:
 
 def nbgrader_command(*args: str, root: Path) -> list[str]:
     """``nbgrader ARGS`` of this interpreter's environment, for the course in folder ``root`` (through
-    :mod:`bnlab.instructor.nbgrader`, which starts 2.5 s sooner than the ``nbgrader`` script)."""
+    :mod:`bnlab.instructor.nbgrader`, which starts sooner than the ``nbgrader`` script)."""
     return [sys.executable, "-m", "bnlab.instructor.nbgrader", *args, f"--CourseDirectory.root={root}"]
 
 

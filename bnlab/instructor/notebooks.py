@@ -1,10 +1,12 @@
 """Where the course's notebooks live, and how the exercise's cells are read.
 
-The course folder (``ROOT``), the exercise's source, release and solutions notebooks, and the readers
-that the benchmark, the nbgrader tooling and the tests use. nbformat is imported only when a reader runs.
+The course folder (``ROOT``), the exercise's source, release and solutions notebooks, the readers
+that the benchmark, the nbgrader tooling and the tests use, and the one digest of a folder's files
+(:func:`tree_files`, :func:`digest`). nbformat is imported only when a reader runs.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,22 @@ RELATIVE = Path(ASSIGNMENT) / FILENAME           # inside source/, release/, sol
 SOURCE = ROOT / "source" / RELATIVE
 RELEASE = ROOT / "release" / RELATIVE
 SOLUTIONS = ROOT / "solutions" / RELATIVE
+
+
+def tree_files(folder: Path) -> dict[str, bytes]:
+    """``{path relative to folder: bytes}`` of every file under ``folder``, in path order, without
+    ``.ipynb_checkpoints`` and ``__pycache__`` (empty when the folder does not exist)."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(folder).parts)}
+
+
+def digest(files: dict[str, bytes], salt: str = "") -> str:
+    """SHA-256 (hex) of ``salt`` and ``files`` ``{name: bytes}``: the names and the contents, in name order."""
+    sha = hashlib.sha256(salt.encode())
+    for name in sorted(files):
+        sha.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return sha.hexdigest()
 
 
 def grade_id(cell) -> str | None:

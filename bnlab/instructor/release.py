@@ -20,13 +20,11 @@ Removed cells are refused unless ``--drop-cells`` (their grades are deleted, aft
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import shutil
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -37,7 +35,7 @@ from bnlab.instructor.notebooks import ROOT
 
 GENERATED = ("release", "solutions")
 AFTER_DEADLINE = "after_deadline"   # the value of a notebook's metadata.bnlab.handout kept out of release/
-GRADEBOOK = "gradebook.db"
+GRADEBOOK = record.GRADEBOOK
 BACKUPS = "backups"
 KEEP_BACKUPS = 10
 KINDS = ("grade", "solution", "task", "source")   # the cells nbgrader's SaveCells stores, by kind
@@ -114,13 +112,6 @@ def stale_files(root: Path = ROOT) -> list[str]:
 
 # The gradebook: backups, and graded cells added or removed after students submitted.
 
-def _copy_database(source: Path, target: Path) -> None:
-    """A consistent copy of the SQLite database ``source`` (even while nbgrader writes to it)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.closing(sqlite3.connect(source)) as src, contextlib.closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
-
-
 def backup_gradebook(course: Path = ROOT, keep: int = KEEP_BACKUPS) -> Path | None:
     """Copy ``course/gradebook.db`` to ``course/backups/gradebook-TIMESTAMP.db`` and return that path
     (None without a gradebook); only the newest ``keep`` backups are kept."""
@@ -129,7 +120,7 @@ def backup_gradebook(course: Path = ROOT, keep: int = KEEP_BACKUPS) -> Path | No
         return None
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     target = Path(course) / BACKUPS / f"gradebook-{stamp}.db"
-    _copy_database(source, target)
+    record.copy_database(source, target)
     for old in sorted(target.parent.glob("gradebook-*.db"))[:-keep]:
         old.unlink()
     return target
@@ -263,7 +254,7 @@ def scratch_course(root: Path, scratch: Path) -> Path:
     shutil.copytree(root / "source", scratch / "source", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
     shutil.copy(root / "nbgrader_config.py", scratch / "nbgrader_config.py")
     if (root / GRADEBOOK).is_file():
-        _copy_database(root / GRADEBOOK, scratch / GRADEBOOK)
+        record.copy_database(root / GRADEBOOK, scratch / GRADEBOOK)
     return scratch
 
 
@@ -287,7 +278,7 @@ def swap_in(scratch: Path, root: Path) -> None:
                 (root / top).mkdir(exist_ok=True)
                 _replace(scratch / top / name, root / top / name)
     if (scratch / GRADEBOOK).is_file():
-        _copy_database(scratch / GRADEBOOK, root / f".{GRADEBOOK}.new")
+        record.copy_database(scratch / GRADEBOOK, root / f".{GRADEBOOK}.new")
         os.replace(root / f".{GRADEBOOK}.new", root / GRADEBOOK)
 
 

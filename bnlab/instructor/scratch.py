@@ -1,32 +1,30 @@
-"""The nbgrader pipeline end to end, on a scratch course: for tests, demos and instructors.
+"""The grading pipeline end to end, on a scratch course: for tests, demos and instructors.
 
 ``python -m bnlab.instructor.scratch demo`` (``make grade-demo``) creates a scratch course directory,
-submits the solution as student ``demo``, and runs ``autograde``, ``generate_feedback`` and
-``export``, then prints the scores, the feedback file and the CSV. The functions below are what
-``tests/test_pipeline.py`` uses to grade known-buggy submissions.
+submits the solution as student ``demo``, grades it, runs ``generate_feedback`` and ``export``, then
+prints the scores, the feedback file and the CSV. The functions below are what the tests use to grade
+known-buggy submissions.
 
-A submission that crashes (an exception in every cell, a killed kernel, a timeout) never stops the
-others: the submitted notebook stays untouched, and :func:`autograde` reports which students could
-not be graded and why, instead of raising. With ``jobs`` it uses the parallel grader
-(:mod:`bnlab.instructor.autograde.coordinator`), which also records each failure in the gradebook.
+Grading takes the one route ``make autograde`` takes (:func:`bnlab.instructor.autograde.coordinator.grade_class`):
+a submission that crashes (an exception in every cell, a killed kernel, a timeout) never stops the
+others, keeps its submitted notebook untouched, and is recorded in the gradebook with the reason.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
+import io
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import nbformat
 
 from bnlab.exercise import ASSIGNMENT as EXERCISE, NOTEBOOK
-
-from bnlab.instructor.notebooks import fill_in, solution_answers
+from bnlab.instructor.autograde.coordinator import ClassRun, grade_class, summary
+from bnlab.instructor.autograde.record import gradebook
 from bnlab.instructor.nbgrader import nbgrader
-from bnlab.instructor.notebooks import ROOT
+from bnlab.instructor.notebooks import ROOT, fill_in, solution_answers
 
 
 def create_course(directory: Path, assignment: str = EXERCISE) -> Path:
@@ -41,7 +39,15 @@ def create_course(directory: Path, assignment: str = EXERCISE) -> Path:
 
 def submit(course: Path, student: str, nb: nbformat.NotebookNode, assignment: str = EXERCISE,
            notebook: str = NOTEBOOK) -> Path:
-    """Place a submission where nbgrader expects it (submitted/STUDENT/ASSIGNMENT/)."""
+    """Place a submission where nbgrader expects it (submitted/STUDENT/ASSIGNMENT/); return its path.
+
+    Args:
+        course: the course folder.
+        student: the student's id.
+        nb: the submitted notebook.
+        assignment: the assignment it belongs to.
+        notebook: its name in the assignment (without ``.ipynb``).
+    """
     folder = Path(course) / "submitted" / student / assignment
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, folder / f"{notebook}.ipynb")
@@ -53,57 +59,24 @@ def release_notebook(course: Path, assignment: str = EXERCISE, notebook: str = N
     return nbformat.read(Path(course) / "release" / assignment / f"{notebook}.ipynb", as_version=4)
 
 
-@dataclasses.dataclass
-class GradingRun:
-    """What one ``nbgrader autograde`` run gave."""
+def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None, jobs: int = 1,
+              **options) -> ClassRun:
+    """Grade every submission of ``assignment`` in ``course`` again, as ``make autograde --regrade-all``.
 
-    seconds: float
-    graded: list          # students with an autograded notebook
-    failed: dict          # student -> why nbgrader could not grade them
-    log: str
+    Args:
+        course: the course folder (``submitted/``, ``gradebook.db``).
+        assignment: the assignment to grade.
+        env: environment variables for the graded kernels (e.g. ``BNLAB_SHORT_BATCHES``).
+        jobs: submissions graded at a time.
+        **options: passed on to :func:`bnlab.instructor.autograde.coordinator.grade_class` (``limits``,
+            ``client``, ``students``, ``stream``: where the progress lines go, by default nowhere).
 
-
-def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None, jobs: int | None = None,
-              **options) -> GradingRun:
-    """Autograde every submission; a failing student never stops the others.
-
-    ``env`` adds environment variables for the graded kernels (e.g. ``BNLAB_SHORT_BATCHES``). With
-    ``jobs``, the parallel grader :func:`bnlab.instructor.autograde.coordinator.grade_class` grades ``jobs`` submissions at
-    a time, each in its own scratch course (``options`` go to it: ``limits``, ``client``, ...);
-    without, one serial ``nbgrader autograde --force`` run, as nbgrader alone would do it."""
-    course = Path(course)
-    if jobs is not None:
-        import io
-
-        from bnlab.instructor.autograde.coordinator import grade_class, summary
-
-        stream = io.StringIO()
-        run = grade_class(course, assignment, jobs=jobs, env=env, stream=stream, regrade_all=True, **options)
-        return GradingRun(run.seconds, run.graded, run.failed, stream.getvalue() + summary(run))
-    students = sorted(p.name for p in (course / "submitted").iterdir() if (p / assignment).is_dir())
-    start = time.perf_counter()
-    result = nbgrader("autograde", assignment, "--force", root=course, check=False, env=env)
-    seconds = time.perf_counter() - start
-    log = result.stdout + result.stderr
-    graded, failed = [], {}
-    for student in students:
-        if (course / "autograded" / student / assignment).is_dir():
-            graded.append(student)
-        else:
-            lines = [line for line in log.splitlines() if student in line or "Error" in line or "error" in line]
-            failed[student] = ("nbgrader could not grade this submission (kernel died, timed out or the notebook is "
-                               f"unreadable); it is kept unchanged in submitted/{student}/{assignment}/. "
-                               + " | ".join(lines[-3:]))
-    return GradingRun(seconds, graded, failed, log)
-
-
-def cell_scores(course: Path, student: str, assignment: str = EXERCISE, notebook: str = NOTEBOOK) -> dict:
-    """``{test grade_id: (score, max_score)}`` from the gradebook."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
-        nb = gb.find_submission_notebook(notebook, assignment, student)
-        return {g.name: (g.score, g.max_score) for g in nb.grades}
+    Returns:
+        The run: ``graded`` and ``failed`` (student -> why), the gradebook records in ``rows``, and
+        the log lines worth a look per student in ``notes``.
+    """
+    options.setdefault("stream", io.StringIO())
+    return grade_class(course, assignment, jobs=jobs, env=env, regrade_all=True, **options)
 
 
 def why_zero(course: Path, student: str, assignment: str = EXERCISE, notebook: str = NOTEBOOK) -> dict:
@@ -131,17 +104,15 @@ def score_report(course: Path, student: str, assignment: str = EXERCISE,
                  notebook: str = NOTEBOOK) -> tuple[list[str], dict]:
     """One line per graded cell (score, maximum, and what the instructor must know: graded by hand, why a
     cell lost points) and the totals ``{"auto": ..., "auto_max": ..., "manual_max": ...}``."""
-    from nbgrader.api import Gradebook
-
     reasons = why_zero(course, student, assignment, notebook)
     lines, totals = [], {"auto": 0.0, "auto_max": 0.0, "manual_max": 0.0}
-    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
+    with gradebook(course) as gb:
         for grade in gb.find_submission_notebook(notebook, assignment, student).grades:
             if grade.cell.cell_type == "markdown" or grade.auto_score is None:  # a written answer
                 totals["manual_max"] += grade.max_score
                 shown = "-" if grade.manual_score is None else f"{grade.manual_score:g}"
                 note = "graded by hand" + (": in the formgrader, `make lab LAB_ROOT=.` then Nbgrader > Formgrader > "
-                                           "Manual Grading (README, *Manual grading*)" if grade.manual_score is None else "")
+                                           "Manual Grading (docs/instructors.md, *Manual grading*)" if grade.manual_score is None else "")
             else:
                 totals["auto"] += grade.score
                 totals["auto_max"] += grade.max_score
@@ -171,10 +142,9 @@ def demo(directory: Path) -> int:
     course = create_course(directory)
     submit(course, "demo", fill_in(release_notebook(course), solution_answers()))
     print("Autograding the solution as student 'demo' (shortened training under nbgrader) ...", flush=True)
-    run = autograde(course, jobs=1)
+    run = autograde(course)
     if run.failed:
-        print(run.log)
-        print("FAILED:", run.failed)
+        print(summary(run))
         return 1
     lines, totals = score_report(course, "demo")
     print("\n".join(lines))

@@ -84,7 +84,7 @@ def page(browser):
 
 
 def shutdown_kernels(base: str) -> None:
-    """End every kernel of the server (each notebook's TensorFlow kernel holds about 1 GB)."""
+    """End every kernel of the server (each notebook's TensorFlow kernel holds a lot of memory)."""
     with urllib.request.urlopen(f"{base}/api/sessions", timeout=10) as response:
         sessions = json.load(response)
     for session in sessions:
@@ -117,21 +117,21 @@ def student_lab(browser, tmp_path_factory):
 def instructor_lab(browser, tmp_path_factory):
     """JupyterLab in a scratch nbgrader course holding one autograded submission (student ``ada``).
 
-    The course is built with bnlab.instructor.scratch (generate, submit the solution, autograde), as an
-    instructor's `nbgrader` commands would; the formgrader then shows it. Yields ``(base_url, course)``."""
-    from bnlab.instructor import notebooks
-    from bnlab.instructor import scratch as pipeline
+    The course is built with bnlab.instructor.scratch (generate, submit the solution, grade as ``make
+    autograde`` does); the formgrader then shows it. Yields ``(base_url, course)``."""
+    from bnlab.instructor import notebooks, scratch
+    from bnlab.instructor.autograde.coordinator import summary
     from bnlab.instructor.nbgrader import nbgrader
 
     work = tmp_path_factory.mktemp("instructor-lab")
     if shutil.which("make"):  # the course's quiet JupyterLab settings, as `make lab` installs them
         subprocess.run(["make", "--no-print-directory", "lab-settings"], cwd=REPO, check=True, capture_output=True)
-    course = pipeline.create_course(work / "course")
+    course = scratch.create_course(work / "course")
     # A named student, as after `nbgrader db student import` (else the formgrader shows "None, None").
     nbgrader("db", "student", "add", "ada", "--first-name=Ada", "--last-name=Lovelace", root=course)
-    pipeline.submit(course, "ada", notebooks.fill_in(pipeline.release_notebook(course), notebooks.solution_answers()))
-    graded = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": GRADING_BATCHES})
-    assert graded.graded == ["ada"], f"autograde failed in the fixture: {graded.failed}\n{graded.log[-3000:]}"
+    scratch.submit(course, "ada", notebooks.fill_in(scratch.release_notebook(course), notebooks.solution_answers()))
+    graded = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": GRADING_BATCHES})
+    assert graded.graded == ["ada"], f"autograde failed in the fixture:\n{summary(graded)}"
     port = labdriver.free_port()
     cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", f"--ServerApp.root_dir={course}",
            f"--port={port}", *labdriver.lab_args(work)]

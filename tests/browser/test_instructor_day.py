@@ -16,7 +16,7 @@ import pytest
 from bnlab import exercise
 
 from bnlab.instructor import notebooks
-from bnlab.instructor import scratch as pipeline
+from bnlab.instructor.autograde import record
 from labdriver import Steps, appears
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -65,7 +65,7 @@ def test_formgrader_day(instructor_lab, page):
         assert released.stat().st_mtime_ns != before, "the release notebook was not written again"
 
     with steps("the autograded submission shows its score"):
-        scores = pipeline.cell_scores(course, student)
+        scores = record.cell_scores(course, assignment)[student]
         total = sum(s for s, _ in scores.values())
         maximum = sum(m for _, m in scores.values())
         row.locator("td.num-submissions a").click()
@@ -80,8 +80,6 @@ def test_formgrader_day(instructor_lab, page):
         assert autograded and all(s == m for s, m in autograded.values()), f"the solution lost points: {autograded}"
 
     with steps("grade the written answer by hand in the formgrader"):
-        from bnlab.instructor.autograde import record
-
         with record.gradebook(course) as gb:
             submitted = gb.find_submission_notebook(exercise.NOTEBOOK, assignment, student)
             manual = [g.name for g in submitted.grades if g.cell.cell_type == "markdown"]
@@ -95,9 +93,10 @@ def test_formgrader_day(instructor_lab, page):
         field.fill("1.5")
         field.press("Tab")  # leaving the field saves it: on to the next field, as a grader does
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and pipeline.cell_scores(course, student)[manual[0]][0] != 1.5:
+        while time.monotonic() < deadline and record.cell_scores(course, assignment)[student][manual[0]][0] != 1.5:
             time.sleep(0.5)
-        assert pipeline.cell_scores(course, student)[manual[0]][0] == 1.5, "the manual score did not reach the gradebook"
+        given = record.cell_scores(course, assignment)[student][manual[0]][0]
+        assert given == 1.5, "the manual score did not reach the gradebook"
         steps.page = page
         total += 1.5
 

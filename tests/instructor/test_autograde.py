@@ -1,11 +1,11 @@
 """The parallel grader: limits, records, incremental runs, Dask, regrading.
 
 Fast tests check the sandbox (wall time, memory, network) and the bookkeeping on synthetic data.
-The slow ones grade a small class for real: a buggy submission serially with plain
-``nbgrader autograde`` (the reference), then a class in parallel (JOBS=2) with that buggy
-submission, the solution, and submissions that crash, hang, eat memory or cannot be read; then two
-of them on a real ``dask.distributed.LocalCluster`` of 2 worker processes, and a regrade after a
-test cell changed in source/.
+The slow ones grade a small class for real: a buggy submission with plain ``nbgrader autograde``
+in the course folder (the reference: what the formgrader's button runs), then a class in parallel
+(JOBS=2) with that buggy submission, the solution, and submissions that crash, hang, eat memory or
+cannot be read; then two of them on a real ``dask.distributed.LocalCluster`` of 2 worker processes,
+and a regrade after a test cell changed in source/.
 """
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ import sys
 import nbformat
 import pytest
 
-from bnlab.instructor.autograde import coordinator as autograde, record as graderecord, job, limits as sandbox
 from bnlab import exercise
-from bnlab.instructor import notebooks
-from bnlab.instructor import scratch as pipeline
+from bnlab.instructor import notebooks, scratch
+from bnlab.instructor.autograde import coordinator, job, limits, record
 from bnlab.instructor.autograde.limits import GiB, Limits
+from bnlab.instructor.nbgrader import nbgrader
 from submissions import BUGS
 
 SHORT = {"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}
@@ -28,9 +28,9 @@ BUGGY = next(b for b in BUGS if b.name == "keras_training_flag_never_set")
 CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 HANG = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # not even an interrupt stops it\ntime.sleep(10**6)\n"
 HOG = "hog = b'x' * (3 * 2**30)  # 3 GiB on top of TensorFlow's own: over the 3 GiB limit of the test\n"
-# generous wall time for the real submissions (a loaded 2-core machine needs minutes for one); the
-# hanging submission is graded on its own with a short one. A valid submission peaks at about 2 GiB
-# (kernel, nbgrader and the trusted re-run's worker side by side; `make bench` measures it).
+# generous wall time for the real submissions on a loaded machine; the hanging submission is graded on
+# its own with a short one. The memory limit leaves room for a valid submission (kernel, nbgrader and the
+# trusted re-run's worker side by side; `make bench` measures their peak).
 LIMITS = Limits(wall_seconds=900, memory_bytes=3 * GiB)
 HANG_LIMITS = Limits(wall_seconds=30, memory_bytes=3 * GiB)
 # the exercise's points, read from the source notebook: checks scored by the autograder, and in all
@@ -43,13 +43,13 @@ MAX = sum(POINTS.values())
 # --- fast: the sandbox and the bookkeeping ----------------------------------------------------
 def test_wall_time_limit_kills_the_whole_process_group():
     code = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
-    out = sandbox.run_limited([sys.executable, "-c", code], "/tmp", {}, Limits(wall_seconds=1, network="allow"))
+    out = limits.run_limited([sys.executable, "-c", code], "/tmp", {}, Limits(wall_seconds=1, network="allow"))
     assert out.status == "timeout" and "wall-time limit of 1 s" in out.reason and out.seconds < 10
 
 
 def test_memory_limit_stops_a_hungry_command():
     code = "import time; hog = b'x' * (1536 * 2**20); time.sleep(30)"
-    out = sandbox.run_limited([sys.executable, "-c", code], "/tmp", {}, Limits(memory_bytes=GiB, network="allow"))
+    out = limits.run_limited([sys.executable, "-c", code], "/tmp", {}, Limits(memory_bytes=GiB, network="allow"))
     assert out.status == "memory" and "over the limit of 1 GiB" in out.reason and out.seconds < 20
 
 
@@ -62,11 +62,11 @@ def test_grading_commands_end_when_the_coordinator_is_stopped(tmp_path):
 
     marker = tmp_path / "pid"
     child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    coordinator = ("import signal, sys, threading\nfrom bnlab.instructor.autograde import limits as sandbox\n"
-                   "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
-                   f"t = threading.Thread(target=sandbox.run_limited, args=([sys.executable, '-c', {child!r}], '/tmp', {{}},"
-                   " sandbox.Limits(network='allow')), daemon=True)\nt.start(); t.join()\n")
-    parent = subprocess.Popen([sys.executable, "-c", coordinator])
+    grader = ("import signal, sys, threading\nfrom bnlab.instructor.autograde import limits\n"
+              "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+              f"t = threading.Thread(target=limits.run_limited, args=([sys.executable, '-c', {child!r}], '/tmp', {{}},"
+              " limits.Limits(network='allow')), daemon=True)\nt.start(); t.join()\n")
+    parent = subprocess.Popen([sys.executable, "-c", grader])
     deadline = time.time() + 60
     while not (marker.exists() and marker.read_text()) and time.time() < deadline:
         time.sleep(0.2)
@@ -79,21 +79,21 @@ def test_grading_commands_end_when_the_coordinator_is_stopped(tmp_path):
 
 
 def test_network_is_cut_where_the_machine_allows_it():
-    available, why = sandbox.network_isolation()
+    available, why = limits.network_isolation()
     if not available:
         pytest.skip(f"network isolation unavailable here: {why}")
     code = ("import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2); print('REACHED')\n"
             "except OSError as e: print('BLOCKED', e.errno)\nsocket.create_server(('127.0.0.1', 0)); print('LOOPBACK')")
-    out = sandbox.run_limited([sys.executable, "-c", code], "/tmp", dict(os.environ), Limits())
+    out = limits.run_limited([sys.executable, "-c", code], "/tmp", dict(os.environ), Limits())
     assert out.network_isolated and out.status == "ok", out
     assert "BLOCKED 101" in out.output and "LOOPBACK" in out.output, out.output
 
 
 def test_required_isolation_refuses_when_unavailable(monkeypatch):
-    monkeypatch.setattr(sandbox, "network_isolation", lambda: (False, "no namespaces here"))
+    monkeypatch.setattr(limits, "network_isolation", lambda: (False, "no namespaces here"))
     with pytest.raises(RuntimeError, match="no namespaces here"):
-        sandbox.wrap_command(["true"], Limits(network="require"))
-    assert sandbox.wrap_command(["true"], Limits(network="auto")) == (["true"], False)
+        limits.wrap_command(["true"], Limits(network="require"))
+    assert limits.wrap_command(["true"], Limits(network="auto")) == (["true"], False)
 
 
 def test_log_classification_keeps_only_what_deserves_a_look():
@@ -122,7 +122,7 @@ def test_cells_stopped_by_the_per_cell_limit_are_named(tmp_path):
 
 def test_progress_line_counts_done_left_failed_and_eta():
     stream = io.StringIO()
-    progress = autograde.Progress(4, stream)
+    progress = coordinator.Progress(4, stream)
     progress.update({"student": "a", "status": "graded", "score": 30.0, "max_score": 30.0, "seconds": 1.0})
     progress.update({"student": "b", "status": "crashed", "score": 0.0, "max_score": 30.0, "seconds": 1.0})
     line = stream.getvalue().splitlines()[-1]
@@ -131,7 +131,7 @@ def test_progress_line_counts_done_left_failed_and_eta():
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    return pipeline.create_course(tmp_path_factory.mktemp("merge"))
+    return scratch.create_course(tmp_path_factory.mktemp("merge"))
 
 
 @pytest.mark.slow  # a scratch course (nbgrader generate_assignment)
@@ -139,23 +139,23 @@ def test_failed_result_gets_a_flagged_gradebook_entry_with_the_reason(course):
     files = {"timestamp.txt": b"2026-11-22 12:00:00.000000 UTC"}
     result = {"student": "ghost", "assignment": exercise.ASSIGNMENT, "status": "memory",
               "reason": "used 9 GiB", "notebooks": {}, "seconds": 3.0}
-    row = graderecord.merge(course, result, files, "d1")
+    row = record.merge(course, result, files, "d1")
     assert (row["status"], row["score"], row["max_score"]) == ("memory", 0.0, MAX)
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         nb = gb.find_submission_notebook(exercise.NOTEBOOK, exercise.ASSIGNMENT, "ghost")
         assert nb.flagged and nb.comments and all("Autograding memory: used 9 GiB" == c.auto_comment for c in nb.comments)
         assert gb.find_submission(exercise.ASSIGNMENT, "ghost").timestamp.year == 2026
-    assert graderecord.records(course, exercise.ASSIGNMENT)["ghost"]["reason"] == "used 9 GiB"
+    assert record.records(course, exercise.ASSIGNMENT)["ghost"]["reason"] == "used 9 GiB"
 
 
 @pytest.mark.slow  # a scratch course (nbgrader generate_assignment)
 def test_digest_changes_with_the_submission_and_with_the_tests(course):
-    pipeline.submit(course, "d", pipeline.release_notebook(course))
-    first = {s.student: s.digest for s in autograde.submissions(course, exercise.ASSIGNMENT)}["d"]
+    scratch.submit(course, "d", scratch.release_notebook(course))
+    first = {s.student: s.digest for s in coordinator.submissions(course, exercise.ASSIGNMENT)}["d"]
     (course / "submitted" / "d" / exercise.ASSIGNMENT / "extra.txt").write_text("more")
-    second = {s.student: s.digest for s in autograde.submissions(course, exercise.ASSIGNMENT)}["d"]
+    second = {s.student: s.digest for s in coordinator.submissions(course, exercise.ASSIGNMENT)}["d"]
     (course / "nbgrader_config.py").write_text((course / "nbgrader_config.py").read_text() + "\n# changed\n")
-    third = {s.student: s.digest for s in autograde.submissions(course, exercise.ASSIGNMENT)}["d"]
+    third = {s.student: s.digest for s in coordinator.submissions(course, exercise.ASSIGNMENT)}["d"]
     assert len({first, second, third}) == 3
 
 
@@ -170,33 +170,38 @@ def test_kit_holds_the_assignment_and_no_student(course):
 
 
 # --- slow: real grading -----------------------------------------------------------------------
+def _scores(course, student):
+    return record.cell_scores(course, exercise.ASSIGNMENT)[student]
+
+
 def _fill(course, cells):
-    return notebooks.fill_in(pipeline.release_notebook(course), {**notebooks.solution_answers(), **cells})
+    return notebooks.fill_in(scratch.release_notebook(course), {**notebooks.solution_answers(), **cells})
 
 
 @pytest.fixture(scope="module")
 def serial_reference(tmp_path_factory):
-    """The buggy submission graded the way nbgrader alone does it (one serial run)."""
-    ref = pipeline.create_course(tmp_path_factory.mktemp("serial"))
-    pipeline.submit(ref, "buggy", _fill(ref, BUGGY.cells))
-    run = pipeline.autograde(ref, env=SHORT)
-    assert run.graded == ["buggy"], run.log[-3000:]
-    return pipeline.cell_scores(ref, "buggy")
+    """The buggy submission graded the way nbgrader alone does it (``nbgrader autograde`` in the course)."""
+    ref = scratch.create_course(tmp_path_factory.mktemp("serial"))
+    scratch.submit(ref, "buggy", _fill(ref, BUGGY.cells))
+    result = nbgrader("autograde", exercise.ASSIGNMENT, "--force", root=ref, check=False, env=SHORT)
+    assert (ref / "autograded" / "buggy" / exercise.ASSIGNMENT / exercise.FILENAME).exists(), result.stderr[-3000:]
+    return _scores(ref, "buggy")
 
 
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory):
-    course = pipeline.create_course(tmp_path_factory.mktemp("class"))
-    pipeline.submit(course, "solution", _fill(course, {}))
-    pipeline.submit(course, "buggy", _fill(course, BUGGY.cells))
-    pipeline.submit(course, "crashes", _fill(course, {"keras_layers": CRASH}))
-    pipeline.submit(course, "hangs", _fill(course, {"keras_layers": HANG}))
-    pipeline.submit(course, "hog", _fill(course, {"keras_layers": HOG}))
-    pipeline.submit(course, "garbled", pipeline.release_notebook(course)).write_text('{"cells": [')
+    course = scratch.create_course(tmp_path_factory.mktemp("class"))
+    scratch.submit(course, "solution", _fill(course, {}))
+    scratch.submit(course, "buggy", _fill(course, BUGGY.cells))
+    scratch.submit(course, "crashes", _fill(course, {"keras_layers": CRASH}))
+    scratch.submit(course, "hangs", _fill(course, {"keras_layers": HANG}))
+    scratch.submit(course, "hog", _fill(course, {"keras_layers": HOG}))
+    scratch.submit(course, "garbled", scratch.release_notebook(course)).write_text('{"cells": [')
     stream = io.StringIO()
     others = ["solution", "buggy", "crashes", "hog", "garbled"]
-    run = autograde.grade_class(course, jobs=2, limits=LIMITS, env=SHORT, stream=stream, students=others)
-    hang = autograde.grade_class(course, jobs=1, limits=HANG_LIMITS, env=SHORT, stream=io.StringIO(), students=["hangs"])
+    run = coordinator.grade_class(course, jobs=2, limits=LIMITS, env=SHORT, stream=stream, students=others)
+    hang = coordinator.grade_class(course, jobs=1, limits=HANG_LIMITS, env=SHORT, stream=io.StringIO(),
+                                   students=["hangs"])
     run.rows = sorted(run.rows + hang.rows, key=lambda r: r["student"])
     return course, run, stream.getvalue()
 
@@ -204,10 +209,10 @@ def graded_class(tmp_path_factory):
 @pytest.mark.slow
 def test_parallel_grades_equal_serial_grades(graded_class, serial_reference):
     course, run, _ = graded_class
-    assert pipeline.cell_scores(course, "buggy") == serial_reference
+    assert _scores(course, "buggy") == serial_reference
     lost = {name for name, (score, maximum) in serial_reference.items() if score < maximum and name in AUTO}
     assert lost == set(BUGGY.fails)
-    scores = pipeline.cell_scores(course, "solution")
+    scores = _scores(course, "solution")
     assert all(scores[name][0] == POINTS[name] for name in AUTO), scores
     assert (course / "autograded" / "solution" / exercise.ASSIGNMENT / exercise.FILENAME).exists()
 
@@ -216,15 +221,15 @@ def test_parallel_grades_equal_serial_grades(graded_class, serial_reference):
 def test_a_kernel_that_dies_in_one_cell_costs_only_that_cell(graded_class):
     """os._exit in Part 1's answer cell: that cell is skipped, the rest graded, and the submission flagged."""
     course, run, _ = graded_class
-    record = graderecord.records(course, exercise.ASSIGNMENT)["crashes"]
-    assert record["status"] == "crashed" and "the kernel died in keras_layers" in record["reason"], record
-    scores = pipeline.cell_scores(course, "crashes")
+    last = record.records(course, exercise.ASSIGNMENT)["crashes"]
+    assert last["status"] == "crashed" and "the kernel died in keras_layers" in last["reason"], last
+    scores = _scores(course, "crashes")
     lost = {name for name, (score, maximum) in scores.items() if score < maximum and name in AUTO}
     assert lost == {"test_keras_fc_structure", "test_keras_fc_population", "test_keras_fc_outputs",
                     "test_keras_conv_structure", "test_keras_conv_population", "test_keras_conv_outputs"}, lost
     assert scores["test_nn_fc_variables"] == (POINTS["test_nn_fc_variables"],) * 2  # Part 2 keeps its points
     assert "crashes" in run.failed  # listed for a look, with the reason
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         assert gb.find_submission_notebook(exercise.NOTEBOOK, exercise.ASSIGNMENT, "crashes").flagged
 
 
@@ -236,11 +241,11 @@ def test_a_kernel_that_dies_in_one_cell_costs_only_that_cell(graded_class):
 ])
 def test_each_bad_submission_has_a_failure_record(graded_class, student, status, reason):
     course, run, _ = graded_class
-    record = graderecord.records(course, exercise.ASSIGNMENT)[student]
-    assert record["status"] == status and reason in record["reason"], record
-    assert f"submitted/{student}/{exercise.ASSIGNMENT}" in record["reason"]
-    assert student in run.failed and record["score"] == 0 and record["max_score"] == MAX
-    with graderecord.gradebook(course) as gb:
+    last = record.records(course, exercise.ASSIGNMENT)[student]
+    assert last["status"] == status and reason in last["reason"], last
+    assert f"submitted/{student}/{exercise.ASSIGNMENT}" in last["reason"]
+    assert student in run.failed and last["score"] == 0 and last["max_score"] == MAX
+    with record.gradebook(course) as gb:
         assert gb.find_submission_notebook(exercise.NOTEBOOK, exercise.ASSIGNMENT, student).flagged
 
 
@@ -248,9 +253,9 @@ def test_each_bad_submission_has_a_failure_record(graded_class, student, status,
 def test_progress_summary_report_and_exports(graded_class):
     course, run, progress = graded_class
     assert "5/5 done, 0 left, 3 failed" in progress
-    table = autograde.summary(run)
+    table = coordinator.summary(run)
     assert "solution" in table and f"/{MAX:g}" in table and "crashed" in table
-    report = autograde.write_report(course, exercise.ASSIGNMENT).read_text()
+    report = coordinator.write_report(course, exercise.ASSIGNMENT).read_text()
     assert report.count("\n") == 7 and "hog,memory" in report
     from bnlab.instructor import lms
 
@@ -266,8 +271,8 @@ def test_progress_summary_report_and_exports(graded_class):
 @pytest.mark.slow
 def test_second_run_grades_only_new_or_changed_submissions(graded_class):
     course, _, _ = graded_class
-    pipeline.submit(course, "garbled", pipeline.release_notebook(course)).write_text("still not a notebook")
-    run = autograde.grade_class(course, jobs=2, limits=LIMITS, env=SHORT, stream=io.StringIO())
+    scratch.submit(course, "garbled", scratch.release_notebook(course)).write_text("still not a notebook")
+    run = coordinator.grade_class(course, jobs=2, limits=LIMITS, env=SHORT, stream=io.StringIO())
     assert [r["student"] for r in run.rows] == ["garbled"]
     assert sorted(run.skipped) == ["buggy", "crashes", "hangs", "hog", "solution"]
 
@@ -276,16 +281,16 @@ def test_second_run_grades_only_new_or_changed_submissions(graded_class):
 def test_dask_cluster_grades_the_same_and_regrade_lists_only_changes(tmp_path):
     from distributed import Client, LocalCluster
 
-    course = pipeline.create_course(tmp_path / "dask")
-    pipeline.submit(course, "buggy", _fill(course, BUGGY.cells))
-    pipeline.submit(course, "crashes", _fill(course, {"keras_layers": CRASH}))
+    course = scratch.create_course(tmp_path / "dask")
+    scratch.submit(course, "buggy", _fill(course, BUGGY.cells))
+    scratch.submit(course, "crashes", _fill(course, {"keras_layers": CRASH}))
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        run = autograde.grade_class(course, client=client, limits=LIMITS, env=SHORT, stream=io.StringIO())
+        run = coordinator.grade_class(course, client=client, limits=LIMITS, env=SHORT, stream=io.StringIO())
         workers = set(client.scheduler_info()["workers"])
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1") for w in workers)
     assert run.graded == ["buggy"] and "crashes" in run.failed
-    buggy_before = pipeline.cell_scores(course, "buggy")
+    buggy_before = _scores(course, "buggy")
     assert {n for n, (s, m) in buggy_before.items() if s < m and n in AUTO} == set(BUGGY.fails)
 
     # a test cell changes in source/: every check of test_keras_fc_structure now fails
@@ -294,8 +299,8 @@ def test_dask_cluster_grades_the_same_and_regrade_lists_only_changes(tmp_path):
     cell = next(c for c in nb.cells if notebooks.grade_id(c) == "test_keras_fc_structure")
     cell.source += "\nassert False, 'the check changed'"
     nbformat.write(nb, path)
-    run, changes = autograde.regrade(course, jobs=2, limits=LIMITS, env=SHORT, stream=io.StringIO())
-    with graderecord.gradebook(course) as gb:
+    run, changes = coordinator.regrade(course, jobs=2, limits=LIMITS, env=SHORT, stream=io.StringIO())
+    with record.gradebook(course) as gb:
         stored = gb.find_source_cell("test_keras_fc_structure", exercise.NOTEBOOK, exercise.ASSIGNMENT).source
     assert "the check changed" in stored
     total = sum(score or 0 for score, _ in buggy_before.values())  # the manually graded cell has no score yet

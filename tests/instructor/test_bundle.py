@@ -1,6 +1,6 @@
 """The student bundle: what it holds, what it must never hold, and that it installs.
 
-Installing the bundle for real downloads TensorFlow (about 600 MB), too slow for CI. Instead the
+Installing the bundle for real downloads TensorFlow, too slow for CI. Instead the
 bundle is built into a wheel with the venv's setuptools (this validates its ``pyproject.toml``),
 the wheel is installed without dependencies into a scratch folder, and a fresh interpreter imports
 ``bnlab`` from there (the dependencies it finds are the venv's, the same pinned versions). Not

@@ -7,7 +7,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 import quizcourse
-from bnlab.instructor import scratch
+from bnlab.instructor.autograde import record
 from bnlab.instructor.preprocessors import verify
 from bnlab.grading.errors import KERNEL_DIED
 from bnlab.instructor.nbgrader import nbgrader
@@ -33,7 +33,7 @@ def test_the_trusted_rerun_skips_a_cell_that_ends_its_worker():
     verdicts = verify.verify_cells(cells, TESTS, timeout=120)
     assert verdicts["test_a"] is None and verdicts["test_c"] is None
     assert verdicts["test_b"] and "not defined" in verdicts["test_b"]
-    stopped = verify.verify_cells(cells, TESTS, timeout=120, max_deaths=0)  # the old behaviour, for contrast
+    stopped = verify.verify_cells(cells, TESTS, timeout=120, max_deaths=0)  # stopping at the first death, for contrast
     assert stopped["test_c"] and "could not be checked" in stopped["test_c"]
 
 
@@ -48,7 +48,7 @@ def course(tmp_path_factory):
 
 def test_a_crash_in_one_cell_keeps_the_points_of_the_others(course):
     course, log = course
-    scores = scratch.cell_scores(course, "crasher", "quiz", "quiz")
+    scores = record.cell_scores(course, "quiz")["crasher"]
     assert scores == {"test_a": (1.0, 1.0), "test_b": (0.0, 1.0), "test_c": (1.0, 1.0)}
     graded = nbformat.read(course / "autograded" / "crasher" / "quiz" / "quiz.ipynb", as_version=4)
     crashed = next(c for c in graded.cells if c.metadata["nbgrader"]["grade_id"] == "answer_b")

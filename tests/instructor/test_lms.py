@@ -17,7 +17,7 @@ from bnlab import exercise
 
 from bnlab.instructor import notebooks
 from bnlab.instructor.autograde import record
-from bnlab.instructor import lms, scratch as pipeline
+from bnlab.instructor import lms, scratch
 from bnlab.instructor.nbgrader import nbgrader
 from bnlab.instructor.notebooks import ROOT
 
@@ -27,8 +27,8 @@ pytestmark = pytest.mark.slow  # runs nbgrader (generate, zip_collect, the excha
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    course = pipeline.create_course(tmp_path_factory.mktemp("lms"))
-    pipeline.create_course(course, assignment="batch_norm_lesson")  # the ungraded lesson, as in the real course
+    course = scratch.create_course(tmp_path_factory.mktemp("lms"))
+    scratch.create_course(course, assignment="batch_norm_lesson")  # the ungraded lesson, as in the real course
     return course
 
 
@@ -82,7 +82,7 @@ def test_names_that_are_not_canvas_submissions_do_not_match(name):
 
 
 def test_collect_puts_a_canvas_archive_into_submitted(course, tmp_path, capsys):
-    release = nbformat.writes(pipeline.release_notebook(course))
+    release = nbformat.writes(scratch.release_notebook(course))
     archive = tmp_path / "submissions.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr(f"doejane_12345_67890_{NB}", release)
@@ -100,7 +100,7 @@ def test_nbgrader_zip_collect_reads_the_same_names(course, tmp_path):
     inbox = tmp_path / "zc"
     shutil.copytree(course, inbox, ignore=shutil.ignore_patterns("submitted", "downloaded"))
     (inbox / "downloaded" / A / "archive").mkdir(parents=True)
-    release = nbformat.writes(pipeline.release_notebook(course))
+    release = nbformat.writes(scratch.release_notebook(course))
     (inbox / "downloaded" / A / "archive" / f"müllerjürgen_late_31_32_{NB[:-6]}-2.ipynb").write_text(release)
     result = nbgrader("zip_collect", A, root=inbox, check=False)
     assert (inbox / "submitted" / "31" / A / NB).exists(), result.stdout + result.stderr

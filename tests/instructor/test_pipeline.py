@@ -1,6 +1,6 @@
 """The real nbgrader pipeline, end to end, on a scratch course directory.
 
-One run of the parallel grader (``bnlab.instructor.autograde.coordinator``, two submissions at a time, each through
+One run of the grader (``bnlab.instructor.autograde.coordinator``, two submissions at a time, each through
 ``nbgrader autograde`` in its own scratch course, merged into one gradebook) grades: the solution (full marks), the untouched release notebook
 (zero on every graded cell), known-buggy submissions (each loses exactly the points of the tests
 that name its bugs), the accepted alternatives (full marks), and a submission that kills its
@@ -14,10 +14,9 @@ import os
 import pytest
 
 
-from bnlab.instructor import notebooks
+from bnlab.instructor import notebooks, scratch
+from bnlab.instructor.autograde import record
 from bnlab.instructor.preprocessors import feedback
-from bnlab.instructor.autograde import record as graderecord
-from bnlab.instructor import scratch as pipeline
 # one bug per kind of check and four alternatives (tests/test_grading.py runs every variant in-process)
 from submissions import ALL_TESTS, KERAS_LAYER_TESTS, PIPELINE_ALTERNATIVES as ALTERNATIVES, PIPELINE_BUGS as BUGS
 
@@ -57,36 +56,40 @@ CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
-    course = pipeline.create_course(tmp_path_factory.mktemp("course"))
-    release = pipeline.release_notebook(course)
+    course = scratch.create_course(tmp_path_factory.mktemp("course"))
+    release = scratch.release_notebook(course)
     solution = notebooks.solution_answers()
-    pipeline.submit(course, "solution", notebooks.fill_in(release, solution))
-    pipeline.submit(course, "untouched", release)
+    scratch.submit(course, "solution", notebooks.fill_in(release, solution))
+    scratch.submit(course, "untouched", release)
     for name, cells, _ in BUGGY:
-        pipeline.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
+        scratch.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
     for name, cells, _ in ALTERNATIVE:
-        pipeline.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
-    pipeline.submit(course, "crashes_kernel", notebooks.fill_in(release, {**solution, "keras_layers": CRASH}))
+        scratch.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
+    scratch.submit(course, "crashes_kernel", notebooks.fill_in(release, {**solution, "keras_layers": CRASH}))
     # the length of the training runs does not matter to the checks; two submissions at a time
-    run = pipeline.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}, jobs=2)
+    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}, jobs=2)
     return course, run
 
 
+def _scores(course, student):
+    return record.cell_scores(course, scratch.EXERCISE)[student]
+
+
 def _failed(course, student):
-    scores = pipeline.cell_scores(course, student)
+    scores = _scores(course, student)
     assert ALL_TESTS <= set(scores)
     return {name for name, (score, maximum) in scores.items() if name in ALL_TESTS and score < maximum}
 
 
 def test_solution_scores_full_marks(graded):
     course, run = graded
-    scores = pipeline.cell_scores(course, "solution")
+    scores = _scores(course, "solution")
     assert sum(scores[name][0] for name in ALL_TESTS) == AUTO_MAX, scores
 
 
 def test_untouched_release_scores_zero_everywhere(graded):
     course, _ = graded
-    scores = pipeline.cell_scores(course, "untouched")
+    scores = _scores(course, "untouched")
     assert all(not score for score, _ in scores.values()), scores
 
 
@@ -105,27 +108,27 @@ def test_alternatives_score_full_marks(graded, name):
 def test_crashing_submission_is_reported_kept_and_others_graded(graded):
     course, run = graded
     assert "crashes_kernel" in run.failed and "submitted/crashes_kernel" in run.failed["crashes_kernel"]
-    assert (course / "submitted" / "crashes_kernel" / pipeline.EXERCISE / f"{pipeline.NOTEBOOK}.ipynb").exists()
+    assert (course / "submitted" / "crashes_kernel" / scratch.EXERCISE / f"{scratch.NOTEBOOK}.ipynb").exists()
     assert {"solution", "untouched"} <= set(run.graded)
     assert len(run.graded) == 2 + len(BUGGY) + len(ALTERNATIVE)
-    record = graderecord.records(course, pipeline.EXERCISE)["crashes_kernel"]  # the failure is in the gradebook
-    assert record["status"] == "crashed" and "kernel died in keras_layers" in record["reason"]
+    last = record.records(course, scratch.EXERCISE)["crashes_kernel"]  # the failure is in the gradebook
+    assert last["status"] == "crashed" and "kernel died in keras_layers" in last["reason"]
     assert _failed(course, "crashes_kernel") == KERAS_LAYER_TESTS  # only what the crashed cell defines is lost
 
 
 def test_feedback_hides_hidden_tests_and_export_has_scores(graded):
     course, _ = graded
-    files, rows = pipeline.feedback_and_export(course)
+    files, rows = scratch.feedback_and_export(course)
     solution_html = [f for f in files if "/solution/" in str(f)]
     assert solution_html, files
     html = solution_html[0].read_text()
     assert "BEGIN HIDDEN TESTS" not in html and "seed=11" not in html
     assert "hidden tests ran here" in html
     assert "check_population_statistics" in html  # the visible tests stay
-    by_student = {row["student_id"]: row for row in rows if row["assignment"] == pipeline.EXERCISE}
+    by_student = {row["student_id"]: row for row in rows if row["assignment"] == scratch.EXERCISE}
     assert float(by_student["solution"]["score"]) == AUTO_MAX
     assert float(by_student["untouched"]["score"]) == 0.0
     for name, _, fails in BUGGY:
-        lost = sum(pipeline.cell_scores(course, name)[t][1] for t in fails)
+        lost = sum(_scores(course, name)[t][1] for t in fails)
         assert float(by_student[name]["score"]) == AUTO_MAX - lost
     assert feedback.NOTE.startswith("#")

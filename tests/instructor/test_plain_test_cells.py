@@ -8,6 +8,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import quizcourse
 from bnlab.instructor import scratch
+from bnlab.instructor.autograde import record
 from bnlab.instructor.nbgrader import nbgrader
 from quizcourse import meta
 
@@ -29,8 +30,8 @@ def course(tmp_path_factory):
 
 
 def test_a_plain_assert_gives_the_right_answer_its_point_and_is_not_called_tampering(course):
-    assert scratch.cell_scores(course, "right", "quiz", "quiz")["test_answer"] == (1.0, 1.0)
-    assert scratch.cell_scores(course, "wrong", "quiz", "quiz")["test_answer"] == (0.0, 1.0)
+    assert record.cell_scores(course, "quiz")["right"]["test_answer"] == (1.0, 1.0)
+    assert record.cell_scores(course, "quiz")["wrong"]["test_answer"] == (0.0, 1.0)
     graded = nbformat.read(course / "autograded" / "right" / "quiz" / "quiz.ipynb", as_version=4)
     assert graded.metadata["bnlab"]["tampered"] is False
     assert graded.cells[1].metadata["bnlab"]["verification"] == "confirmed"

@@ -10,8 +10,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 import quizcourse
-from bnlab.instructor.autograde import coordinator, job, record as graderecord
-from bnlab.instructor import scratch
+from bnlab.instructor.autograde import coordinator, job, record
 from bnlab.instructor.preprocessors import review
 from bnlab.instructor.nbgrader import nbgrader
 from quizcourse import meta
@@ -42,15 +41,15 @@ def course(tmp_path_factory):
 
 def test_a_deleted_check_cell_is_put_back_graded_and_flagged(course):
     course, run = course
-    assert scratch.cell_scores(course, "deleter", "quiz", "quiz")["test_answer"] == (2.0, 2.0)
+    assert record.cell_scores(course, "quiz")["deleter"]["test_answer"] == (2.0, 2.0)
     graded = nbformat.read(course / "autograded" / "deleter" / "quiz" / "quiz.ipynb", as_version=4)
     names = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
     assert names == ["answer", "checks_heading", "test_answer"]  # after the heading, where it was
     assert review.review_reasons(graded) == ["graded cells deleted in the submission were put back and graded: "
                                              "test_answer"]
-    record = graderecord.records(course, "quiz")["deleter"]
-    assert record["status"] == "graded" and "put back" in record["reason"]
-    with graderecord.gradebook(course) as gb:
+    last = record.records(course, "quiz")["deleter"]
+    assert last["status"] == "graded" and "put back" in last["reason"]
+    with record.gradebook(course) as gb:
         assert gb.find_submission_notebook("quiz", "quiz", "deleter").flagged
     assert "why: flagged for review" in coordinator.summary(run)
 
@@ -64,9 +63,9 @@ def test_the_feedback_shows_the_restored_cell_with_its_note(course):
 
 def test_a_renamed_notebook_is_graded_under_its_released_name(course):
     course, _ = course
-    assert scratch.cell_scores(course, "renamer", "quiz", "quiz")["test_answer"] == (2.0, 2.0)
-    record = graderecord.records(course, "quiz")["renamer"]
-    assert record["status"] == "graded" and "handed in as quiz-Copy1.ipynb" in record["reason"]
+    assert record.cell_scores(course, "quiz")["renamer"]["test_answer"] == (2.0, 2.0)
+    last = record.records(course, "quiz")["renamer"]
+    assert last["status"] == "graded" and "handed in as quiz-Copy1.ipynb" in last["reason"]
 
 
 def test_two_unknown_notebooks_are_reported_not_guessed(tmp_path):

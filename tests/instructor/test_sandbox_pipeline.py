@@ -1,6 +1,6 @@
 """Submissions that attack the machine, not the checks, graded through the real pipeline on both
 routes: plain ``nbgrader autograde`` in the course folder (what the formgrader's button runs) and the
-parallel grader (``make autograde``, ``make grade-demo``). Each earns only what its real answers
+course's grader (``make autograde``, ``make grade-demo``). Each earns only what its real answers
 earn, leaves no file outside its folder and no process behind, and the honest answer keeps full marks."""
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 
-from bnlab.instructor import notebooks
-from bnlab.instructor import isolation, scratch
+from bnlab.instructor import isolation, notebooks, scratch
+from bnlab.instructor.autograde import coordinator, record
+from bnlab.instructor.nbgrader import nbgrader
 from submissions import ALL_TESTS
 
 pytestmark = [pytest.mark.slow,
@@ -134,36 +135,52 @@ def _alive() -> list[str]:
     return [line for line in out.splitlines() if MARK in line]
 
 
+def _scores(course, student=None):
+    scores = record.cell_scores(course, scratch.EXERCISE)
+    return scores if student is None else scores[student]
+
+
+def _nbgrader_autograde(course, env: dict) -> tuple[list, str]:
+    """Plain ``nbgrader autograde`` in the course folder: the students it graded, and its log."""
+    result = nbgrader("autograde", scratch.EXERCISE, "--force", root=course, check=False, env=env)
+    graded = sorted(p.parent.name for p in (course / "autograded").glob(f"*/{scratch.EXERCISE}"))
+    return graded, result.stdout + result.stderr
+
+
 def _grade(tmp_path_factory, route: str):
     course = scratch.create_course(tmp_path_factory.mktemp(f"sandbox_{route}"))
     release = scratch.release_notebook(course)
     for student, cells in _submissions().items():
         scratch.submit(course, student, notebooks.fill_in(release, cells))
     env = {"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "require"}
-    run = scratch.autograde(course, env=env, jobs=2 if route == "parallel" else None)
+    if route == "nbgrader":
+        graded, log = _nbgrader_autograde(course, env)
+    else:
+        run = scratch.autograde(course, env=env, jobs=2)
+        graded, log = run.graded, coordinator.summary(run)
     time.sleep(3)  # a rewriter that survived would have rewritten the gradebook by now
-    return course, run, {student: scratch.cell_scores(course, student) for student in EXPECTED_LOST}
+    return course, graded, log, _scores(course)
 
 
-@pytest.fixture(scope="module", params=["serial", "parallel"])
+@pytest.fixture(scope="module", params=["nbgrader", "grader"])
 def graded(request, tmp_path_factory):
     return request.param, *_grade(tmp_path_factory, request.param)
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED_LOST))
 def test_an_attack_earns_only_what_its_answers_earn(graded, student):
-    route, course, run, scores = graded
-    assert student in run.graded, run.failed
+    route, course, graded_students, log, scores = graded
+    assert student in graded_students, log[-3000:]
     assert ALL_TESTS <= set(scores[student])
     lost = {name for name in ALL_TESTS if scores[student][name][0] < scores[student][name][1]}
     assert lost == EXPECTED_LOST[student], f"{route}: {student} lost {sorted(lost)}"
-    later = scratch.cell_scores(course, student)
+    later = _scores(course, student)
     assert later == scores[student], "the gradebook changed after grading"
     assert all(later[name][0] == 0 for name in EXPECTED_LOST[student])
 
 
 def test_no_file_outside_the_submission_and_no_process_behind(graded):
-    route, course, run, _ = graded
+    route, course, _, log, _ = graded
     places = [isolation.PACKAGE, Path.home(), Path("/tmp")]
     left = [p for place in places for p in place.glob(f"pwned_{MARK}*")]
     left += list(course.rglob(f"pwned_{MARK}*"))
@@ -172,9 +189,9 @@ def test_no_file_outside_the_submission_and_no_process_behind(graded):
     while _alive() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _alive() == [], f"{route}: processes outlived grading"
-    assert "NOT sandboxed" not in run.log
+    assert "NOT sandboxed" not in log
     # the processes the vandal and the lingerer left are named for the instructor (log, notes of make autograde)
-    assert "SANDBOX: the submission in" in run.log and "left" in run.log
+    assert "SANDBOX: the submission in" in log and "left" in log
 
 
 def test_the_attack_is_real_without_the_sandbox(tmp_path):
@@ -182,9 +199,9 @@ def test_the_attack_is_real_without_the_sandbox(tmp_path):
     course = scratch.create_course(tmp_path)
     release = scratch.release_notebook(course)
     scratch.submit(course, "steal", notebooks.fill_in(release, _submissions()["steal"]))
-    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "off"})
-    scores = scratch.cell_scores(course, "steal")
-    assert "NOT sandboxed (BNLAB_ISOLATION=off)" in run.log
+    _, log = _nbgrader_autograde(course, {"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "off"})
+    scores = _scores(course, "steal")
+    assert "NOT sandboxed (BNLAB_ISOLATION=off)" in log
     assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), scores
 
 
@@ -205,5 +222,5 @@ def test_the_formgrader_route_sandboxes_too(tmp_path, monkeypatch):
     api = NbGraderAPI(CourseDirectory(config=config), config=config)
     result = api.autograde(scratch.EXERCISE, "steal")
     assert result["success"], result.get("error")
-    scores = scratch.cell_scores(course, "steal")
+    scores = _scores(course, "steal")
     assert ALL_TESTS <= set(scores) and all(scores[name][0] == 0 for name in ALL_TESTS), scores

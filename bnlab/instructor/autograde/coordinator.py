@@ -1,6 +1,7 @@
-"""Grade a whole class in parallel: on this machine, or on a Dask cluster.
+"""Grade a whole class in parallel: on this machine, or on a Dask cluster. The course's one grading route:
+``make autograde``, ``make grade-demo``, the tests and the benchmarks all grade through :func:`grade_class`.
 
-``python -m bnlab.instructor.autograde.coordinator`` (``make autograde JOBS=N``) grades every new or changed submission
+``python -m bnlab.instructor.autograde`` (``make autograde JOBS=N``) grades every new or changed submission
 in ``submitted/STUDENT/ASSIGNMENT/``. Each one is a task (:func:`bnlab.instructor.autograde.job.grade_submission`)
 that grades it in its own process and its own scratch course, under per-submission limits
 (:mod:`bnlab.instructor.autograde.limits`). The tasks go to Dask distributed: by default a local cluster of ``JOBS``
@@ -20,25 +21,23 @@ import argparse
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import logging
 import os
 import shutil
 import signal
 import sys
-import tempfile
 import textwrap
 import time
 from pathlib import Path
 
-from bnlab.instructor.autograde import record as graderecord
-from bnlab.instructor import isolation
 from bnlab import settings
 from bnlab.exercise import ASSIGNMENT as EXERCISE
+from bnlab.instructor import isolation
+from bnlab.instructor.autograde import record
 from bnlab.instructor.autograde.job import grade_submission, make_kit
-from bnlab.instructor.release import ReleaseError, backup_gradebook, generate_safely
-from bnlab.instructor.notebooks import ROOT
 from bnlab.instructor.autograde.limits import GiB, Limits, network_isolation
+from bnlab.instructor.notebooks import ROOT, digest, tree_files
+from bnlab.instructor.release import ReleaseError, backup_gradebook, generate_safely
 
 REPORT = "autograde_report.csv"
 
@@ -70,11 +69,10 @@ class ClassRun:
 
 def grading_digest(course: Path, assignment: str) -> str:
     """A digest of what grades a submission: the assignment's source/ files and nbgrader_config.py."""
-    course, sha = Path(course), hashlib.sha256()
-    for path in sorted((course / "source" / assignment).rglob("*")) + [course / "nbgrader_config.py"]:
-        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
-            sha.update(str(path.relative_to(course)).encode() + b"\0" + path.read_bytes())
-    return sha.hexdigest()
+    course = Path(course)
+    files = {f"source/{assignment}/{name}": data for name, data in tree_files(course / "source" / assignment).items()}
+    files["nbgrader_config.py"] = (course / "nbgrader_config.py").read_bytes()
+    return digest(files)
 
 
 def submissions(course: Path, assignment: str) -> list[Submission]:
@@ -82,14 +80,9 @@ def submissions(course: Path, assignment: str) -> list[Submission]:
     course, found = Path(course), []
     salt = grading_digest(course, assignment)
     for folder in sorted((course / "submitted").glob(f"*/{assignment}")):
-        if not folder.is_dir():
-            continue
-        files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-                 if p.is_file() and ".ipynb_checkpoints" not in p.parts}
-        sha = hashlib.sha256(salt.encode())
-        for name, data in files.items():
-            sha.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-        found.append(Submission(folder.parent.name, files, sha.hexdigest()))
+        if folder.is_dir():
+            files = tree_files(folder)
+            found.append(Submission(folder.parent.name, files, digest(files, salt)))
     return found
 
 
@@ -155,9 +148,23 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None):
 def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = None, scheduler: str | None = None,
                 client=None, limits: Limits = Limits(), regrade_all: bool = False, retry_failed: bool = False,
                 students: list | None = None, env: dict | None = None, stream=sys.stderr) -> ClassRun:
-    """Grade the new or changed submissions of ``assignment`` (all with ``regrade_all``) and merge them."""
+    """Grade the new or changed submissions of ``assignment`` and merge them into the course's gradebook.
+
+    Args:
+        course: the course folder (``submitted/``, ``source/``, ``gradebook.db``).
+        assignment: the assignment to grade; it must be in the gradebook (generated).
+        jobs: submissions graded at a time on a local Dask cluster (default: the number of cores).
+        scheduler: the address of an existing Dask scheduler to use instead.
+        client: an open Dask client to use instead of either.
+        limits: the per-submission limits (wall time, memory, network, sandbox).
+        regrade_all: grade unchanged submissions again too.
+        retry_failed: grade again the submissions whose last grading failed.
+        students: grade only these students.
+        env: environment variables for the grading commands (e.g. ``BNLAB_SHORT_BATCHES``).
+        stream: where the backup note and the progress lines go.
+    """
     course = Path(course).resolve()
-    with graderecord.gradebook(course) as gb:
+    with record.gradebook(course) as gb:
         from nbgrader.api import MissingEntry
 
         try:
@@ -165,7 +172,7 @@ def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = Non
         except MissingEntry:
             raise SystemExit(f"{assignment} is not in {course / 'gradebook.db'}: generate it first "
                              f"(`make release`, or `nbgrader generate_assignment {assignment}`).") from None
-    known = graderecord.records(course, assignment)
+    known = record.records(course, assignment)
     todo, skipped = [], []
     for sub in submissions(course, assignment):
         if students and sub.student not in students:
@@ -198,7 +205,7 @@ def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = Non
                           "reason": f"the grading task failed ({type(error).__name__}: {str(error)[:300]})"}
             if result["status"] != "graded":
                 result["reason"] += f" The submission is kept unchanged in submitted/{sub.student}/{assignment}/."
-            row = graderecord.merge(course, result, sub.files, sub.digest)
+            row = record.merge(course, result, sub.files, sub.digest)
             rows.append(row)
             if result.get("notes"):
                 notes[sub.student] = result["notes"]
@@ -210,9 +217,9 @@ def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = Non
 def write_report(course: Path, assignment: str) -> Path:
     """``autograde_report.csv``: the last grading of every student (score, seconds, status, reason)."""
     path = Path(course) / REPORT
-    rows = sorted(graderecord.records(course, assignment).values(), key=lambda r: r["student"])
+    rows = sorted(record.records(course, assignment).values(), key=lambda r: r["student"])
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=graderecord.COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=record.COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -232,19 +239,24 @@ def summary(run: ClassRun) -> str:
     return "\n".join(lines)
 
 
+def _scores(cells: dict) -> dict:
+    """``{student: {grade_id: score}}`` of :func:`bnlab.instructor.autograde.record.cell_scores`."""
+    return {student: {name: score for name, (score, _) in grades.items()} for student, grades in cells.items()}
+
+
 def regrade(course: Path, assignment: str = EXERCISE, **options) -> tuple[ClassRun, list]:
     """Regenerate the course's assignments from source/ (stored cells updated; nothing changes when nbgrader
     refuses), regrade everyone of ``assignment``, return who changed.
 
     The changes are ``(student, total before, total after, {grade_id: (before, after)})``."""
     course = Path(course).resolve()
-    before = graderecord.cell_scores(course, assignment)
+    before = _scores(record.cell_scores(course, assignment))
     try:  # in a scratch copy first: a regeneration nbgrader refuses changes no file
         generate_safely(course, verbose=False)
     except ReleaseError as error:
         raise SystemExit(str(error)) from None
     run = grade_class(course, assignment, regrade_all=True, **options)
-    after = graderecord.cell_scores(course, assignment)
+    after = _scores(record.cell_scores(course, assignment))
     changes = []
     for student in sorted(after):
         old, new = before.get(student, {}), after[student]
@@ -253,27 +265,6 @@ def regrade(course: Path, assignment: str = EXERCISE, **options) -> tuple[ClassR
             total = (sum(v or 0 for v in old.values()), sum(v or 0 for v in new.values()))
             changes.append((student, *total, cells))
     return run, changes
-
-
-def benchmark_class(n: int = 8, jobs: tuple = (1, 2), env: dict | None = None) -> dict:
-    """Wall time to grade ``n`` copies of the solution with each number of ``jobs`` (one scratch course)."""
-    from bnlab.instructor import notebooks
-    from bnlab.instructor import scratch as pipeline
-
-    figures = {"class_size": n}
-    with tempfile.TemporaryDirectory(prefix="bnlab-bench-class-") as tmp:
-        course = pipeline.create_course(Path(tmp) / "course")
-        answered = notebooks.fill_in(pipeline.release_notebook(course), notebooks.solution_answers())
-        for i in range(n):
-            pipeline.submit(course, f"student{i + 1:02d}", answered)
-        for count in jobs:
-            run = grade_class(course, jobs=count, regrade_all=True, env=env, stream=open(os.devnull, "w"))
-            if run.failed:
-                raise RuntimeError(f"benchmark submissions failed: {run.failed}")
-            figures[f"jobs_{count}_seconds"] = round(run.seconds, 1)
-    if len(jobs) > 1:
-        figures["speedup"] = round(figures[f"jobs_{jobs[0]}_seconds"] / figures[f"jobs_{jobs[-1]}_seconds"], 2)
-    return figures
 
 
 def _limits(args) -> Limits:
@@ -300,16 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run student code in the bubblewrap sandbox: when possible (auto, the default; "
                              "BNLAB_ISOLATION sets it), refuse to grade without it (require), or never (off)")
     parser.add_argument("--no-export", action="store_true", help="skip grades.csv / grades_per_question.csv")
-    parser.add_argument("--bench", nargs="?", const=8, type=int, metavar="N",
-                        help="time grading N copies of the solution with 1 and 2 jobs, print JSON")
     args = parser.parse_args(argv)
     # `kill` of the coordinator: exit normally, so that the submissions being graded are ended too
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.bench:
-        import json
-
-        print(json.dumps(benchmark_class(args.bench)))
-        return 0
     course = Path(args.course).resolve()
     limits = _limits(args)
     isolated, why = network_isolation()

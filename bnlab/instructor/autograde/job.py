@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-import sqlite3
 import tarfile
 import tempfile
 import time
@@ -25,6 +23,7 @@ from bnlab.instructor import isolation
 from bnlab.grading.errors import KERNEL_DIED
 from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
 from bnlab.instructor.autograde.limits import Limits, run_limited
+from bnlab.instructor.autograde.record import GRADEBOOK, TABLE, copy_database, gradebook, sql
 
 TIMESTAMP = "timestamp.txt"
 # nbgrader log lines that are expected on every correct run, with the reason they are harmless
@@ -46,13 +45,14 @@ def _add_tree(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
 
 def template_gradebook(course: Path, target: Path) -> None:
     """Copy the course gradebook to ``target`` without students and their submissions."""
-    shutil.copy(Path(course) / "gradebook.db", target)
-    with sqlite3.connect(target) as db:
-        db.execute("PRAGMA foreign_keys = OFF")
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        for table in ("grade", "comment", "submitted_notebook", "submitted_assignment", "student", "bnlab_autograde"):
+    copy_database(Path(course) / GRADEBOOK, target)
+    with gradebook(target) as gb:
+        sql(gb, "PRAGMA foreign_keys = OFF")
+        tables = {row[0] for row in sql(gb, "SELECT name FROM sqlite_master WHERE type='table'")}
+        for table in ("grade", "comment", "submitted_notebook", "submitted_assignment", "student", TABLE):
             if table in tables:
-                db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+                sql(gb, f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+        gb.db.commit()
 
 
 def make_kit(course: Path, assignment: str) -> bytes:
@@ -60,8 +60,8 @@ def make_kit(course: Path, assignment: str) -> bytes:
     course = Path(course)
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        template_gradebook(course, Path(tmp) / "gradebook.db")
-        tar.add(Path(tmp) / "gradebook.db", "gradebook.db")
+        template_gradebook(course, Path(tmp) / GRADEBOOK)
+        tar.add(Path(tmp) / GRADEBOOK, GRADEBOOK)
         tar.add(course / "nbgrader_config.py", "nbgrader_config.py")
         _add_tree(tar, course / "source" / assignment, f"source/{assignment}")
         if (course / "release" / assignment).is_dir():
@@ -69,11 +69,12 @@ def make_kit(course: Path, assignment: str) -> bytes:
     return buffer.getvalue()
 
 
-def _read_scores(db_path: Path, assignment: str, student: str) -> dict:
-    from nbgrader.api import Gradebook, MissingEntry
+def _read_scores(course: Path, assignment: str, student: str) -> dict:
+    """What the scratch ``course``'s gradebook holds for ``student``'s submission, as plain data."""
+    from nbgrader.api import MissingEntry
 
     notebooks = {}
-    with Gradebook(f"sqlite:///{db_path}") as gb:
+    with gradebook(course) as gb:
         try:
             submission = gb.find_submission(assignment, student)
         except MissingEntry:
@@ -184,7 +185,20 @@ def _unreadable(files: dict) -> str:
 
 def grade_submission(kit: bytes, assignment: str, student: str, files: dict, limits: Limits = Limits(),
                      env: dict | None = None) -> dict:
-    """Grade one student's ``files`` (``{name: bytes}``) with the kit; return the result as plain data."""
+    """Grade one student's files in a scratch course unpacked from the kit; return the result as plain data.
+
+    Args:
+        kit: what :func:`make_kit` packed (the assignment, the config, a gradebook without students).
+        assignment: the assignment to grade.
+        student: the student's id.
+        files: ``{name: bytes}`` of the submission.
+        limits: the limits the grading command runs under.
+        env: environment variables for the grading command (e.g. ``BNLAB_SHORT_BATCHES``).
+
+    Returns:
+        ``{"student", "assignment", "status", "reason", "notebooks" (scores, comments, flags), "autograded"
+        ({name: bytes}), "notes", "seconds", ...}``; ``status`` is ``graded`` or why not.
+    """
     start = time.perf_counter()
     result = {"student": student, "assignment": assignment, "status": "graded", "reason": "", "notebooks": {},
               "autograded": {}, "notes": [], "expected_warnings": 0, "log_tail": "", "network_isolated": False,
@@ -232,7 +246,7 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
             result.update(status="crashed", reason=_crash_reason(outcome.output))
             result["notes"] = []  # the reason says it
         else:
-            result["notebooks"] = _read_scores(course / "gradebook.db", assignment, student)
+            result["notebooks"] = _read_scores(course, assignment, student)
             result["autograded"] = {str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()}
             from bnlab.instructor.preprocessors.review import review_reasons
 

@@ -1,1 +1,2 @@
-"""The course's benchmarks: training accuracy and time, grading cost, and the monitor's drawing cost."""
+"""The course's benchmarks, run as ``python -m bnlab.instructor.bench COMMAND``: training accuracy and time,
+grading cost (one submission, a class), and the monitor's drawing cost."""

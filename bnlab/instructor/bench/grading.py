@@ -1,12 +1,12 @@
-"""How long grading one submission takes, and where the time goes (part of ``make bench``).
+"""What grading costs: one submission, and a class (``python -m bnlab.instructor.bench grading`` and ``class``).
 
 :func:`time_autograde` grades the solution with ``nbgrader autograde`` in a scratch course, as
 configured (with the re-verification of the checks, ``bnlab.instructor.preprocessors.verify.VerifyChecks``) and
 optionally without it; :func:`repeat_autograde` does it several times and reports the median, since
-one run on a shared machine can be several seconds off (on the course's 2-core VM, 14 runs of the
-same grading spread from 24.9 to 37.0 s). :func:`profile_cells` executes the same submission the way nbgrader
-does (``NBGRADER_EXECUTION=autograde``, so short mode) with nbclient and times the kernel start
-and every cell, to show where grading spends its time. ``python -m bnlab.instructor.bench.grading`` prints both.
+one run on a shared machine can be seconds off. :func:`profile_cells` executes the same submission the
+way nbgrader does (``NBGRADER_EXECUTION=autograde``, so short mode) with nbclient and times the kernel
+start and every cell, to show where grading spends its time. :func:`time_class` grades a class of
+copies of the solution with each number of jobs, as ``make autograde JOBS=N`` does.
 """
 from __future__ import annotations
 
@@ -14,22 +14,25 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from unittest import mock
 
-def _solution_course(tmp: Path, verify: bool):
-    from bnlab.instructor import scratch as pipeline
-    from bnlab.instructor.notebooks import fill_in, solution_answers
+from bnlab.exercise import ASSIGNMENT
+from bnlab.instructor import scratch
+from bnlab.instructor.autograde import limits
+from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
+from bnlab.instructor.notebooks import fill_in, solution_answers
 
-    course = pipeline.create_course(tmp)
+
+def _solution_course(tmp: Path, verify: bool):
+    course = scratch.create_course(tmp)
     if not verify:
         with open(course / "nbgrader_config.py", "a") as config:  # StartVerification follows it too
             config.write("\nc.VerifyChecks.enabled = False\n")
-    nb = fill_in(pipeline.release_notebook(course), solution_answers())
-    return course, pipeline.submit(course, "bench", nb)
+    nb = fill_in(scratch.release_notebook(course), solution_answers())
+    return course, scratch.submit(course, "bench", nb)
 
 
 def time_autograde(verify: bool = True, sandbox_on: bool = True) -> dict:
@@ -37,19 +40,15 @@ def time_autograde(verify: bool = True, sandbox_on: bool = True) -> dict:
     autograde`` runs it (under :func:`bnlab.instructor.autograde.limits.run_limited`, without limits): ``{"seconds": wall
     seconds, "peak_gib": the largest resident memory of nbgrader, its kernel and the re-run's worker
     together}``."""
-    from bnlab.instructor.autograde import limits as sandbox
-    from bnlab.exercise import ASSIGNMENT
-    from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
-
     with tempfile.TemporaryDirectory() as tmp:
         course, _ = _solution_course(Path(tmp), verify)
         cmd = nbgrader_command("autograde", ASSIGNMENT, "--force", root=course)
         env = nbgrader_env({"BNLAB_ISOLATION": "auto" if sandbox_on else "off"})
-        out = sandbox.run_limited(cmd, course, env, sandbox.Limits(wall_seconds=900, memory_bytes=None, network="allow"))
+        out = limits.run_limited(cmd, course, env, limits.Limits(wall_seconds=900, memory_bytes=None, network="allow"))
         graded = list((course / "autograded").rglob("*.ipynb"))
         if out.status != "ok" or not graded:
             raise RuntimeError(f"autograding the solution failed ({out.status}): {out.reason}\n{out.output[-2000:]}")
-        return {"seconds": out.seconds, "peak_gib": out.peak_rss / sandbox.GiB}
+        return {"seconds": out.seconds, "peak_gib": out.peak_rss / limits.GiB}
 
 
 def repeat_autograde(repeats: int, verify: bool = True, report=print, sandbox_on: bool = True) -> dict:
@@ -107,6 +106,45 @@ def sandbox_overhead(repeats: int = 5) -> list[tuple[str, float, float]]:
     return rows
 
 
+def time_class(n: int = 8, jobs: tuple = (1, 2), env: dict | None = None) -> dict:
+    """Wall seconds to grade ``n`` copies of the solution with each number of ``jobs`` (one scratch course, as
+    ``make autograde JOBS=N --regrade-all``): ``{"class_size": n, "jobs_J_seconds": ..., "speedup": first
+    over last}``."""
+    figures = {"class_size": n}
+    with tempfile.TemporaryDirectory(prefix="bnlab-bench-class-") as tmp:
+        course = scratch.create_course(Path(tmp) / "course")
+        answered = fill_in(scratch.release_notebook(course), solution_answers())
+        for i in range(n):
+            scratch.submit(course, f"student{i + 1:02d}", answered)
+        for count in jobs:
+            run = scratch.autograde(course, env=env, jobs=count)
+            if run.failed:
+                raise RuntimeError(f"benchmark submissions failed: {run.failed}")
+            figures[f"jobs_{count}_seconds"] = round(run.seconds, 1)
+    if len(jobs) > 1:
+        figures["speedup"] = round(figures[f"jobs_{jobs[0]}_seconds"] / figures[f"jobs_{jobs[-1]}_seconds"], 2)
+    return figures
+
+
+def grading_table(autograde_seconds: float, grading: dict, peak_gib: float = float("nan"),
+                  runs: list | None = None) -> str:
+    """One submission through ``nbgrader autograde`` (the median of ``runs`` when given; NaN leaves the
+    row out), and a class graded with each number of jobs (:func:`time_class`)."""
+    lines = ["| grading | wall s | s per submission |", "|---|---|---|"]
+    if autograde_seconds == autograde_seconds:
+        spread = f"; median of {len(runs)} runs, {min(runs):.1f} to {max(runs):.1f} s" if runs else ""
+        lines.append(f"| 1 submission, `nbgrader autograde` (peak memory {peak_gib:.2f} GiB{spread}) | "
+                     f"{autograde_seconds:.1f} | {autograde_seconds:.1f} |")
+    n = grading.get("class_size")
+    jobs = sorted(int(key.split("_")[1]) for key in grading if key.startswith("jobs_"))
+    for count in jobs:
+        seconds = grading[f"jobs_{count}_seconds"]
+        lines.append(f"| {n} submissions, `make autograde JOBS={count}` | {seconds:.1f} | {seconds / n:.1f} |")
+    if "speedup" in grading:
+        lines.append(f"| speed-up, JOBS={jobs[-1]} over JOBS={jobs[0]} | {grading['speedup']:.2f}x | |")
+    return "\n".join(lines)
+
+
 def overhead_table(rows) -> str:
     lines = ["| process | without sandbox s (median) | sandboxed s (median) | added s |", "|---|---|---|---|"]
     lines += [f"| {name} | {plain:.2f} | {boxed:.2f} | {boxed - plain:+.2f} |" for name, plain, boxed in rows]
@@ -145,8 +183,8 @@ def profile_cells(timeout: int = 300) -> dict:
         return {"kernel_start": kernel_start, "cells": cells, "total": time.perf_counter() - start}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="time nbgrader autograde of the solution and profile its cells")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m bnlab.instructor.bench grading``."""
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-plain", action="store_true", help="skip the runs without the re-verification step")
     parser.add_argument("--repeats", type=int, default=5, help="gradings timed per configuration (the median is reported)")
@@ -154,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs per process kind for the sandbox's cost (0 skips it)")
     parser.add_argument("--compare-sandbox", action="store_true",
                         help="also time whole gradings without the sandbox, alternating with sandboxed ones")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time and profile grading one submission; print the tables, then the JSON line."""
     out = {}
     if args.sandbox_repeats:
         rows = sandbox_overhead(args.sandbox_repeats)
@@ -192,5 +233,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def add_class_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m bnlab.instructor.bench class``."""
+    parser.add_argument("--size", type=int, default=8, help="copies of the solution in the class")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="numbers of parallel jobs to time")
+
+
+def run_class(args: argparse.Namespace) -> int:
+    """Grade a class of solutions with each number of jobs; print the table, then the JSON line (``args.error``
+    reports bad options)."""
+    if args.size < 1 or min(args.jobs) < 1:
+        args.error(f"the class size and the jobs must be at least 1, not {args.size} and {args.jobs}")
+    print(f"timing a class of {args.size} solutions graded with JOBS={', then JOBS='.join(map(str, args.jobs))} ...",
+          flush=True)
+    figures = time_class(args.size, tuple(args.jobs))
+    print(grading_table(float("nan"), figures))
+    print(json.dumps(figures))
+    return 0

@@ -1,25 +1,25 @@
-"""The live monitor's drawing cost on a simulated training loop: ``python -m bnlab.instructor.bench.monitor``.
+"""The live monitor's drawing cost on a simulated training loop: ``python -m bnlab.instructor.bench monitor``.
 
 A fixed NumPy workload stands in for the training step, and the course's one loop
 (:func:`bnlab.training.loop.run_schedule`) logs on the exercise's schedule
 (:data:`bnlab.exercise.TRAIN_LOG_EVERY`, :data:`bnlab.exercise.VALIDATE_EVERY`), once with a
 silent monitor and once with one that renders its panel exactly as in a notebook but displays
 nothing. No TensorFlow model trains, so the figures isolate the monitor's cost; ``make bench``
-(:mod:`bnlab.instructor.bench.training`) measures it on a real network.
+(:mod:`bnlab.instructor.bench.training`) measures it on a real network. Importing this module loads
+no TensorFlow (the training loop is imported when a simulation runs).
 """
 from __future__ import annotations
 
+import argparse
 import io
 import math
-import sys
 import time
 from typing import Callable
 
 from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
-from bnlab.training.loop import run_schedule
 from bnlab.monitor import TrainingMonitor
 
-__all__ = ["bench", "simulate", "workload", "schedule", "main"]
+__all__ = ["bench", "simulate", "workload", "schedule", "add_arguments", "run"]
 
 
 def schedule() -> tuple[int, int]:
@@ -53,9 +53,18 @@ def workload(seconds_per_batch: float) -> Callable[[], None]:
 
 def simulate(monitor: TrainingMonitor, batches: int, one_batch: Callable[[], None], name: str,
              every: tuple[int, int] | None = None) -> float:
-    """A fake training loop (:func:`bnlab.training.loop.run_schedule`, ``one_batch()`` as its step) logging
-    on the exercise's schedule (or ``every`` = ``(log, validate)``) into the run ``name``; closes
-    ``monitor`` and returns the wall time in seconds."""
+    """A fake training loop (:func:`bnlab.training.loop.run_schedule`) logging into a run of ``monitor``;
+    closes ``monitor`` and returns the wall time in seconds.
+
+    Args:
+        monitor: the monitor to log into.
+        batches: the number of batches.
+        one_batch: the step's workload, called once a batch.
+        name: the run's name.
+        every: ``(log, validate)`` intervals in batches; by default the exercise's schedule.
+    """
+    from bnlab.training.loop import run_schedule
+
     log_every, validate_every = every or schedule()
 
     def step(batch: int) -> tuple[float, float]:
@@ -106,20 +115,17 @@ def bench(batches: int = 800, seconds_per_batch: float = 0.04, repeat: int = 1) 
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m bnlab.instructor.bench.monitor", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m bnlab.instructor.bench monitor``."""
     parser.add_argument("--batches", type=int, default=800)
     parser.add_argument("--seconds-per-batch", type=float, default=0.04)
     parser.add_argument("--repeat", type=int, default=1, help="alternate runs, keep the fastest of each")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Time the simulated loop silent and drawing; print the table (``args.error`` reports bad options)."""
     try:
         bench(args.batches, args.seconds_per_batch, args.repeat)
     except ValueError as exc:
-        parser.error(str(exc))
+        args.error(str(exc))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

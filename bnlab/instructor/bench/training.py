@@ -1,6 +1,6 @@
 """Benchmark of the exercise: full 800-batch runs of the three networks over five seeds, with where the time goes.
 
-``python -m bnlab.instructor.bench.training`` (``make bench``) takes the networks from the source notebook itself
+``python -m bnlab.instructor.bench training`` (``make bench``) takes the networks from the source notebook itself
 (the code the students see and the instructor's solution), trains each for 800 batches per seed
 with the monitor silent, and prints a line per run as it goes (accuracy, wall time, and its parts),
 then for each network a table of medians and worst cases and a breakdown of the wall time:
@@ -14,7 +14,7 @@ then for each network a table of medians and worst cases and a breakdown of the 
 The overhead ratio is a run's wall time over its training steps plus its required evaluations.
 It then times ``nbgrader autograde`` of the solution (:mod:`bnlab.instructor.bench.grading`: wall time and
 peak memory), and a class of 8 solutions graded with ``JOBS=1`` and ``JOBS=2``
-(:func:`bnlab.instructor.autograde.coordinator.benchmark_class`; ``--class-size``). The last line
+(:func:`bnlab.instructor.bench.grading.time_class`; ``--class-size``). The last line
 printed is one JSON object: per network ``<net>_test_accuracy`` (median), ``<net>_test_accuracy_worst``,
 ``<net>_single_sample_accuracy`` and ``_worst``, ``<net>_train_seconds`` (median wall time),
 ``<net>_time_ratio`` (to no-BN), ``<net>_overhead_ratio`` (median) and ``_worst``,
@@ -28,13 +28,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 
 import bnlab
-from bnlab import training
-from bnlab.training.adam import FusedAdam
 from bnlab.data import load_mnist, one_hot
+from bnlab.exercise import BATCH_SIZE, LEARNING_RATE, NUM_BATCHES
+from bnlab.instructor.bench.grading import grading_table, repeat_autograde, time_class
 from bnlab.instructor.notebooks import notebook_namespace
 
 # network name -> (last cell to execute, how to build and train it from that namespace)
@@ -52,7 +51,16 @@ PARTS = ("steps", "validation", "test", "single", "tracing", "refresh", "monitor
 
 
 def run_one(network: str, seed: int, batches: int, data, monitor_mode: str = "silent"):
-    """Train one network (built after seeding); returns its :class:`bnlab.training.Results` and the monitor."""
+    """Train one network (built after seeding); returns its :class:`bnlab.training.Results` and the monitor.
+
+    Args:
+        network: a key of :data:`NETWORKS`.
+        seed: the training seed.
+        batches: the number of training batches.
+        data: the MNIST splits (:func:`bnlab.data.load_mnist`).
+        monitor_mode: the monitor's mode (``"widget"`` renders as in a notebook, without displaying).
+    """
+    from bnlab import training
     from bnlab.monitor import TrainingMonitor
 
     until, make = NETWORKS[network]
@@ -72,15 +80,18 @@ def overhead_ratio(timings: dict) -> float:
     return timings["wall"] / required if required else float("nan")
 
 
-def floor_seconds(network: str, data, steps: int = 100, batch_size: int = training.BATCH_SIZE) -> float:
+def floor_seconds(network: str, data, steps: int = 100, batch_size: int = BATCH_SIZE) -> float:
     """Seconds per step of the bare compiled ``train_step`` on one fixed batch (after warm-up), with
     the optimizer the training loop uses."""
+    from bnlab import training
+    from bnlab.training.adam import FusedAdam
+
     tf = bnlab.tf
     until, make = NETWORKS[network]
     tf.keras.backend.clear_session()
     training.set_seed(0)
     build, step, _ = make(notebook_namespace(until))
-    model, optimizer, fn = build(), FusedAdam(training.LEARNING_RATE), tf.function(step)
+    model, optimizer, fn = build(), FusedAdam(LEARNING_RATE), tf.function(step)
     x = tf.constant(data.train.images[:batch_size])
     y = tf.constant(one_hot(data.train.labels[:batch_size]))
     for _ in range(3):
@@ -131,24 +142,6 @@ def accuracy_table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def grading_table(autograde_seconds: float, grading: dict, peak_gib: float = float("nan"),
-                  runs: list | None = None) -> str:
-    """One submission through ``nbgrader autograde`` (the median of ``runs`` when given), and a class
-    graded serially and in parallel."""
-    spread = f"; median of {len(runs)} runs, {min(runs):.1f} to {max(runs):.1f} s" if runs else ""
-    lines = ["| grading | wall s | s per submission |", "|---|---|---|",
-             f"| 1 submission, `nbgrader autograde` (peak memory {peak_gib:.2f} GiB{spread}) | {autograde_seconds:.1f} | "
-             f"{autograde_seconds:.1f} |"]
-    n = grading.get("class_size")
-    for jobs in (1, 2):
-        seconds = grading.get(f"jobs_{jobs}_seconds")
-        if seconds is not None:
-            lines.append(f"| {n} submissions, `make autograde JOBS={jobs}` | {seconds:.1f} | {seconds / n:.1f} |")
-    if "speedup" in grading:
-        lines.append(f"| speed-up, JOBS=2 over JOBS=1 | {grading['speedup']:.2f}x | |")
-    return "\n".join(lines)
-
-
 def progress(done: int, total: int, started: float) -> str:
     """``[#####.....] 3/15 runs, 2 min 10 s elapsed, about 8 min left``."""
     elapsed = time.perf_counter() - started
@@ -158,10 +151,10 @@ def progress(done: int, total: int, started: float) -> str:
     return f"[{bar}] {done}/{total} runs, {fmt(elapsed)} elapsed, about {fmt(left)} left"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="800-batch benchmark of the exercise's networks")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m bnlab.instructor.bench training``."""
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--batches", type=int, default=training.NUM_BATCHES)
+    parser.add_argument("--batches", type=int, default=NUM_BATCHES)
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
     parser.add_argument("--no-autograde", action="store_true", help="skip timing nbgrader autograde")
     parser.add_argument("--autograde-repeats", type=int, default=5,
@@ -169,7 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-monitor", action="store_true", help="skip measuring the live monitor's cost")
     parser.add_argument("--class-size", type=int, default=8,
                         help="submissions graded with JOBS=1 and JOBS=2 for the parallel figure (0: skip)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, time and print the tables, then the JSON line."""
+    from bnlab import training
 
     data = load_mnist(verbose=True)
     device = bnlab.device.describe()
@@ -208,17 +205,13 @@ def main(argv: list[str] | None = None) -> int:
                 "share": monitor.draw_seconds / drawn.timings["wall"]}
     autograde, grading = {"seconds": float("nan"), "peak_gib": float("nan")}, {}
     if not args.no_autograde:
-        from bnlab.instructor.bench.grading import repeat_autograde
-
         print(f"timing nbgrader autograde of the solution, {args.autograde_repeats} times ...", flush=True)
         autograde = repeat_autograde(args.autograde_repeats)
     if args.class_size:
-        from bnlab.instructor.autograde.coordinator import benchmark_class
-
         print(f"timing a class of {args.class_size} solutions graded with JOBS=1, then JOBS=2 ...", flush=True)
-        grading = benchmark_class(n=args.class_size, jobs=(1, 2))
+        grading = time_class(n=args.class_size, jobs=(1, 2))
 
-    print(f"\n{device}\n{args.batches} batches of {training.BATCH_SIZE}, seeds {args.seeds}; "
+    print(f"\n{device}\n{args.batches} batches of {BATCH_SIZE}, seeds {args.seeds}; "
           f"op determinism {'on' if training.default_deterministic() else 'off'}; medians (worst) over seeds")
     print(accuracy_table(rows))
     print("\nWhere a run's wall time goes (seconds, medians over seeds):")
@@ -240,7 +233,3 @@ def main(argv: list[str] | None = None) -> int:
         summary["monitor_draw_share"] = round(draw["share"], 4)
     print(json.dumps(summary))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 from nbgrader import utils
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
 from traitlets import Bool
 
 from bnlab.grading.errors import KERNEL_DIED
+from bnlab.instructor.autograde.record import gradebook
 
 RESTORED = "was missing from the submission"   # in nbgrader's note at the top of a restored cell
 
@@ -82,7 +83,7 @@ class FlagForReview(NbGraderPreprocessor):
         if not reasons:
             return nb, resources
         info = resources["nbgrader"]
-        with Gradebook(info["db_url"]) as gb:
+        with gradebook(info["db_url"]) as gb:
             try:
                 notebook = gb.find_submission_notebook(info["notebook"], info["assignment"], info["student"])
             except MissingEntry:

@@ -24,7 +24,6 @@ the notebook (on 2 cores this hides most of the re-run's time), and :class:`Veri
 from __future__ import annotations
 
 import builtins
-import hashlib
 import threading
 import time
 from concurrent.futures import Future
@@ -33,7 +32,7 @@ from pathlib import Path
 from nbformat import NotebookNode
 from traitlets import Bool, Float, List, Unicode
 
-from nbgrader.api import Gradebook, MissingEntry
+from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 import bnlab
@@ -41,6 +40,8 @@ from bnlab import grading as trusted_grading
 from bnlab import settings
 from bnlab.exercise import DEMO_CELLS, TRAINING_RUNS
 from bnlab.grading.errors import CheckFailed
+from bnlab.instructor.autograde.record import gradebook
+from bnlab.instructor.notebooks import digest
 from bnlab.instructor.preprocessors.remote import RemoteName, Session
 
 PACKAGE = Path(bnlab.__file__).resolve().parent
@@ -54,12 +55,8 @@ except ImportError:  # pragma: no cover - an exercise without questions
 
 def package_digest() -> str:
     """SHA-256 over the grader's files (bnlab/grading/, reference.py)."""
-    digest = hashlib.sha256()
     paths = sorted(PACKAGE.glob("grading/*.py")) + [PACKAGE / "reference.py"]
-    for path in paths:
-        if path.exists():
-            digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return digest({str(path.relative_to(PACKAGE)): path.read_bytes() for path in paths if path.exists()})
 
 
 DIGEST_AT_IMPORT = package_digest()  # before any submission ran: nbgrader imports preprocessors first
@@ -170,7 +167,7 @@ class VerifyChecks(NbGraderPreprocessor):
     def _trusted_sources(self, resources) -> dict:
         info = resources.get("nbgrader", {})
         sources = {}
-        with Gradebook(info["db_url"]) as gb:
+        with gradebook(info["db_url"]) as gb:
             notebook = gb.find_notebook(info["notebook"], info["assignment"])
             for cell in notebook.grade_cells:
                 if cell.cell_type != "code":
@@ -318,14 +315,26 @@ class StartVerification(VerifyChecks):
 
 def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED, on_session=None,
                  log=None, max_deaths: int = 3, cancelled: threading.Event | None = None) -> dict:
-    """Run ``cells`` (``(grade_id, source)`` in notebook order) in a worker; for every cell whose grade_id is
-    in ``tests`` run the trusted source ``tests[grade_id]`` here instead. ``{grade_id: None or message}``.
-    ``on_session(session)`` is told each worker's session as soon as it starts.
+    """Run ``cells`` in a worker; for every cell whose grade_id is in ``tests`` run the trusted source
+    ``tests[grade_id]`` here instead.
 
-    As in the graded kernel (:class:`bnlab.instructor.preprocessors.execute.SandboxedExecute`), a cell that ends the worker's
-    process is skipped: a new worker runs the cells before it again, and the re-run goes on (up to
-    ``max_deaths`` times, all within ``timeout`` seconds), unless ``cancelled`` is set (the grader
-    stopped the worker: :func:`stop_abandoned`)."""
+    As in the graded kernel (:class:`bnlab.instructor.preprocessors.execute.SandboxedExecute`), a cell that
+    ends the worker's process is skipped: a new worker runs the cells before it again, and the re-run goes on.
+
+    Args:
+        cells: ``(grade_id, source)`` of the notebook's code cells, in notebook order.
+        tests: ``{grade_id: trusted source}`` of the graded test cells.
+        cwd: the worker's working folder.
+        timeout: seconds for the whole re-run, every restarted worker included.
+        skip: grade_ids of cells the worker does not run.
+        on_session: told each worker's session as soon as it starts.
+        log: where the worker's session logs.
+        max_deaths: how many cells may end a worker before the re-run gives up.
+        cancelled: set when the grader stopped the worker (:func:`stop_abandoned`); no new worker starts.
+
+    Returns:
+        ``{grade_id: None (passed) or the failure's message}`` for the cells of ``tests``.
+    """
     deadline = time.monotonic() + timeout
     env = {"NBGRADER_EXECUTION": settings.grading() or "autograde"}
 
