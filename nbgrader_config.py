@@ -1,4 +1,5 @@
 """nbgrader configuration of the course (run nbgrader from the repository root, through `make`)."""
+
 import os
 
 from bnlab import settings  # the environment variables, read in one place (no TensorFlow)
@@ -21,7 +22,7 @@ c.CourseDirectory.feedback_directory = "feedback"
 # What a student sees in place of a solution: what to write, and an error if they forget.
 c.ClearSolutions.code_stub = {
     "python": "# YOUR CODE HERE: replace this line and the next with your implementation\n"
-              "raise NotImplementedError(\"Write this part of the exercise (see the instructions above)\")",
+    'raise NotImplementedError("Write this part of the exercise (see the instructions above)")',
 }
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
@@ -32,7 +33,9 @@ c.Execute.interrupt_on_timeout = True
 # A test cell that writes to stderr gets zero points, passing or not. bnlab silences TensorFlow,
 # and as a second line of defence TensorFlow's C++ log lines (I1122 12:00:00.000 ... file.cc:12])
 # and absl's start-up note are dropped from stderr before grading.
-c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl)"
+c.IgnorePattern.pattern = (
+    r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d+\]|WARNING: All log messages before absl)"
+)
 
 # Student code runs in the kernel that runs the test cells, so it could rewrite the checks. After the
 # kernel ran, bnlab.instructor.preprocessors.verify re-runs every graded test cell (its source from the gradebook) with
@@ -43,8 +46,8 @@ c.IgnorePattern.pattern = r"(^|\n)([IWE]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ [\w.]+:\d
 # SandboxedExecute is nbgrader's Execute (configured as c.Execute) with the kernel inside bubblewrap,
 # like the re-run's worker: student code sees only its own submission (bnlab.instructor.isolation, BNLAB_ISOLATION).
 # A graded cell the student deleted is put back from the gradebook and graded (nbgrader's OverwriteCells with
-# add_missing_cells, placed robustly: bnlab.instructor.preprocessors.review); FlagForReview flags in the gradebook, for the
-# formgrader, a notebook with a restored cell, a cell that ended the kernel or an unconfirmed check.
+# add_missing_cells, placed robustly: bnlab.instructor.preprocessors.review); FlagForReview flags in the gradebook,
+# for the formgrader, a notebook with a restored cell, a cell that ended the kernel or an unconfirmed check.
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",
@@ -81,13 +84,16 @@ c.GenerateSolution.preprocessors = [
     "nbgrader.preprocessors.ClearMarkScheme",
 ]
 
-# Grade exports (`nbgrader export`, `make export`; bnlab.instructor.exports) leave out ungraded notebooks such as the lesson.
+# Grade exports (`nbgrader export`, `make export`; bnlab.instructor.exports) leave out ungraded notebooks such as
+# the lesson.
 c.ExportApp.plugin_class = "bnlab.instructor.exports.GradedCsvExportPlugin"
 # `make collect ARCHIVE=...` (bnlab.instructor.lms, with nbgrader's FileNameCollectorPlugin) and `nbgrader
 # zip_collect`: file names as Canvas writes them, e.g. doejane_12345_67890_Batch_Normalization_Exercises.ipynb
 # (any case and script; _LATE_ and a resubmission's -N suffix are groups); the Canvas user id becomes the student id.
-c.FileNameCollectorPlugin.named_regexp = (r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
-                                          r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$")  # = bnlab.instructor.lms.CANVAS_PATTERN
+c.FileNameCollectorPlugin.named_regexp = (
+    r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
+    r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$"
+)  # = bnlab.instructor.lms.CANVAS_PATTERN
 # Late work (nbgrader's AssignLatePenalties, with bnlab.instructor.latework.LatePenalty). A due date per assignment, as
 # nbgrader parses it (give the time zone; without one it is UTC); `make collect` writes it into the
 # gradebook. No due date: nothing is late. LatePenalty takes percent_per_day of a notebook's score per

@@ -10,6 +10,7 @@ feedback, the autograding coordinator) imports its modules without loading it. T
 - :mod:`bnlab.training`: the training loops the notebooks share;
 - :mod:`bnlab.grading`: the numerical checks behind the graded cells.
 """
+
 from __future__ import annotations
 
 import importlib

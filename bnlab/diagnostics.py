@@ -14,6 +14,7 @@ without batch normalization:
 - :class:`LayerViewer`: a widget to pick a layer and a training step (a static figure where no live
   Jupyter kernel with ipywidgets is available, like :mod:`bnlab.monitor`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
 
 CONV_DEPTHS = tuple(range(1, 20))
-VALIDATION_CHUNK = 500   # images per evaluation call of the recording
+VALIDATION_CHUNK = 500  # images per evaluation call of the recording
 WEIGHT_LAYERS = tuple(f"conv{d}" for d in CONV_DEPTHS) + ("dense",)
 
 
@@ -56,8 +57,17 @@ def build_exercise_cnn(batch_norm: bool, seed: int = 0, momentum: float = 0.99) 
         layers.append(keras.layers.ReLU(name=f"relu{suffix}"))
 
     for depth in CONV_DEPTHS:
-        block(keras.layers.Conv2D(depth * 4, 3, strides=2 if depth % 3 == 0 else 1, padding="same",
-                                  use_bias=not batch_norm, name=f"conv{depth}"), depth)
+        block(
+            keras.layers.Conv2D(
+                depth * 4,
+                3,
+                strides=2 if depth % 3 == 0 else 1,
+                padding="same",
+                use_bias=not batch_norm,
+                name=f"conv{depth}",
+            ),
+            depth,
+        )
     layers.append(keras.layers.Flatten(name="flatten"))
     block(keras.layers.Dense(100, use_bias=not batch_norm, name="dense"), "_dense")
     layers.append(keras.layers.Dense(10, name="logits"))
@@ -86,6 +96,7 @@ def preactivation_names(model: keras.Model) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Training with snapshots
 # --------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class LayerRecord:
@@ -130,8 +141,9 @@ def snapshot_schedule(num_batches: int, count: int = 8) -> list[int]:
 def _recording_step(model: keras.Model) -> Callable:
     """The exercise's training step (:func:`bnlab.training.loss_fn`) on ``model``, whose extra output is
     ``(kernel-gradient norm per weight layer, pre-activations per layer)``."""
-    probe = keras.Model(model.inputs[0], [model.get_layer(n).input for n in preactivation_names(model)]
-                        + list(model.outputs))
+    probe = keras.Model(
+        model.inputs[0], [model.get_layer(n).input for n in preactivation_names(model)] + list(model.outputs)
+    )
     kernels = [model.get_layer(n).kernel for n in WEIGHT_LAYERS]
 
     def forward(images):
@@ -149,12 +161,22 @@ def _inference(model: keras.Model, images):
     return model(images, training=False)
 
 
-def train_and_record(model: keras.Model, data, num_batches: int, snapshot_steps: Sequence[int] = (),
-                     run=None, batch_size: int = BATCH_SIZE, learning_rate: float = LEARNING_RATE,
-                     log_every: int = TRAIN_LOG_EVERY, sample_size: int = 2000, seed: int = 0,
-                     validation_size: int | None = 2000, name: str | None = None,
-                     on_snapshot: Callable[[LayerRecord], None] | None = None,
-                     validate_every: int = VALIDATE_EVERY) -> LayerRecord:
+def train_and_record(
+    model: keras.Model,
+    data,
+    num_batches: int,
+    snapshot_steps: Sequence[int] = (),
+    run=None,
+    batch_size: int = BATCH_SIZE,
+    learning_rate: float = LEARNING_RATE,
+    log_every: int = TRAIN_LOG_EVERY,
+    sample_size: int = 2000,
+    seed: int = 0,
+    validation_size: int | None = 2000,
+    name: str | None = None,
+    on_snapshot: Callable[[LayerRecord], None] | None = None,
+    validate_every: int = VALIDATE_EVERY,
+) -> LayerRecord:
     """Train ``model`` like the exercise does and record what happens inside, layer by layer.
 
     The step, the optimizer (:class:`bnlab.training.adam.FusedAdam`), the loss
@@ -181,15 +203,16 @@ def train_and_record(model: keras.Model, data, num_batches: int, snapshot_steps:
     """
     if num_batches < 1:
         raise ValueError(f"num_batches must be at least 1, got {num_batches}")
-    trainer = Trainer(model, _recording_step(model), _inference, FusedAdam(learning_rate), extra=True,
-                      compile_evaluation=False)
+    trainer = Trainer(
+        model, _recording_step(model), _inference, FusedAdam(learning_rate), extra=True, compile_evaluation=False
+    )
     batches = device_batches(data.train, batch_size, num_batches, seed)
     val_images, val_labels = data.validation.images[:validation_size], data.validation.labels[:validation_size]
     record = LayerRecord(name or model.name, list(WEIGHT_LAYERS))
     wanted = set(int(s) for s in snapshot_steps)
     rng = np.random.default_rng(seed)
     picks: list[np.ndarray] = []
-    latest: list = []   # the last step's (gradient norms, pre-activations)
+    latest: list = []  # the last step's (gradient norms, pre-activations)
     watch = Stopwatch()
 
     def step(batch: int):
@@ -213,9 +236,17 @@ def train_and_record(model: keras.Model, data, num_batches: int, snapshot_steps:
         if batch in wanted and on_snapshot is not None:
             on_snapshot(record)
 
-    logs = run_schedule(num_batches, step, lambda batch: trainer.evaluate(val_images, val_labels, VALIDATION_CHUNK),
-                        run or SilentRun(), log_every=log_every, validate_every=validate_every, average=True,
-                        after_step=keep, watch=watch)
+    logs = run_schedule(
+        num_batches,
+        step,
+        lambda batch: trainer.evaluate(val_images, val_labels, VALIDATION_CHUNK),
+        run or SilentRun(),
+        log_every=log_every,
+        validate_every=validate_every,
+        average=True,
+        after_step=keep,
+        watch=watch,
+    )
     record.train_accuracy = logs.train_log[-1][2]
     record.validation_accuracy = logs.validation_log[-1][2]
     if num_batches > 1:  # the first step traces the compiled step: left out
@@ -223,5 +254,6 @@ def train_and_record(model: keras.Model, data, num_batches: int, snapshot_steps:
     if run is not None:
         run.finish(validation_accuracy=record.validation_accuracy)
     return record
+
 
 from bnlab.layer_viewer import LayerViewer  # noqa: E402,F401  (the viewer of these records)

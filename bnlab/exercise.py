@@ -3,8 +3,8 @@
 Kernels and tooling both read these; the module imports nothing, so either stays light. Where the
 notebooks live and how their cells are read is instructor tooling: :mod:`bnlab.instructor.notebooks`.
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 ASSIGNMENT = "batch_norm_exercises"
 NOTEBOOK = "Batch_Normalization_Exercises"
@@ -14,9 +14,9 @@ FILENAME = f"{NOTEBOOK}.ipynb"
 LEARNING_RATE = 0.002
 BATCH_SIZE = 64
 NUM_BATCHES = 800
-TRAIN_LOG_EVERY = 25        # training loss/accuracy logged every this many batches
-VALIDATE_EVERY = 100        # validation loss/accuracy every this many batches
-SINGLE_SAMPLES = 100        # the first test images scored one at a time at the end
+TRAIN_LOG_EVERY = 25  # training loss/accuracy logged every this many batches
+VALIDATE_EVERY = 100  # validation loss/accuracy every this many batches
+SINGLE_SAMPLES = 100  # the first test images scored one at a time at the end
 # Part 3's fix: the population statistics must keep at least this decay (each new batch weighs at most 1 - it).
 # A decay inferred from float32 statistics is not exact: the bound allows MOMENTUM_TOLERANCE, so that a layer
 # set to exactly 0.5 is accepted.

@@ -6,6 +6,7 @@ display bundle also carries a PNG of the current figure, so a notebook opened wh
 render (nbconvert, GitHub) still shows a picture. Without a live kernel (a script, a test)
 :meth:`LayerViewer.show` draws a static figure instead, the way :mod:`bnlab.monitor` degrades.
 """
+
 from __future__ import annotations
 
 import io
@@ -18,13 +19,14 @@ COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
 def live_kernel() -> bool:
     """True inside a Jupyter kernel (a ZMQ-connected IPython) with ipywidgets importable."""
     try:
-        from IPython import get_ipython
         import ipywidgets  # noqa: F401
+        from IPython import get_ipython
     except Exception:
         return False
     shell = get_ipython()
-    return shell is not None and (type(shell).__name__ == "ZMQInteractiveShell"
-                                  or getattr(shell, "kernel", None) is not None)
+    return shell is not None and (
+        type(shell).__name__ == "ZMQInteractiveShell" or getattr(shell, "kernel", None) is not None
+    )
 
 
 class LayerViewer:
@@ -87,9 +89,12 @@ class LayerViewer:
             k = record.snapshot(step)
             values = record.samples[k][index]
             ax.hist(values, bins=50, color=color, alpha=0.8)
-            ax.set_title(f"{record.name}: {layer} at batch {record.snapshot_steps[k]}\n"
-                         f"std {record.preact_std[k][index]:.3g}, "
-                         f"{100 * record.active_fraction[k][index]:.0f}% positive", fontsize=9)
+            ax.set_title(
+                f"{record.name}: {layer} at batch {record.snapshot_steps[k]}\n"
+                f"std {record.preact_std[k][index]:.3g}, "
+                f"{100 * record.active_fraction[k][index]:.0f}% positive",
+                fontsize=9,
+            )
             ax.set_xlabel("pre-activation value (ReLU input)", fontsize=8)
         ax_time = axes[0, 2]
         for color, record in zip(COLORS, self.records):
@@ -103,13 +108,17 @@ class LayerViewer:
             if not record.snapshot_steps or record.snapshot_steps[0] > step:
                 continue
             k = record.snapshot(step)
-            ax_std.semilogy(positions, np.maximum(record.preact_std[k], 1e-30), "o-", color=color, ms=3,
-                            label=record.name)
+            ax_std.semilogy(
+                positions, np.maximum(record.preact_std[k], 1e-30), "o-", color=color, ms=3, label=record.name
+            )
             g = record.grad_steps.index(record.snapshot_steps[k])
             ax_grad.semilogy(positions, np.maximum(record.grad_norms[g], 1e-30), "o-", color=color, ms=3)
             ax_active.plot(positions, 100 * record.active_fraction[k], "o-", color=color, ms=3)
-        for ax, text in ((ax_std, "std of pre-activations"), (ax_grad, "kernel-gradient norm"),
-                         (ax_active, "% of pre-activations > 0")):
+        for ax, text in (
+            (ax_std, "std of pre-activations"),
+            (ax_grad, "kernel-gradient norm"),
+            (ax_active, "% of pre-activations > 0"),
+        ):
             ax.axvline(index + 1, color="gray", linestyle=":")
             ax.set_title(f"{text}\nlayer by layer, at batch {step}", fontsize=9)
             ax.set_xticks(positions[::2])
@@ -136,8 +145,13 @@ class LayerViewer:
             steps = self.steps() or [1]
             self.step = self.step if self.step in steps else steps[-1]
             layer = widgets.Dropdown(options=self.layers, value=self.layer, description="layer")
-            step = widgets.SelectionSlider(options=steps, value=self.step, description="batch",
-                                           continuous_update=False, layout=widgets.Layout(width="420px"))
+            step = widgets.SelectionSlider(
+                options=steps,
+                value=self.step,
+                description="batch",
+                continuous_update=False,
+                layout=widgets.Layout(width="420px"),
+            )
             image = widgets.Image(format="png", value=self.png() if self.steps() else b"")
             layer.observe(lambda change: self.select(layer=change["new"]), names="value")
             step.observe(lambda change: self.select(step=change["new"]), names="value")

@@ -18,6 +18,7 @@ The lesson notebook stays short by calling these helpers:
 :mod:`bnlab.monitor` is imported only by the functions that open a monitor, so the rest of this
 module works on its own (the unit tests use it that way).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,8 @@ import numpy as np
 
 import bnlab
 from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
-from bnlab.tables import table
 from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
+from bnlab.tables import table
 from bnlab.training.loop import run_schedule
 from bnlab.training.step import Trainer, device_batches, gradient_step
 from bnlab.training.step import predict_one_at_a_time as _one_at_a_time
@@ -39,7 +40,7 @@ import keras  # noqa: E402  (after the quiet TensorFlow import)
 DEMO_HIDDEN = (100, 100)
 NUM_CLASSES = 10
 INPUT_SIZE = 28 * 28
-EVAL_CHUNK = 2500   # images per evaluation call of the demos
+EVAL_CHUNK = 2500  # images per evaluation call of the demos
 
 #: Weight initialisations the demos offer: key -> label shown in the dropdown.
 INITIALISERS = {
@@ -59,6 +60,7 @@ LEARNING_RATES = (0.01, 0.1, 1.0, 2.0)
 # --------------------------------------------------------------------------------------------
 # Models
 # --------------------------------------------------------------------------------------------
+
 
 def initial_kernels(layer_sizes: Sequence[int], init: str = "glorot", seed: int = 0) -> list[np.ndarray]:
     """Weight matrices for a fully connected network with the given layer sizes, from ``seed``.
@@ -84,8 +86,14 @@ def initial_kernels(layer_sizes: Sequence[int], init: str = "glorot", seed: int 
     return kernels
 
 
-def build_demo_net(batch_norm: bool, activation: str = "relu", init: str = "glorot", seed: int = 0,
-                   hidden: Sequence[int] = DEMO_HIDDEN, momentum: float = 0.9) -> keras.Model:
+def build_demo_net(
+    batch_norm: bool,
+    activation: str = "relu",
+    init: str = "glorot",
+    seed: int = 0,
+    hidden: Sequence[int] = DEMO_HIDDEN,
+    momentum: float = 0.9,
+) -> keras.Model:
     """A small MNIST classifier: flatten, ``hidden`` fully connected layers, 10 logits.
 
     Without batch normalization each hidden layer is ``Dense(bias) -> activation``. With it, each
@@ -116,11 +124,18 @@ def build_demo_net(batch_norm: bool, activation: str = "relu", init: str = "glor
     return model
 
 
-def build_twin_nets(activation: str = "relu", init: str = "glorot", seed: int = 0,
-                    hidden: Sequence[int] = DEMO_HIDDEN, momentum: float = 0.9) -> tuple[keras.Model, keras.Model]:
+def build_twin_nets(
+    activation: str = "relu",
+    init: str = "glorot",
+    seed: int = 0,
+    hidden: Sequence[int] = DEMO_HIDDEN,
+    momentum: float = 0.9,
+) -> tuple[keras.Model, keras.Model]:
     """``(without_bn, with_bn)``: two :func:`build_demo_net` networks with identical initial kernels."""
-    return (build_demo_net(False, activation, init, seed, hidden, momentum),
-            build_demo_net(True, activation, init, seed, hidden, momentum))
+    return (
+        build_demo_net(False, activation, init, seed, hidden, momentum),
+        build_demo_net(True, activation, init, seed, hidden, momentum),
+    )
 
 
 def dense_kernels(model: keras.Model) -> list[np.ndarray]:
@@ -159,6 +174,7 @@ def describe_variables(layer: keras.layers.Layer) -> list[tuple[str, tuple[int, 
 # Training
 # --------------------------------------------------------------------------------------------
 
+
 def demo_loss(logits, labels):
     """Mean softmax cross-entropy on integer labels: the demos' training and validation loss."""
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
@@ -168,9 +184,19 @@ def _inference(model: keras.Model, images):
     return model(images, training=False)
 
 
-def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches: int, batch_size: int = 60,
-               log_every: int = TRAIN_LOG_EVERY, validate_every: int = VALIDATE_EVERY, seed: int = 0,
-               validation_size: int | None = None, test_size: int | None = None) -> dict:
+def train_demo(
+    model: keras.Model,
+    run,
+    data,
+    learning_rate: float,
+    num_batches: int,
+    batch_size: int = 60,
+    log_every: int = TRAIN_LOG_EVERY,
+    validate_every: int = VALIDATE_EVERY,
+    seed: int = 0,
+    validation_size: int | None = None,
+    test_size: int | None = None,
+) -> dict:
     """Train ``model`` with plain gradient descent on MNIST and report to a monitor ``run``.
 
     ``data`` is :func:`bnlab.data.load_mnist`'s result. Every ``log_every`` batches the mean
@@ -186,17 +212,30 @@ def train_demo(model: keras.Model, run, data, learning_rate: float, num_batches:
 
     Returns ``{"validation_accuracy", "test_accuracy", "final_train_loss"}``.
     """
-    trainer = Trainer(model, gradient_step(demo_loss), _inference, keras.optimizers.SGD(learning_rate=learning_rate),
-                      one_hot=False, loss=demo_loss, compile_evaluation=False)
+    trainer = Trainer(
+        model,
+        gradient_step(demo_loss),
+        _inference,
+        keras.optimizers.SGD(learning_rate=learning_rate),
+        one_hot=False,
+        loss=demo_loss,
+        compile_evaluation=False,
+    )
     batches = device_batches(data.train, batch_size, num_batches, seed)
     val_images, val_labels = data.validation.images[:validation_size], data.validation.labels[:validation_size]
 
     def score(images, labels) -> tuple[float, float]:  # inference mode: the population statistics
         return trainer.evaluate(images, labels, chunk=EVAL_CHUNK)
 
-    logs = run_schedule(num_batches, lambda batch: trainer.train_on(batches, batch - 1),
-                        lambda batch: score(val_images, val_labels), run,
-                        log_every=log_every, validate_every=validate_every, average=True)
+    logs = run_schedule(
+        num_batches,
+        lambda batch: trainer.train_on(batches, batch - 1),
+        lambda batch: score(val_images, val_labels),
+        run,
+        log_every=log_every,
+        validate_every=validate_every,
+        average=True,
+    )
     val_acc = logs.validation_log[-1][2] if logs.validation_log else float("nan")
     _, test_acc = score(data.test.images[:test_size], data.test.labels[:test_size])
     run.finish(validation_accuracy=val_acc, test_accuracy=test_acc)
@@ -209,10 +248,16 @@ def setting_label(learning_rate: float, activation: str, init: str) -> str:
     return f"lr={learning_rate:g}, {activation}, {init}"
 
 
-def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_size: int = 60,
-            log_every: int = TRAIN_LOG_EVERY, validate_every: int = VALIDATE_EVERY, seed: int = 0,
-            validation_size: int | None = None, test_size: int | None = None, mode: str = "auto",
-            close: bool = True) -> list[dict]:
+def compare(
+    settings: Iterable[dict],
+    data,
+    title: str,
+    num_batches: int,
+    seed: int = 0,
+    mode: str = "auto",
+    close: bool = True,
+    **train_options,
+) -> list[dict]:
     """Train twin networks (without and with batch normalization) for each setting, in one panel.
 
     Each setting is a dict with ``learning_rate`` and optionally ``activation`` (default
@@ -221,7 +266,9 @@ def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_
     one :class:`bnlab.monitor.TrainingMonitor` so the curves can be compared side by side.
 
     ``close=False`` leaves the monitor open (its live panel stays as it is) instead of replacing
-    the panel by a static figure; :class:`ComparisonControls` needs that, see there.
+    the panel by a static figure; :class:`ComparisonControls` needs that, see there. ``train_options``
+    (``batch_size``, ``log_every``, ``validate_every``, ``validation_size``, ``test_size``) go to
+    :func:`train_demo`, with its defaults.
 
     Returns one dict per run: the setting, ``batch_norm`` and :func:`train_demo`'s results.
     """
@@ -239,11 +286,17 @@ def compare(settings: Iterable[dict], data, title: str, num_batches: int, batch_
                 batch_norm = model.name.startswith("bn")
                 name = f"{setting_label(lr, activation, init)}, {'with BN' if batch_norm else 'no BN'}"
                 run = monitor.run(name)
-                outcome = train_demo(model, run, data, lr, num_batches, batch_size=batch_size,
-                                     log_every=log_every, validate_every=validate_every, seed=seed,
-                                     validation_size=validation_size, test_size=test_size)
-                results.append({"name": name, "learning_rate": lr, "activation": activation, "init": init,
-                                "batch_norm": batch_norm, **outcome})
+                outcome = train_demo(model, run, data, lr, num_batches, seed=seed, **train_options)
+                results.append(
+                    {
+                        "name": name,
+                        "learning_rate": lr,
+                        "activation": activation,
+                        "init": init,
+                        "batch_norm": batch_norm,
+                        **outcome,
+                    }
+                )
     finally:
         if close:
             monitor.close()
@@ -265,40 +318,57 @@ class ComparisonControls:
     anyone clicking still exercises the comparison.
     """
 
-    def __init__(self, data, num_batches: int, batch_size: int = 60, validation_size: int | None = None,
-                 test_size: int | None = None, learning_rate: float = 1.0, activation: str = "sigmoid",
-                 init: str = "normal-0.001"):
+    def __init__(
+        self,
+        data,
+        num_batches: int,
+        batch_size: int = 60,
+        validation_size: int | None = None,
+        test_size: int | None = None,
+        learning_rate: float = 1.0,
+        activation: str = "sigmoid",
+        init: str = "normal-0.001",
+    ):
         import ipywidgets as widgets
 
         self.data = data
-        self.options = dict(num_batches=num_batches, batch_size=batch_size, validation_size=validation_size,
-                            test_size=test_size)
+        self.options = dict(
+            num_batches=num_batches, batch_size=batch_size, validation_size=validation_size, test_size=test_size
+        )
         style = {"description_width": "initial"}
-        self.learning_rate = widgets.Dropdown(options=list(LEARNING_RATES), value=learning_rate,
-                                              description="learning rate", style=style)
-        self.activation = widgets.Dropdown(options=list(ACTIVATIONS), value=activation,
-                                           description="activation", style=style)
-        self.init = widgets.Dropdown(options=[(label, key) for key, label in INITIALISERS.items()], value=init,
-                                     description="initial weights", style=style,
-                                     layout=widgets.Layout(width="480px"))  # room for the longest label
-        self.button = widgets.Button(description="Train with and without BN", button_style="primary",
-                                     layout=widgets.Layout(width="auto"))
+        self.learning_rate = widgets.Dropdown(
+            options=list(LEARNING_RATES), value=learning_rate, description="learning rate", style=style
+        )
+        self.activation = widgets.Dropdown(
+            options=list(ACTIVATIONS), value=activation, description="activation", style=style
+        )
+        self.init = widgets.Dropdown(
+            options=[(label, key) for key, label in INITIALISERS.items()],
+            value=init,
+            description="initial weights",
+            style=style,
+            layout=widgets.Layout(width="480px"),
+        )  # room for the longest label
+        self.button = widgets.Button(
+            description="Train with and without BN", button_style="primary", layout=widgets.Layout(width="auto")
+        )
         self.output = widgets.Output()
         self.button.on_click(self._clicked)
-        self.widget = widgets.VBox([widgets.HBox([self.learning_rate, self.activation, self.init]),
-                                    self.button, self.output])
+        self.widget = widgets.VBox(
+            [widgets.HBox([self.learning_rate, self.activation, self.init]), self.button, self.output]
+        )
         self.last_results: list[dict] = []
 
     def setting(self) -> dict:
         """The setting the dropdowns show now."""
-        return {"learning_rate": self.learning_rate.value, "activation": self.activation.value,
-                "init": self.init.value}
+        return {"learning_rate": self.learning_rate.value, "activation": self.activation.value, "init": self.init.value}
 
     def run(self, close: bool = True) -> list[dict]:
         """Train the twin networks for the current setting; returns :func:`compare`'s results."""
         setting = self.setting()
-        self.last_results = compare([setting], self.data, title=f"Your choice: {setting_label(**setting)}",
-                                    close=close, **self.options)
+        self.last_results = compare(
+            [setting], self.data, title=f"Your choice: {setting_label(**setting)}", close=close, **self.options
+        )
         return self.last_results
 
     def _clicked(self, _button) -> None:
@@ -328,6 +398,7 @@ class ComparisonControls:
 # Inference with batches of one
 # --------------------------------------------------------------------------------------------
 
+
 def predict_one_at_a_time(model: keras.Model, images: np.ndarray, training: bool) -> np.ndarray:
     """Predicted classes for ``images``, each scored alone as a batch of one.
 
@@ -342,6 +413,7 @@ def predict_one_at_a_time(model: keras.Model, images: np.ndarray, training: bool
 # Batch normalization by hand
 # --------------------------------------------------------------------------------------------
 
+
 def batch_norm_tf_nn(x, layer: keras.layers.BatchNormalization, training: bool):
     """What ``layer(x, training=training)`` computes, rebuilt with ``tf.nn`` and the layer's variables.
 
@@ -355,5 +427,6 @@ def batch_norm_tf_nn(x, layer: keras.layers.BatchNormalization, training: bool):
         mean, variance = tf.nn.moments(x, axes=list(range(len(x.shape) - 1)))
     else:
         mean, variance = layer.moving_mean, layer.moving_variance
-    return tf.nn.batch_normalization(x, mean, variance, offset=layer.beta, scale=layer.gamma,
-                                     variance_epsilon=layer.epsilon)
+    return tf.nn.batch_normalization(
+        x, mean, variance, offset=layer.beta, scale=layer.gamma, variance_epsilon=layer.epsilon
+    )

@@ -15,6 +15,7 @@ training flag, as in the original exercise::
     network = Network(build_fn)
     logits = network(images, is_training=True)
 """
+
 from __future__ import annotations
 
 import threading
@@ -80,7 +81,8 @@ class Network(tf.Module):
         elif self._cursor != len(self.created):
             raise VariableOrderError(
                 f"this pass used {self._cursor} variables but the first pass created {len(self.created)}: "
-                "the layers must ask for the same variables on every pass (training and inference alike)")
+                "the layers must ask for the same variables on every pass (training and inference alike)"
+            )
         return output
 
     def _get(self, name, shape, initializer, trainable, dtype):
@@ -94,14 +96,16 @@ class Network(tf.Module):
             return variable
         if self._cursor >= len(self.created):
             raise VariableOrderError(
-                f"get_variable({name!r}) asked for more variables than the first pass created ({len(self.created)})")
+                f"get_variable({name!r}) asked for more variables than the first pass created ({len(self.created)})"
+            )
         variable = self.created[self._cursor]
         expected_name = self._names[self._cursor]
         if expected_name != name or variable.shape.as_list() != shape or variable.trainable != trainable:
             raise VariableOrderError(
                 f"variable #{self._cursor + 1} was created as {expected_name!r} {variable.shape.as_list()} "
                 f"(trainable={variable.trainable}) but is now requested as {name!r} {shape} (trainable={trainable}); "
-                "ask for the same variables, in the same order, on every pass")
+                "ask for the same variables, in the same order, on every pass"
+            )
         self._cursor += 1
         return variable
 
@@ -122,13 +126,13 @@ def get_variable(name: str, shape, initializer, trainable: bool = True, dtype=tf
     if network is None:
         raise RuntimeError(
             "get_variable() must be called while a bnlab.nn.Network runs: build the network with "
-            "Network(build_fn) and call network(images, is_training); call layer functions from build_fn")
+            "Network(build_fn) and call network(images, is_training); call layer functions from build_fn"
+        )
     return network._get(name, shape, initializer, trainable, dtype)
 
 
 def dense(prev_layer, num_units, name="dense"):
     """A plain linear layer (weights and bias), for the output of the low-level network."""
-    weights = get_variable(f"{name}_weights", [prev_layer.shape[-1], num_units],
-                           tf.keras.initializers.GlorotUniform())
+    weights = get_variable(f"{name}_weights", [prev_layer.shape[-1], num_units], tf.keras.initializers.GlorotUniform())
     bias = get_variable(f"{name}_bias", [num_units], tf.zeros)
     return tf.matmul(prev_layer, weights) + bias

@@ -9,6 +9,7 @@
 - :func:`fold_batch_norm`: a copy of a ``Sequential`` model with each BN layer folded into the
   ``Dense``/``Conv2D`` layer before it, for inference.
 """
+
 from __future__ import annotations
 
 import time
@@ -73,8 +74,9 @@ class NoisyShift(keras.layers.Layer):
         return x * scale + shift
 
 
-def build_norm_net(normalizer: str, seed: int = 0, hidden=(100, 100), activation: str = "relu",
-                   momentum: float = 0.9) -> keras.Model:
+def build_norm_net(
+    normalizer: str, seed: int = 0, hidden=(100, 100), activation: str = "relu", momentum: float = 0.9
+) -> keras.Model:
     """The lesson's small MLP (28x28 -> hidden -> 10) with one kind of normalization before each activation.
 
     ``normalizer`` is a key of :data:`NORMALIZERS`. The same ``seed`` gives the same initial kernels
@@ -127,7 +129,8 @@ def fold_batch_norm(model: keras.Sequential) -> keras.Sequential:
         layer = layers[i]
         following = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)) and isinstance(
-                following, keras.layers.BatchNormalization):
+            following, keras.layers.BatchNormalization
+        ):
             config = layer.get_config()
             config["use_bias"] = True
             kernel = layer.kernel.numpy()
@@ -148,9 +151,16 @@ def fold_batch_norm(model: keras.Sequential) -> keras.Sequential:
     return result
 
 
-def batch_size_sweep(data, batch_sizes=(2, 8, 32, 128), normalizers=("batch", "layer", "group"),
-                     images: int = 6400, learning_rate: float = 0.05, monitor=None, seed: int = 0,
-                     validation_size: int | None = None) -> list[dict]:
+def batch_size_sweep(
+    data,
+    batch_sizes=(2, 8, 32, 128),
+    normalizers=("batch", "layer", "group"),
+    images: int = 6400,
+    learning_rate: float = 0.05,
+    monitor=None,
+    seed: int = 0,
+    validation_size: int | None = None,
+) -> list[dict]:
     """Train :func:`build_norm_net` for every normalizer and batch size on the same number of images.
 
     Each run sees ``images`` training images (``images // batch_size`` batches of plain gradient
@@ -168,13 +178,32 @@ def batch_size_sweep(data, batch_sizes=(2, 8, 32, 128), normalizers=("batch", "l
             model = build_norm_net(normalizer, seed=seed)
             name = f"{NORMALIZERS[normalizer]}, batch {batch_size}"
             run = monitor.run(name, total_batches=num_batches) if monitor is not None else SilentRun()
-            outcome = train_demo(model, run, data, learning_rate, num_batches, batch_size=batch_size,
-                                 log_every=max(1, num_batches // 20), validate_every=num_batches, seed=seed,
-                                 validation_size=validation_size, test_size=validation_size)
-            error = (population_error(model, data.train.images[:5000])
-                     if normalizer in ("batch", "noisy_batch") else float("nan"))
-            results.append({"normalizer": normalizer, "batch_size": batch_size,
-                            "validation_accuracy": outcome["validation_accuracy"], "population_error": error})
+            outcome = train_demo(
+                model,
+                run,
+                data,
+                learning_rate,
+                num_batches,
+                batch_size=batch_size,
+                log_every=max(1, num_batches // 20),
+                validate_every=num_batches,
+                seed=seed,
+                validation_size=validation_size,
+                test_size=validation_size,
+            )
+            error = (
+                population_error(model, data.train.images[:5000])
+                if normalizer in ("batch", "noisy_batch")
+                else float("nan")
+            )
+            results.append(
+                {
+                    "normalizer": normalizer,
+                    "batch_size": batch_size,
+                    "validation_accuracy": outcome["validation_accuracy"],
+                    "population_error": error,
+                }
+            )
     return results
 
 

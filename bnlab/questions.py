@@ -11,6 +11,7 @@ student's copy of this module, since the letter of each question without a messa
 :func:`show_single_images` and :func:`show_symptom` show what really happens, after the student has
 committed to an answer. They run on the notebook's kernel and are not graded.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,56 +20,66 @@ import numpy as np
 
 from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE
 
-__all__ = ["TEACH", "teach", "show_single_images", "buggy_fully_connected", "show_symptom", "trace_statistics",
-           "share_of_new_batch", "show_averaged_count"]
+__all__ = [
+    "TEACH",
+    "teach",
+    "show_single_images",
+    "buggy_fully_connected",
+    "show_symptom",
+    "trace_statistics",
+    "share_of_new_batch",
+    "show_averaged_count",
+]
 
 
 # BEGIN GRADER SIDE (bnlab.instructor.bundle leaves these lines out of the student bundle)
 SECTION_BATCH_OF_ONE = "lesson, section 2, 'Why a batch of one needs population statistics'"
 SECTION_MOVING = "lesson, section 2, 'Population statistics as a moving average'"
 SECTION_CONV = "lesson, section 6, 'ConvNets: one mean and variance per feature map'"
-SECTION_PLAIN = '''lesson, section 8, "Inside the exercise's network: why it does not learn without batch normalization"'''
+SECTION_PLAIN = (
+    '''lesson, section 8, "Inside the exercise's network: why it does not learn without batch normalization"'''
+)
 
 # question -> {wrong letter: what that choice overlooks}; the right letter has no entry
 TEACH = {
     "plain_network": {
         "a": "Look at the plain network's loss in the run above: it does not grow, it levels off (at the chance "
-             "level the text computes). Diverging weights would look different. What do the per-layer views show "
-             f"about the signal that reaches the last layers? ({SECTION_PLAIN})",
+        "level the text computes). Diverging weights would look different. What do the per-layer views show "
+        f"about the signal that reaches the last layers? ({SECTION_PLAIN})",
         "c": "The views show the share of positive pre-activations layer by layer: is it near zero? Many ReLUs "
-             "still pass a signal. Look instead at how large that signal is, layer after layer, and at the "
-             f"gradients of the first layers. ({SECTION_PLAIN})",
+        "still pass a signal. Look instead at how large that signal is, layer after layer, and at the "
+        f"gradients of the first layers. ({SECTION_PLAIN})",
         "d": "Overfitting needs a training accuracy far above the validation accuracy. Compare the two in the run "
-             f"above: does the network learn its training batches? ({SECTION_PLAIN})",
+        f"above: does the network learn its training batches? ({SECTION_PLAIN})",
     },
     "single_images": {
         "b": "A batch of 100 different test images is not a batch of one. Compare its mean and variance per "
-             "unit with the population statistics, which average training batches of 64: how far apart can "
-             f"they be? ({SECTION_BATCH_OF_ONE})",
+        "unit with the population statistics, which average training batches of 64: how far apart can "
+        f"they be? ({SECTION_BATCH_OF_ONE})",
         "c": "The collapse of section 2 needs a batch whose variance is zero, one value per unit. What are the "
-             "mean and the variance of 100 different digits, compared with those of the training batches? "
-             f"({SECTION_BATCH_OF_ONE})",
+        "mean and the variance of 100 different digits, compared with those of the training batches? "
+        f"({SECTION_BATCH_OF_ONE})",
         "d": "Batch statistics at inference are not wrong in themselves: a batch of one is, because its variance "
-             "is zero. Would 100 different test images have the same problem? Compare their statistics with the "
-             f"population statistics. ({SECTION_BATCH_OF_ONE})",
+        "is zero. Would 100 different test images have the same problem? Compare their statistics with the "
+        f"population statistics. ({SECTION_BATCH_OF_ONE})",
     },
     "statistics": {
         "a": "64 values would be one per image: averaging over the batch axis only, as for a dense layer. A "
-             "feature map has a value at every position too, and a convolution applies one filter at all of "
-             f"them. ({SECTION_CONV})",
+        "feature map has a value at every position too, and a convolution applies one filter at all of "
+        f"them. ({SECTION_CONV})",
         "b": "196 averages over the positions of one image only. The batch statistics are statistics of the "
-             f"batch: which images do they take values from? ({SECTION_CONV})",
+        f"batch: which images do they take values from? ({SECTION_CONV})",
         "d": "That is every number of the tensor: one mean for the whole layer. How many means does the layer "
-             f"keep, and what does each one average? ({SECTION_CONV})",
+        f"keep, and what does each one average? ({SECTION_CONV})",
     },
     "diagnose_memory": {
         "a": "Compute it from the printed rows: how far did the population mean move, compared with the distance "
-             "from its old value to the batch's mean? A share of 1% would keep almost all of the old value. "
-             f"({SECTION_MOVING})",
+        "from its old value to the batch's mean? A share of 1% would keep almost all of the old value. "
+        f"({SECTION_MOVING})",
         "b": "Check it on a second row of the printout: (after - before) / (batch mean - before). Does every "
-             f"row give about the same share? ({SECTION_MOVING})",
+        f"row give about the same share? ({SECTION_MOVING})",
         "c": "Halfway would leave the mean after the batch midway between its old value and the batch's mean. "
-             f"Is that where the printed values are? ({SECTION_MOVING})",
+        f"Is that where the printed values are? ({SECTION_MOVING})",
     },
 }
 # END GRADER SIDE
@@ -87,6 +98,7 @@ def teach(question: str, answer) -> str:
 
 # --------------------------------------------------------------------------------------------
 # "predict, then run": a batch of one normalized with its own statistics
+
 
 def _one_at_a_time(model, images, training: bool) -> np.ndarray:
     """Predicted classes, each image scored alone (one trace); the model's non-trainable state is restored."""
@@ -109,9 +121,11 @@ def show_single_images(model, data, count: int = 100) -> dict:
         print("(Single images are not scored under nbgrader: run the notebook yourself to see them.)")
         return {}
     images, labels = data.test.images[:count], np.asarray(data.test.labels[:count])
-    ways = {"population statistics (inference mode)": lambda: _one_at_a_time(model, images, False),
-            "each image's own batch statistics": lambda: _one_at_a_time(model, images, True),
-            f"one batch of all {count}, normalized with its own statistics": lambda: _as_one_batch(model, images)}
+    ways = {
+        "population statistics (inference mode)": lambda: _one_at_a_time(model, images, False),
+        "each image's own batch statistics": lambda: _one_at_a_time(model, images, True),
+        f"one batch of all {count}, normalized with its own statistics": lambda: _as_one_batch(model, images),
+    }
     found = {}
     for way, predict in ways.items():
         predicted = predict()
@@ -120,9 +134,11 @@ def show_single_images(model, data, count: int = 100) -> dict:
         found[way] = {"accuracy": accuracy, "digits": len(digits)}
         common = digits[np.argmax(counts)]
         scored = "together" if way.startswith("one batch") else "one at a time"
-        print(f"{count} test images scored {scored}, with {way}:\n"
-              f"    accuracy {accuracy:.2f}; {len(digits)} distinct digit{'s' if len(digits) > 1 else ''} "
-              f"predicted, the most common ({common}) for {counts.max()} of the {count} images")
+        print(
+            f"{count} test images scored {scored}, with {way}:\n"
+            f"    accuracy {accuracy:.2f}; {len(digits)} distinct digit{'s' if len(digits) > 1 else ''} "
+            f"predicted, the most common ({common}) for {counts.max()} of the {count} images"
+        )
     return found
 
 
@@ -141,27 +157,29 @@ def show_averaged_count(shape=(64, 14, 14, 20), seed: int = 0) -> int:
     import bnlab
 
     keras = bnlab.tf.keras
-    x = np.random.default_rng(seed).standard_normal(shape)   # float64: 1/N stays exact to the last digit
+    x = np.random.default_rng(seed).standard_normal(shape)  # float64: 1/N stays exact to the last digit
     means = []
     for bump in (0.0, 1.0):
         y = x.copy()
-        y[(0,) * (len(shape) - 1) + (0,)] += bump   # the first number of feature map 0
+        y[(0,) * (len(shape) - 1) + (0,)] += bump  # the first number of feature map 0
         layer = keras.layers.BatchNormalization(momentum=0.0, dtype="float64")
         layer(y, training=True)
         means.append(layer.moving_mean.numpy())
     moved = means[1] - means[0]
     count = int(round(1.0 / moved[0]))
     others = int(np.sum(np.abs(moved[1:]) > 1e-12))
-    print(f"One number of feature map 0 changed by 1.0: its batch mean moved by {moved[0]:.4g} = 1/{count:,}; "
-          f"{others or 'none'} of the other {len(moved) - 1} feature maps' batch means moved.\n"
-          f"So each entry of the batch mean averages {count:,} numbers of the {int(np.prod(shape)):,} in the tensor.")
+    print(
+        f"One number of feature map 0 changed by 1.0: its batch mean moved by {moved[0]:.4g} = 1/{count:,}; "
+        f"{others or 'none'} of the other {len(moved) - 1} feature maps' batch means moved.\n"
+        f"So each entry of the batch mean averages {count:,} numbers of the {int(np.prod(shape)):,} in the tensor."
+    )
     return count
 
 
 # --------------------------------------------------------------------------------------------
 # "diagnose this": what a layer's population statistics do from one training batch to the next
 
-_DEMO = {"depth": 0}   # > 0 while show_symptom builds the layers it compares
+_DEMO = {"depth": 0}  # > 0 while show_symptom builds the layers it compares
 
 
 @contextlib.contextmanager
@@ -184,9 +202,11 @@ def buggy_fully_connected(prev_layer, num_units):
     import bnlab
 
     if not _DEMO["depth"]:
-        raise RuntimeError("buggy_fully_connected is the classmate's layer of Part 3: it is for "
-                           "questions.show_symptom and questions.trace_statistics only, not a layer for your "
-                           "network. Write your own layer.")
+        raise RuntimeError(
+            "buggy_fully_connected is the classmate's layer of Part 3: it is for "
+            "questions.show_symptom and questions.trace_statistics only, not a layer for your "
+            "network. Write your own layer."
+        )
     keras = bnlab.tf.keras
     layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)
     return keras.layers.BatchNormalization(momentum=0.1)(layer)
@@ -224,13 +244,16 @@ def _reference_layer(prev_layer, units):
 
 
 REFERENCE = "a correct layer, for comparison"
-NOT_NORMALIZING = ("Note: {name} gives the same output in training mode as in inference mode, so it does not "
-                   "normalize with each batch's statistics while it trains: a small change above does not mean "
-                   "it works (lesson, section 2).")
+NOT_NORMALIZING = (
+    "Note: {name} gives the same output in training mode as in inference mode, so it does not "
+    "normalize with each batch's statistics while it trains: a small change above does not mean "
+    "it works (lesson, section 2)."
+)
 
 
-def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6, seed: int = 0,
-                 skip_when_grading: bool = False) -> dict:
+def show_symptom(
+    layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6, seed: int = 0, skip_when_grading: bool = False
+) -> dict:
     """Train a one-layer Keras model built with ``layer_fn(prev_layer, num_units)`` for ``warmup``
     batches, then show how much its inference-mode output on a fixed set of examples moves after each
     further training batch, next to a correct layer.
@@ -264,11 +287,16 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
         changes[name] = moves
         # a layer whose training-mode output is its inference-mode output never normalizes with a batch's own
         # statistics while it trains (a frozen BatchNormalization does that): a still output then proves nothing
-        same[name] = bool(np.allclose(np.asarray(model(batches[-1], training=True)),
-                                      np.asarray(model(batches[-1], training=False)), atol=1e-6))
-    print(f"Inference-mode output on the same {len(probe)} examples: mean absolute change after each of "
-          f"{steps} more training batches\n(after {warmup} training batches; weights fixed, so only the "
-          "population statistics can move it)")
+        same[name] = bool(
+            np.allclose(
+                np.asarray(model(batches[-1], training=True)), np.asarray(model(batches[-1], training=False)), atol=1e-6
+            )
+        )
+    print(
+        f"Inference-mode output on the same {len(probe)} examples: mean absolute change after each of "
+        f"{steps} more training batches\n(after {warmup} training batches; weights fixed, so only the "
+        "population statistics can move it)"
+    )
     width = max(len(name) for name in changes)
     for name, moves in changes.items():
         print(f"  {name:<{width}}  " + "  ".join(f"{m:.4f}" for m in moves))
@@ -282,8 +310,15 @@ def show_symptom(layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6
 MAX_SHARE = 1 - MIN_MOMENTUM
 
 
-def trace_statistics(layer_fn, num_units: int = 4, warmup: int = 300, rows: int = 4, seed: int = 0,
-                     verdict: bool = False, skip_when_grading: bool = False) -> list[dict]:
+def trace_statistics(
+    layer_fn,
+    num_units: int = 4,
+    warmup: int = 300,
+    rows: int = 4,
+    seed: int = 0,
+    verdict: bool = False,
+    skip_when_grading: bool = False,
+) -> list[dict]:
     """Follow one unit's population mean through ``rows`` training batches of a one-layer model built with
     ``layer_fn`` (after ``warmup`` batches): before each batch, that batch's own mean of the tensor the
     BatchNormalization layer normalizes, and after it. Prints a table; returns its rows.
@@ -328,8 +363,9 @@ def trace_statistics(layer_fn, num_units: int = 4, warmup: int = 300, rows: int 
 def share_of_new_batch(table: list[dict]) -> float:
     """The median share of each batch's mean in the population mean after it: (after - before) / (batch -
     before), from rows where the batch's mean differs from the old population mean."""
-    shares = [(r["after"] - r["before"]) / (r["batch"] - r["before"]) for r in table
-              if abs(r["batch"] - r["before"]) > 1e-6]
+    shares = [
+        (r["after"] - r["before"]) / (r["batch"] - r["before"]) for r in table if abs(r["batch"] - r["before"]) > 1e-6
+    ]
     return float(np.median(shares)) if shares else 0.0
 
 
@@ -338,15 +374,23 @@ def _print_verdict(name, layer_fn, table) -> None:
         print("Work out the classmate's share from the rows above: that is the question of Part 3.")
         return
     share = share_of_new_batch(table)
-    print(f"Each training batch makes up {share:.0%} of the population mean after it "
-          f"(the population statistics remember about {1 / max(share, 1e-9):.0f} batches).")
+    print(
+        f"Each training batch makes up {share:.0%} of the population mean after it "
+        f"(the population statistics remember about {1 / max(share, 1e-9):.0f} batches)."
+    )
     if share <= 1e-6:
-        print(f"The symptom is gone, but so is learning: {name}'s population statistics do not move in training "
-              "mode. A frozen layer normalizes nothing while it trains (lesson, section 2).")
+        print(
+            f"The symptom is gone, but so is learning: {name}'s population statistics do not move in training "
+            "mode. A frozen layer normalizes nothing while it trains (lesson, section 2)."
+        )
     elif share <= MAX_SHARE + MOMENTUM_TOLERANCE:
-        print(f"Fixed: the course accepts at most {MAX_SHARE:.0%} per batch (decay {1 - MAX_SHARE:g} or more). The "
-              "smaller the share (Keras' default: 1%), the more batches the average spans and the steadier the "
-              "inference-mode output.")
+        print(
+            f"Fixed: the course accepts at most {MAX_SHARE:.0%} per batch (decay {1 - MAX_SHARE:g} or more). The "
+            "smaller the share (Keras' default: 1%), the more batches the average spans and the steadier the "
+            "inference-mode output."
+        )
     else:
-        print(f"Not fixed: more than {MAX_SHARE:.0%} per batch, so the last batch outweighs the whole history "
-              "(lesson, section 2, 'Population statistics as a moving average').")
+        print(
+            f"Not fixed: more than {MAX_SHARE:.0%} per batch, so the last batch outweighs the whole history "
+            "(lesson, section 2, 'Population statistics as a moving average')."
+        )

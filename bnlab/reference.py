@@ -3,6 +3,7 @@
 The lesson shows it to students and the grader compares their layers with it. NumPy only (float64),
 so it is independent of the TensorFlow code it checks.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -23,15 +23,16 @@ only have to show that the network trains: :func:`short_batches` is 10 and :func
 500 there. ``python -m bnlab.settings`` prints the values in effect. This module imports only the
 standard library, so the grading tools and ``nbgrader_config.py`` can use it without TensorFlow.
 """
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-SHORT_BATCHES = 40          # batches of a shortened run when a person is watching (BNLAB_SHORT=1)
-GRADING_BATCHES = 10        # batches of a run under nbgrader: enough to show that it trains
-SHORT_EVALUATION = 1000     # validation / test images evaluated by a shortened run
-GRADING_EVALUATION = 500    # ... and by a run under nbgrader
+SHORT_BATCHES = 40  # batches of a shortened run when a person is watching (BNLAB_SHORT=1)
+GRADING_BATCHES = 10  # batches of a run under nbgrader: enough to show that it trains
+SHORT_EVALUATION = 1000  # validation / test images evaluated by a shortened run
+GRADING_EVALUATION = 500  # ... and by a run under nbgrader
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -63,8 +64,10 @@ def skip_given_code(what: str, asked: bool) -> bool:
     student's. Says so when it skips."""
     if not (asked and grading()):
         return False
-    print(f"{what}: skipped under nbgrader ({grading()}). It runs only the notebook's given code, so it grades "
-          "nothing of yours; run the notebook yourself to see it.")
+    print(
+        f"{what}: skipped under nbgrader ({grading()}). It runs only the notebook's given code, so it grades "
+        "nothing of yours; run the notebook yourself to see it."
+    )
     return True
 
 
@@ -122,21 +125,25 @@ def isolation() -> str:
     """How student code is sandboxed while graded (``BNLAB_ISOLATION``): auto, require or off."""
     value = os.environ.get("BNLAB_ISOLATION", "").strip().lower() or "auto"
     if value not in ISOLATION_POLICIES:
-        raise SettingError(f"BNLAB_ISOLATION={value!r}: use auto (sandbox where possible), require (refuse to grade "
-                           "without the sandbox) or off (no sandbox), or unset it for auto.")
+        raise SettingError(
+            f"BNLAB_ISOLATION={value!r}: use auto (sandbox where possible), require (refuse to grade "
+            "without the sandbox) or off (no sandbox), or unset it for auto."
+        )
     return value
 
 
 def describe() -> str:
     """The settings in effect, one per line (``python -m bnlab.settings``)."""
-    rows = [("grading (NBGRADER_EXECUTION)", grading() or "no"),
-            ("short mode (BNLAB_SHORT)", "on" if short_mode() else "off"),
-            ("batches per shortened run (BNLAB_SHORT_BATCHES)", short_batches()),
-            ("evaluation images", evaluation_images() or "all"),
-            ("op determinism (BNLAB_DETERMINISTIC)", "on" if deterministic() else "off"),
-            ("MNIST cache (BNLAB_DATA_DIR)", data_dir()),
-            ("nbgrader exchange (BNLAB_EXCHANGE)", exchange() or "nbgrader's default"),
-            ("student code sandbox (BNLAB_ISOLATION)", isolation())]
+    rows = [
+        ("grading (NBGRADER_EXECUTION)", grading() or "no"),
+        ("short mode (BNLAB_SHORT)", "on" if short_mode() else "off"),
+        ("batches per shortened run (BNLAB_SHORT_BATCHES)", short_batches()),
+        ("evaluation images", evaluation_images() or "all"),
+        ("op determinism (BNLAB_DETERMINISTIC)", "on" if deterministic() else "off"),
+        ("MNIST cache (BNLAB_DATA_DIR)", data_dir()),
+        ("nbgrader exchange (BNLAB_EXCHANGE)", exchange() or "nbgrader's default"),
+        ("student code sandbox (BNLAB_ISOLATION)", isolation()),
+    ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 

@@ -5,11 +5,12 @@ line per row. A column of text is aligned left, a column of numbers right; each 
 as its widest entry, and two spaces separate the columns. The module imports nothing, so any part
 of the course can use it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-GAP = "  "   # between two columns
+GAP = "  "  # between two columns
 
 
 def table(rows: Sequence[Sequence], columns: Sequence[str], formats: Sequence[str] | str = "") -> str:
@@ -32,7 +33,8 @@ def table(rows: Sequence[Sequence], columns: Sequence[str], formats: Sequence[st
     widths = [max([len(name)] + [len(texts[i]) for texts in cells]) for i, name in enumerate(columns)]
 
     def line(texts) -> str:
-        return GAP.join(text.ljust(width) if is_left else text.rjust(width)
-                        for text, width, is_left in zip(texts, widths, left)).rstrip()
+        return GAP.join(
+            text.ljust(width) if is_left else text.rjust(width) for text, width, is_left in zip(texts, widths, left)
+        ).rstrip()
 
     return "\n".join([line(columns)] + [line(texts) for texts in cells])

@@ -4,6 +4,7 @@
 then finds a configuration (and does not warn that it has none), knows the course, and gives a cell of
 the notebooks as long to run under Validate as it gets when the course is graded.
 """
+
 c = get_config()  # noqa: F821 - provided by nbgrader
 
 c.CourseDirectory.course_id = "batchnorm"

@@ -1,5 +1,6 @@
 """Stand-ins shared by the tests of the lesson and its helpers: random MNIST-shaped data and a
 monitor run that records what a training loop reports."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """A tiny nbgrader course with a notebook of our own (no TensorFlow, seconds to grade) and the course's
 ``nbgrader_config.py``: for tests of the grading machinery rather than of the exercise."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,8 +16,14 @@ from bnlab.instructor.notebooks import ROOT
 def meta(grade_id: str, grade: bool = False, solution: bool = False, points: float | None = None) -> dict:
     """nbgrader cell metadata: an answer (``solution``), a graded check or written answer (``grade``), or a
     locked cell."""
-    data = {"grade": grade, "grade_id": grade_id, "locked": not solution, "schema_version": 3,
-            "solution": solution, "task": False}
+    data = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": not solution,
+        "schema_version": 3,
+        "solution": solution,
+        "task": False,
+    }
     if points is not None:
         data["points"] = points
     return {"nbgrader": data}

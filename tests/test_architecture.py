@@ -3,6 +3,7 @@
 Every ``import`` counts, the ones inside functions too, and importing ``bnlab.a.b`` from outside ``bnlab.a``
 also runs ``bnlab/a/__init__.py``. A module no layer names fails the test, so a new one is placed on purpose.
 """
+
 from __future__ import annotations
 
 import ast
@@ -17,11 +18,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # lowest first; a module may import its own layer and the ones below it
 LAYERS = {
-    "definitions": ("bnlab", "bnlab._quiet", "bnlab.settings", "bnlab.exercise", "bnlab.reference", "bnlab.data",
-                    "bnlab.device"),
+    "definitions": (
+        "bnlab",
+        "bnlab._quiet",
+        "bnlab.settings",
+        "bnlab.exercise",
+        "bnlab.reference",
+        "bnlab.data",
+        "bnlab.device",
+    ),
     "training": ("bnlab.nn", "bnlab.training", "bnlab.monitor"),
-    "teaching and judging": ("bnlab.lesson", "bnlab.diagnostics", "bnlab.normalization", "bnlab.layer_viewer",
-                             "bnlab.questions", "bnlab.tables", "bnlab.grading"),
+    "teaching and judging": (
+        "bnlab.lesson",
+        "bnlab.diagnostics",
+        "bnlab.normalization",
+        "bnlab.layer_viewer",
+        "bnlab.questions",
+        "bnlab.tables",
+        "bnlab.grading",
+    ),
     "instructor tooling": ("bnlab.instructor",),
 }
 RANK = {prefix: rank for rank, prefixes in enumerate(LAYERS.values()) for prefix in prefixes}
@@ -37,7 +52,8 @@ def layer(module: str) -> int | None:
     best = None
     for prefix, rank in RANK.items():
         if (module == prefix or (prefix != "bnlab" and module.startswith(prefix + "."))) and (
-                best is None or len(prefix) > len(best[0])):
+            best is None or len(prefix) > len(best[0])
+        ):
             best = (prefix, rank)
     return None if best is None else best[1]
 
@@ -110,14 +126,18 @@ def violations(package_dir: Path) -> list[str]:
     """Every breach of the contract in the package at ``package_dir``, one line each."""
     graph = import_graph(package_dir)
     names = list(LAYERS)
-    problems = [f"{m} is in no layer: add it to LAYERS in tests/test_architecture.py and docs/architecture.md"
-                for m in sorted(graph) if layer(m) is None]
+    problems = [
+        f"{m} is in no layer: add it to LAYERS in tests/test_architecture.py and docs/architecture.md"
+        for m in sorted(graph)
+        if layer(m) is None
+    ]
     for module, edges in sorted(graph.items()):
         for target, line in sorted(edges.items()):
             low, high = layer(module), layer(target)
             if low is not None and high is not None and high > low:
-                problems.append(f"{module} (line {line}, {names[low]}) imports {target} ({names[high]}): "
-                                "imports run downwards only")
+                problems.append(
+                    f"{module} (line {line}, {names[low]}) imports {target} ({names[high]}): imports run downwards only"
+                )
     problems += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
     return problems
 
@@ -143,8 +163,9 @@ def test_a_back_import_inside_a_function_breaks_the_contract(scratch_library):
     path = scratch_library / "training" / "loop.py"
     path.write_text(path.read_text() + "\n\ndef _sneaky():\n    from bnlab.instructor import release\n")
     problems = violations(scratch_library)
-    assert any(p.startswith("bnlab.training.loop (line") and "imports bnlab.instructor.release" in p
-               for p in problems), problems
+    assert any(
+        p.startswith("bnlab.training.loop (line") and "imports bnlab.instructor.release" in p for p in problems
+    ), problems
 
 
 def test_an_import_cycle_breaks_the_contract(scratch_library):
@@ -162,12 +183,15 @@ def test_a_new_module_must_be_placed_in_a_layer(scratch_library):
 
 def test_instructor_tooling_loads_no_tensorflow():
     """A grading coordinator stays light: importing every instructor module loads neither TensorFlow nor Keras."""
-    modules = sorted(m for m in import_graph(ROOT / "bnlab") if layer(m) == len(LAYERS) - 1
-                     and not m.endswith("__main__"))
+    modules = sorted(
+        m for m in import_graph(ROOT / "bnlab") if layer(m) == len(LAYERS) - 1 and not m.endswith("__main__")
+    )
     assert len(modules) > 15
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n"
-            "print(sorted(n for n in ('tensorflow', 'keras') if n in sys.modules))")
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "print(sorted(n for n in ('tensorflow', 'keras') if n in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]", "an instructor module loads TensorFlow on import"

@@ -1,4 +1,5 @@
 """`make lab` starts JupyterLab on the student notebooks in release/ (loopback only, no browser)."""
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,15 @@ def test_make_lab_serves_the_release_folder(tmp_path):
     if os.geteuid() == 0:  # CI containers run as root, which Jupyter refuses without this flag
         lab_args += " --allow-root"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(["make", "lab", f"PORT={port}", f"LAB_ARGS={lab_args}"], cwd=REPO_ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            ["make", "lab", f"PORT={port}", f"LAB_ARGS={lab_args}"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     base = f"http://{HOST}:{port}"
     try:
         deadline, status = time.monotonic() + 120, None
@@ -80,8 +87,9 @@ def test_make_lab_serves_the_release_folder(tmp_path):
         assert root["type"] == "directory" and root["path"] == ""
         listed = sorted(item["name"] for item in root["content"] if item["type"] == "directory")
         assert listed == expected, f"the lab's root should be release/: lists {listed}"
-        assert not any(item["name"] in ("bnlab", "source", "solutions") for item in root["content"]), \
+        assert not any(item["name"] in ("bnlab", "source", "solutions") for item in root["content"]), (
             "students must not see the repository root (source/ holds the solutions)"
+        )
 
         status, body = get(f"{base}/api/contents/batch_norm_exercises")
         assert status == 200
@@ -108,8 +116,12 @@ def test_make_lab_settings_installs_the_quiet_settings(tmp_path):
     """`make lab-settings LAB_PREFIX=...` puts the course's settings where JupyterLab reads them."""
     from jupyterlab_server.settings_utils import _get_overrides
 
-    result = subprocess.run(["make", "--no-print-directory", "lab-settings", f"LAB_PREFIX={tmp_path}"], cwd=REPO_ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "lab-settings", f"LAB_PREFIX={tmp_path}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     overrides, error = _get_overrides(str(tmp_path / "share" / "jupyter" / "lab" / "settings"))
     assert not error

@@ -14,6 +14,7 @@ person can follow what it does. Screenshots of every step land in ``test-artifac
 Needs Chromium (``apt-get install chromium``) and the test extra (``pip install -e '.[test]'``);
 a headed run needs a display (``$DISPLAY``; on a server: ``xvfb-run python tools/browser_check.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.headless and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         print("No display to show the browser on: run it under xvfb-run, or pass --headless.", file=sys.stderr)
         return 2
-    env = {**os.environ, "BNLAB_BROWSER_HEADED": "0" if args.headless else "1",
-           "BNLAB_BROWSER_SLOWMO": str(0 if args.headless else args.slowmo)}
+    env = {
+        **os.environ,
+        "BNLAB_BROWSER_HEADED": "0" if args.headless else "1",
+        "BNLAB_BROWSER_SLOWMO": str(0 if args.headless else args.slowmo),
+    }
     command = [sys.executable, "-m", "pytest", "tests/browser", "-m", "browser", "-v", *pytest_args]
     return subprocess.call(command, cwd=REPO, env=env)
 

@@ -21,10 +21,25 @@ layer_depth)`` apply Keras layers; ``train_step(model, optimizer, images, labels
 ``is_training`` and create their variables with :func:`bnlab.nn.get_variable`.
 Importing this package does not import TensorFlow (the trusted verifier needs NumPy only).
 """
-from bnlab.grading.checks import (MIN_MOMENTUM, check_inference_output, check_population_statistics, check_structure,
-                                  check_training_output)
-from bnlab.grading.step_checks import check_choice, check_predict, check_train_step
-from bnlab.grading.errors import CheckFailed
 
-__all__ = ["check_structure", "check_population_statistics", "check_training_output", "check_inference_output",
-           "check_train_step", "check_predict", "check_choice", "CheckFailed", "MIN_MOMENTUM"]
+from bnlab.grading.checks import (
+    MIN_MOMENTUM,
+    check_inference_output,
+    check_population_statistics,
+    check_structure,
+    check_training_output,
+)
+from bnlab.grading.errors import CheckFailed
+from bnlab.grading.step_checks import check_choice, check_predict, check_train_step
+
+__all__ = [
+    "check_structure",
+    "check_population_statistics",
+    "check_training_output",
+    "check_inference_output",
+    "check_train_step",
+    "check_predict",
+    "check_choice",
+    "CheckFailed",
+    "MIN_MOMENTUM",
+]

@@ -12,30 +12,35 @@ inside a layer function shows), ``train_step`` traced and also with the run's op
 the ReLU, with or without a bias, Keras layers in nested blocks, a biased or Bessel-corrected
 population variance, ``tf.nn.batch_normalization`` or the formula by hand, any decay in [0.5, 1).
 """
+
 from __future__ import annotations
 
 import functools
 
 import numpy as np
 
+from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE
 from bnlab.grading import numeric as num
 from bnlab.grading.errors import fail
-
-from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE
 
 
 def _judged(check):
     """Judging errors on malformed data (shapes that do not fit) become a CheckFailed, not a crash."""
+
     @functools.wraps(check)
     def wrapper(*args, **kwargs):
         __tracebackhide__ = True
         try:
             return check(*args, **kwargs)
         except (ValueError, IndexError, KeyError, TypeError):
-            fail(f"{_name_of(args[0] if args else None, 'the function')}: its batch normalization's parameters or "
-                 "statistics do not fit the layer's output, so they cannot be applied to it. Batch normalization keeps "
-                 "one mean, variance, gamma and beta per unit (dense) or per feature map (conv) of the layer's own "
-                 "output.", "conv")
+            fail(
+                f"{_name_of(args[0] if args else None, 'the function')}: its batch normalization's parameters or "
+                "statistics do not fit the layer's output, so they cannot be applied to it. Batch normalization keeps "
+                "one mean, variance, gamma and beta per unit (dense) or per feature map (conv) of the layer's own "
+                "output.",
+                "conv",
+            )
+
     return wrapper
 
 
@@ -57,6 +62,7 @@ def _layer_probe(layer_fn, kind, api, arg, seed):
     if session is not None:
         return session.probe("layer", layer_fn, kind, api, arg, seed)
     from bnlab.grading import probes
+
     return probes.layer_probe(layer_fn, kind, api, arg, seed)
 
 
@@ -65,6 +71,7 @@ def _step_probe(fn, seed):
     if session is not None:
         return session.probe("step", seed)
     from bnlab.grading import probes
+
     return probes.StepProbe(seed)
 
 
@@ -92,43 +99,63 @@ def _match_contract(where, info, x, out, kind, arg, mode, population=None):
     candidates, lin = _candidates(info, x, kind, arg)
     out = np.asarray(out, np.float64)
     if out.shape != lin.shape:
-        fail(f"{where}: output shape {out.shape}, expected {lin.shape}. The next layer expects the shape of the layer "
-             "without batch normalization: keep its size, stride and 'same' padding; normalizing never changes a "
-             "shape.", "math")
+        fail(
+            f"{where}: output shape {out.shape}, expected {lin.shape}. The next layer expects the shape of the layer "
+            "without batch normalization: keep its size, stride and 'same' padding; normalizing never changes a "
+            "shape.",
+            "math",
+        )
     for label, value in (("gamma", gamma), ("beta", beta)):
         if np.ndim(value) and np.shape(value) != (lin.shape[-1],):
-            fail(f"{where}: {label} has shape {np.shape(value)}, but the layer has {lin.shape[-1]} "
-                 f"{'units' if kind == 'dense' else 'feature maps'}: normalize the layer's own output (one "
-                 f"statistic, gamma and beta per {_per(kind)}), not its input.", "conv" if kind == "conv" else "variables")
+            fail(
+                f"{where}: {label} has shape {np.shape(value)}, but the layer has {lin.shape[-1]} "
+                f"{'units' if kind == 'dense' else 'feature maps'}: normalize the layer's own output (one "
+                f"statistic, gamma and beta per {_per(kind)}), not its input.",
+                "conv" if kind == "conv" else "variables",
+            )
     best = np.inf
     for name, (z, relu_after) in candidates.items():
         for unbiased in (False, True):
             mean, var = population if population is not None else num.moments(z, unbiased)
             if np.shape(mean) != (z.shape[-1],) or np.shape(var) != (z.shape[-1],):
-                fail(f"{where}: the statistics have shape {np.shape(mean)}, but batch normalization needs one value "
-                     f"per {_per(kind)}: {z.shape[-1]} of them.", "conv")
+                fail(
+                    f"{where}: the statistics have shape {np.shape(mean)}, but batch normalization needs one value "
+                    f"per {_per(kind)}: {z.shape[-1]} of them.",
+                    "conv",
+                )
             normalized = num.bn_forward(z, gamma, beta, mean, var, eps)
             expected = num.relu(normalized) if relu_after else normalized
             if num.close(out, expected):
                 return name, unbiased
             best = min(best, float(np.max(np.abs(out - expected))))
             if relu_after and num.close(out, normalized):
-                fail(f"{where} never applies its nonlinearity: its output is the normalized linear output, with "
-                     "negative values left in, so stacked layers collapse into one linear map. A layer of this network "
-                     "is linear, batch normalization and a ReLU (before or after the normalization).", "math")
+                fail(
+                    f"{where} never applies its nonlinearity: its output is the normalized linear output, with "
+                    "negative values left in, so stacked layers collapse into one linear map. A layer of this network "
+                    "is linear, batch normalization and a ReLU (before or after the normalization).",
+                    "math",
+                )
             no_sqrt = (z - mean) / (var + eps) * gamma + beta
             if num.close(out, num.relu(no_sqrt) if relu_after else no_sqrt):
-                fail(f"{where}: in {mode} mode the output divides by the variance where the standard deviation belongs,"
-                     " so the normalized values do not have variance 1. Divide by sqrt(variance + epsilon), as the "
-                     "lesson's equations do (tf.nn.batch_normalization takes the variance and takes the root itself).",
-                     "math")
+                fail(
+                    f"{where}: in {mode} mode the output divides by the variance where the standard deviation belongs,"
+                    " so the normalized values do not have variance 1. Divide by sqrt(variance + epsilon), as the "
+                    "lesson's equations do (tf.nn.batch_normalization takes the variance and takes the root itself).",
+                    "math",
+                )
             if population is not None:
                 break
-    stats = ("the batch's own mean and variance" if mode == "training" else
-             "the population mean and variance, not the batch's")
-    fail(f"{where}: in {mode} mode its output is not batch normalization with {stats} (then gamma and beta, and a "
-         f"ReLU before or after it); it differs from that by up to {best:.3g}. Compare each step of your layer with "
-         "the lesson's four equations.", "inference" if mode == "inference" else "math")
+    stats = (
+        "the batch's own mean and variance"
+        if mode == "training"
+        else "the population mean and variance, not the batch's"
+    )
+    fail(
+        f"{where}: in {mode} mode its output is not batch normalization with {stats} (then gamma and beta, and a "
+        f"ReLU before or after it); it differs from that by up to {best:.3g}. Compare each step of your layer with "
+        "the lesson's four equations.",
+        "inference" if mode == "inference" else "math",
+    )
 
 
 def _statistics_fit(probe, kind: str, api: str, arg) -> None:
@@ -143,14 +170,21 @@ def _statistics_fit(probe, kind: str, api: str, arg) -> None:
     found = "x".join(str(d) for d in mean.shape) or "one"
     what = "units" if kind == "dense" else "feature maps (output channels)"
     if api == "keras":
-        fail(f"{where}: its BatchNormalization keeps {found} statistics, but the layer has {n} {what}. Keras' axis "
-             f"names the axis that keeps its own mean and variance (the one not averaged over), so it must be the "
-             f"axis of the {what}; find which axis that is in this layer's output.", "conv" if kind == "conv" else
-             "variables")
-    fail(f"{where}: its statistics have shape {mean.shape}, but the layer has {n} {what}: one mean and variance per "
-         + ("unit, taken over the batch." if kind == "dense" else
-            "feature map, taken over every axis except the feature maps' (the batch and both spatial axes)."),
-         "conv" if kind == "conv" else "variables")
+        fail(
+            f"{where}: its BatchNormalization keeps {found} statistics, but the layer has {n} {what}. Keras' axis "
+            f"names the axis that keeps its own mean and variance (the one not averaged over), so it must be the "
+            f"axis of the {what}; find which axis that is in this layer's output.",
+            "conv" if kind == "conv" else "variables",
+        )
+    fail(
+        f"{where}: its statistics have shape {mean.shape}, but the layer has {n} {what}: one mean and variance per "
+        + (
+            "unit, taken over the batch."
+            if kind == "dense"
+            else "feature map, taken over every axis except the feature maps' (the batch and both spatial axes)."
+        ),
+        "conv" if kind == "conv" else "variables",
+    )
 
 
 @_judged
@@ -165,39 +199,57 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
     mean, var = (np.asarray(s) for s in probe.statistics())
     flags = info["flags"]
     if flags["pop_mean"] or flags["pop_variance"]:
-        fail(f"{where}: the population mean and variance are trainable, so the optimizer would change them with "
-             "gradients. They are moving averages of the batch statistics, updated only by the training pass: "
-             "create them as non-trainable variables.", "variables")
+        fail(
+            f"{where}: the population mean and variance are trainable, so the optimizer would change them with "
+            "gradients. They are moving averages of the batch statistics, updated only by the training pass: "
+            "create them as non-trainable variables.",
+            "variables",
+        )
     if not (flags["gamma"] and flags["beta"]):
-        fail(f"{where}: gamma and beta are not trainable, but the network must learn the scale and shift each unit "
-             "needs after normalizing.", "variables")
+        fail(
+            f"{where}: gamma and beta are not trainable, but the network must learn the scale and shift each unit "
+            "needs after normalizing.",
+            "variables",
+        )
     x = num.batches(kind, 1, 7)[0]
     out = np.asarray(probe.call(x, False))
     moved = not all(np.allclose(a, b) for a, b in zip((mean, var), probe.statistics()))
     if not moved and not (np.allclose(mean, 0) and np.allclose(var, 1)):  # (moving at inference: another check)
-        fail(f"{where}: before any training its population mean should be zeros and its variance ones, so that "
-             "inference starts from no shift and no scaling. Check the initial values of the two variables.",
-             "variables")
+        fail(
+            f"{where}: before any training its population mean should be zeros and its variance ones, so that "
+            "inference starts from no shift and no scaling. Check the initial values of the two variables.",
+            "variables",
+        )
     if api == "nn":
         gamma, beta = _scale_shift(info)
         if not (np.allclose(gamma, 1) and np.allclose(beta, 0)):
-            fail(f"{where}: gamma should start at ones and beta at zeros, so that training starts from plain "
-                 "normalization.", "variables")
+            fail(
+                f"{where}: gamma should start at ones and beta at zeros, so that training starts from plain "
+                "normalization.",
+                "variables",
+            )
     expected = (len(x), n) if kind == "dense" else (len(x),) + (num.CONV_SIZE // num.stride(kind, arg),) * 2 + (n,)
     if out.shape != expected:
-        fail(f"{where}: output shape {out.shape}, expected {expected}. Keep the layer's size, stride and 'same' "
-             "padding as in the network without batch normalization; normalizing never changes a shape.", "math")
+        fail(
+            f"{where}: output shape {out.shape}, expected {expected}. Keep the layer's size, stride and 'same' "
+            "padding as in the network without batch normalization; normalizing never changes a shape.",
+            "math",
+        )
 
 
 def _never_moved(where: str, api: str, steps: int) -> str:
     if api == "keras":
-        return (f"{where}: the moving mean and variance of its BatchNormalization never changed during {steps} "
-                "training-mode calls of the model. Keras updates them itself whenever the layer runs in training "
-                "mode, so something inside the layer function keeps it from training mode (a fixed flag, a frozen "
-                "layer).")
-    return (f"{where}: pop_mean and pop_variance never changed during {steps} training-mode calls, so inference would "
-            "normalize with their initial values. In training mode, move both a small step towards this batch's "
-            "mean and variance (a moving average with decay close to 1).")
+        return (
+            f"{where}: the moving mean and variance of its BatchNormalization never changed during {steps} "
+            "training-mode calls of the model. Keras updates them itself whenever the layer runs in training "
+            "mode, so something inside the layer function keeps it from training mode (a fixed flag, a frozen "
+            "layer)."
+        )
+    return (
+        f"{where}: pop_mean and pop_variance never changed during {steps} training-mode calls, so inference would "
+        "normalize with their initial values. In training mode, move both a small step towards this batch's "
+        "mean and variance (a moving average with decay close to 1)."
+    )
 
 
 @_judged
@@ -242,9 +294,11 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
                 var = momentum * var + (1 - momentum) * batch_var
                 if not (num.close(mean, records[step][0], atol=1e-3) and num.close(var, records[step][1], atol=1e-3)):
                     if not unbiased:
-                        findings.append(f"with decay {momentum:.3f}, after step {step} the mean should be "
-                                        f"{np.round(mean, 3)} and the variance {np.round(var, 3)}; found "
-                                        f"{np.round(records[step][0], 3)} and {np.round(records[step][1], 3)}")
+                        findings.append(
+                            f"with decay {momentum:.3f}, after step {step} the mean should be "
+                            f"{np.round(mean, 3)} and the variance {np.round(var, 3)}; found "
+                            f"{np.round(records[step][0], 3)} and {np.round(records[step][1], 3)}"
+                        )
                     break
             else:
                 matched = (name, momentum)
@@ -252,26 +306,42 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
         if matched and (placement is None or matched[0] == placement):
             break
         if matched:
-            fail(f"{where} normalizes {placement} but accumulates the population statistics of {matched[0]}. At "
-                 "inference it would then normalize one tensor with the statistics of another: take the moving "
-                 "averages of the very tensor you normalize.", "moving_average")
+            fail(
+                f"{where} normalizes {placement} but accumulates the population statistics of {matched[0]}. At "
+                "inference it would then normalize one tensor with the statistics of another: take the moving "
+                "averages of the very tensor you normalize.",
+                "moving_average",
+            )
     if matched is None:
         if api == "keras":
-            fail(f"{where}: its moving mean and variance are not a moving average of the batch statistics of the "
-                 "tensor its BatchNormalization normalizes" + (": " + findings[0] if findings else "") + ". Keras "
-                 "keeps that average itself: let one BatchNormalization layer normalize the linear output (or its "
-                 "ReLU) and leave its statistics to it.", "moving_average")
-        fail(f"{where}: the population statistics are not a moving average of the batch statistics"
-             + (": " + findings[0] if findings else "") + ". Keep the batch's mean and its variance (not the "
-             "standard deviation), and let each step keep a fraction decay of the old value.", "moving_average")
+            fail(
+                f"{where}: its moving mean and variance are not a moving average of the batch statistics of the "
+                "tensor its BatchNormalization normalizes" + (": " + findings[0] if findings else "") + ". Keras "
+                "keeps that average itself: let one BatchNormalization layer normalize the linear output (or its "
+                "ReLU) and leave its statistics to it.",
+                "moving_average",
+            )
+        fail(
+            f"{where}: the population statistics are not a moving average of the batch statistics"
+            + (": " + findings[0] if findings else "")
+            + ". Keep the batch's mean and its variance (not the "
+            "standard deviation), and let each step keep a fraction decay of the old value.",
+            "moving_average",
+        )
     if matched[1] < MIN_MOMENTUM - MOMENTUM_TOLERANCE:
         if api == "keras":
-            fail(f"{where}: its moving averages keep only {matched[1]:.3f} of their old value per batch, so the last "
-                 "batch counts more than the whole history. Keras' momentum is the weight of the old average (close "
-                 "to 1), PyTorch's the weight of the new batch.", "momentum")
-        fail(f"{where}: the population statistics are a moving average with decay {matched[1]:.3f}, so each batch "
-             "counts more than the whole history. The decay is applied the wrong way round: the old value should "
-             "keep the larger share, decay close to 1.", "moving_average")
+            fail(
+                f"{where}: its moving averages keep only {matched[1]:.3f} of their old value per batch, so the last "
+                "batch counts more than the whole history. Keras' momentum is the weight of the old average (close "
+                "to 1), PyTorch's the weight of the new batch.",
+                "momentum",
+            )
+        fail(
+            f"{where}: the population statistics are a moving average with decay {matched[1]:.3f}, so each batch "
+            "counts more than the whole history. The decay is applied the wrong way round: the old value should "
+            "keep the larger share, decay close to 1.",
+            "moving_average",
+        )
 
 
 def _random_scale_shift(probe, kind, arg, seed):
@@ -302,9 +372,12 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     upstream = np.random.default_rng(seed + 13).standard_normal(out.shape)
     grad = probe.kernel_gradient(x, upstream)
     if grad is None:
-        fail(f"{where}: no gradient reaches the layer's weights in training mode, so training cannot change them. "
-             "Compute the output from the weights with TensorFlow operations only (nothing that stops or bypasses "
-             "the gradient).", "by_hand")
+        fail(
+            f"{where}: no gradient reaches the layer's weights in training mode, so training cannot change them. "
+            "Compute the output from the weights with TensorFlow operations only (nothing that stops or bypasses "
+            "the gradient).",
+            "by_hand",
+        )
     gamma, beta = _scale_shift(info)
     eps = float(info["epsilon"])
     z, relu_after = _candidates(info, x, kind, arg)[0][placement]
@@ -320,12 +393,17 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     if any(num.close_rel(grad, reference(u, True)) for u in (unbiased, not unbiased)):
         return
     if any(num.close_rel(grad, reference(u, False)) for u in (unbiased, not unbiased)):
-        fail(f"{where}: the gradient does not flow through the batch mean and variance (were they wrapped in "
-             "tf.stop_gradient, or taken from outside the computation?). Batch normalization's backward pass goes "
-             "through them; without it this network does not learn.", "by_hand")
-    fail(f"{where}: in training mode the gradient of the output with respect to the weights is not that of batch "
-         "normalization. Compute the output with TensorFlow operations from the statistics of this very batch.",
-         "by_hand")
+        fail(
+            f"{where}: the gradient does not flow through the batch mean and variance (were they wrapped in "
+            "tf.stop_gradient, or taken from outside the computation?). Batch normalization's backward pass goes "
+            "through them; without it this network does not learn.",
+            "by_hand",
+        )
+    fail(
+        f"{where}: in training mode the gradient of the output with respect to the weights is not that of batch "
+        "normalization. Compute the output with TensorFlow operations from the statistics of this very batch.",
+        "by_hand",
+    )
 
 
 def _explicit_flag_works(probe, x, stats) -> bool:
@@ -341,14 +419,18 @@ def _explicit_flag_works(probe, x, stats) -> bool:
 
 def _flag_fixed_inside(where: str, effect: str, overridable: bool) -> str:
     if overridable:
-        return (f"{where}: called as the notebook's predict calls the model (no training flag), the layer {effect}. "
-                "A training flag fixed inside the layer function overrides the mode the model is called in, so at "
-                "inference every image is judged by the batch around it. Let the model's call decide the mode: "
-                "Keras passes it on to every layer.")
-    return (f"{where}: at inference the layer {effect}, even when the model is called with training=False: its "
-            "BatchNormalization runs in training mode whatever the model's mode (a training flag fixed inside the "
-            "layer function, or a custom layer that does not pass its own on), so every image is judged by the "
-            "batch around it. Let the model's mode reach the BatchNormalization.")
+        return (
+            f"{where}: called as the notebook's predict calls the model (no training flag), the layer {effect}. "
+            "A training flag fixed inside the layer function overrides the mode the model is called in, so at "
+            "inference every image is judged by the batch around it. Let the model's call decide the mode: "
+            "Keras passes it on to every layer."
+        )
+    return (
+        f"{where}: at inference the layer {effect}, even when the model is called with training=False: its "
+        "BatchNormalization runs in training mode whatever the model's mode (a training flag fixed inside the "
+        "layer function, or a custom layer that does not pass its own on), so every image is judged by the "
+        "batch around it. Let the model's mode reach the BatchNormalization."
+    )
 
 
 @_judged
@@ -376,16 +458,28 @@ def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 
     after = [np.asarray(s, np.float64) for s in probe.statistics()]
     if not all(a.shape == b.shape and np.allclose(a, b) for a, b in zip(before, after)):
         if api == "keras":
-            fail(_flag_fixed_inside(where, "moves its moving mean and variance", _explicit_flag_works(probe, x, before)),
-                 "inference")
-        fail(f"{where}: the population statistics changed in inference mode, so a prediction would depend on what "
-             "was evaluated before. Update them only when training; at inference just use them.", "inference")
-    single = np.concatenate([np.asarray(probe.call(x[i:i + 1], False)) for i in range(2)])
+            fail(
+                _flag_fixed_inside(where, "moves its moving mean and variance", _explicit_flag_works(probe, x, before)),
+                "inference",
+            )
+        fail(
+            f"{where}: the population statistics changed in inference mode, so a prediction would depend on what "
+            "was evaluated before. Update them only when training; at inference just use them.",
+            "inference",
+        )
+    single = np.concatenate([np.asarray(probe.call(x[i : i + 1], False)) for i in range(2)])
     if not num.close(single, np.asarray(out)[:2]):
         if api == "keras":
-            fail(_flag_fixed_inside(where, "normalizes with the batch's own statistics",
-                                    _explicit_flag_works(probe, x, before)), "batch_of_one")
-        fail(f"{where}: in inference mode a batch of one gives a different output than the same sample inside a "
-             "bigger batch, so inference still depends on the batch: when not training, normalize with the "
-             "population statistics.", "batch_of_one")
+            fail(
+                _flag_fixed_inside(
+                    where, "normalizes with the batch's own statistics", _explicit_flag_works(probe, x, before)
+                ),
+                "batch_of_one",
+            )
+        fail(
+            f"{where}: in inference mode a batch of one gives a different output than the same sample inside a "
+            "bigger batch, so inference still depends on the batch: when not training, normalize with the "
+            "population statistics.",
+            "batch_of_one",
+        )
     _match_contract(where, info, x, out, kind, arg, "inference", population=before)

@@ -1,5 +1,6 @@
 """The one exception a failing check raises, shown as its message alone, and the lesson sections
 that the messages point to."""
+
 from __future__ import annotations
 
 import textwrap
@@ -10,21 +11,31 @@ LESSON = {
     "inference": (2, "Training versus inference", ""),
     "moving_average": (2, "Training versus inference", "Population statistics as a moving average"),
     "batch_of_one": (2, "Training versus inference", "Why a batch of one needs population statistics"),
-    "variables": (4, "The batch-normalized MLP of the textbook chapter", "The variables of a batch normalization layer"),
+    "variables": (
+        4,
+        "The batch-normalized MLP of the textbook chapter",
+        "The variables of a batch normalization layer",
+    ),
     "by_hand": (5, "Batch normalization by hand", ""),
     "plain_network": (8, "Inside the exercise's network: why it does not learn without batch normalization", ""),
     "conv": (6, "Convolutional and recurrent networks", "ConvNets: one mean and variance per feature map"),
     "fine_tuning": (11, "Deployment: folding, fine-tuning, conventions, cost", "The fine-tuning pitfall"),
-    "momentum": (11, "Deployment: folding, fine-tuning, conventions, cost",
-                 "Momentum conventions, and the paper's unbiased variance"),
+    "momentum": (
+        11,
+        "Deployment: folding, fine-tuning, conventions, cost",
+        "Momentum conventions, and the paper's unbiased variance",
+    ),
 }
 
 
 # the error a cell that ended the graded kernel gets (bnlab.instructor.preprocessors.execute), which the grading
 # job reports
-KERNEL_DIED = ("KernelDied", "the Python process ended while this cell ran (os._exit, sys.exit in a thread, a crash "
-               "in native code, or it ran out of memory). The cell is skipped: a new kernel ran the cells before it "
-               "again and the rest of the notebook was graded without it.")
+KERNEL_DIED = (
+    "KernelDied",
+    "the Python process ended while this cell ran (os._exit, sys.exit in a thread, a crash "
+    "in native code, or it ran out of memory). The cell is skipped: a new kernel ran the cells before it "
+    "again and the rest of the notebook was graded without it.",
+)
 
 
 def lesson_reference(key: str) -> str:

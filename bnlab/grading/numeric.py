@@ -3,6 +3,7 @@
 Nothing here imports TensorFlow or runs student code, so the trusted re-verification
 (:mod:`bnlab.instructor.preprocessors.verify`) computes every reference in a process the student's code never ran in.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -86,7 +87,7 @@ def patches(x, kernel_size: int, step: int) -> np.ndarray:
     cols = np.empty((n, out_h, out_w, kernel_size, kernel_size, c))
     for i in range(kernel_size):
         for j in range(kernel_size):
-            cols[:, :, :, i, j, :] = x[:, i:i + step * out_h:step, j:j + step * out_w:step, :]
+            cols[:, :, :, i, j, :] = x[:, i : i + step * out_h : step, j : j + step * out_w : step, :]
     return cols.reshape(n, out_h, out_w, -1)
 
 

@@ -6,6 +6,7 @@ nothing that could make a check pass; the judging lives in :mod:`bnlab.grading.c
 trusted re-verification runs in another process. Structural problems (no BatchNormalization layer, a call that
 raises) end the check with :class:`~bnlab.grading.errors.CheckFailed`.
 """
+
 from __future__ import annotations
 
 import re
@@ -22,9 +23,11 @@ tf = bnlab.tf
 keras = tf.keras
 NN_EPSILON = 1e-3
 STEP_MOMENTUM = 0.9
-GRAPH_HINT = ("It works when run eagerly but fails inside tf.function, which is how the notebook's training runs "
-              "it: keep to TensorFlow operations (no .numpy(), no NumPy functions on tensors, no Python `if` on a "
-              "tensor's value).")
+GRAPH_HINT = (
+    "It works when run eagerly but fails inside tf.function, which is how the notebook's training runs "
+    "it: keep to TensorFlow operations (no .numpy(), no NumPy functions on tensors, no Python `if` on a "
+    "tensor's value)."
+)
 
 
 def _np(x):
@@ -59,16 +62,22 @@ def _explain(description: str, exc: BaseException) -> str:
     text = _first_line(exc)
     who = description.split()[0].split("(")[0]
     if isinstance(exc, TypeError) and re.match(r"^\S+\(\) (takes|missing|got)", text):
-        return (f"{description} could not be called: {text}. Check the function's signature against the one "
-                "given in the exercise (the notebook's code calls it that way).")
+        return (
+            f"{description} could not be called: {text}. Check the function's signature against the one "
+            "given in the exercise (the notebook's code calls it that way)."
+        )
     if "batch_normalization" in _keras_layer_files(exc) or re.search(r"'batch_normalization(_\d+)?/", str(exc)):
-        return (f"{who}: keras.layers.BatchNormalization did not accept its axis. Keras' axis names the one axis that "
-                "keeps its own statistics (the units of a dense layer, the feature maps of a convolution), not the "
-                "axes averaged over as in tf.nn.moments. Find which axis holds them in this layer's output.")
+        return (
+            f"{who}: keras.layers.BatchNormalization did not accept its axis. Keras' axis names the one axis that "
+            "keeps its own statistics (the units of a dense layer, the feature maps of a convolution), not the "
+            "axes averaged over as in tf.nn.moments. Find which axis holds them in this layer's output."
+        )
     hint = ""
     if any(word in text.lower() for word in ("shape", "incompatible", "dimension")):
-        hint = (" A shape error usually means the statistics were taken over the wrong axes or a variable has the "
-                "wrong shape (one entry per unit, or per feature map for a conv layer).")
+        hint = (
+            " A shape error usually means the statistics were taken over the wrong axes or a variable has the "
+            "wrong shape (one entry per unit, or per feature map for a conv layer)."
+        )
     return f"{description} raised {type(exc).__name__} in your code: {text[:160]}.{hint}"
 
 
@@ -86,11 +95,19 @@ def run(description: str, fn, *args, eager=None, **kwargs):
             except Exception:  # noqa: BLE001 - fails eagerly too: report the traced error
                 pass
             else:
-                fail(f"{description}: {GRAPH_HINT} (Inside tf.function: {type(exc).__name__}: {_first_line(exc)[:120]})",
-                     "inference" if description.startswith(("train_step", "predict")) else "by_hand")
+                fail(
+                    f"{description}: {GRAPH_HINT} (Inside tf.function: {type(exc).__name__}: {_first_line(exc)[:120]})",
+                    "inference" if description.startswith(("train_step", "predict")) else "by_hand",
+                )
         explained = _explain(description, exc)
-        fail(explained, "inference" if description.startswith(("train_step", "predict")) else
-             "conv" if "axis" in explained or "shape" in explained else "by_hand")
+        fail(
+            explained,
+            "inference"
+            if description.startswith(("train_step", "predict"))
+            else "conv"
+            if "axis" in explained or "shape" in explained
+            else "by_hand",
+        )
 
 
 def _traced(fn):
@@ -129,18 +146,30 @@ class LayerProbe:
             with tf.GradientTape() as tape:
                 loss = tf.reduce_sum(self._forward(x, True) * upstream)
             return tape.gradient(loss, self.kernel)
+
         self._gradient = _traced(gradient)
         self._gradient_eager = gradient
 
     def call(self, x, training: bool):
         mode = "training" if training else "inference"
-        return _np(run(f"{self.where} in {mode} mode", self._traced[bool(training)], tf.constant(x, tf.float32),
-                       eager=lambda x: self._forward(x, bool(training))))
+        return _np(
+            run(
+                f"{self.where} in {mode} mode",
+                self._traced[bool(training)],
+                tf.constant(x, tf.float32),
+                eager=lambda x: self._forward(x, bool(training)),
+            )
+        )
 
     def kernel_gradient(self, x, upstream):
         """d sum(output * upstream) / d kernel in training mode (None when no gradient reaches the kernel)."""
-        grad = run(f"the gradient of {self.where}", self._gradient, tf.constant(x, tf.float32),
-                   tf.constant(upstream, tf.float32), eager=self._gradient_eager)
+        grad = run(
+            f"the gradient of {self.where}",
+            self._gradient,
+            tf.constant(x, tf.float32),
+            tf.constant(upstream, tf.float32),
+            eager=self._gradient_eager,
+        )
         return None if grad is None else _np(grad)
 
     def set_scale_shift(self, gamma, beta):
@@ -150,8 +179,14 @@ class LayerProbe:
 
     def info(self) -> dict:
         gamma, beta = (None if v is None else _np(v) for v in self._scale_shift_vars())
-        return {"kernel": _np(self.kernel), "bias": None if self.bias is None else _np(self.bias),
-                "gamma": gamma, "beta": beta, "epsilon": self.epsilon, "flags": self.flags()}
+        return {
+            "kernel": _np(self.kernel),
+            "bias": None if self.bias is None else _np(self.bias),
+            "gamma": gamma,
+            "beta": beta,
+            "epsilon": self.epsilon,
+            "flags": self.flags(),
+        }
 
 
 def _weights_except(weights, exclude):
@@ -163,9 +198,12 @@ def _find_kernel_and_bias(where, kind, trainable):
     rank = 2 if kind == "dense" else 4
     kernels = [w for w in trainable if len(w.shape) == rank]
     if len(kernels) != 1:
-        fail(f"{where} should hold exactly one trainable weight {'matrix' if kind == 'dense' else 'kernel'} "
-             f"(the {'Dense' if kind == 'dense' else 'Conv2D'} layer's); found {len(kernels)}. The network learns "
-             "through that weight: leave it trainable, and give the layer one linear part.", "variables")
+        fail(
+            f"{where} should hold exactly one trainable weight {'matrix' if kind == 'dense' else 'kernel'} "
+            f"(the {'Dense' if kind == 'dense' else 'Conv2D'} layer's); found {len(kernels)}. The network learns "
+            "through that weight: leave it trainable, and give the layer one linear part.",
+            "variables",
+        )
     biases = [w for w in trainable if len(w.shape) == 1]
     return kernels[0], (biases[0] if biases else None)
 
@@ -179,26 +217,41 @@ class KerasLayerProbe(LayerProbe):
         inputs = keras.Input(num.input_shape(kind))
         outputs = run(f"{self.where}(prev_layer, ...) on a Keras input", layer_fn, inputs, num.layer_arg(kind, arg))
         if not isinstance(outputs, keras.KerasTensor):
-            fail(f"{self.where} must return the output of Keras layers applied to prev_layer (a symbolic Keras tensor); "
-                 f"it returned {type(outputs).__name__}. The network is built by chaining the layer functions' "
-                 "outputs.", "variables")
+            fail(
+                f"{self.where} must return the output of Keras layers applied to prev_layer (a symbolic Keras tensor); "
+                f"it returned {type(outputs).__name__}. The network is built by chaining the layer functions' "
+                "outputs.",
+                "variables",
+            )
         self.model = keras.Model(inputs, outputs)
-        norms = [layer for layer in self.model._flatten_layers(include_self=False, recursive=True)
-                 if isinstance(layer, keras.layers.BatchNormalization)]
+        norms = [
+            layer
+            for layer in self.model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)
+        ]
         if len(norms) != 1:
-            fail(f"{self.where} holds {len(norms) or 'no'} keras.layers.BatchNormalization layer{'s' * (len(norms) != 1)} "
-                 "(nested blocks and custom layers included); it needs exactly one, applied to the layer's linear "
-                 "output (or to its ReLU).", "variables")
+            fail(
+                f"{self.where} holds {len(norms) or 'no'} keras.layers.BatchNormalization "
+                f"layer{'s' * (len(norms) != 1)} "
+                "(nested blocks and custom layers included); it needs exactly one, applied to the layer's linear "
+                "output (or to its ReLU).",
+                "variables",
+            )
         self.bn = norms[0]
         if not self.bn.trainable:
-            fail(f"{self.where}: its BatchNormalization layer is frozen (trainable=False). Keras then runs that layer in "
-                 "inference mode even while the model trains: it never normalizes with the batch's statistics and "
-                 "never updates its moving averages, so it does no batch normalization. Freezing is for fine-tuning "
-                 "a trained network; here the layer must learn.", "fine_tuning")
+            fail(
+                f"{self.where}: its BatchNormalization layer is frozen (trainable=False). Keras then runs that layer "
+                "in "
+                "inference mode even while the model trains: it never normalizes with the batch's statistics and "
+                "never updates its moving averages, so it does no batch normalization. Freezing is for fine-tuning "
+                "a trained network; here the layer must learn.",
+                "fine_tuning",
+            )
         self.epsilon = float(self.bn.epsilon)
         own = [v for v in (self.bn.gamma, self.bn.beta) if v is not None]
-        self.kernel, self.bias = _find_kernel_and_bias(self.where, kind,
-                                                       _weights_except(self.model.trainable_weights, own))
+        self.kernel, self.bias = _find_kernel_and_bias(
+            self.where, kind, _weights_except(self.model.trainable_weights, own)
+        )
         self._setup_traced()
 
     def _forward(self, x, training):
@@ -210,8 +263,14 @@ class KerasLayerProbe(LayerProbe):
         """Inference with an explicit ``training=False`` (which overrides a flag fixed inside the layers)."""
         if not hasattr(self, "_explicit"):
             self._explicit = _traced(lambda x: self.model(x, training=False))
-        return _np(run(f"{self.where} in inference mode", self._explicit, tf.constant(x, tf.float32),
-                       eager=lambda x: self.model(x, training=False)))
+        return _np(
+            run(
+                f"{self.where} in inference mode",
+                self._explicit,
+                tf.constant(x, tf.float32),
+                eager=lambda x: self.model(x, training=False),
+            )
+        )
 
     def set_statistics(self, mean, variance):
         self.bn.moving_mean.assign(np.asarray(mean, np.float32))
@@ -225,16 +284,22 @@ class KerasLayerProbe(LayerProbe):
 
     def flags(self):
         trainable = {id(v) for v in self.model.trainable_weights}
-        return {"gamma": self.bn.gamma is None or id(self.bn.gamma) in trainable,
-                "beta": self.bn.beta is None or id(self.bn.beta) in trainable,
-                "pop_mean": id(self.bn.moving_mean) in trainable,
-                "pop_variance": id(self.bn.moving_variance) in trainable}
+        return {
+            "gamma": self.bn.gamma is None or id(self.bn.gamma) in trainable,
+            "beta": self.bn.beta is None or id(self.bn.beta) in trainable,
+            "pop_mean": id(self.bn.moving_mean) in trainable,
+            "pop_variance": id(self.bn.moving_variance) in trainable,
+        }
 
 
 def _role(variable) -> str:
     name = variable.name.split(":")[0].split("/")[-1].lower()
-    for role, keys in (("pop_mean", ("mean",)), ("pop_variance", ("var",)), ("gamma", ("gamma", "scale")),
-                       ("beta", ("beta", "offset", "shift"))):
+    for role, keys in (
+        ("pop_mean", ("mean",)),
+        ("pop_variance", ("var",)),
+        ("gamma", ("gamma", "scale")),
+        ("beta", ("beta", "offset", "shift")),
+    ):
         if any(key in name for key in keys):
             return role
     return ""
@@ -266,14 +331,18 @@ class NNLayerProbe(LayerProbe):
                 by_role["pop_variance"] = v
         missing = [r for r in ("gamma", "beta", "pop_mean", "pop_variance") if r not in by_role]
         if missing:
-            fail(f"{self.where}: could not find the variable(s) {', '.join(missing)}. Create gamma, beta, pop_mean and "
-                 "pop_variance with nn.get_variable, one entry per unit (or per feature map): a batch normalization layer "
-                 "owns these four.", "variables")
+            fail(
+                f"{self.where}: could not find the variable(s) {', '.join(missing)}. Create gamma, beta, pop_mean and "
+                "pop_variance with nn.get_variable, one entry per unit (or per feature map): a batch normalization "
+                "layer owns these four.",
+                "variables",
+            )
         self.vars = by_role
         self.epsilon = NN_EPSILON
         trainable = [v for v in variables if v.trainable]
         self.kernel, self.bias = _find_kernel_and_bias(
-            self.where, kind, _weights_except(trainable, list(by_role.values())))
+            self.where, kind, _weights_except(trainable, list(by_role.values()))
+        )
         self._setup_traced()
 
     def _forward(self, x, training):
@@ -345,12 +414,22 @@ class StepProbe:
         x, y = tf.constant(x, tf.float32), tf.constant(y, tf.float32)
         optimizer = keras.optimizers.SGD(learning_rate)
         optimizer.build(self.model.trainable_variables)  # no variables created while tracing
-        report = {"stats_before": self.statistics(), "z": _np(self.pre(x, training=False)),
-                  "weights_before": [_np(w) for w in self.model.trainable_variables],
-                  "grad_training": self._loss_gradients(x, y, True),
-                  "grad_inference": self._loss_gradients(x, y, False)}
-        result = run("train_step(model, optimizer, images, labels)", _traced(train_step), self.model, optimizer, x, y,
-                     eager=train_step)
+        report = {
+            "stats_before": self.statistics(),
+            "z": _np(self.pre(x, training=False)),
+            "weights_before": [_np(w) for w in self.model.trainable_variables],
+            "grad_training": self._loss_gradients(x, y, True),
+            "grad_inference": self._loss_gradients(x, y, False),
+        }
+        result = run(
+            "train_step(model, optimizer, images, labels)",
+            _traced(train_step),
+            self.model,
+            optimizer,
+            x,
+            y,
+            eager=train_step,
+        )
         report["returned_pair"] = isinstance(result, (tuple, list)) and len(result) == 2
         report["stats_after"] = self.statistics()
         report["weights_after"] = [_np(w) for w in self.model.trainable_variables]
@@ -393,7 +472,13 @@ class StepProbe:
         self._restore(before)
         single = _np(run("predict(model, one_image)", traced, self.model, x[:1], eager=predict))
         self._restore(before)
-        report = {"stats_before": before, "stats_after": after, "logits": logits, "single": single,
-                  "inference": _np(self.model(x, training=False)), "training": _np(self.model(x, training=True))}
+        report = {
+            "stats_before": before,
+            "stats_after": after,
+            "logits": logits,
+            "single": single,
+            "inference": _np(self.model(x, training=False)),
+            "training": _np(self.model(x, training=True)),
+        }
         self._restore(before)
         return report

@@ -5,6 +5,7 @@ through a probe, judge what it did with NumPy and raise :class:`~bnlab.grading.e
 with a message that names the lesson section. ``train_step`` is judged against a reference model
 with plain SGD, and also run traced with the training run's optimizer (:class:`bnlab.training.adam.FusedAdam`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,10 +14,14 @@ from bnlab.grading import numeric as num
 from bnlab.grading.checks import _judged, _name_of, _remote, _step_probe
 from bnlab.grading.errors import fail
 
-STEP_MOMENTUM = 0.9     # the momentum of the reference model's BatchNormalization (probes.StepProbe)
+STEP_MOMENTUM = 0.9  # the momentum of the reference model's BatchNormalization (probes.StepProbe)
 STEP_LEARNING_RATE = 0.1
-QUESTION_SECTIONS = {"single_images": "batch_of_one", "statistics": "conv", "plain_network": "plain_network",
-                     "diagnose_memory": "moving_average"}  # where each question's idea is taught
+QUESTION_SECTIONS = {
+    "single_images": "batch_of_one",
+    "statistics": "conv",
+    "plain_network": "plain_network",
+    "diagnose_memory": "moving_average",
+}  # where each question's idea is taught
 
 
 def _one_hot(n, seed):
@@ -35,46 +40,72 @@ def check_train_step(train_step, fully_connected=None, seed: int = 0) -> None:
     x = num.batches("dense", 1, seed + 5)[0]
     report = probe.train_step(train_step, x, _one_hot(len(x), seed), STEP_LEARNING_RATE)
     if not report["returned_pair"]:
-        fail(f"{name} must return the batch's loss and logits, as the given version does: the training loop logs "
-             "both.", "inference")
+        fail(
+            f"{name} must return the batch's loss and logits, as the given version does: the training loop logs both.",
+            "inference",
+        )
     (mean0, var0), (mean1, var1) = report["stats_before"], report["stats_after"]
     if np.allclose(mean1, mean0) and np.allclose(var1, var0):
-        fail(f"{name} did not update the population statistics, so the model ran in inference mode: its batch "
-             "normalization used the moving averages and never learned them. A Keras model runs in inference mode "
-             "unless its call says otherwise: look at how the model is called inside the tape.", "inference")
+        fail(
+            f"{name} did not update the population statistics, so the model ran in inference mode: its batch "
+            "normalization used the moving averages and never learned them. A Keras model runs in inference mode "
+            "unless its call says otherwise: look at how the model is called inside the tape.",
+            "inference",
+        )
     batch_mean, batch_var = num.moments(report["z"])
     m = STEP_MOMENTUM
-    if not (num.close(mean1, m * np.asarray(mean0) + (1 - m) * batch_mean, atol=1e-3)
-            and num.close(var1, m * np.asarray(var0) + (1 - m) * batch_var, atol=1e-3)):
-        fail(f"{name} changed the population statistics, but not by one moving-average step from this batch's "
-             "statistics: every training-mode call moves them, so call the model once per training step.",
-             "moving_average")
-    delta = np.concatenate([(np.asarray(a) - np.asarray(b)).ravel()
-                            for a, b in zip(report["weights_after"], report["weights_before"])])
+    if not (
+        num.close(mean1, m * np.asarray(mean0) + (1 - m) * batch_mean, atol=1e-3)
+        and num.close(var1, m * np.asarray(var0) + (1 - m) * batch_var, atol=1e-3)
+    ):
+        fail(
+            f"{name} changed the population statistics, but not by one moving-average step from this batch's "
+            "statistics: every training-mode call moves them, so call the model once per training step.",
+            "moving_average",
+        )
+    delta = np.concatenate(
+        [(np.asarray(a) - np.asarray(b)).ravel() for a, b in zip(report["weights_after"], report["weights_before"])]
+    )
     if not np.any(np.abs(delta) > 1e-7):
-        fail(f"{name} did not change the trainable weights: the gradients it computes are never applied with the "
-             "optimizer it is given.", "inference")
-    expected = {mode: -STEP_LEARNING_RATE * np.concatenate([np.asarray(g).ravel() for g in report[f"grad_{mode}"]])
-                for mode in ("training", "inference")}
+        fail(
+            f"{name} did not change the trainable weights: the gradients it computes are never applied with the "
+            "optimizer it is given.",
+            "inference",
+        )
+    expected = {
+        mode: -STEP_LEARNING_RATE * np.concatenate([np.asarray(g).ravel() for g in report[f"grad_{mode}"]])
+        for mode in ("training", "inference")
+    }
     if num.close_rel(delta, expected["inference"]) and not num.close_rel(delta, expected["training"]):
-        fail(f"{name}'s loss comes from an inference-mode pass (population statistics), so its gradients are not "
-             "those of the network being trained: take the loss from the training-mode pass, inside the tape.",
-             "inference")
+        fail(
+            f"{name}'s loss comes from an inference-mode pass (population statistics), so its gradients are not "
+            "those of the network being trained: take the loss from the training-mode pass, inside the tape.",
+            "inference",
+        )
     if not num.close_rel(delta, expected["training"]):
-        fail(f"{name}'s update is not the gradient of the training-mode loss: compute the loss from the logits of "
-             "one training-mode pass inside the tape, with training.loss_fn, and apply its gradients once.",
-             "inference")
+        fail(
+            f"{name}'s update is not the gradient of the training-mode loss: compute the loss from the logits of "
+            "one training-mode pass inside the tape, with training.loss_fn, and apply its gradients once.",
+            "inference",
+        )
     if report.get("run_optimizer_error"):
-        fail(f"{name} fails with the optimizer the training run uses (Adam from bnlab, which offers "
-             f"apply_gradients and apply): {report['run_optimizer_error']}. Apply the gradients through one of "
-             "those two methods.", "inference")
+        fail(
+            f"{name} fails with the optimizer the training run uses (Adam from bnlab, which offers "
+            f"apply_gradients and apply): {report['run_optimizer_error']}. Apply the gradients through one of "
+            "those two methods.",
+            "inference",
+        )
     moved = report.get("run_optimizer_weights") is None or any(
-        not np.allclose(np.asarray(a), np.asarray(b)) for a, b in zip(report["run_optimizer_weights"],
-                                                                       report["weights_before"]))
+        not np.allclose(np.asarray(a), np.asarray(b))
+        for a, b in zip(report["run_optimizer_weights"], report["weights_before"])
+    )
     if not moved or report.get("run_optimizer_steps", 1) != 1:
-        fail(f"{name} did not take exactly one step with the optimizer it is given (the training run passes Adam "
-             "from bnlab; the training loop and its learning rate act on that one): apply the gradients once, "
-             "through that optimizer.", "inference")
+        fail(
+            f"{name} did not take exactly one step with the optimizer it is given (the training run passes Adam "
+            "from bnlab; the training loop and its learning rate act on that one): apply the gradients once, "
+            "through that optimizer.",
+            "inference",
+        )
 
 
 @_judged
@@ -88,13 +119,19 @@ def check_predict(predict, fully_connected=None, seed: int = 0) -> None:
     probe.warm_up(num.batches("dense", 3, seed + 3))
     report = probe.predict(predict, num.batches("dense", 1, seed + 9)[0])
     if not all(np.allclose(a, b) for a, b in zip(report["stats_before"], report["stats_after"])):
-        fail(f"{name} changed the population statistics: it ran the model in training mode. Evaluation must not "
-             "change the model: run it in inference mode.", "inference")
+        fail(
+            f"{name} changed the population statistics: it ran the model in training mode. Evaluation must not "
+            "change the model: run it in inference mode.",
+            "inference",
+        )
     logits = np.asarray(report["logits"])
     if not num.close(logits, report["inference"]):
         if num.close(logits, report["training"]):
-            fail(f"{name} normalizes with the batch statistics, so a prediction depends on the other images in the "
-                 "batch: run the model in inference mode, with the population statistics.", "batch_of_one")
+            fail(
+                f"{name} normalizes with the batch statistics, so a prediction depends on the other images in the "
+                "batch: run the model in inference mode, with the population statistics.",
+                "batch_of_one",
+            )
         fail(f"{name}(model, images) should return the model's logits in inference mode.", "inference")
     if not num.close(report["single"], logits[:1]):
         fail(f"{name} gives a different answer for a batch of one than for the same sample in a batch.", "batch_of_one")
@@ -116,6 +153,7 @@ def check_choice(answer, options, expected=None, question=None) -> None:
         if question is not None:
             try:
                 from bnlab.questions import teach
+
                 message = str(teach(question, value))
             except Exception:  # noqa: BLE001 - the generic line then
                 pass

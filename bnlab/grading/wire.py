@@ -4,6 +4,7 @@ JSON, never pickle: unpickling what the worker sends could run code in the paren
 float lists with their shape. A :class:`RemoteName` stands for a name the student's code defined in
 the worker; the checks pass it on, and the worker looks it up when a probe needs it.
 """
+
 from __future__ import annotations
 
 import numpy as np

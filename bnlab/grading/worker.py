@@ -6,6 +6,7 @@ and builds :mod:`bnlab.grading.probes` on the student's functions when the paren
 nothing: whatever the student's code does here can change what the probes report, never the verdict
 of the checks, which the parent computes from that data.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ import sys
 def _run_cell(source: str, namespace: dict) -> None:
     try:
         from IPython.core.inputtransformer2 import TransformerManager
+
         source = TransformerManager().transform_cell(source)
     except Exception:  # noqa: BLE001 - plain Python then
         pass

@@ -15,6 +15,7 @@ every notebook that release/ must hold, and :func:`answer_leaks` pastes every fu
 notebooks and library as the answer to every graded function of the exercise: none may pass the checks
 of the graded cell it would answer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,14 @@ INSTRUCTOR_FOLDER = "instructor"
 GRADER_SIDE = re.compile(r"^# BEGIN GRADER SIDE\b.*?^# END GRADER SIDE\n", re.M | re.S)
 # packages students do not need (the course's notebook tests, the parallel grader)
 NOT_FOR_STUDENTS = ("nbval", "dask")
-MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN MARK SCHEME",
-           "BEGIN GRADER SIDE")
+MARKERS = (
+    "BEGIN SOLUTION",
+    "END SOLUTION",
+    "BEGIN HIDDEN TESTS",
+    "END HIDDEN TESTS",
+    "BEGIN MARK SCHEME",
+    "BEGIN GRADER SIDE",
+)
 
 MAKEFILE = """\
 # Batch Normalization in TensorFlow, student copy. `make lab` sets up and opens the notebooks.
@@ -95,13 +102,15 @@ def _pyproject(source: dict) -> str:
     extras = project.get("optional-dependencies", {})
     gpu, legacy = extras.get("gpu", []), extras.get("legacy", [])
     quoted = lambda items: ", ".join(f'"{item}"' for item in items)  # noqa: E731
-    return (f'[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
-            f'[project]\nname = "bnlab"\nversion = "{project["version"]}"\n'
-            f'description = "Batch Normalization in TensorFlow: the course library (student copy)"\n'
-            f'readme = "README.md"\nrequires-python = "{project["requires-python"]}"\n'
-            f"dependencies = [{quoted(deps)}]\n\n"
-            f"[project.optional-dependencies]\ngpu = [{quoted(gpu)}]\nlegacy = [{quoted(legacy)}]\n\n"
-            f'[tool.setuptools.packages.find]\ninclude = ["bnlab", "bnlab.*"]\n')
+    return (
+        f'[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "bnlab"\nversion = "{project["version"]}"\n'
+        f'description = "Batch Normalization in TensorFlow: the course library (student copy)"\n'
+        f'readme = "README.md"\nrequires-python = "{project["requires-python"]}"\n'
+        f"dependencies = [{quoted(deps)}]\n\n"
+        f"[project.optional-dependencies]\ngpu = [{quoted(gpu)}]\nlegacy = [{quoted(legacy)}]\n\n"
+        f'[tool.setuptools.packages.find]\ninclude = ["bnlab", "bnlab.*"]\n'
+    )
 
 
 def _copy_library(target: Path) -> None:
@@ -123,8 +132,11 @@ class BundleError(RuntimeError):
 def missing_notebooks(bundle: Path, root: Path = ROOT) -> list[str]:
     """The notebooks release/ must hold (every source notebook but the after-deadline handouts) that
     ``bundle`` lacks."""
-    return [f"notebooks/{rel} is missing (run `make release`)" for rel in release.released_notebooks(root)
-            if not (Path(bundle) / "notebooks" / rel).is_file()]
+    return [
+        f"notebooks/{rel} is missing (run `make release`)"
+        for rel in release.released_notebooks(root)
+        if not (Path(bundle) / "notebooks" / rel).is_file()
+    ]
 
 
 def build(dist: Path = ROOT / "dist", release: Path = ROOT / "release", check_answers: bool = True) -> Path:
@@ -184,7 +196,9 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
         if any(p.name == folder and p.is_dir() for p in bundle.rglob(folder)):
             problems.append(f"{folder}/ is in the bundle")
     secret = hidden_lines(source)
-    for path in sorted(p for p in bundle.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb", ".md", ".toml", ".txt")):
+    for path in sorted(
+        p for p in bundle.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb", ".md", ".toml", ".txt")
+    ):
         text = path.read_text(errors="replace")
         for marker in MARKERS:
             if marker in text:
@@ -197,6 +211,7 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
         problems.append(f"the instructor tooling bnlab/{INSTRUCTOR_FOLDER}/ is in the bundle")
     return problems
 
+
 # --------------------------------------------------------------------------------------------
 # Code that would answer a graded function
 # --------------------------------------------------------------------------------------------
@@ -205,9 +220,13 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
 # download files, start nbgrader, or are the checks themselves. None of them builds a layer or a training
 # step (tests/test_bundle.py checks that their text holds no layer, variable or tf.nn code).
 # (A function that opens a path would take a check's integer argument for a file descriptor, and close it.)
-NOT_CALLED = {"bnlab.data": "reads, writes and downloads MNIST", "bnlab.instructor.nbgrader": "starts nbgrader",
-              "bnlab.exercise": "reads the course's notebook files", "bnlab._quiet": "redirects file descriptor 2",
-              "bnlab.grading": "the checks themselves"}
+NOT_CALLED = {
+    "bnlab.data": "reads, writes and downloads MNIST",
+    "bnlab.instructor.nbgrader": "starts nbgrader",
+    "bnlab.exercise": "reads the course's notebook files",
+    "bnlab._quiet": "redirects file descriptor 2",
+    "bnlab.grading": "the checks themselves",
+}
 
 
 def graded_parts(source: Path | None = None) -> list[dict]:
@@ -215,7 +234,6 @@ def graded_parts(source: Path | None = None) -> list[dict]:
     ``calls`` being ``(check, args, kwargs)`` of its visible and hidden ``grading.check_*`` calls and ``params``
     the number of positional parameters of the answered function (from its last definition above the cell)."""
     import nbformat
-
 
     from bnlab.instructor import notebooks
 
@@ -231,14 +249,31 @@ def graded_parts(source: Path | None = None) -> list[dict]:
             continue
         calls, name = [], None
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("check_")
-                    and node.func.attr != "check_choice" and node.args and isinstance(node.args[0], ast.Name)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr.startswith("check_")
+                and node.func.attr != "check_choice"
+                and node.args
+                and isinstance(node.args[0], ast.Name)
+            ):
                 name = node.args[0].id
-                calls.append((node.func.attr, [ast.literal_eval(a) for a in node.args[1:] if not isinstance(a, ast.Name)],
-                              {k.arg: ast.literal_eval(k.value) for k in node.keywords}))
+                calls.append(
+                    (
+                        node.func.attr,
+                        [ast.literal_eval(a) for a in node.args[1:] if not isinstance(a, ast.Name)],
+                        {k.arg: ast.literal_eval(k.value) for k in node.keywords},
+                    )
+                )
         if calls and name in params:
-            parts.append({"grade_id": cell.metadata["nbgrader"]["grade_id"], "name": name, "params": params[name],
-                          "calls": calls})
+            parts.append(
+                {
+                    "grade_id": cell.metadata["nbgrader"]["grade_id"],
+                    "name": name,
+                    "params": params[name],
+                    "calls": calls,
+                }
+            )
     return parts
 
 
@@ -257,7 +292,7 @@ def _notebook_functions(path: Path) -> list[tuple[str, object]]:
     namespace: dict = {"__name__": "__answer_leaks__"}
     for tree in trees:
         for node in tree.body:
-            alias = (isinstance(node, ast.Assign) and isinstance(node.value, (ast.Attribute, ast.Name)))
+            alias = isinstance(node, ast.Assign) and isinstance(node.value, (ast.Attribute, ast.Name))
             if isinstance(node, (ast.Import, ast.ImportFrom)) or alias:
                 with contextlib.suppress(Exception):
                     exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
@@ -315,8 +350,12 @@ def passing_parts(fn, parts: list[dict]) -> list[str]:
 
 
 def _candidates(bundle: Path) -> list[tuple[str, object]]:
-    found = [item for nb in sorted((Path(bundle) / "notebooks").rglob("*.ipynb"))
-             if ".ipynb_checkpoints" not in nb.parts for item in _notebook_functions(nb)]
+    found = [
+        item
+        for nb in sorted((Path(bundle) / "notebooks").rglob("*.ipynb"))
+        if ".ipynb_checkpoints" not in nb.parts
+        for item in _notebook_functions(nb)
+    ]
     return found + _library_functions(bundle)
 
 
@@ -345,8 +384,12 @@ def answer_leaks(bundle: Path) -> list[str]:
 
     problems, start = [], 0
     while True:
-        child = subprocess.run([sys.executable, "-m", "bnlab.instructor.bundle", "--answer-worker", str(bundle), "--start", str(start)],
-                               capture_output=True, text=True, cwd=ROOT)
+        child = subprocess.run(
+            [sys.executable, "-m", "bnlab.instructor.bundle", "--answer-worker", str(bundle), "--start", str(start)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         tried = None
         for line in child.stdout.splitlines():
             if line.startswith("try "):
@@ -359,6 +402,7 @@ def answer_leaks(bundle: Path) -> list[str]:
         if tried is None:
             raise BundleError(f"the answer check could not start:\n{child.stderr[-2000:]}")
         start = tried + 1  # that pair killed the process: it did not pass
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -6,6 +6,7 @@ sets :class:`GradedCsvExportPlugin` as nbgrader's export plugin, so ungraded not
 lesson are left out. The Canvas file follows Canvas' own gradebook layout: ``Student, ID, SIS User ID,
 SIS Login ID, Section``, one column per graded assignment, and the ``Points Possible`` row second.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,16 +58,31 @@ def per_question(course: Path, assignment: str, path: Path | None = None) -> Pat
     path = Path(path or course / PER_QUESTION)
     status = record.records(course, assignment)
     with record.gradebook(course) as gb:
-        cells = [(cell.name, cell.max_score) for nb in gb.find_assignment(assignment).notebooks
-                 for cell in sorted(nb.grade_cells, key=_source_order(course, assignment, nb.name))]
-        header = ["student_id", *(f"{name} (max {maximum:g})" for name, maximum in cells),
-                  "total", "max_score", "status"]
+        cells = [
+            (cell.name, cell.max_score)
+            for nb in gb.find_assignment(assignment).notebooks
+            for cell in sorted(nb.grade_cells, key=_source_order(course, assignment, nb.name))
+        ]
+        header = [
+            "student_id",
+            *(f"{name} (max {maximum:g})" for name, maximum in cells),
+            "total",
+            "max_score",
+            "status",
+        ]
         rows = []
         for submission in sorted(gb.assignment_submissions(assignment), key=lambda s: s.student.id):
             scores = {g.name: g.score for nb in submission.notebooks for g in nb.grades}
             last = status.get(submission.student.id, {})
-            rows.append([submission.student.id, *(scores.get(name, 0.0) for name, _ in cells),
-                         submission.score, submission.max_score, last.get("status", "graded by nbgrader")])
+            rows.append(
+                [
+                    submission.student.id,
+                    *(scores.get(name, 0.0) for name, _ in cells),
+                    submission.score,
+                    submission.max_score,
+                    last.get("status", "graded by nbgrader"),
+                ]
+            )
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -102,12 +118,20 @@ def canvas_rows(gb, columns: dict[str, str] | None = None) -> list[list[str]]:
     """Canvas' gradebook layout: header, the Points Possible row, then one row per student."""
     assignments = [gb.find_assignment(name) for name in graded_assignments(gb)]
     columns = columns or {}
-    rows = [[*CANVAS_COLUMNS, *(columns.get(a.name, a.name) for a in assignments)],
-            [POINTS_POSSIBLE, "", "", "", "", *(f"{a.max_score:g}" for a in assignments)]]
+    rows = [
+        [*CANVAS_COLUMNS, *(columns.get(a.name, a.name) for a in assignments)],
+        [POINTS_POSSIBLE, "", "", "", "", *(f"{a.max_score:g}" for a in assignments)],
+    ]
     students = sorted(gb.students, key=lambda s: (canvas_name(s) == "", canvas_name(s).lower(), s.id))
     for student in students:
-        rows.append([canvas_name(student), *canvas_ids(student.id), "",
-                     *(canvas_score(gb, a.name, student.id) for a in assignments)])
+        rows.append(
+            [
+                canvas_name(student),
+                *canvas_ids(student.id),
+                "",
+                *(canvas_score(gb, a.name, student.id) for a in assignments),
+            ]
+        )
     return rows
 
 

@@ -2,8 +2,8 @@
 
 Every process that runs a submission's code during grading is started through :class:`Sandbox`:
 the graded kernel (through :class:`SandboxedExecute`, which nbgrader's ``Autograde`` runs in place
-of its ``Execute`` preprocessor (:mod:`bnlab.instructor.preprocessors.execute`), so plain ``nbgrader autograde``, the formgrader's button,
-``make autograde`` and ``make grade-demo`` all use it) and the trusted re-run's worker
+of its ``Execute`` preprocessor (:mod:`bnlab.instructor.preprocessors.execute`), so plain ``nbgrader autograde``,
+the formgrader's button, ``make autograde`` and ``make grade-demo`` all use it) and the trusted re-run's worker
 (:class:`bnlab.instructor.preprocessors.remote.Session`). A sandbox is ``bwrap`` (the Debian package
 ``bubblewrap``, the sandbox Flatpak uses) with:
 
@@ -21,6 +21,7 @@ works without the sandbox and says so in nbgrader's log, unless ``BNLAB_ISOLATIO
 (``make autograde ... --isolation require``), which refuses to start student code.
 ``python -m bnlab.instructor.isolation`` prints what is available here.
 """
+
 from __future__ import annotations
 
 import functools
@@ -37,10 +38,22 @@ from bnlab import settings
 
 PACKAGE = Path(bnlab.__file__).resolve().parent
 # variables a sandboxed process keeps (exact names, then prefixes); everything else is dropped
-KEEP = {"LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONHASHSEED", "PYTHONUNBUFFERED", "MPLBACKEND", "CI",
-        "BNLAB_SHORT", "BNLAB_SHORT_BATCHES", "BNLAB_DETERMINISTIC", "BNLAB_ISOLATION", "NBGRADER_EXECUTION"}
-KEEP_PREFIXES = ("TF_", "XLA_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_", "KMP_",
-                 "PYDEVD_")
+KEEP = {
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "PYTHONHASHSEED",
+    "PYTHONUNBUFFERED",
+    "MPLBACKEND",
+    "CI",
+    "BNLAB_SHORT",
+    "BNLAB_SHORT_BATCHES",
+    "BNLAB_DETERMINISTIC",
+    "BNLAB_ISOLATION",
+    "NBGRADER_EXECUTION",
+}
+KEEP_PREFIXES = ("TF_", "XLA_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_", "KMP_", "PYDEVD_")
 
 
 class IsolationUnavailable(RuntimeError):
@@ -74,9 +87,20 @@ def readable_paths() -> list[Path]:
 
 def base_command(network: bool = False) -> list[str]:
     """bwrap and the options every sandbox shares (the private folders are added by :class:`Sandbox`)."""
-    args = ["bwrap", "--unshare-user-try", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-            "--hostname", "grading"]
+    args = [
+        "bwrap",
+        "--unshare-user-try",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--hostname",
+        "grading",
+    ]
     if not network:
         args.append("--unshare-net")
     args += _system_binds()
@@ -85,16 +109,25 @@ def base_command(network: bool = False) -> list[str]:
     return args + ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", "/tmp/home"]
 
 
+def missing_tool(command: str, what: str, install: str) -> str | None:
+    """Why the Linux ``command`` (``what`` it is) cannot run here, or ``None`` when it is installed."""
+    if not sys.platform.startswith("linux"):
+        return f"{what} runs on Linux only (this is {sys.platform})"
+    if shutil.which(command) is None:
+        return f"{what} is not installed ({install})"
+    return None
+
+
 @functools.lru_cache(maxsize=1)
 def available() -> tuple[bool, str]:
     """``(True, what)`` when student code can run sandboxed here, else ``(False, why not)``."""
-    if not sys.platform.startswith("linux"):
-        return False, f"bubblewrap runs on Linux only (this is {sys.platform})"
-    if shutil.which("bwrap") is None:
-        return False, "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    missing = missing_tool("bwrap", "bubblewrap", "Debian/Ubuntu: apt-get install bubblewrap")
+    if missing:
+        return False, missing
     try:
-        probe = subprocess.run([*base_command(), "--", sys.executable, "-c", "import bnlab"],
-                               capture_output=True, text=True, timeout=60)
+        probe = subprocess.run(
+            [*base_command(), "--", sys.executable, "-c", "import bnlab"], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         return False, f"bubblewrap could not start ({error})"
     if probe.returncode != 0:
@@ -109,8 +142,10 @@ def check(log: logging.Logger | None = None) -> bool:
     policy = settings.isolation()
     if policy == "off":
         if log:
-            log.warning("student code is NOT sandboxed (BNLAB_ISOLATION=off): it can read and write the "
-                        "grader's files and leave processes running")
+            log.warning(
+                "student code is NOT sandboxed (BNLAB_ISOLATION=off): it can read and write the "
+                "grader's files and leave processes running"
+            )
         return False
     ok, why = available()
     if ok:
@@ -118,19 +153,26 @@ def check(log: logging.Logger | None = None) -> bool:
     if policy == "require":
         raise IsolationUnavailable(f"refusing to run student code without a sandbox (BNLAB_ISOLATION=require): {why}")
     if log:
-        log.warning("student code is NOT sandboxed: %s. It can read and write the grader's files and leave "
-                    "processes running; grade untrusted work where bubblewrap runs", why)
+        log.warning(
+            "student code is NOT sandboxed: %s. It can read and write the grader's files and leave "
+            "processes running; grade untrusted work where bubblewrap runs",
+            why,
+        )
     return False
 
 
 def sandbox_env(env: dict) -> dict:
     """The variables a sandboxed process gets from ``env``: the kernel's and the course's, no others."""
-    kept = {k: v for k, v in env.items()
-            if (k in KEEP or k.startswith(KEEP_PREFIXES))}
+    kept = {k: v for k, v in env.items() if (k in KEEP or k.startswith(KEEP_PREFIXES))}
     bin_dir = str(Path(sys.executable).parent)
-    kept.update(PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin", HOME="/tmp/home", TMPDIR="/tmp",
-                MPLCONFIGDIR="/tmp/home/.matplotlib", BNLAB_DATA_DIR=str(settings.data_dir().resolve()),
-                BNLAB_SANDBOXED="1")
+    kept.update(
+        PATH=f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+        HOME="/tmp/home",
+        TMPDIR="/tmp",
+        MPLCONFIGDIR="/tmp/home/.matplotlib",
+        BNLAB_DATA_DIR=str(settings.data_dir().resolve()),
+        BNLAB_SANDBOXED="1",
+    )
     return kept
 
 
@@ -146,8 +188,7 @@ class Sandbox:
             self.shared.mkdir()
         self.copy = self.root / "work"
         if self.workdir and self.workdir.is_dir():
-            shutil.copytree(self.workdir, self.copy, symlinks=True,
-                            ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+            shutil.copytree(self.workdir, self.copy, symlinks=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         else:
             self.copy.mkdir()
 
@@ -188,7 +229,10 @@ def strays(bwrap_pid: int, main: str) -> list[str]:
 
 def describe() -> str:
     ok, why = available()
-    return f"isolation policy (BNLAB_ISOLATION): {settings.isolation()}\nsandbox available: {'yes' if ok else 'no'} ({why})"
+    return (
+        f"isolation policy (BNLAB_ISOLATION): {settings.isolation()}\n"
+        f"sandbox available: {'yes' if ok else 'no'} ({why})"
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ plugin of nbgrader's ``AssignLatePenalties``. ``make collect`` writes the due da
 (:func:`sync_duedate`), and gives each Canvas file the ``timestamp.txt`` of :func:`timestamp_for`:
 Canvas names carry a LATE marker but no time, so a file is late or not, never by how much.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -25,8 +26,11 @@ class LatePenalty(LateSubmissionPlugin):
     nbgrader calls :meth:`late_submission_penalty` only for a submission whose timestamp is after
     its due date in the gradebook, so without a due date nothing is ever late."""
 
-    duedates = Dict({}, help="Due date per assignment, as nbgrader parses it (e.g. '2026-12-15 23:59:00 "
-                              "Europe/Berlin'); `make collect` writes it into the gradebook.").tag(config=True)
+    duedates = Dict(
+        {},
+        help="Due date per assignment, as nbgrader parses it (e.g. '2026-12-15 23:59:00 "
+        "Europe/Berlin'); `make collect` writes it into the gradebook.",
+    ).tag(config=True)
     percent_per_day = Float(10.0, help="Share of the notebook's score lost per started day late.").tag(config=True)
     max_percent = Float(100.0, help="Largest share of the score lost.").tag(config=True)
 

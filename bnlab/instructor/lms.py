@@ -30,6 +30,7 @@ writes real submission times) with the same backups, and only names what is left
 Out: ``python -m bnlab.instructor.lms export`` runs :func:`bnlab.instructor.exports.export`: nbgrader's ``grades.csv``,
 ``grades_per_question.csv`` and ``grades_canvas.csv``, a Canvas gradebook import.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,26 +46,31 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 # grades out live in bnlab.instructor.exports, late work in bnlab.instructor.latework
-from bnlab.instructor.exports import (CANVAS_CSV, PER_QUESTION, GradedCsvExportPlugin, canvas_export,  # noqa: F401
-                           export, graded_assignments, per_question)
-from bnlab.instructor.notebooks import digest, tree_files
+from bnlab.instructor.exports import (
+    canvas_export,  # noqa: F401
+    export,
+)
 from bnlab.instructor.latework import LatePenalty, course_config, sync_duedate, timestamp_for  # noqa: F401
+from bnlab.instructor.notebooks import digest, tree_files
 
-CANVAS_PATTERN = (r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
-                  r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$")
+CANVAS_PATTERN = (
+    r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
+    r"(?P<file_id>[^/\\]+?)(?:-(?P<attempt>\d+))?\.ipynb$"
+)
 BACKUP = ".backup"
 
 
 # --- collecting an archive ------------------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class Found:
     """One file of the archive that names a student."""
 
-    name: str          # its path inside the archive
-    path: Path         # where it was extracted
+    name: str  # its path inside the archive
+    path: Path  # where it was extracted
     student: str
-    notebook: str      # the file name it gets in submitted/STUDENT/ASSIGNMENT/
+    notebook: str  # the file name it gets in submitted/STUDENT/ASSIGNMENT/
     attempt: int
     late: bool
 
@@ -76,13 +82,13 @@ class Collected:
 
     archive: Path
     stamp: str
-    new: list = dataclasses.field(default_factory=list)          # students
-    replaced: dict = dataclasses.field(default_factory=dict)     # student -> backup folder
-    unchanged: list = dataclasses.field(default_factory=list)    # students
-    duplicates: list = dataclasses.field(default_factory=list)   # (student, kept name, [dropped names])
-    unmatched: list = dataclasses.field(default_factory=list)    # archive names that name no student
+    new: list = dataclasses.field(default_factory=list)  # students
+    replaced: dict = dataclasses.field(default_factory=dict)  # student -> backup folder
+    unchanged: list = dataclasses.field(default_factory=list)  # students
+    duplicates: list = dataclasses.field(default_factory=list)  # (student, kept name, [dropped names])
+    unmatched: list = dataclasses.field(default_factory=list)  # archive names that name no student
     unknown_notebooks: list = dataclasses.field(default_factory=list)  # (student, notebook) not in release/
-    late: list = dataclasses.field(default_factory=list)         # students Canvas marked LATE
+    late: list = dataclasses.field(default_factory=list)  # students Canvas marked LATE
     duedate: datetime.datetime | None = None
     kept_at: Path | None = None
 
@@ -155,8 +161,9 @@ def identify(course: Path, files: dict[str, Path]) -> tuple[list[Found], list[st
             unmatched.append(name)
             continue
         notebook = Path(info["file_id"]).stem + path.suffix
-        found.append(Found(name, path, info["student_id"], notebook, int(info.get("attempt") or 0),
-                           bool(info.get("late"))))
+        found.append(
+            Found(name, path, info["student_id"], notebook, int(info.get("attempt") or 0), bool(info.get("late")))
+        )
     return found, unmatched
 
 
@@ -221,7 +228,8 @@ def already_collected(course: Path, assignment: str, archive: Path) -> Path | No
 
 
 def keep_archive(course: Path, assignment: str, archive: Path, stamp: str) -> Path:
-    """Keep the collected archive in ``downloaded/ASSIGNMENT/collected/STAMP/``: moved from ``archive/``, else copied."""
+    """Keep the collected archive in ``downloaded/ASSIGNMENT/collected/STAMP/``: moved from ``archive/``, else
+    copied."""
     folder = Path(course) / "downloaded" / assignment / "collected" / stamp
     folder.mkdir(parents=True, exist_ok=True)
     inbox = (Path(course) / "downloaded" / assignment / "archive").resolve()
@@ -241,8 +249,10 @@ def collect_archive(course: Path, assignment: str, archive: Path, again: bool = 
         raise SystemExit(f"no such archive: {archive}")
     earlier = None if again else already_collected(course, assignment, archive)
     if earlier:
-        raise SystemExit(f"{archive} was collected already (same content as {earlier}); "
-                         "pass --again (make collect ARCHIVE=... AGAIN=1) to collect it once more")
+        raise SystemExit(
+            f"{archive} was collected already (same content as {earlier}); "
+            "pass --again (make collect ARCHIVE=... AGAIN=1) to collect it once more"
+        )
     result = Collected(archive, _stamp(), duedate=sync_duedate(course, assignment))
     with tempfile.TemporaryDirectory() as tmp:
         files, result.unmatched = extract(archive, Path(tmp))
@@ -290,14 +300,20 @@ def summary(result: Collected, course: Path) -> str:
         lines.append(f"  unchanged (same files already in submitted/): {', '.join(result.unchanged)}")
     if result.duplicates:
         lines.append("  duplicates, the latest attempt kept (Canvas -N suffix; none = attempt 0):")
-        lines += [f"    {student}: kept {kept}; not collected: {', '.join(dropped)}"
-                  for student, kept, dropped in result.duplicates]
+        lines += [
+            f"    {student}: kept {kept}; not collected: {', '.join(dropped)}"
+            for student, kept, dropped in result.duplicates
+        ]
     lines += _late_lines(result)
-    lines += [f"  {student}: {notebook} is not a notebook of release/ (renamed?); collected under that name"
-              for student, notebook in result.unknown_notebooks]
+    lines += [
+        f"  {student}: {notebook} is not a notebook of release/ (renamed?); collected under that name"
+        for student, notebook in result.unknown_notebooks
+    ]
     if result.unmatched:
-        lines.append(f"  NOT COLLECTED, {len(result.unmatched)} file(s) name no student "
-                     "(c.FileNameCollectorPlugin.named_regexp):")
+        lines.append(
+            f"  NOT COLLECTED, {len(result.unmatched)} file(s) name no student "
+            "(c.FileNameCollectorPlugin.named_regexp):"
+        )
         lines += [f"    {name}" for name in result.unmatched]
     if result.kept_at:
         lines.append(f"  archive kept in {rel(result.kept_at)} (collected once; --again to repeat)")
@@ -308,10 +324,14 @@ def _late_lines(result: Collected) -> list[str]:
     if not result.late:
         return []
     if result.duedate is None:
-        return [f"  marked LATE by Canvas: {', '.join(result.late)}; no due date (c.LatePenalty.duedates), "
-                "so no timestamp.txt and no late penalty"]
-    return [f"  marked LATE by Canvas: {', '.join(result.late)}; timestamp.txt = due date + 1 s "
-            f"({result.duedate} UTC; Canvas gives no time), so the penalty of one started day"]
+        return [
+            f"  marked LATE by Canvas: {', '.join(result.late)}; no due date (c.LatePenalty.duedates), "
+            "so no timestamp.txt and no late penalty"
+        ]
+    return [
+        f"  marked LATE by Canvas: {', '.join(result.late)}; timestamp.txt = due date + 1 s "
+        f"({result.duedate} UTC; Canvas gives no time), so the penalty of one started day"
+    ]
 
 
 def leftovers(course: Path, assignment: str) -> list[Path]:
@@ -329,8 +349,10 @@ def exchange_collect(course: Path, assignment: str) -> int:
 
     course = Path(course)
     for path in leftovers(course, assignment):
-        print(f"not collected: {path.relative_to(course)} (an LMS download; this collect uses nbgrader's exchange "
-              f"only). To collect it: make collect ARCHIVE={path.relative_to(course)}")
+        print(
+            f"not collected: {path.relative_to(course)} (an LMS download; this collect uses nbgrader's exchange "
+            f"only). To collect it: make collect ARCHIVE={path.relative_to(course)}"
+        )
     backups = course / "submitted" / BACKUP / _stamp()
     before = {p.parent.name: digest(tree_files(p)) for p in (course / "submitted").glob(f"*/{assignment}")}
     for student in before:
@@ -341,7 +363,10 @@ def exchange_collect(course: Path, assignment: str) -> int:
         if digest(tree_files(course / "submitted" / student / assignment)) == fingerprint:
             shutil.rmtree(backups / student)
         else:
-            print(f"replaced {student}: the previous files are kept in {(backups / student / assignment).relative_to(course)}/")
+            print(
+                f"replaced {student}: the previous files are kept in "
+                f"{(backups / student / assignment).relative_to(course)}/"
+            )
     if backups.exists() and not any(backups.iterdir()):
         backups.rmdir()
     sync_duedate(course, assignment)
@@ -359,17 +384,26 @@ def main(argv: list[str] | None = None) -> int:
     from bnlab.exercise import ASSIGNMENT
     from bnlab.instructor.notebooks import ROOT
 
-    parser = argparse.ArgumentParser(description="Collect submissions from an LMS archive or the exchange; export grades.")
+    parser = argparse.ArgumentParser(
+        description="Collect submissions from an LMS archive or the exchange; export grades."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("collect", help="--archive PATH: an LMS download into submitted/; else nbgrader collect (exchange)")
+    c = sub.add_parser(
+        "collect", help="--archive PATH: an LMS download into submitted/; else nbgrader collect (exchange)"
+    )
     e = sub.add_parser("export", help="grades.csv (graded assignments), grades_per_question.csv, grades_canvas.csv")
     for p in (c, e):
         p.add_argument("assignment", nargs="?", default=ASSIGNMENT)
         p.add_argument("--course", default=str(ROOT))
     c.add_argument("--archive", type=Path, help="zip (or tar) downloaded from the LMS")
     c.add_argument("--again", action="store_true", help="collect an archive that was collected already")
-    e.add_argument("--canvas-column", action="append", default=[], metavar="ASSIGNMENT=COLUMN",
-                   help="column name in grades_canvas.csv (default: the assignment's name)")
+    e.add_argument(
+        "--canvas-column",
+        action="append",
+        default=[],
+        metavar="ASSIGNMENT=COLUMN",
+        help="column name in grades_canvas.csv (default: the assignment's name)",
+    )
     args = parser.parse_args(argv)
     course = Path(args.course).resolve()
     if args.command == "export":

@@ -13,6 +13,7 @@ entry point hides the module before nbgrader is imported: jsonschema then skips 
 :func:`nbgrader_command`, and so every nbgrader call the course makes (release,
 grading, the LMS exports, the tests), runs through here; the Makefile's ``make feedback`` too.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,7 +55,9 @@ def nbgrader_command(*args: str, root: Path) -> list[str]:
 
 def nbgrader(*args: str, root: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``nbgrader ARGS`` in course directory ``root`` with the course's config (``env`` adds variables)."""
-    result = subprocess.run(nbgrader_command(*args, root=root), cwd=root, env=nbgrader_env(env), capture_output=True, text=True)
+    result = subprocess.run(
+        nbgrader_command(*args, root=root), cwd=root, env=nbgrader_env(env), capture_output=True, text=True
+    )
     if check and result.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

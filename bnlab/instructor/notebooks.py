@@ -4,6 +4,7 @@ The course folder (``ROOT``), the exercise's source, release and solutions noteb
 that the benchmark, the nbgrader tooling and the tests use, and the one digest of a folder's files
 (:func:`tree_files`, :func:`digest`). nbformat is imported only when a reader runs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     import nbformat
 
 ROOT = Path(__file__).resolve().parents[2]
-RELATIVE = Path(ASSIGNMENT) / FILENAME           # inside source/, release/, solutions/, submitted/STUDENT/
+RELATIVE = Path(ASSIGNMENT) / FILENAME  # inside source/, release/, solutions/, submitted/STUDENT/
 SOURCE = ROOT / "source" / RELATIVE
 RELEASE = ROOT / "release" / RELATIVE
 SOLUTIONS = ROOT / "solutions" / RELATIVE
@@ -26,8 +27,11 @@ def tree_files(folder: Path) -> dict[str, bytes]:
     """``{path relative to folder: bytes}`` of every file under ``folder``, in path order, without
     ``.ipynb_checkpoints`` and ``__pycache__`` (empty when the folder does not exist)."""
     folder = Path(folder)
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(folder).parts)}
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(folder).parts)
+    }
 
 
 def digest(files: dict[str, bytes], salt: str = "") -> str:

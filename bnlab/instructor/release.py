@@ -17,6 +17,7 @@ up (:func:`backup_gradebook`), registers the new cells as nbgrader's ``SaveCells
 submissions get them at 0 points, flagged, for ``make regrade``), then releases; every grade is kept.
 Removed cells are refused unless ``--drop-cells`` (their grades are deleted, after the backup).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,11 @@ from bnlab.instructor.nbgrader import nbgrader
 from bnlab.instructor.notebooks import ROOT
 
 GENERATED = ("release", "solutions")
-AFTER_DEADLINE = "after_deadline"   # the value of a notebook's metadata.bnlab.handout kept out of release/
+AFTER_DEADLINE = "after_deadline"  # the value of a notebook's metadata.bnlab.handout kept out of release/
 GRADEBOOK = record.GRADEBOOK
 BACKUPS = "backups"
 KEEP_BACKUPS = 10
-KINDS = ("grade", "solution", "task", "source")   # the cells nbgrader's SaveCells stores, by kind
+KINDS = ("grade", "solution", "task", "source")  # the cells nbgrader's SaveCells stores, by kind
 
 
 class ReleaseError(RuntimeError):
@@ -64,8 +65,11 @@ def after_deadline(root: Path = ROOT) -> list[Path]:
 def released_notebooks(root: Path = ROOT) -> list[Path]:
     """The notebooks (relative to source/) that release/ must hold: every source notebook but the handouts."""
     later = set(after_deadline(root))
-    return [p.relative_to(root / "source") for p in sorted((root / "source").rglob("*.ipynb"))
-            if ".ipynb_checkpoints" not in p.parts and p.relative_to(root / "source") not in later]
+    return [
+        p.relative_to(root / "source")
+        for p in sorted((root / "source").rglob("*.ipynb"))
+        if ".ipynb_checkpoints" not in p.parts and p.relative_to(root / "source") not in later
+    ]
 
 
 def generate(root: Path = ROOT, verbose: bool = True) -> None:
@@ -98,8 +102,11 @@ def stale_files(root: Path = ROOT) -> list[str]:
         problems = []
         for top in GENERATED:
             fresh = {p.relative_to(scratch) for p in (scratch / top).rglob("*") if p.is_file()}
-            committed = {p.relative_to(root) for p in (root / top).rglob("*") if p.is_file()
-                         and ".ipynb_checkpoints" not in p.parts}
+            committed = {
+                p.relative_to(root)
+                for p in (root / top).rglob("*")
+                if p.is_file() and ".ipynb_checkpoints" not in p.parts
+            }
             for rel in sorted(fresh | committed):
                 if rel not in committed:
                     problems.append(f"{rel}: missing")
@@ -111,6 +118,7 @@ def stale_files(root: Path = ROOT) -> list[str]:
 
 
 # The gradebook: backups, and graded cells added or removed after students submitted.
+
 
 def backup_gradebook(course: Path = ROOT, keep: int = KEEP_BACKUPS) -> Path | None:
     """Copy ``course/gradebook.db`` to ``course/backups/gradebook-TIMESTAMP.db`` and return that path
@@ -133,8 +141,8 @@ class CellChange:
     assignment: str
     notebook: str
     submissions: int
-    added: dict      # kind -> {grade_id: cell}
-    removed: dict    # kind -> {grade_id}
+    added: dict  # kind -> {grade_id: cell}
+    removed: dict  # kind -> {grade_id}
 
     new = property(lambda self: sorted({n for names in self.added.values() for n in names}))
     gone = property(lambda self: sorted({n for names in self.removed.values() for n in names}))
@@ -145,8 +153,12 @@ def _stored_cells(path: Path) -> dict:
     import nbformat
     from nbgrader import utils
 
-    tests = {"grade": utils.is_grade, "solution": utils.is_solution, "task": utils.is_task,
-             "source": lambda c: utils.is_grade(c) or utils.is_solution(c) or utils.is_locked(c) or utils.is_task(c)}
+    tests = {
+        "grade": utils.is_grade,
+        "solution": utils.is_solution,
+        "task": utils.is_task,
+        "source": lambda c: utils.is_grade(c) or utils.is_solution(c) or utils.is_locked(c) or utils.is_task(c),
+    }
     cells = [c for c in nbformat.read(path, as_version=4).cells if "nbgrader" in c.metadata]
     return {kind: {c.metadata.nbgrader["grade_id"]: c for c in cells if test(c)} for kind, test in tests.items()}
 
@@ -181,18 +193,24 @@ def explain(changes: list[CellChange]) -> str:
     """What changed in source/ and what the instructor can do, in plain words."""
     lines = []
     for change in changes:
-        where = f"source/{change.assignment}/{change.notebook}.ipynb ({change.submissions} submission(s) in the gradebook)"
+        where = (
+            f"source/{change.assignment}/{change.notebook}.ipynb ({change.submissions} submission(s) in the gradebook)"
+        )
         if change.new:
             lines.append(f"{where}: new graded cell(s) {', '.join(change.new)}.")
         if change.gone:
             lines.append(f"{where}: removed cell(s) {', '.join(change.gone)}.")
     lines.append("nbgrader cannot add or remove graded cells once students have submitted. To keep every grade:")
     if any(c.new for c in changes):
-        lines.append("  make add-cells   registers the new cells (gradebook.db backed up first; existing submissions "
-                     "get them at 0 points, flagged), then releases; then `make regrade`.")
+        lines.append(
+            "  make add-cells   registers the new cells (gradebook.db backed up first; existing submissions "
+            "get them at 0 points, flagged), then releases; then `make regrade`."
+        )
     if any(c.gone for c in changes):
-        lines.append("  Put the removed cells back in source/, or `make add-cells DROP_CELLS=1` to delete them and "
-                     "their grades from the gradebook (backed up first).")
+        lines.append(
+            "  Put the removed cells back in source/, or `make add-cells DROP_CELLS=1` to delete them and "
+            "their grades from the gradebook (backed up first)."
+        )
     return "\n".join(lines)
 
 
@@ -203,8 +221,12 @@ def _cell_info(kind: str, cell) -> dict:
     if kind in ("grade", "task"):
         return {"max_score": float(cell.metadata.nbgrader["points"]), "cell_type": cell.cell_type}
     if kind == "source":
-        return {"cell_type": cell.cell_type, "locked": utils.is_locked(cell), "source": cell.source,
-                "checksum": cell.metadata.nbgrader.get("checksum")}
+        return {
+            "cell_type": cell.cell_type,
+            "locked": utils.is_locked(cell),
+            "source": cell.source,
+            "checksum": cell.metadata.nbgrader.get("checksum"),
+        }
     return {}
 
 
@@ -216,8 +238,9 @@ def _add_cells(gb, change: CellChange) -> None:
     notebook = gb.find_notebook(change.notebook, change.assignment)
     for kind in KINDS:
         for name, cell in change.added[kind].items():
-            stored = getattr(gb, f"update_or_create_{kind}_cell")(name, change.notebook, change.assignment,
-                                                                  **_cell_info(kind, cell))
+            stored = getattr(gb, f"update_or_create_{kind}_cell")(
+                name, change.notebook, change.assignment, **_cell_info(kind, cell)
+            )
             for submitted in notebook.submissions:
                 if kind in ("grade", "task"):
                     gb.db.add(Grade(cell_id=stored.id, notebook=submitted, auto_score=0.0, needs_manual_grade=True))
@@ -248,6 +271,7 @@ def register_cells(course: Path, changes: list[CellChange], drop: bool = False) 
 
 
 # Releasing in a scratch copy, swapped in only when every step succeeded.
+
 
 def scratch_course(root: Path, scratch: Path) -> Path:
     """A copy of the course in ``root`` for generating: source/, the config, a copy of gradebook.db."""
@@ -305,7 +329,9 @@ def generate_safely(root: Path = ROOT, verbose: bool = True, prepare=None) -> No
         except RuntimeError as error:
             raise _failed(error, root) from None
         if _version(root / GRADEBOOK) != copied:  # a grading run wrote to it meanwhile: its grades win
-            raise ReleaseError("gradebook.db changed during the release (a grading run?). Nothing was changed: run it again.")
+            raise ReleaseError(
+                "gradebook.db changed during the release (a grading run?). Nothing was changed: run it again."
+            )
         swap_in(scratch, root)
 
 
@@ -319,15 +345,19 @@ def add_cells(root: Path = ROOT, drop: bool = False, verbose: bool = True) -> Pa
         return None
     removed = [name for c in changes for name in c.gone]
     if removed and not drop:
-        raise ReleaseError(f"refused: cell(s) {', '.join(removed)} were removed from source/, and removing them "
-                           f"deletes their grades. Nothing was changed.\n" + explain(changes))
+        raise ReleaseError(
+            f"refused: cell(s) {', '.join(removed)} were removed from source/, and removing them "
+            f"deletes their grades. Nothing was changed.\n" + explain(changes)
+        )
     backup = backup_gradebook(root)
     print(f"gradebook backed up to {backup}")
     generate_safely(root, verbose, prepare=lambda scratch: register_cells(scratch, changes, drop))
     for change in changes:
         if change.new:
-            print(f"{change.notebook}: added {', '.join(change.new)}: {change.submissions} "
-                  f"submission(s) get them at 0 points, flagged; `make regrade` grades them.")
+            print(
+                f"{change.notebook}: added {', '.join(change.new)}: {change.submissions} "
+                f"submission(s) get them at 0 points, flagged; `make regrade` grades them."
+            )
         if drop and change.gone:
             print(f"{change.notebook}: deleted {', '.join(change.gone)} and their grades.")
     return backup

@@ -9,6 +9,7 @@ Grading takes the one route ``make autograde`` takes (:func:`bnlab.instructor.au
 a submission that crashes (an exception in every cell, a killed kernel, a timeout) never stops the
 others, keeps its submitted notebook untouched, and is recorded in the gradebook with the reason.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import nbformat
 
-from bnlab.exercise import ASSIGNMENT as EXERCISE, NOTEBOOK
+from bnlab.exercise import ASSIGNMENT as EXERCISE
+from bnlab.exercise import NOTEBOOK
 from bnlab.instructor.autograde.coordinator import ClassRun, grade_class, summary
 from bnlab.instructor.autograde.record import gradebook
 from bnlab.instructor.nbgrader import nbgrader
@@ -37,8 +39,9 @@ def create_course(directory: Path, assignment: str = EXERCISE) -> Path:
     return directory
 
 
-def submit(course: Path, student: str, nb: nbformat.NotebookNode, assignment: str = EXERCISE,
-           notebook: str = NOTEBOOK) -> Path:
+def submit(
+    course: Path, student: str, nb: nbformat.NotebookNode, assignment: str = EXERCISE, notebook: str = NOTEBOOK
+) -> Path:
     """Place a submission where nbgrader expects it (submitted/STUDENT/ASSIGNMENT/); return its path.
 
     Args:
@@ -59,8 +62,7 @@ def release_notebook(course: Path, assignment: str = EXERCISE, notebook: str = N
     return nbformat.read(Path(course) / "release" / assignment / f"{notebook}.ipynb", as_version=4)
 
 
-def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None, jobs: int = 1,
-              **options) -> ClassRun:
+def autograde(course: Path, assignment: str = EXERCISE, env: dict | None = None, jobs: int = 1, **options) -> ClassRun:
     """Grade every submission of ``assignment`` in ``course`` again, as ``make autograde --regrade-all``.
 
     Args:
@@ -100,8 +102,9 @@ def why_zero(course: Path, student: str, assignment: str = EXERCISE, notebook: s
     return reasons
 
 
-def score_report(course: Path, student: str, assignment: str = EXERCISE,
-                 notebook: str = NOTEBOOK) -> tuple[list[str], dict]:
+def score_report(
+    course: Path, student: str, assignment: str = EXERCISE, notebook: str = NOTEBOOK
+) -> tuple[list[str], dict]:
     """One line per graded cell (score, maximum, and what the instructor must know: graded by hand, why a
     cell lost points) and the totals ``{"auto": ..., "auto_max": ..., "manual_max": ...}``."""
     reasons = why_zero(course, student, assignment, notebook)
@@ -111,8 +114,12 @@ def score_report(course: Path, student: str, assignment: str = EXERCISE,
             if grade.cell.cell_type == "markdown" or grade.auto_score is None:  # a written answer
                 totals["manual_max"] += grade.max_score
                 shown = "-" if grade.manual_score is None else f"{grade.manual_score:g}"
-                note = "graded by hand" + (": in the formgrader, `make lab LAB_ROOT=.` then Nbgrader > Formgrader > "
-                                           "Manual Grading (docs/instructors.md, *Manual grading*)" if grade.manual_score is None else "")
+                note = "graded by hand" + (
+                    ": in the formgrader, `make lab LAB_ROOT=.` then Nbgrader > Formgrader > "
+                    "Manual Grading (docs/instructors.md, *Manual grading*)"
+                    if grade.manual_score is None
+                    else ""
+                )
             else:
                 totals["auto"] += grade.score
                 totals["auto_max"] += grade.max_score
@@ -148,9 +155,11 @@ def demo(directory: Path) -> int:
         return 1
     lines, totals = score_report(course, "demo")
     print("\n".join(lines))
-    print(f"Autograded: {totals['auto']:g} / {totals['auto_max']:g}"
-          + (f"; {totals['manual_max']:g} more points to grade by hand" if totals["manual_max"] else "")
-          + f"; autograde took {run.seconds:.1f} s")
+    print(
+        f"Autograded: {totals['auto']:g} / {totals['auto_max']:g}"
+        + (f"; {totals['manual_max']:g} more points to grade by hand" if totals["manual_max"] else "")
+        + f"; autograde took {run.seconds:.1f} s"
+    )
     feedback, rows = feedback_and_export(course)
     print("Feedback:", ", ".join(str(f) for f in feedback))
     print("grades.csv:", course / "grades.csv")

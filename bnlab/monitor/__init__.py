@@ -28,11 +28,20 @@ one warning line to stdout and swaps it for the text display.
 Instructors can measure the plotting cost with ``python -m bnlab.instructor.bench monitor`` or through
 :attr:`TrainingMonitor.redraw_count` and :attr:`TrainingMonitor.draw_seconds`.
 """
+
 from __future__ import annotations
 
-from bnlab.monitor.core import (COLORS, MODES, TRAIN_FORMAT, VALIDATION_FORMAT, Display, Run,
-                                TrainingMonitor)
+from bnlab.monitor.core import COLORS, MODES, TRAIN_FORMAT, VALIDATION_FORMAT, Display, Run, TrainingMonitor
 from bnlab.monitor.widget import LOG_LINES, device_line
 
-__all__ = ["TrainingMonitor", "Run", "Display", "TRAIN_FORMAT", "VALIDATION_FORMAT", "MODES", "COLORS",
-           "LOG_LINES", "device_line"]
+__all__ = [
+    "TrainingMonitor",
+    "Run",
+    "Display",
+    "TRAIN_FORMAT",
+    "VALIDATION_FORMAT",
+    "MODES",
+    "COLORS",
+    "LOG_LINES",
+    "device_line",
+]

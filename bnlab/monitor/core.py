@@ -5,6 +5,7 @@ A monitor records every point of every run and hands each event to one *display*
 (:mod:`bnlab.monitor.text`). A display that raises is swapped for a text display, so the monitor
 never stops training.
 """
+
 from __future__ import annotations
 
 import sys
@@ -22,8 +23,7 @@ VALIDATION_FORMAT = "Batch: {batch:>3}: Validation loss: {loss:>3.5f}, Validatio
 MODES = ("auto", "widget", "text", "silent")
 SPLITS = ("train", "validation")
 # matplotlib's "tab10" colors, so that run colors do not depend on the style in effect.
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 Point = tuple[int, float, float]
 
@@ -177,8 +177,10 @@ class Run:
         return f"{self.name}: " + (", ".join(parts) if parts else "no data")
 
     def __repr__(self) -> str:
-        return (f"Run({self.name!r}, train={len(self.train)} points, "
-                f"validation={len(self.validation)} points, final={self.final})")
+        return (
+            f"Run({self.name!r}, train={len(self.train)} points, "
+            f"validation={len(self.validation)} points, final={self.final})"
+        )
 
 
 class TrainingMonitor:
@@ -198,9 +200,18 @@ class TrainingMonitor:
         stream: where text mode and the summary print (default: ``sys.stdout`` at print time).
     """
 
-    def __init__(self, title: str = "Training", total_batches: int | None = None, mode: str = "auto", *,
-                 min_interval: float = 0.5, max_overhead: float = 0.03, render_only: bool = False,
-                 clock: Callable[[], float] | None = None, stream=None):
+    def __init__(
+        self,
+        title: str = "Training",
+        total_batches: int | None = None,
+        mode: str = "auto",
+        *,
+        min_interval: float = 0.5,
+        max_overhead: float = 0.03,
+        render_only: bool = False,
+        clock: Callable[[], float] | None = None,
+        stream=None,
+    ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.title = title
@@ -314,8 +325,9 @@ class TrainingMonitor:
         from bnlab.monitor.text import TextDisplay
 
         failed, self.display = self.display, TextDisplay(self)
-        self.print(f"bnlab.monitor: the live panel failed ({type(exc).__name__}: {exc}); "
-                   "continuing with text progress lines.")
+        self.print(
+            f"bnlab.monitor: the live panel failed ({type(exc).__name__}: {exc}); continuing with text progress lines."
+        )
         try:
             backlog = failed.backlog()
         except Exception:  # a broken display may not even give its lines back

@@ -5,6 +5,7 @@ apart (:func:`legend_labels`): the part every name shares goes to the legend's t
 label still too long is shortened in the middle, so that names that differ at their end (the
 lesson's ``"…, no BN"`` / ``"…, with BN"``) stay different.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,7 +29,7 @@ def shorten_middle(text: str, width: int = LEGEND_WIDTH) -> str:
         return text
     tail = (width - 1) // 2 + (width - 1) % 2
     head = width - 1 - tail
-    return text[:head].rstrip() + ELLIPSIS + text[len(text) - tail:].lstrip()
+    return text[:head].rstrip() + ELLIPSIS + text[len(text) - tail :].lstrip()
 
 
 def _shared_start(names: list[str]) -> str:
@@ -37,7 +38,7 @@ def _shared_start(names: list[str]) -> str:
     if len(names) < 2:
         return ""
     common = os.path.commonprefix(names)
-    common = common[:common.rfind(" ") + 1]  # "" when there is no separator
+    common = common[: common.rfind(" ") + 1]  # "" when there is no separator
     if any(len(name) == len(common) for name in names):
         return ""
     return common
@@ -55,9 +56,9 @@ def legend_labels(names: list[str], width: int = LEGEND_WIDTH) -> tuple[str, lis
         return "", list(names)
     shared = _shared_start(names)
     title = shorten_middle(shared.rstrip(" ,;:"), width + TITLE_EXTRA) if shared else ""
-    labels = [shorten_middle(name[len(shared):], width) for name in names]
+    labels = [shorten_middle(name[len(shared) :], width) for name in names]
     if len(set(labels)) < len(labels):
-        labels = [shorten_middle(f"{i}: {name[len(shared):]}", width) for i, name in enumerate(names, 1)]
+        labels = [shorten_middle(f"{i}: {name[len(shared) :]}", width) for i, name in enumerate(names, 1)]
     return title, labels
 
 
@@ -107,10 +108,12 @@ class ChartFigure:
         if lines is None:
             lines = {}
             for key, ax in (("loss", self.ax_loss), ("acc", self.ax_acc)):
-                (lines[f"train_{key}"],) = ax.plot([], [], color=run.color, linestyle="-", linewidth=1.4,
-                                                   marker="o", markersize=2, markevery=[-1])
-                (lines[f"val_{key}"],) = ax.plot([], [], color=run.color, linestyle="--",
-                                                 marker="o", markersize=4, linewidth=1.2)
+                (lines[f"train_{key}"],) = ax.plot(
+                    [], [], color=run.color, linestyle="-", linewidth=1.4, marker="o", markersize=2, markevery=[-1]
+                )
+                (lines[f"val_{key}"],) = ax.plot(
+                    [], [], color=run.color, linestyle="--", marker="o", markersize=4, linewidth=1.2
+                )
             self._lines[run.name] = lines
             self._update_legend()
         return lines
@@ -121,9 +124,15 @@ class ChartFigure:
         for handle, label in zip(handles, labels):
             handle.set_label(label)
         # beside the plots, so that it never hides a curve
-        self.ax_acc.legend(handles=handles + self._style_handles, title=title or None, fontsize=8,
-                           title_fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                           borderaxespad=0.0)
+        self.ax_acc.legend(
+            handles=handles + self._style_handles,
+            title=title or None,
+            fontsize=8,
+            title_fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+        )
 
     def render(self, runs) -> bytes:
         """Update the curves of ``runs`` and return the figure as PNG bytes."""

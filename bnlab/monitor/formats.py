@@ -1,4 +1,5 @@
 """How the monitor writes durations and metric names (the panel and the text display share these)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The monitor's Keras callback: ``model.fit`` progress logged into a :class:`~bnlab.monitor.Run`."""
+
 from __future__ import annotations
 
 __all__ = ["make_keras_callback", "accuracy_key"]
@@ -9,7 +10,7 @@ def accuracy_key(logs: dict, prefix: str = "") -> str | None:
     ``"sparse_categorical_accuracy"`` with ``prefix=""`` (never a ``val_`` key), ``"val_accuracy"``
     with ``prefix="val_"``; ``None`` when there is none."""
     for key in logs:
-        if key.startswith(prefix) and "acc" in key[len(prefix):] and (prefix or not key.startswith("val_")):
+        if key.startswith(prefix) and "acc" in key[len(prefix) :] and (prefix or not key.startswith("val_")):
             return key
     return None
 

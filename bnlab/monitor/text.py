@@ -1,4 +1,5 @@
 """The monitor's plain displays: nothing at all, or the original exercise's log lines."""
+
 from __future__ import annotations
 
 __all__ = ["SilentDisplay", "TextDisplay"]

@@ -7,6 +7,7 @@ seconds; the chart is rendered only as often as its cost allows (``max_overhead`
 time). At close the panel is replaced, through its display id, by one static PNG of the final
 figure, so an executed or saved notebook keeps a picture instead of a dead widget.
 """
+
 from __future__ import annotations
 
 import collections
@@ -14,8 +15,8 @@ import functools
 import html
 import time
 
-from bnlab.monitor.formats import format_duration, metric_label
 from bnlab.monitor.figure import ChartFigure
+from bnlab.monitor.formats import format_duration, metric_label
 
 __all__ = ["WidgetDisplay", "available", "device_line", "device_caption", "LOG_LINES"]
 
@@ -88,18 +89,26 @@ class WidgetDisplay:
         self._dirty = False
         self._closed = False
         self.widgets = {
-            "header": widgets.HTML(f"<b>{html.escape(monitor.title)}</b><br><span style='font-size:85%'>"
-                                   f"{html.escape(device_line())}</span>"),
+            "header": widgets.HTML(
+                f"<b>{html.escape(monitor.title)}</b><br><span style='font-size:85%'>"
+                f"{html.escape(device_line())}</span>"
+            ),
             # hidden until it holds a chart: an empty image shows as a broken-image icon
             "image": widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none")),
-            "progress": widgets.IntProgress(value=0, min=0, max=max(monitor.total_batches or 1, 1),
-                                            description="batches", bar_style="info",
-                                            layout=widgets.Layout(width="60%")),
+            "progress": widgets.IntProgress(
+                value=0,
+                min=0,
+                max=max(monitor.total_batches or 1, 1),
+                description="batches",
+                bar_style="info",
+                layout=widgets.Layout(width="60%"),
+            ),
             "status": widgets.HTML("<i>waiting for the first batches…</i>"),
             "log": widgets.HTML(""),
         }
-        self.widgets["panel"] = widgets.VBox([self.widgets[key] for key in
-                                              ("header", "image", "progress", "status", "log")])
+        self.widgets["panel"] = widgets.VBox(
+            [self.widgets[key] for key in ("header", "image", "progress", "status", "log")]
+        )
         self._handle = None
         if not monitor.render_only and in_jupyter_kernel():
             from IPython.display import display

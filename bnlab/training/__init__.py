@@ -18,6 +18,7 @@ the final weights frozen, they are set to the average of the batch statistics ov
 batches, as Algorithm 2 of Ioffe & Szegedy (2015) prescribes for inference, rather than left as a
 moving average that still mixes in the statistics of earlier weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,7 +53,7 @@ from bnlab.training.step import (  # noqa: F401
 
 tf = bnlab.tf
 
-REFRESH_BATCHES = 16   # training batches averaged into the population statistics after training
+REFRESH_BATCHES = 16  # training batches averaged into the population statistics after training
 
 
 def short_num_batches() -> int:
@@ -93,19 +94,24 @@ class Results:
     test_accuracy: float
     single_sample_accuracy: float
     train_seconds: float
-    train_log: list = dataclasses.field(default_factory=list)       # (batch, loss, accuracy)
+    train_log: list = dataclasses.field(default_factory=list)  # (batch, loss, accuracy)
     validation_log: list = dataclasses.field(default_factory=list)  # (batch, loss, accuracy)
-    batch_log: list = dataclasses.field(default_factory=list)       # (loss, accuracy) of every batch
+    batch_log: list = dataclasses.field(default_factory=list)  # (loss, accuracy) of every batch
     timings: dict = dataclasses.field(default_factory=dict)
     refresh: dict = dataclasses.field(default_factory=dict)
-    model: object = dataclasses.field(default=None, repr=False)    # the trained network
+    model: object = dataclasses.field(default=None, repr=False)  # the trained network
 
     def report(self) -> str:
-        single = (f"{self.single_sample_accuracy:>3.5f}" if self.single_sample_accuracy == self.single_sample_accuracy
-                  else "not measured under nbgrader")
-        return (f"Final validation accuracy: {self.validation_accuracy:>3.5f}\n"
-                f"Final test accuracy: {self.test_accuracy:>3.5f}\n"
-                f"Accuracy on {SINGLE_SAMPLES} samples (one at a time): {single}")
+        single = (
+            f"{self.single_sample_accuracy:>3.5f}"
+            if self.single_sample_accuracy == self.single_sample_accuracy
+            else "not measured under nbgrader"
+        )
+        return (
+            f"Final validation accuracy: {self.validation_accuracy:>3.5f}\n"
+            f"Final test accuracy: {self.test_accuracy:>3.5f}\n"
+            f"Accuracy on {SINGLE_SAMPLES} samples (one at a time): {single}"
+        )
 
 
 class Stopwatch:
@@ -145,11 +151,24 @@ def _is_model(obj) -> bool:
     return isinstance(obj, (tf.Module, tf.keras.Model, tf.keras.layers.Layer))
 
 
-def train(model, train_step: Callable, predict: Callable, *, name: str = "network",
-          data: Mnist | None = None, num_batches: int | None = None, batch_size: int = BATCH_SIZE,
-          learning_rate: float = LEARNING_RATE, seed: int = 0, monitor=None,
-          validation_size: int | None = None, compile: bool = True, deterministic: bool | None = None,
-          refresh_batches: int | None = None, skip_when_grading: bool = False) -> Results:
+def train(
+    model,
+    train_step: Callable,
+    predict: Callable,
+    *,
+    name: str = "network",
+    data: Mnist | None = None,
+    num_batches: int | None = None,
+    batch_size: int = BATCH_SIZE,
+    learning_rate: float = LEARNING_RATE,
+    seed: int = 0,
+    monitor=None,
+    validation_size: int | None = None,
+    compile: bool = True,
+    deterministic: bool | None = None,
+    refresh_batches: int | None = None,
+    skip_when_grading: bool = False,
+) -> Results:
     """Train ``model`` with Adam on MNIST and report the original exercise's figures.
 
     Prints :meth:`Results.report` and returns the :class:`Results`. Under nbgrader the 100 single
@@ -233,11 +252,13 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     def refresh():  # the final figures use the refreshed population statistics
         with watch("refresh"):
             results.refresh = refresh_population_statistics(
-                model, lambda i: trainer.train_on(batches, num_batches + i), optimizer, refresh_batches)
+                model, lambda i: trainer.train_on(batches, num_batches + i), optimizer, refresh_batches
+            )
 
     try:
-        logs = run_schedule(num_batches, step, lambda batch: trainer.evaluate(val_x, val_y), run,
-                            at_last_batch=refresh, watch=watch)
+        logs = run_schedule(
+            num_batches, step, lambda batch: trainer.evaluate(val_x, val_y), run, at_last_batch=refresh, watch=watch
+        )
         results.batch_log, results.train_log = logs.batch_log, logs.train_log
         results.validation_log = logs.validation_log
         results.validation_accuracy = results.validation_log[-1][2]
@@ -259,6 +280,8 @@ def train(model, train_step: Callable, predict: Callable, *, name: str = "networ
     results.train_seconds = results.timings["wall"]
     print(results.report())
     if short and num_batches < NUM_BATCHES:
-        print(f"(Short run: {num_batches} of {NUM_BATCHES} batches, to check that the code runs. These accuracies say "
-              f"nothing about your answer; set BNLAB_SHORT=0 for the full run.)")
+        print(
+            f"(Short run: {num_batches} of {NUM_BATCHES} batches, to check that the code runs. These accuracies say "
+            f"nothing about your answer; set BNLAB_SHORT=0 for the full run.)"
+        )
     return results

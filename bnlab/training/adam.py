@@ -17,6 +17,7 @@ It offers what a ``train_step`` and the loop use, in Keras 3's spellings:
 the optimizer was built with), ``build(vars)``, ``learning_rate`` (settable) and
 ``iterations``.
 """
+
 from __future__ import annotations
 
 import bnlab
@@ -32,8 +33,14 @@ def _resource(variable):
 class FusedAdam(tf.Module):
     """Adam with Keras' defaults (``beta_1=0.9, beta_2=0.999, epsilon=1e-7``), fused per variable."""
 
-    def __init__(self, learning_rate: float = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, name: str = "fused_adam"):
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-7,
+        name: str = "fused_adam",
+    ):
         super().__init__(name=name)
         self._learning_rate = tf.Variable(float(learning_rate), trainable=False, dtype=tf.float32)
         self.iterations = tf.Variable(0, trainable=False, dtype=tf.int64)
@@ -56,8 +63,11 @@ class FusedAdam(tf.Module):
                 var = _resource(variable)
                 if id(var) not in self._slots:
                     self._built.append(variable)
-                    self._slots[id(var)] = (var, tf.Variable(tf.zeros(var.shape, var.dtype), trainable=False),
-                                            tf.Variable(tf.zeros(var.shape, var.dtype), trainable=False))
+                    self._slots[id(var)] = (
+                        var,
+                        tf.Variable(tf.zeros(var.shape, var.dtype), trainable=False),
+                        tf.Variable(tf.zeros(var.shape, var.dtype), trainable=False),
+                    )
 
     def apply_gradients(self, grads_and_vars) -> None:
         """One Adam step for every ``(gradient, variable)`` pair (``None`` gradients are skipped)."""
@@ -69,11 +79,18 @@ class FusedAdam(tf.Module):
             _, m, v = self._slots[id(var)]
             dtype = var.dtype
             tf.raw_ops.ResourceApplyAdam(
-                var=var.handle, m=m.handle, v=v.handle,
-                beta1_power=tf.cast(beta_1_power, dtype), beta2_power=tf.cast(beta_2_power, dtype),
-                lr=tf.cast(self._learning_rate, dtype), beta1=tf.constant(self.beta_1, dtype),
-                beta2=tf.constant(self.beta_2, dtype), epsilon=tf.constant(self.epsilon, dtype),
-                grad=tf.convert_to_tensor(gradient, dtype), use_locking=False)
+                var=var.handle,
+                m=m.handle,
+                v=v.handle,
+                beta1_power=tf.cast(beta_1_power, dtype),
+                beta2_power=tf.cast(beta_2_power, dtype),
+                lr=tf.cast(self._learning_rate, dtype),
+                beta1=tf.constant(self.beta_1, dtype),
+                beta2=tf.constant(self.beta_2, dtype),
+                epsilon=tf.constant(self.epsilon, dtype),
+                grad=tf.convert_to_tensor(gradient, dtype),
+                use_locking=False,
+            )
         self.iterations.assign_add(1)
 
     def apply(self, grads, trainable_variables=None):
@@ -86,4 +103,3 @@ class FusedAdam(tf.Module):
         if len(grads) != len(trainable_variables):
             raise ValueError(f"apply() got {len(grads)} gradients for {len(trainable_variables)} variables")
         self.apply_gradients(zip(grads, trainable_variables))
-

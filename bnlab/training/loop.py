@@ -13,6 +13,7 @@ This module imports no TensorFlow: a step may return tensors, and they are read 
 per logging interval, all of that interval's batches together, so the device is not made to wait
 after every batch.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,11 +55,19 @@ class Logs:
     validation_log: list = dataclasses.field(default_factory=list)
 
 
-def run_schedule(num_batches: int, step: Callable, validate: Callable, run, *,
-                 log_every: int = TRAIN_LOG_EVERY, validate_every: int = VALIDATE_EVERY,
-                 average: bool = False, at_last_batch: Callable[[], None] | None = None,
-                 after_step: Callable[[int], None] | None = None,
-                 watch: Callable[[str], ContextManager] = _untimed) -> Logs:
+def run_schedule(
+    num_batches: int,
+    step: Callable,
+    validate: Callable,
+    run,
+    *,
+    log_every: int = TRAIN_LOG_EVERY,
+    validate_every: int = VALIDATE_EVERY,
+    average: bool = False,
+    at_last_batch: Callable[[], None] | None = None,
+    after_step: Callable[[int], None] | None = None,
+    watch: Callable[[str], ContextManager] = _untimed,
+) -> Logs:
     """Run ``step(batch)`` for batches 1 to ``num_batches`` and report on the schedule to ``run``.
 
     ``step(batch)`` trains on the 1-based ``batch`` and returns its ``(loss, accuracy)`` (floats

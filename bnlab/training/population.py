@@ -14,6 +14,7 @@ refreshed value is the average of those statistics: what the student's own movin
 converge to if the weights stopped changing. An update that does not happen (a ``train_step``
 that does not train the normalization) stays not happening: such variables are left as they were.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -39,8 +40,9 @@ def _dtype(variable):
     return getattr(dtype, "as_numpy_dtype", dtype)
 
 
-def refresh_population_statistics(model, step: Callable[[int], object], optimizer, batches: int,
-                                  tolerance: float = 1e-3) -> dict:
+def refresh_population_statistics(
+    model, step: Callable[[int], object], optimizer, batches: int, tolerance: float = 1e-3
+) -> dict:
     """Set the population statistics of ``model`` to the average batch statistics of ``batches`` batches.
 
     ``step(i)`` runs the student's training step on the ``i``-th refresh batch (the same batch
@@ -71,8 +73,11 @@ def refresh_population_statistics(model, step: Callable[[int], object], optimize
         for zero, one in zip(from_zero, from_one):
             d = one - zero
             decay = float(np.mean(d)) if d.size else 1.0
-            ok = (np.all(np.isfinite(d)) and 0.0 <= decay < 1.0 - tolerance
-                  and float(np.max(np.abs(d - decay), initial=0.0)) < tolerance)
+            ok = (
+                np.all(np.isfinite(d))
+                and 0.0 <= decay < 1.0 - tolerance
+                and float(np.max(np.abs(d - decay), initial=0.0)) < tolerance
+            )
             decays.append(decay)
             usable.append(ok)
         sums = [tf.constant(z) for z in from_zero]

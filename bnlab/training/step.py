@@ -15,6 +15,7 @@ The batches live on the device (:func:`device_batches`) and the compiled step pi
 index, so the host hands over one index per step. :func:`predict_one_at_a_time` scores images as
 batches of one; the exercise's compiled single-image accuracy runs the same function.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,7 @@ from bnlab.data import Split, batch_indices
 tf = bnlab.tf
 
 NUM_CLASSES = 10
-EVAL_CHUNK = 125   # images per evaluation call of a training run
+EVAL_CHUNK = 125  # images per evaluation call of a training run
 
 
 def loss_fn(logits, labels):
@@ -75,6 +76,7 @@ def one_at_a_time(predict: Callable, compiled: bool) -> Callable:
     ``predict(batch) -> logits``. With ``compiled`` the images are looped over by ``tf.map_fn``, for
     use inside a ``tf.function``; otherwise by a Python loop (eager).
     """
+
     def one(image):  # a sibling of classes, not nested in it: autograph converts each on its own
         return tf.argmax(predict(image[tf.newaxis])[0], output_type=tf.int64)
 
@@ -106,6 +108,7 @@ def predict_one_at_a_time(predict: Callable, images, compile: bool = False, mode
 def _chunk_sums(predict: Callable, model, loss: Callable) -> Callable:
     """``chunk(images, labels) -> (summed loss, hits)`` of ``predict(model, images)`` on a chunk
     of a split (integer ``labels``; ``loss(logits, labels)`` is the chunk's mean loss)."""
+
     def chunk(x, y):
         logits = predict(model, x)
         n = tf.cast(tf.shape(x)[0], tf.float32)
@@ -120,13 +123,14 @@ def _split_figures(chunk_sums: Callable, images, labels, chunk: int) -> tuple[fl
     n = int(images.shape[0])
     loss, hits = 0.0, 0.0
     for start in range(0, n, chunk):
-        part_loss, part_hits = chunk_sums(images[start:start + chunk], labels[start:start + chunk])
+        part_loss, part_hits = chunk_sums(images[start : start + chunk], labels[start : start + chunk])
         loss, hits = loss + part_loss, hits + part_hits
     return float(loss) / n, float(hits) / n
 
 
-def evaluate(predict: Callable, model, images, labels, loss: Callable = sparse_loss_fn,
-             chunk: int = EVAL_CHUNK) -> tuple[float, float]:
+def evaluate(
+    predict: Callable, model, images, labels, loss: Callable = sparse_loss_fn, chunk: int = EVAL_CHUNK
+) -> tuple[float, float]:
     """``(mean loss, accuracy)`` of ``predict(model, images)`` over a whole split, in chunks (eager).
 
     ``labels`` are integer classes; ``loss(logits, labels)`` is a chunk's mean loss: by default
@@ -154,6 +158,7 @@ def gradient_step(loss: Callable, forward: Callable | None = None, inspect: Call
         inspect: ``inspect(pairs, seen) -> extra``, called with the ``(variable, gradient)`` pairs
             before they are applied; ``extra`` (tensors) leaves the compiled step with its figures.
     """
+
     def train_step(model, optimizer, images, labels):
         with tf.GradientTape() as tape:
             if forward is None:
@@ -215,9 +220,20 @@ class Trainer:
             variables on its first pass has them before the optimizer is built.
     """
 
-    def __init__(self, model, train_step: Callable | None, predict: Callable, optimizer=None, *, one_hot: bool = True,
-                 loss: Callable = sparse_loss_fn, compile: bool = True, compile_evaluation: bool | None = None,
-                 extra: bool = False, example=None):
+    def __init__(
+        self,
+        model,
+        train_step: Callable | None,
+        predict: Callable,
+        optimizer=None,
+        *,
+        one_hot: bool = True,
+        loss: Callable = sparse_loss_fn,
+        compile: bool = True,
+        compile_evaluation: bool | None = None,
+        extra: bool = False,
+        example=None,
+    ):
         self.model, self.optimizer = model, optimizer
         self.compiled = compile if compile_evaluation is None else compile_evaluation
         if example is not None:

@@ -6,6 +6,7 @@ the environment variable ``CI`` is set (``.ci/run`` sets it), a missing browser 
 Screenshots go to ``test-artifacts/browser/`` (``BNLAB_BROWSER_ARTIFACTS`` overrides), one per
 step; the folder is emptied when the session starts and printed when it ends.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -18,17 +19,16 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import pytest
-
 import labdriver
+import pytest
 from labdriver import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, REPO
 
 # The students' kernels run the shortened training of `BNLAB_SHORT=1 make lab` (40 batches a run):
 # enough for the live panel to update several times, short enough for nbgrader's Validate.
 # Grading in the instructor's fixture needs no curves: a handful of batches per run.
 GRADING_BATCHES = "5"
-HEADED = os.environ.get("BNLAB_BROWSER_HEADED") == "1"   # tools/browser_check.py sets both
-SLOWMO = int(os.environ.get("BNLAB_BROWSER_SLOWMO") or 0)   # milliseconds after each browser action
+HEADED = os.environ.get("BNLAB_BROWSER_HEADED") == "1"  # tools/browser_check.py sets both
+SLOWMO = int(os.environ.get("BNLAB_BROWSER_SLOWMO") or 0)  # milliseconds after each browser action
 
 
 def in_ci() -> bool:
@@ -57,8 +57,9 @@ def browser(artifacts):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=not HEADED, args=CHROMIUM_ARGS,
-                                            slow_mo=SLOWMO)
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=not HEADED, args=CHROMIUM_ARGS, slow_mo=SLOWMO
+        )
         try:
             yield chromium
         finally:
@@ -133,8 +134,13 @@ def instructor_lab(browser, tmp_path_factory):
     graded = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": GRADING_BATCHES})
     assert graded.graded == ["ada"], f"autograde failed in the fixture:\n{summary(graded)}"
     port = labdriver.free_port()
-    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", f"--ServerApp.root_dir={course}",
-           f"--port={port}", *labdriver.lab_args(work)]
+    cmd = [
+        str(Path(sys.executable).parent / "jupyter"),
+        "lab",
+        f"--ServerApp.root_dir={course}",
+        f"--port={port}",
+        *labdriver.lab_args(work),
+    ]
     if os.geteuid() == 0:
         cmd.append("--allow-root")
     env = labdriver.lab_env(work, {"BNLAB_COURSE_ROOT": str(course), "BNLAB_SHORT_BATCHES": GRADING_BATCHES})

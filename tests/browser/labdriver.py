@@ -5,6 +5,7 @@ Everything here goes through JupyterLab's visible UI or its REST API; nothing re
 page's JavaScript objects. A failed step raises an AssertionError that names the step and the
 screenshot taken when it failed.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,14 @@ REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 CHROMIUM = os.environ.get("BNLAB_CHROMIUM", "/usr/bin/chromium")
 # Debian's chromium as root in a container, with no background traffic (COURSE_NOTES.md).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(os.environ.get("BNLAB_BROWSER_ARTIFACTS", REPO / "test-artifacts" / "browser"))
 # The cells of the notebook in the tab shown (JupyterLab may restore other tabs behind it).
 CELLS = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell"
@@ -52,17 +59,26 @@ def free_port() -> int:
 
 def lab_args(workdir: Path) -> list[str]:
     """Loopback only, no token, no browser; user settings and workspaces in ``workdir`` (never ~/.jupyter)."""
-    return ["--no-browser", "--ServerApp.token=", "--ServerApp.password=", f"--ServerApp.ip={HOST}",
-            "--ServerApp.port_retries=0",
-            f"--LabApp.user_settings_dir={workdir / 'user-settings'}",
-            f"--LabApp.workspaces_dir={workdir / 'workspaces'}"]
+    return [
+        "--no-browser",
+        "--ServerApp.token=",
+        "--ServerApp.password=",
+        f"--ServerApp.ip={HOST}",
+        "--ServerApp.port_retries=0",
+        f"--LabApp.user_settings_dir={workdir / 'user-settings'}",
+        f"--LabApp.workspaces_dir={workdir / 'workspaces'}",
+    ]
 
 
 def lab_env(workdir: Path, extra: dict) -> dict:
     """The server's environment: no config from ~/.jupyter (the course's settings must do the work)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BNLAB_SHORT", "JUPYTER"))}
-    env.update(JUPYTER_CONFIG_DIR=str(workdir / "config"), JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
-               TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(workdir / "config"),
+        JUPYTER_RUNTIME_DIR=str(workdir / "runtime"),
+        TF_CPP_MIN_LOG_LEVEL="3",
+        **extra,
+    )
     return env
 
 
@@ -70,8 +86,9 @@ def lab_env(workdir: Path, extra: dict) -> dict:
 def jupyter_lab(cmd: list[str], cwd: Path, env: dict, port: int, log_path: Path, timeout: float = 120):
     """Run ``cmd`` (a JupyterLab server on ``port``) in its own process group; yield its base URL."""
     log = open(log_path, "wb")
-    process = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
     base = f"http://{HOST}:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -128,8 +145,9 @@ class Steps:
         except Exception as exc:  # assertions and Playwright's timeouts alike
             path = self.shot(title, suffix="-FAILED")
             self.log(title, start, "FAILED")
-            raise AssertionError(f"{self.scenario}, step {self.number} ({title}) failed; screenshot: {path}\n"
-                                 f"{type(exc).__name__}: {exc}") from exc
+            raise AssertionError(
+                f"{self.scenario}, step {self.number} ({title}) failed; screenshot: {path}\n{type(exc).__name__}: {exc}"
+            ) from exc
         self.log(title, start, "ok")
         self.shot(title)
 

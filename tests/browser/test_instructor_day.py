@@ -5,6 +5,7 @@ The formgrader lists the assignment, generates the student version from its butt
 submission's score as the gradebook has it, takes a hand-graded score for the written answer, and
 generates feedback (after manual grading) with that score and in which no hidden test shows.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,12 +13,11 @@ import time
 
 import nbformat
 import pytest
+from labdriver import Steps, appears
 
 from bnlab import exercise
-
 from bnlab.instructor import notebooks
 from bnlab.instructor.autograde import record
-from labdriver import Steps, appears
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -73,9 +73,16 @@ def test_formgrader_day(instructor_lab, page):
         appears(student_row, 60, f"the formgrader's row of student {student}")
         assert student_row.locator("td.student-name").inner_text().strip() == "Lovelace, Ada"
         shown = student_row.locator("td.score").inner_text().strip()
-        assert shown == f"{round(total, 2):g} / {round(maximum, 2):g}", f"the formgrader shows {shown!r}, the gradebook {total} / {maximum}"
-        tests = {notebooks.grade_id(c) for c in notebooks.read().cells if c.cell_type == "code"
-                 and c.metadata.get("nbgrader", {}).get("grade") and not c.metadata["nbgrader"].get("solution")}
+        assert shown == f"{round(total, 2):g} / {round(maximum, 2):g}", (
+            f"the formgrader shows {shown!r}, the gradebook {total} / {maximum}"
+        )
+        tests = {
+            notebooks.grade_id(c)
+            for c in notebooks.read().cells
+            if c.cell_type == "code"
+            and c.metadata.get("nbgrader", {}).get("grade")
+            and not c.metadata["nbgrader"].get("solution")
+        }
         autograded = {name: s for name, s in scores.items() if name in tests}
         assert autograded and all(s == m for s, m in autograded.values()), f"the solution lost points: {autograded}"
 

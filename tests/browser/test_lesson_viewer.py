@@ -4,18 +4,18 @@ student picks another layer and the figure changes.
 A scratch notebook in the student lab's copy trains the exercise's CNN for a few batches on random
 images (fast), so the check does not depend on the lesson's long cells.
 """
+
 from __future__ import annotations
 
 import time
 
 import nbformat
 import pytest
-
 from labdriver import Notebook, errors
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
-CODE = '''
+CODE = """
 import numpy as np
 from bnlab import diagnostics
 from bnlab.data import Mnist, Split
@@ -30,7 +30,7 @@ for label, model in zip(("without BN", "with BN"), diagnostics.build_exercise_tw
                                  on_snapshot=viewer.follow)
 viewer.show(layers=("conv10",), step=1)
 print("selected", viewer.layer, viewer.step)
-'''
+"""
 
 
 def test_layer_viewer_is_live_and_follows_the_dropdown(student_lab, page, tmp_path):

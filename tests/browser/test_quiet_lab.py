@@ -3,6 +3,7 @@
 `make lab` installs the course's settings (jupyter/README.md); the server runs with an empty
 user-settings folder, so only those settings can keep the pop-up away.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import time
 import urllib.request
 
 import pytest
-
 from labdriver import Steps, news_prompts
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -34,7 +34,9 @@ def test_lab_opens_without_news_prompt_or_internet(student_lab, page):
         with urllib.request.urlopen(f"{base}/lab/api/settings/{NOTIFICATION}", timeout=10) as response:
             plugin = json.load(response)
         defaults = {key: plugin["schema"]["properties"][key]["default"] for key in ("fetchNews", "checkForUpdates")}
-        assert defaults == {"fetchNews": "false", "checkForUpdates": False}, f"the course's overrides are not in: {defaults}"
+        assert defaults == {"fetchNews": "false", "checkForUpdates": False}, (
+            f"the course's overrides are not in: {defaults}"
+        )
         assert not plugin["settings"], f"a user setting decides instead of the course's: {plugin['settings']}"
         config = json.loads(page.locator("#jupyter-config-data").text_content())
         assert config.get("news", {}).get("disabled") is True, "the server would fetch the Jupyter news feed"

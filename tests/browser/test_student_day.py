@@ -4,24 +4,24 @@ training panel, nbgrader's Validate button, and the lesson's comparison controls
 The notebooks are read for their nbgrader metadata (grade ids, which cells are graded checks),
 never for their prose, so the tests follow the course as its text changes.
 """
+
 from __future__ import annotations
 
 import re
 import time
 
 import pytest
+from labdriver import CELLS, STDERR, STDOUT, Notebook, Steps, appears, errors, news_prompts, text
 
 from bnlab import exercise
-
 from bnlab.instructor import notebooks
-from labdriver import CELLS, STDERR, STDOUT, Notebook, Steps, appears, errors, news_prompts, text
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
 LESSON = "batch_norm_lesson/Batch_Normalization_Lesson.ipynb"
 
 # A Part 1 answer that builds the layers without batch normalization: the checks must say so.
-WRONG_KERAS_LAYERS = '''\
+WRONG_KERAS_LAYERS = """\
 from tensorflow import keras
 
 
@@ -32,7 +32,7 @@ def fully_connected(prev_layer, num_units):
 def conv_layer(prev_layer, layer_depth):
     strides = 2 if layer_depth % 3 == 0 else 1
     return keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", activation="relu")(prev_layer)
-'''
+"""
 
 # The live panel of the cell with index `i`: its one output node (tagged on first sight, so a
 # replaced node shows up as a new tag), its text (progress, status, log) and its image.
@@ -53,8 +53,10 @@ PANEL_JS = """
 
 def student_code(source: str) -> str:
     """The instructor's answer as a student would type it: without nbgrader's solution markers."""
-    return "\n".join(line for line in source.splitlines()
-                     if not re.fullmatch(r"\s*### (BEGIN|END) SOLUTION\s*", line)) + "\n"
+    return (
+        "\n".join(line for line in source.splitlines() if not re.fullmatch(r"\s*### (BEGIN|END) SOLUTION\s*", line))
+        + "\n"
+    )
 
 
 def is_check(cell) -> bool:
@@ -71,8 +73,11 @@ def test_exercise_day(student_lab, page):
     nb = Notebook(page, base, root, str(notebooks.RELATIVE))
     answers = {k: student_code(v) for k, v in notebooks.solution_answers().items()}
     layers, train_fns, nn_layers = (nb.index(g) for g in ("keras_layers", "keras_training", "nn_layers"))
-    run_cell = min(i for i in range(train_fns, len(nb.nb.cells))
-                   if nb.nb.cells[i].metadata.get("nbgrader", {}).get("grade_id") in exercise.TRAINING_RUNS)
+    run_cell = min(
+        i
+        for i in range(train_fns, len(nb.nb.cells))
+        if nb.nb.cells[i].metadata.get("nbgrader", {}).get("grade_id") in exercise.TRAINING_RUNS
+    )
     next_answer = min([i for i in range(train_fns + 1, run_cell) if is_answer(nb.nb.cells[i])], default=run_cell)
     checks = [i for i in nb.code_indices(train_fns + 1, next_answer) if is_check(nb.nb.cells[i])]
     assert checks, "no graded check cells between the Part 1 answers and its training run"
@@ -145,7 +150,9 @@ def test_exercise_day(student_lab, page):
         saved = nb.save()
         for i in [*earlier_answers, layers, train_fns, *rest]:
             grade_id = saved.cells[i].metadata["nbgrader"]["grade_id"]
-            assert saved.cells[i].source.strip() == answers[grade_id].strip(), f"the editor holds another text in {grade_id}"
+            assert saved.cells[i].source.strip() == answers[grade_id].strip(), (
+                f"the editor holds another text in {grade_id}"
+            )
         page.get_by_role("button", name="Validate").click()
         verdict = page.locator("#validation-message")
         appears(verdict, 420, "nbgrader's validation verdict")
@@ -167,7 +174,7 @@ def test_lesson_comparison_controls(student_lab, page):
     assert controls, "the lesson has no cell that shows lesson.ComparisonControls"
     # The cells the controls need: from the top down to the one that loads MNIST.
     needed = nb.code_indices(0, controls[0])
-    needed = needed[:1 + next((k for k, i in enumerate(needed) if "load_mnist(" in nb.nb.cells[i].source), 0)]
+    needed = needed[: 1 + next((k for k, i in enumerate(needed) if "load_mnist(" in nb.nb.cells[i].source), 0)]
 
     with steps("open the lesson and show the comparison controls"):
         nb.open()
@@ -197,7 +204,7 @@ def test_lesson_comparison_controls(student_lab, page):
         table = "\n".join(printed.all_inner_texts())
         assert "val acc" in table and "failed" not in table, f"the comparison failed: {table[-600:]}"
         assert not output.locator(f'[data-mime-type="{STDERR}"]').count(), "the comparison wrote errors"
-        rows = [line for line in table[table.index("val acc"):].splitlines()[1:] if line.strip()]
+        rows = [line for line in table[table.index("val acc") :].splitlines()[1:] if line.strip()]
         assert len(rows) == 2, f"expected two runs (with and without BN) in the table: {rows}"
         assert all(choice in row for row in rows), f"the runs do not use the chosen activation {choice!r}: {rows}"
         assert not button.is_disabled(), "the Train button stays disabled after training"

@@ -1,4 +1,5 @@
 """bnlab.training.adam.FusedAdam offers what a Keras 3 train_step may call: apply_gradients and apply."""
+
 from __future__ import annotations
 
 import numpy as np

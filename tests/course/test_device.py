@@ -1,4 +1,5 @@
 """bnlab.device.describe(): the one line at the top of every notebook saying what TensorFlow trains on."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -43,12 +44,14 @@ def test_gpu_branch_uses_device_names(monkeypatch):
 
     names = {"/physical_device:GPU:0": "NVIDIA H100 80GB HBM3", "/physical_device:GPU:1": "NVIDIA A100-SXM4-40GB"}
     monkeypatch.setattr(tf.config, "list_physical_devices", list_physical_devices)
-    monkeypatch.setattr(tf.config.experimental, "get_device_details",
-                        lambda gpu: {"device_name": names[gpu.name], "compute_capability": (9, 0)})
+    monkeypatch.setattr(
+        tf.config.experimental,
+        "get_device_details",
+        lambda gpu: {"device_name": names[gpu.name], "compute_capability": (9, 0)},
+    )
     line = device.describe()
     assert requested == ["GPU"]
-    assert line == (f"TensorFlow {tf.__version__} will train on 2 GPU(s): "
-                    "NVIDIA H100 80GB HBM3, NVIDIA A100-SXM4-40GB")
+    assert line == (f"TensorFlow {tf.__version__} will train on 2 GPU(s): NVIDIA H100 80GB HBM3, NVIDIA A100-SXM4-40GB")
     assert "[gpu]" not in line and "CPU" not in line
 
 

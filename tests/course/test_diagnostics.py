@@ -1,4 +1,5 @@
 """Tests of the lesson's experiment helpers: bnlab.diagnostics, bnlab.layer_viewer, bnlab.normalization."""
+
 from __future__ import annotations
 
 import fakes
@@ -17,6 +18,7 @@ def fake_mnist(n_train: int = 256, n_eval: int = 64, seed: int = 0):
 
 
 # -- the exercise's network ------------------------------------------------------------------
+
 
 def test_exercise_cnn_architecture_and_feature_map_sizes():
     plain, with_bn = diagnostics.build_exercise_twins(seed=3)
@@ -38,9 +40,19 @@ def test_train_and_record_snapshots_and_gradient_norms():
     data = fake_mnist()
     model = diagnostics.build_exercise_cnn(False, seed=0)
     run, seen = FakeRun(), []
-    record = diagnostics.train_and_record(model, data, num_batches=6, snapshot_steps=(1, 4), run=run, batch_size=16,
-                                          log_every=3, sample_size=50, validation_size=32, name="plain",
-                                          on_snapshot=lambda r: seen.append(list(r.snapshot_steps)))
+    record = diagnostics.train_and_record(
+        model,
+        data,
+        num_batches=6,
+        snapshot_steps=(1, 4),
+        run=run,
+        batch_size=16,
+        log_every=3,
+        sample_size=50,
+        validation_size=32,
+        name="plain",
+        on_snapshot=lambda r: seen.append(list(r.snapshot_steps)),
+    )
     assert record.name == "plain" and record.layers == list(diagnostics.WEIGHT_LAYERS)
     assert record.snapshot_steps == [1, 4] and seen == [[1], [1, 4]]
     assert record.grad_steps == [1, 3, 4, 6]
@@ -64,17 +76,21 @@ def test_train_and_record_trains_like_the_exercise():
     from bnlab.training.adam import FusedAdam
 
     defaults = inspect.signature(diagnostics.train_and_record).parameters
-    assert (defaults["batch_size"].default, defaults["learning_rate"].default, defaults["log_every"].default,
-            defaults["validate_every"].default) == (exercise.BATCH_SIZE, exercise.LEARNING_RATE,
-                                                    exercise.TRAIN_LOG_EVERY, exercise.VALIDATE_EVERY)
+    assert (
+        defaults["batch_size"].default,
+        defaults["learning_rate"].default,
+        defaults["log_every"].default,
+        defaults["validate_every"].default,
+    ) == (exercise.BATCH_SIZE, exercise.LEARNING_RATE, exercise.TRAIN_LOG_EVERY, exercise.VALIDATE_EVERY)
     data = fake_mnist()
     tf = training.tf
     model = diagnostics.build_exercise_cnn(True, seed=2)
     copy = diagnostics.build_exercise_cnn(True, seed=2)
     copy.set_weights(model.get_weights())
     run = FakeRun()
-    diagnostics.train_and_record(model, data, 2, run=run, batch_size=16, learning_rate=0.01, log_every=1,
-                                 validation_size=16, seed=4)
+    diagnostics.train_and_record(
+        model, data, 2, run=run, batch_size=16, learning_rate=0.01, log_every=1, validation_size=16, seed=4
+    )
     # the same two steps by hand: the exercise's batches, loss_fn on one-hot labels, FusedAdam
     optimizer = FusedAdam(0.01)
     optimizer.build(copy.trainable_variables)
@@ -91,9 +107,12 @@ def test_train_and_record_trains_like_the_exercise():
 def test_without_bn_the_signal_fades_and_with_bn_it_does_not(seed):
     """What lesson section 8 asserts, on random images (the effect is the initialisation's, not MNIST's)."""
     data = fake_mnist(seed=seed)
-    records = [diagnostics.train_and_record(model, data, num_batches=1, snapshot_steps=(1,), batch_size=32,
-                                            validation_size=16, seed=seed)
-               for model in diagnostics.build_exercise_twins(seed=seed)]
+    records = [
+        diagnostics.train_and_record(
+            model, data, num_batches=1, snapshot_steps=(1,), batch_size=32, validation_size=16, seed=seed
+        )
+        for model in diagnostics.build_exercise_twins(seed=seed)
+    ]
     plain, with_bn = records
     assert plain.preact_std[0][0] / plain.preact_std[0][-1] > 1e3
     assert np.all((with_bn.preact_std[0] > 0.5) & (with_bn.preact_std[0] <= 1.001))
@@ -106,6 +125,7 @@ def test_snapshot_schedule_is_sorted_and_covers_both_ends():
 
 
 # -- the viewer ------------------------------------------------------------------------------
+
 
 def _record(name, steps, scale):
     layers = list(diagnostics.WEIGHT_LAYERS)
@@ -165,6 +185,7 @@ def test_show_draws_static_figures_without_a_live_kernel(monkeypatch):
 
 # -- normalization experiments ---------------------------------------------------------------
 
+
 def test_pre_bn_variances_are_the_batch_variances_of_the_bn_inputs():
     from bnlab import lesson
 
@@ -208,8 +229,10 @@ def test_fold_batch_norm_matches_the_unfolded_model_in_inference():
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 2.0, n)); layer.beta.assign(rng.normal(size=n))
-            layer.moving_mean.assign(rng.normal(size=n)); layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
+            layer.gamma.assign(rng.uniform(0.5, 2.0, n))
+            layer.beta.assign(rng.normal(size=n))
+            layer.moving_mean.assign(rng.normal(size=n))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, n))
     folded = normalization.fold_batch_norm(model)
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in folded.layers)
     images = fake_mnist().test.images[:16]
@@ -223,10 +246,13 @@ def test_fold_handles_a_dense_bias_and_rejects_a_lonely_bn():
     dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2), keras.layers.BatchNormalization()])
     dense.layers[0].bias.assign([0.5, -1.0])
     bn = dense.layers[1]
-    bn.moving_mean.assign([1.0, 2.0]); bn.moving_variance.assign([4.0, 0.25]); bn.gamma.assign([2.0, 3.0])
+    bn.moving_mean.assign([1.0, 2.0])
+    bn.moving_variance.assign([4.0, 0.25])
+    bn.gamma.assign([2.0, 3.0])
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    np.testing.assert_allclose(normalization.fold_batch_norm(dense)(x).numpy(), dense(x, training=False).numpy(),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        normalization.fold_batch_norm(dense)(x).numpy(), dense(x, training=False).numpy(), rtol=1e-5, atol=1e-5
+    )
     lonely = keras.Sequential([keras.Input((3,)), keras.layers.BatchNormalization()])
     with pytest.raises(ValueError, match="cannot be folded"):
         normalization.fold_batch_norm(lonely)
@@ -234,10 +260,15 @@ def test_fold_handles_a_dense_bias_and_rejects_a_lonely_bn():
 
 def test_population_error_and_batch_size_sweep():
     data = fake_mnist(n_train=300)
-    results = normalization.batch_size_sweep(data, batch_sizes=(4, 32), normalizers=("batch", "layer"),
-                                             images=128, learning_rate=0.05, validation_size=32)
-    assert [(r["normalizer"], r["batch_size"]) for r in results] == [("batch", 4), ("layer", 4), ("batch", 32),
-                                                                     ("layer", 32)]
+    results = normalization.batch_size_sweep(
+        data, batch_sizes=(4, 32), normalizers=("batch", "layer"), images=128, learning_rate=0.05, validation_size=32
+    )
+    assert [(r["normalizer"], r["batch_size"]) for r in results] == [
+        ("batch", 4),
+        ("layer", 4),
+        ("batch", 32),
+        ("layer", 32),
+    ]
     assert all(0 <= r["validation_accuracy"] <= 1 for r in results)
     assert all(r["population_error"] >= 0 for r in results if r["normalizer"] == "batch")
     assert all(np.isnan(r["population_error"]) for r in results if r["normalizer"] == "layer")

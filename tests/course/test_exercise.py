@@ -1,4 +1,5 @@
 """bnlab.exercise: the exercise defined once, and the source notebook as the one master."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,9 +8,7 @@ import nbformat
 import pytest
 
 from bnlab import exercise
-
-from bnlab.instructor import notebooks
-from bnlab.instructor import release
+from bnlab.instructor import notebooks, release
 
 
 def test_due_marks_every_interval_and_the_last_batch():
@@ -57,5 +56,6 @@ def test_source_notebooks_are_stored_canonically_without_outputs():
             continue
         nb = nbformat.read(path, as_version=4)
         assert path.read_text() == nbformat.writes(nb) + "\n", f"{path} is not in nbformat's canonical form"
-        assert not any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"), \
+        assert not any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"), (
             f"{path} stores outputs"
+        )

@@ -1,6 +1,7 @@
 """The grading checks on the solution, on the mutation suite's bugs and on its accepted alternatives,
 run in-process on the answer cells of the source notebook (the kernel's view; tests/test_integrity.py
 runs the trusted re-verification, the slow pipeline tests run nbgrader)."""
+
 from __future__ import annotations
 
 import ast
@@ -8,21 +9,22 @@ import re
 
 import numpy as np
 import pytest
+from submissions import ALL_TESTS, ALTERNATIVES, BUGS, Variant
 
 import bnlab
 from bnlab import grading
-from bnlab.instructor.notebooks import code_cells
 from bnlab.grading import numeric
+from bnlab.instructor.notebooks import code_cells
 from bnlab.instructor.preprocessors.verify import SKIPPED
-from submissions import ALL_TESTS, ALTERNATIVES, BUGS, Variant
 
 
 def _names(source: str) -> tuple[set, set]:
     """(names a cell defines at top level, names it reads)."""
     tree = ast.parse(source)
     defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-    defined |= {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
-                if isinstance(t, ast.Name)}
+    defined |= {
+        t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)
+    }
     read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
     return defined, read
 
@@ -114,8 +116,14 @@ def test_bug_loses_points_on_the_test_that_names_it(variant: Variant):
         assert_teaches(test_id, results[test_id])
 
 
-JUDGED = {"test_keras_fc": "fully_connected", "test_keras_conv": "conv_layer", "test_keras_train_step": "train_step",
-          "test_nn_fc": "fully_connected", "test_nn_conv": "conv_layer", "test_diagnose_fix": "fixed_fully_connected"}
+JUDGED = {
+    "test_keras_fc": "fully_connected",
+    "test_keras_conv": "conv_layer",
+    "test_keras_train_step": "train_step",
+    "test_nn_fc": "fully_connected",
+    "test_nn_conv": "conv_layer",
+    "test_diagnose_fix": "fixed_fully_connected",
+}
 LESSON_SECTION = re.compile(r"lesson, section \d+, \*[^*]+\*")
 INTERNAL = ("cannot reshape", "int() argument", "grading", "probe", "Traceback", "check_", "seed", "arg=")
 
@@ -220,9 +228,11 @@ def test_reference_backward_matches_finite_differences():
     rng = np.random.default_rng(0)
     z, upstream, gamma = rng.standard_normal((7, 3)), rng.standard_normal((7, 3)), rng.uniform(0.5, 2, 3)
     for unbiased in (False, True):
+
         def loss(values):
             mean, var = numeric.moments(values, unbiased)
             return float(np.sum(numeric.bn_forward(values, gamma, 0.0, mean, var, 1e-3) * upstream))
+
         numeric_grad = np.zeros_like(z)
         for index in np.ndindex(z.shape):
             step = np.zeros_like(z)
@@ -285,12 +295,17 @@ def test_lesson_sections_named_by_messages_exist():
     """The headings the messages cite are the lesson notebook's own (section number and wording)."""
     import nbformat
 
-    from bnlab.instructor.notebooks import SOURCE
     from bnlab.grading.errors import LESSON
+    from bnlab.instructor.notebooks import SOURCE
 
     lesson = SOURCE.parents[1] / "batch_norm_lesson" / "Batch_Normalization_Lesson.ipynb"
-    headings = {line.lstrip("#").strip() for cell in nbformat.read(lesson, as_version=4).cells
-                if cell.cell_type == "markdown" for line in cell.source.splitlines() if line.startswith("#")}
+    headings = {
+        line.lstrip("#").strip()
+        for cell in nbformat.read(lesson, as_version=4).cells
+        if cell.cell_type == "markdown"
+        for line in cell.source.splitlines()
+        if line.startswith("#")
+    }
     for number, heading, sub in LESSON.values():
         assert f"{number}. {heading}" in headings, heading
         assert not sub or sub in headings, sub

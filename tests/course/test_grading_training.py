@@ -4,16 +4,17 @@ batches, with the notebook's ``build_network``, ``train_step`` and ``predict``).
 
 Alternatives must train and evaluate with no symptom; each sampled bug must show, in that loop, the
 defect its check reports (or crash it), so the checks' verdicts are about what the notebook really does."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from submissions import ALTERNATIVES, BUGS, Variant
 
 import bnlab
 from bnlab import training
 from bnlab.instructor.notebooks import code_cells
 from bnlab.monitor import TrainingMonitor
-from submissions import ALTERNATIVES, BUGS, Variant
 
 tf = bnlab.tf
 KERAS_CELLS = {"keras_layers", "keras_training"}
@@ -42,9 +43,16 @@ def _network_and_steps(variant: Variant, part: str) -> tuple:
             if part == "keras":
                 return namespace["build_network"], namespace["train_step"], namespace["predict"]
             nn = namespace["nn"]
-            return (lambda: nn.Network(namespace["build_network_nn"])), namespace["train_step_nn"], namespace["predict_nn"]
-        if meta.get("grade") or grade_id in set(RUN_CELLS.values()) or grade_id in {"keras_baseline_run",
-                                                                                   "diagnose_symptom"}:
+            return (
+                (lambda: nn.Network(namespace["build_network_nn"])),
+                namespace["train_step_nn"],
+                namespace["predict_nn"],
+            )
+        if (
+            meta.get("grade")
+            or grade_id in set(RUN_CELLS.values())
+            or grade_id in {"keras_baseline_run", "diagnose_symptom"}
+        ):
             continue
         exec(variant.cells.get(grade_id, source), namespace)
     raise KeyError(RUN_CELLS[part])
@@ -61,7 +69,7 @@ def symptoms(model, predict, images) -> set:
     stats = _statistics(model)
     if stats and all(np.allclose(s, 0) or np.allclose(s, 1) for s in stats):
         found.add("statistics never learned")
-    singles = np.concatenate([np.asarray(predict(model, tf.constant(images[i:i + 1]))) for i in range(4)])
+    singles = np.concatenate([np.asarray(predict(model, tf.constant(images[i : i + 1]))) for i in range(4)])
     if any(not np.allclose(a, b) for a, b in zip(stats, _statistics(model))):
         found.add("statistics moved by predict")
     together = np.asarray(predict(model, tf.constant(images)))[:4]
@@ -73,9 +81,17 @@ def symptoms(model, predict, images) -> set:
 
 def run_loop(variant: Variant, part: str, mnist):
     build, train_step, predict = _network_and_steps(variant, part)
-    results = training.train(build, train_step, predict, data=mnist, name=variant.name, num_batches=NUM_BATCHES,
-                             validation_size=250, refresh_batches=0,
-                             monitor=TrainingMonitor(total_batches=NUM_BATCHES, mode="silent"))
+    results = training.train(
+        build,
+        train_step,
+        predict,
+        data=mnist,
+        name=variant.name,
+        num_batches=NUM_BATCHES,
+        validation_size=250,
+        refresh_batches=0,
+        monitor=TrainingMonitor(total_batches=NUM_BATCHES, mode="silent"),
+    )
     losses = [loss for loss, _ in results.batch_log]
     return results, predict, losses
 

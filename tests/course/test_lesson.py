@@ -1,4 +1,5 @@
 """Tests of the lesson helpers (bnlab/lesson.py) and of the lesson notebook itself."""
+
 from __future__ import annotations
 
 import os
@@ -8,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import FakeRun, fake_mnist
 
 from bnlab import lesson
-from fakes import FakeRun, fake_mnist
 
 keras = lesson.keras
 tf = lesson.tf
@@ -21,6 +22,7 @@ APPENDIX = "source/batch_norm_lesson/Appendix_TF1_Code.ipynb"
 
 
 # -- models ----------------------------------------------------------------------------------
+
 
 def test_initial_kernels_are_reproducible_and_shaped():
     first = lesson.initial_kernels((784, 100, 100, 10), init="he", seed=3)
@@ -72,9 +74,17 @@ def test_textbook_mlp_architecture():
     assert [layer.units for layer in dense] == [300, 100, 10]
     assert all(isinstance(layer.kernel_initializer, keras.initializers.HeNormal) for layer in dense)
     kinds = [type(layer).__name__ for layer in mlp.layers]
-    assert kinds == ["Flatten", "Dense", "BatchNormalization", "Activation",
-                     "Dense", "BatchNormalization", "Activation", "Dense", "BatchNormalization"], \
-        "BN before each ELU, and on the logits (as in the textbook's notebook)"
+    assert kinds == [
+        "Flatten",
+        "Dense",
+        "BatchNormalization",
+        "Activation",
+        "Dense",
+        "BatchNormalization",
+        "Activation",
+        "Dense",
+        "BatchNormalization",
+    ], "BN before each ELU, and on the logits (as in the textbook's notebook)"
     assert [layer.momentum for layer in mlp.layers if isinstance(layer, keras.layers.BatchNormalization)] == [0.9] * 3
     assert mlp.get_layer("elu1").activation is keras.activations.elu
     assert mlp.output_shape == (None, 10)
@@ -83,7 +93,13 @@ def test_textbook_mlp_architecture():
 def test_textbook_mlp_without_bn_is_the_same_network_minus_bn():
     with_bn, without = lesson.build_textbook_mlp(seed=5), lesson.build_textbook_mlp(seed=5, batch_norm=False)
     assert [type(layer).__name__ for layer in without.layers] == [
-        "Flatten", "Dense", "Activation", "Dense", "Activation", "Dense"]
+        "Flatten",
+        "Dense",
+        "Activation",
+        "Dense",
+        "Activation",
+        "Dense",
+    ]
     for name in ("hidden1", "hidden2", "logits"):
         np.testing.assert_array_equal(with_bn.get_layer(name).kernel.numpy(), without.get_layer(name).kernel.numpy())
 
@@ -92,11 +108,15 @@ def test_describe_variables_of_a_bn_layer():
     layer = keras.layers.BatchNormalization()
     layer.build((None, 6))
     assert lesson.describe_variables(layer) == [
-        ("gamma", (6,), True), ("beta", (6,), True),
-        ("moving_mean", (6,), False), ("moving_variance", (6,), False)]
+        ("gamma", (6,), True),
+        ("beta", (6,), True),
+        ("moving_mean", (6,), False),
+        ("moving_variance", (6,), False),
+    ]
 
 
 # -- batch normalization by hand -------------------------------------------------------------
+
 
 @pytest.mark.parametrize("shape", [(32, 5), (8, 6, 6, 3)])
 def test_hand_written_bn_matches_keras_in_training_and_inference(shape):
@@ -109,8 +129,9 @@ def test_hand_written_bn_matches_keras_in_training_and_inference(shape):
     axes = tuple(range(len(shape) - 1))
 
     by_tf_nn = lesson.batch_norm_tf_nn(x, layer, training=True).numpy()
-    by_formula = lesson.batch_norm_formula(x, layer.gamma.numpy(), layer.beta.numpy(),
-                                           x.mean(axis=axes), x.var(axis=axes), layer.epsilon)
+    by_formula = lesson.batch_norm_formula(
+        x, layer.gamma.numpy(), layer.beta.numpy(), x.mean(axis=axes), x.var(axis=axes), layer.epsilon
+    )
     by_keras = layer(x, training=True).numpy()  # also moves the averages once
     np.testing.assert_allclose(by_tf_nn, by_keras, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(by_formula, by_keras, rtol=1e-4, atol=1e-4)
@@ -119,8 +140,14 @@ def test_hand_written_bn_matches_keras_in_training_and_inference(shape):
 
     new = rng.normal(2.0, 3.0, size=shape).astype(np.float32)
     by_tf_nn = lesson.batch_norm_tf_nn(new, layer, training=False).numpy()
-    by_formula = lesson.batch_norm_formula(new, layer.gamma.numpy(), layer.beta.numpy(), layer.moving_mean.numpy(),
-                                           layer.moving_variance.numpy(), layer.epsilon)
+    by_formula = lesson.batch_norm_formula(
+        new,
+        layer.gamma.numpy(),
+        layer.beta.numpy(),
+        layer.moving_mean.numpy(),
+        layer.moving_variance.numpy(),
+        layer.epsilon,
+    )
     by_keras = layer(new, training=False).numpy()
     np.testing.assert_allclose(by_tf_nn, by_keras, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(by_formula, by_keras, rtol=1e-4, atol=1e-4)
@@ -143,10 +170,19 @@ def test_batch_of_one_in_training_mode_gives_one_class_and_leaves_the_model_unch
 
 # -- training loop and comparisons -----------------------------------------------------------
 
+
 def test_train_demo_reports_every_25_batches_and_validates_every_100():
     run = FakeRun()
-    result = lesson.train_demo(lesson.build_demo_net(True, seed=0), run, fake_mnist(), learning_rate=0.1,
-                               num_batches=110, batch_size=20, validation_size=50, test_size=40)
+    result = lesson.train_demo(
+        lesson.build_demo_net(True, seed=0),
+        run,
+        fake_mnist(),
+        learning_rate=0.1,
+        num_batches=110,
+        batch_size=20,
+        validation_size=50,
+        test_size=40,
+    )
     train_batches = [b for b, _, _, split in run.logs if split == "train"]
     val_batches = [b for b, _, _, split in run.logs if split == "validation"]
     assert train_batches == [25, 50, 75, 100, 110]
@@ -161,19 +197,29 @@ def test_twins_see_the_same_batches():
     runs = []
     for batch_norm in (False, False):  # the same network twice: identical curves prove identical batches
         run = FakeRun()
-        lesson.train_demo(lesson.build_demo_net(batch_norm, seed=5), run, data, learning_rate=0.05,
-                          num_batches=50, batch_size=20)
+        lesson.train_demo(
+            lesson.build_demo_net(batch_norm, seed=5), run, data, learning_rate=0.05, num_batches=50, batch_size=20
+        )
         runs.append(run)
     np.testing.assert_allclose([p[1] for p in runs[0].logs], [p[1] for p in runs[1].logs], rtol=1e-5)
 
 
 def test_compare_trains_both_twins_for_each_setting():
     pytest.importorskip("bnlab.monitor")
-    results = lesson.compare([{"learning_rate": 0.1}, {"learning_rate": 0.5, "activation": "sigmoid", "init": "he"}],
-                             fake_mnist(), title="test", num_batches=30, batch_size=20, mode="silent")
+    results = lesson.compare(
+        [{"learning_rate": 0.1}, {"learning_rate": 0.5, "activation": "sigmoid", "init": "he"}],
+        fake_mnist(),
+        title="test",
+        num_batches=30,
+        batch_size=20,
+        mode="silent",
+    )
     assert [(r["learning_rate"], r["activation"], r["init"], r["batch_norm"]) for r in results] == [
-        (0.1, "relu", "glorot", False), (0.1, "relu", "glorot", True),
-        (0.5, "sigmoid", "he", False), (0.5, "sigmoid", "he", True)]
+        (0.1, "relu", "glorot", False),
+        (0.1, "relu", "glorot", True),
+        (0.5, "sigmoid", "he", False),
+        (0.5, "sigmoid", "he", True),
+    ]
     assert len({r["name"] for r in results}) == 4, "run names must differ, or the monitor merges the runs"
     table = lesson.results_table(results)
     assert table.count("\n") == 4 and "with BN" in table and "no BN" in table
@@ -182,8 +228,9 @@ def test_compare_trains_both_twins_for_each_setting():
 def test_comparison_controls_offer_the_choices_and_run():
     pytest.importorskip("bnlab.monitor")
     pytest.importorskip("ipywidgets")
-    controls = lesson.ComparisonControls(fake_mnist(), num_batches=25, batch_size=20, learning_rate=0.01,
-                                         activation="relu", init="normal-5")
+    controls = lesson.ComparisonControls(
+        fake_mnist(), num_batches=25, batch_size=20, learning_rate=0.01, activation="relu", init="normal-5"
+    )
     assert list(controls.learning_rate.options) == list(lesson.LEARNING_RATES)
     assert list(controls.activation.options) == list(lesson.ACTIVATIONS)
     assert [value for _, value in controls.init.options] == list(lesson.INITIALISERS)
@@ -191,7 +238,9 @@ def test_comparison_controls_offer_the_choices_and_run():
     controls.activation.value = "tanh"
     results = controls.run()
     assert [(r["activation"], r["init"], r["batch_norm"]) for r in results] == [
-        ("tanh", "normal-5", False), ("tanh", "normal-5", True)]
+        ("tanh", "normal-5", False),
+        ("tanh", "normal-5", True),
+    ]
 
     controls.learning_rate.value = 0.1
     controls.button.click()  # what a student's click does: train, print the table, enable the button again
@@ -201,13 +250,15 @@ def test_comparison_controls_offer_the_choices_and_run():
 
 # -- the notebook ----------------------------------------------------------------------------
 
+
 def test_notebook_is_stored_without_outputs_and_starts_with_bnlab():
     import nbformat
 
     nb = nbformat.read(REPO_ROOT / NOTEBOOK, as_version=4)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
-    assert all(not cell.outputs and cell.execution_count is None for cell in code_cells), \
+    assert all(not cell.outputs and cell.execution_count is None for cell in code_cells), (
         "clear the outputs before committing the lesson notebook"
+    )
     assert code_cells[0].source.splitlines()[0] == "import bnlab"
     assert "bnlab.device.print_device()" in code_cells[0].source
     sources = "\n".join(cell.source for cell in code_cells)
@@ -223,11 +274,18 @@ def test_appendix_sets_legacy_keras_before_tensorflow_and_is_stored_without_outp
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(not cell.outputs and cell.execution_count is None for cell in code_cells)
     first = code_cells[0].source
-    assert first.index('os.environ["TF_USE_LEGACY_KERAS"] = "1"') < first.index("import bnlab"), \
+    assert first.index('os.environ["TF_USE_LEGACY_KERAS"] = "1"') < first.index("import bnlab"), (
         "TF_USE_LEGACY_KERAS must be set before anything imports TensorFlow"
+    )
     sources = "\n".join(cell.source for cell in code_cells)
-    for idiom in ("v1.placeholder", "v1.layers.batch_normalization", "v1.GraphKeys.UPDATE_OPS",
-                  "tf.control_dependencies", "tf.cond", "v1.Session"):
+    for idiom in (
+        "v1.placeholder",
+        "v1.layers.batch_normalization",
+        "v1.GraphKeys.UPDATE_OPS",
+        "tf.control_dependencies",
+        "tf.cond",
+        "v1.Session",
+    ):
         assert idiom in sources, f"the appendix should show the TF1 idiom {idiom}"
 
 
@@ -236,7 +294,12 @@ def test_appendix_sets_legacy_keras_before_tensorflow_and_is_stored_without_outp
 def test_lesson_notebook_executes_under_nbval_in_short_mode(notebook):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", notebook],
-        env={**os.environ, "BNLAB_SHORT": "1"}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+        env={**os.environ, "BNLAB_SHORT": "1"},
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, f"nbval failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
 
 
@@ -250,10 +313,16 @@ def test_lesson_notebook_writes_nothing_to_stderr_in_short_mode(monkeypatch, not
 
     monkeypatch.setenv("BNLAB_SHORT", "1")
     nb = nbformat.read(REPO_ROOT / notebook, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": str((REPO_ROOT / notebook).parent)}}).execute()
-    noisy = [(index, output.get("text", "")[:300]) for index, cell in enumerate(nb.cells) if cell.cell_type == "code"
-             for output in cell.outputs if output.get("name") == "stderr"]
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str((REPO_ROOT / notebook).parent)}}
+    ).execute()
+    noisy = [
+        (index, output.get("text", "")[:300])
+        for index, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.get("name") == "stderr"
+    ]
     assert not noisy, f"cells wrote to stderr: {noisy}"
 
 

@@ -4,6 +4,7 @@ The lesson's cells print what a run shows; these tests execute the notebook once
 own, and check that the run shows it. After the cell that computes something, the fixture reads the
 values a test needs from the kernel (PROBES), before later cells reuse the names.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,66 +22,119 @@ NOTEBOOK = REPO_ROOT / "source" / "batch_norm_lesson" / "Batch_Normalization_Les
 
 # (name, a line of the cell after which the value is read, an expression evaluated in the kernel there)
 PROBES = [
-    ("numpy_example", "z = gamma * x_hat + beta",
-     "dict(x_hat=x_hat, z=z, var=var, epsilon=epsilon, gamma=gamma, beta=beta)"),
-    ("undo", "inference_errors, training_errors = [], []",
-     "dict(inference=inference_errors, training=training_errors, largest=float(np.abs(population).max()))"),
-    ("update_rule", "# One more step, compared with the update rule above:",
-     "dict(mean=layer.moving_mean.numpy(), var=layer.moving_variance.numpy(), before_mean=before_mean,"
-     " before_var=before_var, batch=batch, momentum=layer.momentum)"),
+    (
+        "numpy_example",
+        "z = gamma * x_hat + beta",
+        "dict(x_hat=x_hat, z=z, var=var, epsilon=epsilon, gamma=gamma, beta=beta)",
+    ),
+    (
+        "undo",
+        "inference_errors, training_errors = [], []",
+        "dict(inference=inference_errors, training=training_errors, largest=float(np.abs(population).max()))",
+    ),
+    (
+        "update_rule",
+        "# One more step, compared with the update rule above:",
+        "dict(mean=layer.moving_mean.numpy(), var=layer.moving_variance.numpy(), before_mean=before_mean,"
+        " before_var=before_var, batch=batch, momentum=layer.momentum)",
+    ),
     ("demo_momentum", "demo_momentum = ", "demo_momentum"),
-    ("one_at_a_time", "with_batch_stats = lesson.predict_one_at_a_time(",
-     "dict(population=np.asarray(with_population), batch=np.asarray(with_batch_stats),"
-     " labels=np.asarray(labels))"),
+    (
+        "one_at_a_time",
+        "with_batch_stats = lesson.predict_one_at_a_time(",
+        "dict(population=np.asarray(with_population), batch=np.asarray(with_batch_stats), labels=np.asarray(labels))",
+    ),
     ("twins", "same_start = ", "same_start"),
-    ("demos", "init_results = lesson.compare(",
-     "[(r['learning_rate'], r['activation'], r['init'], r['batch_norm'], r['validation_accuracy'])"
-     " for r in learning_rate_results + activation_results + init_results]"),
+    (
+        "demos",
+        "init_results = lesson.compare(",
+        "[(r['learning_rate'], r['activation'], r['init'], r['batch_norm'], r['validation_accuracy'])"
+        " for r in learning_rate_results + activation_results + init_results]",
+    ),
     ("tiny_weights", "keras_std = {}", "dict(variances=dict(variances), keras_std=keras_std, bn2_input=bn2_input)"),
-    ("mlp_start", "mlps = {",
-     "{name: [mlps[label].get_layer(name).kernel.numpy() for label in ('with BN', 'without BN')]"
-     " for name in ('hidden1', 'hidden2', 'logits')}"),
+    (
+        "mlp_start",
+        "mlps = {",
+        "{name: [mlps[label].get_layer(name).kernel.numpy() for label in ('with BN', 'without BN')]"
+        " for name in ('hidden1', 'hidden2', 'logits')}",
+    ),
     ("mlp_results", "mlp_results = {}", "dict(short=SHORT, val={k: list(r['val']) for k, r in mlp_results.items()})"),
-    ("bn_variables", 'bn1 = mlp.get_layer("bn1")',
-     "([v.name for v in bn1.trainable_weights], [v.name for v in bn1.non_trainable_weights])"),
-    ("by_hand_training", "by_keras = bn(features, training=True)",
-     "dict(tf_nn=by_tf_nn.numpy(), formula=by_formula.numpy(), keras=by_keras.numpy(), mean=mean.numpy(),"
-     " variance=variance.numpy(), moving_mean=bn.moving_mean.numpy(), moving_variance=bn.moving_variance.numpy(),"
-     " momentum=bn.momentum)"),
-    ("by_hand_inference", "by_keras = bn(new_features, training=False)",
-     "dict(tf_nn=by_tf_nn.numpy(), formula=by_formula.numpy(), keras=by_keras.numpy())"),
-    ("per_channel", "conv_bn = keras.layers.BatchNormalization()",
-     "dict(mean=tuple(mean.shape), gamma=tuple(conv_bn.gamma.shape), formula=by_formula.numpy(),"
-     " keras=by_keras.numpy())"),
-    ("cnn_batch_of_one", "bn_names = [layer.name for layer in cnn.layers",
-     "dict(constant=constant, one_by_one=one_by_one, alone=alone)"),
-    ("layer_norm", "layer_norm = keras.layers.LayerNormalization()",
-     "dict(alone=layer_norm(batch[:1]).numpy(), in_batch=layer_norm(batch).numpy()[:1],"
-     " bn_alone=batch_norm(batch[:1], training=True).numpy(),"
-     " bn_in_batch=batch_norm(batch, training=True).numpy()[:1])"),
+    (
+        "bn_variables",
+        'bn1 = mlp.get_layer("bn1")',
+        "([v.name for v in bn1.trainable_weights], [v.name for v in bn1.non_trainable_weights])",
+    ),
+    (
+        "by_hand_training",
+        "by_keras = bn(features, training=True)",
+        "dict(tf_nn=by_tf_nn.numpy(), formula=by_formula.numpy(), keras=by_keras.numpy(), mean=mean.numpy(),"
+        " variance=variance.numpy(), moving_mean=bn.moving_mean.numpy(), moving_variance=bn.moving_variance.numpy(),"
+        " momentum=bn.momentum)",
+    ),
+    (
+        "by_hand_inference",
+        "by_keras = bn(new_features, training=False)",
+        "dict(tf_nn=by_tf_nn.numpy(), formula=by_formula.numpy(), keras=by_keras.numpy())",
+    ),
+    (
+        "per_channel",
+        "conv_bn = keras.layers.BatchNormalization()",
+        "dict(mean=tuple(mean.shape), gamma=tuple(conv_bn.gamma.shape), formula=by_formula.numpy(),"
+        " keras=by_keras.numpy())",
+    ),
+    (
+        "cnn_batch_of_one",
+        "bn_names = [layer.name for layer in cnn.layers",
+        "dict(constant=constant, one_by_one=one_by_one, alone=alone)",
+    ),
+    (
+        "layer_norm",
+        "layer_norm = keras.layers.LayerNormalization()",
+        "dict(alone=layer_norm(batch[:1]).numpy(), in_batch=layer_norm(batch).numpy()[:1],"
+        " bn_alone=batch_norm(batch[:1], training=True).numpy(),"
+        " bn_in_batch=batch_norm(batch, training=True).numpy()[:1])",
+    ),
     ("rnn", "step_std = states.std(axis=(0, 2))", "step_std"),
-    ("batch_of_one", "tiny = keras.layers.BatchNormalization(epsilon=1e-3)",
-     "dict(out=out.numpy(), beta=tiny.beta.numpy())"),
-    ("cnn_records", "shrink = plain.preact_std[0][0]",
-     "dict(shrink=float(shrink), bn_std=[float(s) for s in with_bn.preact_std[0]],"
-     " bn_grad=float(with_bn.grad_norms[0][0]), plain_grad=float(plain.grad_norms[0][0]))"),
-    ("noise", "noise_results[kind] = lesson.train_demo(",
-     "{kind: float(r['validation_accuracy']) for kind, r in noise_results.items()}"),
-    ("sweep", "sweep = normalization.batch_size_sweep(",
-     "{key: (float(r['validation_accuracy']), r.get('population_error')) for key, r in by.items()}"),
+    (
+        "batch_of_one",
+        "tiny = keras.layers.BatchNormalization(epsilon=1e-3)",
+        "dict(out=out.numpy(), beta=tiny.beta.numpy())",
+    ),
+    (
+        "cnn_records",
+        "shrink = plain.preact_std[0][0]",
+        "dict(shrink=float(shrink), bn_std=[float(s) for s in with_bn.preact_std[0]],"
+        " bn_grad=float(with_bn.grad_norms[0][0]), plain_grad=float(plain.grad_norms[0][0]))",
+    ),
+    (
+        "noise",
+        "noise_results[kind] = lesson.train_demo(",
+        "{kind: float(r['validation_accuracy']) for kind, r in noise_results.items()}",
+    ),
+    (
+        "sweep",
+        "sweep = normalization.batch_size_sweep(",
+        "{key: (float(r['validation_accuracy']), r.get('population_error')) for key, r in by.items()}",
+    ),
     ("folding", "folded = normalization.fold_batch_norm(cnn_bn)", "dict(folded=folded_out, unfolded=unfolded_out)"),
-    ("fine_tuning", "frozen = keras.layers.BatchNormalization()",
-     "dict(same=bool(same), frozen_mean=frozen.moving_mean.numpy(), moved=bool(moved),"
-     " kept=bool(np.array_equal(before, base.get_layer('base_bn').moving_mean.numpy())))"),
-    ("momentum_conventions", "torch_momentum, running_mean = 0.1, np.zeros(3)",
-     "dict(keras=keras_bn.moving_mean.numpy(), torch=running_mean, moving_var=moving_var)"),
+    (
+        "fine_tuning",
+        "frozen = keras.layers.BatchNormalization()",
+        "dict(same=bool(same), frozen_mean=frozen.moving_mean.numpy(), moved=bool(moved),"
+        " kept=bool(np.array_equal(before, base.get_layer('base_bn').moving_mean.numpy())))",
+    ),
+    (
+        "momentum_conventions",
+        "torch_momentum, running_mean = 0.1, np.zeros(3)",
+        "dict(keras=keras_bn.moving_mean.numpy(), torch=running_mean, moving_var=moving_var)",
+    ),
 ]
 
 
 @dataclass
 class LessonRun:
-    nb: nbformat.NotebookNode       # the executed notebook, outputs included
-    values: dict                    # name of a probe: the value it read
+    nb: nbformat.NotebookNode  # the executed notebook, outputs included
+    values: dict  # name of a probe: the value it read
 
     def table_after(self, line: str, header: str) -> list[str]:
         """The lines of the table that the code cell holding ``line`` printed under ``header``."""
@@ -102,8 +156,7 @@ def _probe_cells(nb) -> dict[int, list[tuple[str, str]]]:
 
 def _read(client, nb, expression: str, path: Path):
     """Evaluate ``expression`` in the notebook's kernel and return its value (pickled through ``path``)."""
-    source = (f"__import__('pathlib').Path({str(path)!r}).write_bytes("
-              f"__import__('pickle').dumps({expression}))")
+    source = f"__import__('pathlib').Path({str(path)!r}).write_bytes(__import__('pickle').dumps({expression}))"
     nb.cells.append(nbformat.v4.new_code_cell(source))
     try:
         client.execute_cell(nb.cells[-1], len(nb.cells) - 1, store_history=False)
@@ -120,9 +173,10 @@ def run(tmp_path_factory) -> LessonRun:
     probes = _probe_cells(nb)
     folder = tmp_path_factory.mktemp("lesson-probes")
     env = dict(os.environ)
-    env.setdefault("BNLAB_SHORT", "1")   # BNLAB_SHORT=0 checks a full run
-    client = NotebookClient(nb, timeout=900, kernel_name="python3",
-                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    env.setdefault("BNLAB_SHORT", "1")  # BNLAB_SHORT=0 checks a full run
+    client = NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
     client.reset_execution_trackers()
     values = {}
     with client.setup_kernel(env=env):
@@ -138,11 +192,17 @@ slow = pytest.mark.slow
 
 # -- the run as a whole --------------------------------------------------------------------------
 
+
 @slow
 def test_the_lesson_writes_nothing_to_stderr(run):
     """nbgrader gives zero points to cells that write to stderr; a student would see a red box."""
-    noisy = [(index, output.get("text", "")[:300]) for index, cell in enumerate(run.nb.cells)
-             if cell.cell_type == "code" for output in cell.outputs if output.get("name") == "stderr"]
+    noisy = [
+        (index, output.get("text", "")[:300])
+        for index, cell in enumerate(run.nb.cells)
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.get("name") == "stderr"
+    ]
     assert not noisy, f"cells wrote to stderr: {noisy}"
 
 
@@ -151,7 +211,7 @@ def test_the_tables_print_a_header_and_one_line_per_row(run):
     sweep = run.table_after("sweep = normalization.batch_size_sweep(", "batch size")
     assert sweep[0].endswith("BN population error")
     sizes = sorted({size for _, size in run.values["sweep"]})
-    assert [int(text.split()[0]) for text in sweep[1:1 + len(sizes)]] == sizes
+    assert [int(text.split()[0]) for text in sweep[1 : 1 + len(sizes)]] == sizes
     tiny = run.table_after("keras_std = {}", "layer")
     assert [text.split()[0] for text in tiny[1:3]] == list(run.values["tiny_weights"]["variances"])
     cnn = run.table_after('plain, with_bn = cnn_records["without BN"]', "at batch 1 (initial weights)")
@@ -160,10 +220,11 @@ def test_the_tables_print_a_header_and_one_line_per_row(run):
 
 # -- 1. the idea and the math --------------------------------------------------------------------
 
+
 @slow
 def test_normalized_features_have_mean_zero_and_the_expected_spread(run):
     v = run.values["numpy_example"]
-    shrink = np.sqrt(v["var"] / (v["var"] + v["epsilon"]))   # just below 1
+    shrink = np.sqrt(v["var"] / (v["var"] + v["epsilon"]))  # just below 1
     np.testing.assert_allclose(v["x_hat"].mean(axis=0), 0.0, atol=1e-9)
     np.testing.assert_allclose(v["x_hat"].std(axis=0), shrink)
     np.testing.assert_allclose(v["z"].mean(axis=0), v["beta"], atol=1e-9)
@@ -181,6 +242,7 @@ def test_gamma_and_beta_undo_the_normalization_only_with_population_statistics(r
 
 
 # -- 2. training versus inference ----------------------------------------------------------------
+
 
 @slow
 def test_moving_averages_follow_the_update_rule(run):
@@ -200,11 +262,13 @@ def test_single_images_in_training_mode_all_get_one_class(run):
     v = run.values["one_at_a_time"]
     assert len(v["labels"]) == 100
     assert len(set(v["batch"].tolist())) == 1, "with batch statistics every single image should get the same class"
-    assert np.mean(v["population"] == v["labels"]) > 0.5, \
+    assert np.mean(v["population"] == v["labels"]) > 0.5, (
         "with population statistics the network should be right most of the time"
+    )
 
 
 # -- 3. demos --------------------------------------------------------------------------------------
+
 
 @slow
 def test_twins_start_from_identical_kernels(run):
@@ -214,12 +278,15 @@ def test_twins_start_from_identical_kernels(run):
 @slow
 def test_batch_normalization_wins_where_the_demos_say(run):
     scores = {setting[:4]: setting[4] for setting in run.values["demos"]}
-    assert scores[(2.0, "relu", "glorot", True)] > scores[(2.0, "relu", "glorot", False)] + 0.3, \
+    assert scores[(2.0, "relu", "glorot", True)] > scores[(2.0, "relu", "glorot", False)] + 0.3, (
         "at learning rate 2 batch normalization should win by far"
-    assert scores[(0.01, "sigmoid", "glorot", True)] > scores[(0.01, "sigmoid", "glorot", False)], \
+    )
+    assert scores[(0.01, "sigmoid", "glorot", True)] > scores[(0.01, "sigmoid", "glorot", False)], (
         "the sigmoid network should learn faster with batch normalization"
-    assert scores[(0.1, "relu", "normal-0.001", True)] > scores[(0.1, "relu", "normal-0.001", False)] + 0.3, \
+    )
+    assert scores[(0.1, "relu", "normal-0.001", True)] > scores[(0.1, "relu", "normal-0.001", False)] + 0.3, (
         "batch normalization should rescue tiny initial weights"
+    )
 
 
 @slow
@@ -229,13 +296,15 @@ def test_tiny_weights_reach_the_bn_layers_below_epsilon(run):
     assert max(v["variances"].values()) < 1e-3, "the variance reaching the BN layers should be below epsilon"
     assert sorted(v["keras_std"]) == [1e-8, 1e-3]
     variance = v["bn2_input"].var(axis=0)
-    for eps, std in v["keras_std"].items():   # real Keras layers give the std the formula predicts
+    for eps, std in v["keras_std"].items():  # real Keras layers give the std the formula predicts
         np.testing.assert_allclose(std, np.sqrt(variance / (variance + eps)), rtol=2e-2, atol=1e-4)
-    assert v["keras_std"][1e-3].mean() < 0.9 < v["keras_std"][1e-8].mean(), \
+    assert v["keras_std"][1e-3].mean() < 0.9 < v["keras_std"][1e-8].mean(), (
         "only a smaller epsilon brings the spread of bn2's output near 1"
+    )
 
 
 # -- 4. the textbook MLP ---------------------------------------------------------------------------
+
 
 @slow
 def test_textbook_mlps_start_from_the_same_weights(run):
@@ -258,6 +327,7 @@ def test_a_bn_layer_trains_gamma_and_beta_and_keeps_the_moving_averages(run):
 
 # -- 5. batch normalization by hand -----------------------------------------------------------------
 
+
 @slow
 def test_tf_nn_and_the_formula_agree_with_keras_in_training_mode(run):
     v = run.values["by_hand_training"]
@@ -278,6 +348,7 @@ def test_the_moving_averages_moved_once_and_normalize_at_inference(run):
 
 
 # -- 6. convolutional and recurrent networks ---------------------------------------------------------
+
 
 @slow
 def test_conv_bn_keeps_one_mean_and_variance_per_channel(run):
@@ -310,6 +381,7 @@ def test_the_recurrent_state_grows_after_the_blank_first_rows(run):
 
 # -- 7. check yourself ---------------------------------------------------------------------------------
 
+
 @slow
 def test_a_batch_of_one_in_training_mode_outputs_beta(run):
     v = run.values["batch_of_one"]
@@ -317,6 +389,7 @@ def test_a_batch_of_one_in_training_mode_outputs_beta(run):
 
 
 # -- 8. inside the exercise's network -----------------------------------------------------------------
+
 
 @slow
 def test_without_bn_the_signal_and_the_gradients_fade(run):
@@ -329,12 +402,14 @@ def test_without_bn_the_signal_and_the_gradients_fade(run):
 
 # -- 9. why does it work ----------------------------------------------------------------------------
 
+
 @slow
 def test_noisy_batch_normalization_still_trains(run):
     assert run.values["noise"]["noisy_batch"] > 0.5, "noisy BN should still train"
 
 
 # -- 10. batch size ----------------------------------------------------------------------------------
+
 
 @slow
 def test_small_batches_hurt_batch_normalization_not_layer_normalization(run):
@@ -345,6 +420,7 @@ def test_small_batches_hurt_batch_normalization_not_layer_normalization(run):
 
 
 # -- 11. deployment ------------------------------------------------------------------------------------
+
 
 @slow
 def test_the_folded_cnn_computes_the_same_logits(run):
@@ -371,6 +447,7 @@ def test_keras_and_pytorch_momentum_conventions_and_the_biased_variance(run):
 
 
 # -- the notebook as stored (no execution) ------------------------------------------------------------
+
 
 def test_the_lesson_shows_what_it_computes_instead_of_asserting():
     nb = nbformat.read(NOTEBOOK, as_version=4)

@@ -1,4 +1,5 @@
 """bnlab.training.loop: the one reporting schedule that the exercise, the lesson and the monitor benchmark share."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,15 @@ def _fake_step(calls):
 
 def test_schedule_logs_every_25_validates_every_100_and_after_the_last_batch():
     run, steps, validations, last = FakeRun(), [], [], []
-    logs = loop.run_schedule(130, _fake_step(steps), lambda b: validations.append(b) or (0.5, 0.9), run,
-                             log_every=25, validate_every=100, at_last_batch=lambda: last.append(len(steps)))
+    logs = loop.run_schedule(
+        130,
+        _fake_step(steps),
+        lambda b: validations.append(b) or (0.5, 0.9),
+        run,
+        log_every=25,
+        validate_every=100,
+        at_last_batch=lambda: last.append(len(steps)),
+    )
     assert steps == list(range(1, 131))
     assert [b for b, _, _, split in run.logs if split == "train"] == [25, 50, 75, 100, 125, 130]
     assert [b for b, _, _, split in run.logs if split == "validation"] == [100, 130]
@@ -45,8 +53,7 @@ def test_the_schedule_defaults_to_the_exercise_constants():
 
 def test_average_reports_the_mean_of_the_interval():
     run = FakeRun()
-    logs = loop.run_schedule(6, _fake_step([]), lambda b: (0.0, 1.0), run, log_every=4, validate_every=10,
-                             average=True)
+    logs = loop.run_schedule(6, _fake_step([]), lambda b: (0.0, 1.0), run, log_every=4, validate_every=10, average=True)
     assert logs.train_log == [(4, 2.5, pytest.approx(0.0025)), (6, 5.5, pytest.approx(0.0055))]
 
 
@@ -88,8 +95,7 @@ def test_the_watch_times_the_first_step_as_tracing():
         def __exit__(self, *exc):
             return False
 
-    loop.run_schedule(3, _fake_step([]), lambda b: (0.0, 1.0), FakeRun(), log_every=3, validate_every=3,
-                      watch=Watch)
+    loop.run_schedule(3, _fake_step([]), lambda b: (0.0, 1.0), FakeRun(), log_every=3, validate_every=3, watch=Watch)
     assert parts == ["tracing", "steps", "steps", "steps", "monitor", "validation", "monitor"]
 
 
@@ -100,15 +106,32 @@ def test_after_step_runs_last_in_every_batch():
         def log(self, batch, loss, accuracy, split="train"):
             events.append((batch, split))
 
-    loop.run_schedule(4, lambda b: events.append((b, "step")) or (1.0, 0.5), lambda b: (0.0, 1.0), Run(),
-                      log_every=2, validate_every=4, after_step=lambda b: events.append((b, "after")))
-    assert events == [(1, "step"), (1, "after"), (2, "step"), (2, "train"), (2, "after"), (3, "step"), (3, "after"),
-                      (4, "step"), (4, "train"), (4, "validation"), (4, "after")]
+    loop.run_schedule(
+        4,
+        lambda b: events.append((b, "step")) or (1.0, 0.5),
+        lambda b: (0.0, 1.0),
+        Run(),
+        log_every=2,
+        validate_every=4,
+        after_step=lambda b: events.append((b, "after")),
+    )
+    assert events == [
+        (1, "step"),
+        (1, "after"),
+        (2, "step"),
+        (2, "train"),
+        (2, "after"),
+        (3, "step"),
+        (3, "after"),
+        (4, "step"),
+        (4, "train"),
+        (4, "validation"),
+        (4, "after"),
+    ]
 
 
 def test_a_silent_run_takes_the_reports():
-    logs = loop.run_schedule(3, _fake_step([]), lambda b: (0.5, 0.9), loop.SilentRun(), log_every=2,
-                             validate_every=3)
+    logs = loop.run_schedule(3, _fake_step([]), lambda b: (0.5, 0.9), loop.SilentRun(), log_every=2, validate_every=3)
     assert [b for b, *_ in logs.train_log] == [2, 3] and logs.validation_log == [(3, 0.5, 0.9)]
     assert loop.SilentRun().finish(validation_accuracy=1.0) is None
 
@@ -147,8 +170,16 @@ def test_exercise_lesson_recording_and_monitor_benchmark_all_run_this_loop(monke
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
         return loss, model(images, training=False)
 
-    results = training.train(model, train_step, lambda m, x: m(x, training=False), data=data, num_batches=2,
-                             monitor=TrainingMonitor(mode="silent"), compile=False, refresh_batches=0)
+    results = training.train(
+        model,
+        train_step,
+        lambda m, x: m(x, training=False),
+        data=data,
+        num_batches=2,
+        monitor=TrainingMonitor(mode="silent"),
+        compile=False,
+        refresh_batches=0,
+    )
     diagnostics.train_and_record(diagnostics.build_exercise_cnn(True), data, 5, batch_size=8, validation_size=8)
     assert calls == [3, 4, 2, 5]
     assert [b for b, *_ in results.train_log] == [2] and len(results.batch_log) == 2

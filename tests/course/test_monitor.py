@@ -1,5 +1,6 @@
 """Tests of bnlab.monitor: history, summary, throttling, display fallback, legend, Keras callback,
 headless run, and the simulated-workload benchmark bnlab.instructor.bench.monitor."""
+
 from __future__ import annotations
 
 import io
@@ -64,7 +65,8 @@ def test_history_best_final_and_summary():
     assert with_bn.finished and not without.finished
     assert monitor.summary() == (
         "Summary: with BN: best val acc 0.9700 @ batch 200, final val 0.9600, test acc 0.9550, "
-        "single sample acc 0.9800 | without BN: best val acc 0.1100 @ batch 100, final val 0.1100")
+        "single sample acc 0.9800 | without BN: best val acc 0.1100 @ batch 100, final val 0.1100"
+    )
     with pytest.raises(ValueError):
         with_bn.log(1, 0.1, 0.1, split="test")
 
@@ -108,11 +110,13 @@ def test_text_mode_prints_the_original_lines(capsys):
     expected = []
     for batch in range(1, 201):
         if batch % 25 == 0:
-            expected.append(f"Batch: {batch:>3}: Training loss: {1.0 / batch:>3.5f}, "
-                            f"Training accuracy: {batch / 210:>3.5f}")
+            expected.append(
+                f"Batch: {batch:>3}: Training loss: {1.0 / batch:>3.5f}, Training accuracy: {batch / 210:>3.5f}"
+            )
         if batch % 100 == 0:
-            expected.append(f"Batch: {batch:>3}: Validation loss: {1.5 / batch:>3.5f}, "
-                            f"Validation accuracy: {batch / 220:>3.5f}")
+            expected.append(
+                f"Batch: {batch:>3}: Validation loss: {1.5 / batch:>3.5f}, Validation accuracy: {batch / 220:>3.5f}"
+            )
     assert out.splitlines() == expected + [line]
     assert out.splitlines()[0] == "Batch:  25: Training loss: 0.04000, Training accuracy: 0.11905"
     assert err == ""
@@ -191,9 +195,8 @@ def test_rendering_failure_falls_back_to_text(monkeypatch, capsys):
 
 
 def test_keras_callback_records_points():
-    import numpy as np
-
     import keras
+    import numpy as np
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 4)).astype("float32")
@@ -203,8 +206,7 @@ def test_keras_callback_records_points():
     monitor = TrainingMonitor("keras", mode="silent")
     callback = monitor.keras_callback("dense", log_every=2)
     assert isinstance(callback, keras.callbacks.Callback)
-    model.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:16], y[:16]), verbose=0,
-              callbacks=[callback])
+    model.fit(x, y, batch_size=8, epochs=2, validation_data=(x[:16], y[:16]), verbose=0, callbacks=[callback])
     run = monitor.history["dense"]
     assert [p[0] for p in run.train] == [2, 4, 6, 8, 10, 12, 14, 16]
     assert [p[0] for p in run.validation] == [8, 16]
@@ -220,8 +222,9 @@ def test_headless_notebook_keeps_one_static_figure(tmp_path):
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     nbformat.write(nb, tmp_path / "executed.ipynb")
     saved = nbformat.read(tmp_path / "executed.ipynb", as_version=4)
@@ -234,7 +237,8 @@ def test_headless_notebook_keeps_one_static_figure(tmp_path):
     text = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
     acc = 1 - 0.92 * math.exp(-200 / 60)
     assert text.splitlines() == [
-        f"Summary: fake: best val acc {acc:.4f} @ batch 200, final val {acc:.4f}, test acc 0.9000"]
+        f"Summary: fake: best val acc {acc:.4f} @ batch 200, final val {acc:.4f}, test acc 0.9000"
+    ]
     assert len(outputs) == 2
     for cell in code_cells:
         assert all(o.get("name") != "stderr" for o in cell.outputs), cell.outputs
@@ -247,8 +251,9 @@ def test_headless_notebook_keeps_one_static_figure(tmp_path):
 
 def test_progress_and_status_follow_training_between_chart_redraws():
     clock = FakeClock()
-    monitor = TrainingMonitor("t", total_batches=400, mode="widget", clock=clock, min_interval=0.5,
-                              max_overhead=1e-6)  # a chart is "expensive": redrawn rarely
+    monitor = TrainingMonitor(
+        "t", total_batches=400, mode="widget", clock=clock, min_interval=0.5, max_overhead=1e-6
+    )  # a chart is "expensive": redrawn rarely
     run = monitor.run("r")
     run.log(25, 1.0, 0.1)
     run.log(50, 1.0, 0.1)
@@ -368,9 +373,6 @@ def test_a_failing_close_still_prints_the_summary(monkeypatch, capsys):
     assert lines[-1] == monitor.summary()
 
 
-
-
-
 def test_every_display_offers_the_display_interface():
     from bnlab.monitor.core import Display
 
@@ -388,8 +390,10 @@ def test_importing_the_monitor_loads_no_heavy_library():
     import subprocess
     import sys
 
-    code = ("import sys; import bnlab.monitor; "
-            "print(sorted(m for m in ('tensorflow', 'matplotlib', 'ipywidgets', 'keras') if m in sys.modules))")
+    code = (
+        "import sys; import bnlab.monitor; "
+        "print(sorted(m for m in ('tensorflow', 'matplotlib', 'ipywidgets', 'keras') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -1,4 +1,5 @@
 """bnlab.nn (variables that live across forward passes) and bnlab.training (the exercise's loop)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -108,8 +109,15 @@ def test_train_runs_the_loop_and_reports_the_final_figures(capsys):
         return _plain_step(model, optimizer, images, labels)
 
     monitor = TrainingMonitor(total_batches=30, mode="silent")
-    results = training.train(model, train_step, lambda m, x: m(x, training=False), num_batches=30,
-                             monitor=monitor, validation_size=500, compile=False)
+    results = training.train(
+        model,
+        train_step,
+        lambda m, x: m(x, training=False),
+        num_batches=30,
+        monitor=monitor,
+        validation_size=500,
+        compile=False,
+    )
     assert calls["step"] == 30
     assert [b for b, *_ in results.train_log] == [25, 30]
     assert [b for b, *_ in results.validation_log] == [30]
@@ -134,8 +142,7 @@ def test_under_nbgrader_a_run_is_short_and_skips_what_nothing_reads(monkeypatch,
         return _plain_step(model, optimizer, images, labels)
 
     monitor = TrainingMonitor(total_batches=10, mode="silent")
-    results = training.train(_linear_model, counted, lambda m, x: m(x, training=False), monitor=monitor,
-                             compile=False)
+    results = training.train(_linear_model, counted, lambda m, x: m(x, training=False), monitor=monitor, compile=False)
     assert len(steps) == results.num_batches == settings.GRADING_BATCHES
     assert np.isnan(results.single_sample_accuracy) and 0.0 <= results.test_accuracy <= 1.0
     assert "single_sample_accuracy" not in monitor.history[results.name].final
@@ -145,8 +152,16 @@ def test_under_nbgrader_a_run_is_short_and_skips_what_nothing_reads(monkeypatch,
     assert len(steps) == settings.GRADING_BATCHES and skipped.num_batches == 0 and skipped.batch_log == []
     assert "given: skipped under nbgrader" in capsys.readouterr().out
     monkeypatch.delenv("NBGRADER_EXECUTION")
-    ran = training.train(_linear_model, counted, lambda m, x: m(x), num_batches=2, skip_when_grading=True,
-                         monitor=TrainingMonitor(total_batches=2, mode="silent"), compile=False, refresh_batches=0)
+    ran = training.train(
+        _linear_model,
+        counted,
+        lambda m, x: m(x),
+        num_batches=2,
+        skip_when_grading=True,
+        monitor=TrainingMonitor(total_batches=2, mode="silent"),
+        compile=False,
+        refresh_batches=0,
+    )
     assert ran.num_batches == 2 and len(steps) == settings.GRADING_BATCHES + 2 and ran.single_sample_accuracy >= 0
 
 
@@ -159,7 +174,7 @@ def test_one_evaluate_serves_the_exercise_and_the_lesson():
     rng = np.random.default_rng(0)
     logits = rng.normal(0.0, 3.0, (300, 10)).astype(np.float32)
     labels = rng.integers(0, 10, 300)
-    images = np.arange(300, dtype=np.float32)[:, None]   # each "image" is the index of its logits
+    images = np.arange(300, dtype=np.float32)[:, None]  # each "image" is the index of its logits
     predict = lambda model, x: tf.gather(model, tf.cast(x[:, 0], tf.int32))  # noqa: E731
     accuracy = float(np.mean(np.argmax(logits, 1) == labels))
 

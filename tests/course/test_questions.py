@@ -1,4 +1,5 @@
 """bnlab.questions: teaching messages that never give the answer, and the "what really happens" cells."""
+
 from __future__ import annotations
 
 import re
@@ -73,8 +74,9 @@ def _tiny_bn_model(seed=0):
 
 def test_single_images_with_batch_statistics_all_get_one_answer_and_the_model_is_unchanged(capsys):
     rng = np.random.default_rng(0)
-    test = types.SimpleNamespace(images=rng.random((12, 28, 28, 1), dtype=np.float32),
-                                 labels=rng.integers(0, 10, size=12))
+    test = types.SimpleNamespace(
+        images=rng.random((12, 28, 28, 1), dtype=np.float32), labels=rng.integers(0, 10, size=12)
+    )
     model = _tiny_bn_model()
     for _ in range(3):  # move the moving averages away from their initial values
         model(rng.random((16, 28, 28, 1), dtype=np.float32), training=True)
@@ -94,6 +96,7 @@ def _layer(momentum):
     def layer(prev_layer, num_units):
         x = keras.layers.Dense(num_units, activation="relu")(prev_layer)
         return keras.layers.BatchNormalization(momentum=momentum)(x)
+
     layer.__name__ = f"layer_momentum_{momentum}"
     return layer
 

@@ -2,6 +2,7 @@
 
 nbgrader gives zero points to a test cell that writes to stderr, so this is a grading matter.
 """
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,9 @@ def run_python(code: str, **env_changes: str | None) -> subprocess.CompletedProc
             env.pop(key, None)
         else:
             env[key] = value
-    return subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_import_writes_nothing_to_stderr():
@@ -114,7 +116,9 @@ def test_notebook_after_import_bnlab_has_no_stderr(tmp_path):
     nb.cells = [nbformat.v4.new_code_cell(source) for source in CELLS]
     env_note = os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the kernel inherits our environment
     try:
-        client = nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+        client = nbclient.NotebookClient(
+            nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        )
         client.execute()
     finally:
         if env_note is not None:
@@ -127,8 +131,12 @@ def test_notebook_after_import_bnlab_has_no_stderr(tmp_path):
             if output.output_type == "stream" and output.name == "stderr":
                 noisy.append(f"cell {index}: {output.text}")
     assert not noisy, "cells wrote to stderr (nbgrader would give zero points):\n" + "\n".join(noisy)
-    warnings = [f"cell {i}: {o.text}" for i, cell in enumerate(nb.cells) for o in cell.outputs
-                if o.output_type == "stream" and ("WARNING" in o.text or "retracing" in o.text)]
+    warnings = [
+        f"cell {i}: {o.text}"
+        for i, cell in enumerate(nb.cells)
+        for o in cell.outputs
+        if o.output_type == "stream" and ("WARNING" in o.text or "retracing" in o.text)
+    ]
     assert not warnings, "TensorFlow warnings should be silenced after `import bnlab`:\n" + "\n".join(warnings)
 
     def stdout(index):
@@ -144,8 +152,10 @@ def test_notebook_after_import_bnlab_has_no_stderr(tmp_path):
 
 def test_tooling_modules_do_not_import_tensorflow():
     """Release, feedback and the exercise definition are used by nbgrader's side: no TensorFlow there."""
-    code = ("import sys, bnlab.instructor.preprocessors.feedback, bnlab.instructor.release, bnlab.exercise\n"
-            "print('tf loaded' if 'tensorflow' in sys.modules else 'tf absent')")
+    code = (
+        "import sys, bnlab.instructor.preprocessors.feedback, bnlab.instructor.release, bnlab.exercise\n"
+        "print('tf loaded' if 'tensorflow' in sys.modules else 'tf absent')"
+    )
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert "tf absent" in result.stdout, "importing bnlab's tooling modules must not load TensorFlow"
@@ -153,8 +163,10 @@ def test_tooling_modules_do_not_import_tensorflow():
 
 def test_a_graded_kernel_does_not_pay_for_nbformat():
     """The notebook's imports leave nbformat (and its 2-second jsonschema import) to the tooling."""
-    code = ("import sys, bnlab\nbnlab.tf\nfrom bnlab import grading, nn, questions, training, data\n"
-            "print(sorted(m for m in ('nbformat', 'jsonschema') if m in sys.modules))")
+    code = (
+        "import sys, bnlab\nbnlab.tf\nfrom bnlab import grading, nn, questions, training, data\n"
+        "print(sorted(m for m in ('nbformat', 'jsonschema') if m in sys.modules))"
+    )
     result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", "a module the notebook imports pulled in nbformat; import it lazily"

@@ -1,4 +1,5 @@
 """Reproducible runs (same seed, same figures batch by batch) and the population refresh after training."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +7,9 @@ import pytest
 
 import bnlab
 from bnlab import nn, training
-from bnlab.training import population
 from bnlab.data import Mnist, Split
 from bnlab.monitor import TrainingMonitor
+from bnlab.training import population
 
 tf = bnlab.tf
 keras = tf.keras
@@ -23,7 +24,7 @@ def small_data():
         labels = rng.integers(0, 10, n)
         images = rng.normal(0.0, 0.3, (n, 28, 28, 1)).astype(np.float32)
         for i, label in enumerate(labels):
-            images[i, 2 * label:2 * label + 4, :8, 0] += 1.0
+            images[i, 2 * label : 2 * label + 4, :8, 0] += 1.0
         return Split(images, labels.astype(np.int64))
 
     return Mnist(split(2048), split(500), split(500))
@@ -53,8 +54,16 @@ def keras_predict(model, images):
 
 def run(data, seed, **options):
     options.setdefault("num_batches", 30)
-    return training.train(build_keras, keras_step, keras_predict, data=data, seed=seed,
-                          monitor=TrainingMonitor(mode="silent"), validation_size=500, **options)
+    return training.train(
+        build_keras,
+        keras_step,
+        keras_predict,
+        data=data,
+        seed=seed,
+        monitor=TrainingMonitor(mode="silent"),
+        validation_size=500,
+        **options,
+    )
 
 
 def test_same_seed_same_figures_batch_by_batch(small_data):
@@ -69,8 +78,8 @@ def test_same_seed_same_figures_batch_by_batch(small_data):
 
 def test_a_short_run_trains_on_the_same_batches_as_the_start_of_a_long_one(small_data):
     """A short run copies only its own images to the device; its batches and figures stay those of a long run."""
-    short = run(small_data, seed=3, num_batches=5, refresh_batches=0)    # 320 of 2,048 images: the copied subset
-    long = run(small_data, seed=3, num_batches=20, refresh_batches=0)    # 1,280 images: the whole split
+    short = run(small_data, seed=3, num_batches=5, refresh_batches=0)  # 320 of 2,048 images: the copied subset
+    long = run(small_data, seed=3, num_batches=20, refresh_batches=0)  # 1,280 images: the whole split
     assert short.batch_log == long.batch_log[:5]
 
 
@@ -87,16 +96,17 @@ def test_refresh_sets_the_average_batch_statistics(small_data):
     model = build_keras()
     optimizer = keras.optimizers.Adam(0.01)
     step = tf.function(keras_step)
-    batches = [tf.constant(small_data.train.images[i * 64:(i + 1) * 64]) for i in range(4)]
-    labels = [tf.one_hot(small_data.train.labels[i * 64:(i + 1) * 64], 10) for i in range(4)]
+    batches = [tf.constant(small_data.train.images[i * 64 : (i + 1) * 64]) for i in range(4)]
+    labels = [tf.one_hot(small_data.train.labels[i * 64 : (i + 1) * 64], 10) for i in range(4)]
     for x, y in zip(batches, labels):  # train a little so that the moving averages lag the weights
         step(model, optimizer, x, y)
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     inputs = keras.Model(model.input, [layer.input for layer in norms])
     outputs = [inputs(x, training=True) for x in batches]  # what each normalization sees when training
     weights = [w.numpy() for w in model.trainable_variables]
-    found = population.refresh_population_statistics(model, lambda i: step(model, optimizer, batches[i], labels[i]),
-                                                     optimizer, batches=4)
+    found = population.refresh_population_statistics(
+        model, lambda i: step(model, optimizer, batches[i], labels[i]), optimizer, batches=4
+    )
     assert found["refreshed"] == 4 and found["kept"] == 0 and found["decay"] == pytest.approx([0.99] * 4, abs=1e-5)
     for before, after in zip(weights, model.trainable_variables):
         np.testing.assert_array_equal(before, after.numpy())  # learning rate 0: the weights did not move
@@ -110,7 +120,9 @@ def test_refresh_sets_the_average_batch_statistics(small_data):
 
 
 def test_refresh_follows_the_students_own_update_rule():
-    """A tf.nn layer with decay 0.9 and a (buggy) update without (1 - decay): the refresh converges where theirs would."""
+    """A tf.nn layer with decay 0.9 and a (buggy) update without (1 - decay): the refresh converges where theirs
+    would."""
+
     def layer(x, is_training, buggy):
         pop = nn.get_variable("pop_mean", [2], tf.zeros, trainable=False)
         w = nn.get_variable("w", [2], tf.ones)
@@ -146,7 +158,8 @@ def test_refresh_keeps_statistics_that_training_does_not_update(small_data):
     keras_step(model, optimizer, x, y, mode=False)
     before = [v.numpy() for v in model.non_trainable_variables]
     found = population.refresh_population_statistics(
-        model, lambda i: keras_step(model, optimizer, x, y, mode=False), optimizer, batches=3)
+        model, lambda i: keras_step(model, optimizer, x, y, mode=False), optimizer, batches=3
+    )
     assert found["refreshed"] == 0 and found["kept"] == 4
     for value, variable in zip(before, model.non_trainable_variables):
         np.testing.assert_array_equal(value, variable.numpy())
@@ -154,8 +167,11 @@ def test_refresh_keeps_statistics_that_training_does_not_update(small_data):
 
 def test_a_model_without_statistics_is_left_alone():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    assert population.refresh_population_statistics(model, lambda i: None, keras.optimizers.Adam(), 5) == \
-        {"refreshed": 0, "kept": 0, "decay": []}
+    assert population.refresh_population_statistics(model, lambda i: None, keras.optimizers.Adam(), 5) == {
+        "refreshed": 0,
+        "kept": 0,
+        "decay": [],
+    }
 
 
 def test_fused_adam_matches_keras_adam():
@@ -177,5 +193,3 @@ def test_fused_adam_matches_keras_adam():
             for ours, theirs in zip(weights, reference):
                 np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
         reference = weights
-
-

@@ -1,4 +1,5 @@
 """bnlab.settings: each environment variable read and validated in one place, without TensorFlow."""
+
 import os
 import re
 import subprocess
@@ -10,8 +11,16 @@ import pytest
 import bnlab
 from bnlab import settings
 
-VARIABLES = ("BNLAB_SHORT", "BNLAB_SHORT_BATCHES", "BNLAB_DATA_DIR", "BNLAB_DETERMINISTIC", "BNLAB_COURSE_ROOT",
-             "BNLAB_EXCHANGE", "BNLAB_ISOLATION", "NBGRADER_EXECUTION")
+VARIABLES = (
+    "BNLAB_SHORT",
+    "BNLAB_SHORT_BATCHES",
+    "BNLAB_DATA_DIR",
+    "BNLAB_DETERMINISTIC",
+    "BNLAB_COURSE_ROOT",
+    "BNLAB_EXCHANGE",
+    "BNLAB_ISOLATION",
+    "NBGRADER_EXECUTION",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -51,8 +60,9 @@ def test_a_bad_batch_count_says_what_to_write(monkeypatch, value):
         settings.short_batches()
 
 
-@pytest.mark.parametrize("name, read", [("BNLAB_SHORT", settings.short_mode),
-                                        ("BNLAB_DETERMINISTIC", settings.deterministic)])
+@pytest.mark.parametrize(
+    "name, read", [("BNLAB_SHORT", settings.short_mode), ("BNLAB_DETERMINISTIC", settings.deterministic)]
+)
 def test_a_flag_that_is_neither_on_nor_off_is_refused(monkeypatch, name, read):
     monkeypatch.setenv(name, "maybe")
     with pytest.raises(settings.SettingError, match=f"{name}='maybe': use 1"):
@@ -77,20 +87,32 @@ def test_paths(monkeypatch, tmp_path):
 
 def test_the_command_prints_the_settings_in_effect_and_refuses_bad_ones(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
-    shown = subprocess.run([sys.executable, "-m", "bnlab.settings"], env={**env, "NBGRADER_EXECUTION": "autograde",
-                           "BNLAB_DATA_DIR": str(tmp_path)}, capture_output=True, text=True, check=True).stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "bnlab.settings"],
+        env={**env, "NBGRADER_EXECUTION": "autograde", "BNLAB_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "short mode (BNLAB_SHORT)" in shown and str(tmp_path) in shown
     assert f"{settings.GRADING_BATCHES}\n" in shown
-    bad = subprocess.run([sys.executable, "-m", "bnlab.settings"], env={**env, "BNLAB_SHORT_BATCHES": "x"},
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "bnlab.settings"],
+        env={**env, "BNLAB_SHORT_BATCHES": "x"},
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "BNLAB_SHORT_BATCHES must be a whole number" in bad.stderr
 
 
 def test_no_other_module_reads_these_variables():
     package = Path(settings.__file__).parent
     reads = re.compile(r"(environ\.get\(|environ\[|getenv\()[\"'](%s)[\"']" % "|".join(VARIABLES))
-    readers = [str(path.relative_to(package)) for path in package.rglob("*.py")
-               if path.name != "settings.py" and reads.search(path.read_text())]
+    readers = [
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if path.name != "settings.py" and reads.search(path.read_text())
+    ]
     assert readers == [], f"read these variables through bnlab.settings: {readers}"
     config = (package.parent / "nbgrader_config.py").read_text()
     assert "os.environ" not in config

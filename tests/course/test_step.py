@@ -1,4 +1,5 @@
 """bnlab.training.step: the one training step, evaluation and batch-of-one predictor of the course."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,8 +46,9 @@ def test_batch_of_one_in_training_mode_restores_the_statistics_it_is_given(data,
     for old, new in zip(before, model.non_trainable_variables):
         np.testing.assert_array_equal(old, new.numpy())
     step.predict_one_at_a_time(lambda x: model(x, training=True), images, compile=compile)
-    assert any(not np.array_equal(old, new.numpy()) for old, new in zip(before, model.non_trainable_variables)), \
+    assert any(not np.array_equal(old, new.numpy()) for old, new in zip(before, model.non_trainable_variables)), (
         "without a model to restore, the training-mode passes move the statistics"
+    )
 
 
 def test_the_three_batch_of_one_callers_agree(data):
@@ -111,8 +113,14 @@ def test_gradient_step_inspects_the_gradients_before_it_applies_them(data):
         assert seen is None
         return tf.stack([tf.norm(g) for _, g in pairs]), tf.stack([tf.norm(v) for v, _ in pairs])
 
-    trainer = step.Trainer(model, step.gradient_step(lesson.demo_loss, inspect=inspect),
-                           lambda m, x: m(x, training=False), keras.optimizers.SGD(0.5), one_hot=False, extra=True)
+    trainer = step.Trainer(
+        model,
+        step.gradient_step(lesson.demo_loss, inspect=inspect),
+        lambda m, x: m(x, training=False),
+        keras.optimizers.SGD(0.5),
+        one_hot=False,
+        extra=True,
+    )
     batches = step.Batches(tf.constant(images), tf.constant(labels), tf.constant([np.arange(16)]))
     loss, accuracy, (norms, weights) = trainer.train_on(batches, 0)
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)

@@ -1,4 +1,5 @@
 """The text tables the lesson prints (bnlab/tables.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,11 @@ from bnlab import tables
 
 
 def test_text_is_aligned_left_numbers_right_in_columns_as_wide_as_their_widest_entry():
-    text = tables.table([["bn1", 2.5e-7, 0.0157], ["bn2", np.float32(3.1e-9), np.float64(0.25)]],
-                        ["layer", "batch variance", "std"], ["", ".2e", ".3f"])
+    text = tables.table(
+        [["bn1", 2.5e-7, 0.0157], ["bn2", np.float32(3.1e-9), np.float64(0.25)]],
+        ["layer", "batch variance", "std"],
+        ["", ".2e", ".3f"],
+    )
     assert text.splitlines() == [
         "layer  batch variance    std",
         "bn1          2.50e-07  0.016",
@@ -35,14 +39,16 @@ def test_a_table_without_rows_is_its_header():
 
 
 def test_rows_may_come_from_a_generator():
-    assert tables.table(([n, n * n] for n in (3, 10)), ["n", "n^2"]).splitlines() == [
-        " n  n^2", " 3    9", "10  100"]
+    assert tables.table(([n, n * n] for n in (3, 10)), ["n", "n^2"]).splitlines() == [" n  n^2", " 3    9", "10  100"]
 
 
-@pytest.mark.parametrize("rows,columns,formats,message", [
-    ([[1, 2, 3]], ["a", "b"], "", "row 0 has 3 values for 2 columns"),
-    ([[1, 2]], ["a", "b"], [".1f"], "2 columns but 1 formats"),
-])
+@pytest.mark.parametrize(
+    "rows,columns,formats,message",
+    [
+        ([[1, 2, 3]], ["a", "b"], "", "row 0 has 3 values for 2 columns"),
+        ([[1, 2]], ["a", "b"], [".1f"], "2 columns but 1 formats"),
+    ],
+)
 def test_mismatched_shapes_are_reported(rows, columns, formats, message):
     with pytest.raises(ValueError, match=message):
         tables.table(rows, columns, formats)

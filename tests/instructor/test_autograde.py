@@ -7,6 +7,7 @@ in the course folder (the reference: what the formgrader's button runs), then a 
 cannot be read; then two of them on a real ``dask.distributed.LocalCluster`` of 2 worker processes,
 and a regrade after a test cell changed in source/.
 """
+
 from __future__ import annotations
 
 import io
@@ -15,18 +16,21 @@ import sys
 
 import nbformat
 import pytest
+from submissions import BUGS
 
 from bnlab import exercise
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.autograde import coordinator, job, limits, record
 from bnlab.instructor.autograde.limits import GiB, Limits
 from bnlab.instructor.nbgrader import nbgrader
-from submissions import BUGS
 
 SHORT = {"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}
 BUGGY = next(b for b in BUGS if b.name == "keras_training_flag_never_set")
 CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
-HANG = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # not even an interrupt stops it\ntime.sleep(10**6)\n"
+HANG = (
+    "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)  # not even an interrupt stops it\n"
+    "time.sleep(10**6)\n"
+)
 HOG = "hog = b'x' * (3 * 2**30)  # 3 GiB on top of TensorFlow's own: over the 3 GiB limit of the test\n"
 # generous wall time for the real submissions on a loaded machine; the hanging submission is graded on
 # its own with a short one. The memory limit leaves room for a valid submission (kernel, nbgrader and the
@@ -34,8 +38,11 @@ HOG = "hog = b'x' * (3 * 2**30)  # 3 GiB on top of TensorFlow's own: over the 3 
 LIMITS = Limits(wall_seconds=900, memory_bytes=3 * GiB)
 HANG_LIMITS = Limits(wall_seconds=30, memory_bytes=3 * GiB)
 # the exercise's points, read from the source notebook: checks scored by the autograder, and in all
-POINTS = {notebooks.grade_id(c): float(c.metadata["nbgrader"]["points"]) for c in notebooks.read().cells
-          if c.metadata.get("nbgrader", {}).get("grade")}
+POINTS = {
+    notebooks.grade_id(c): float(c.metadata["nbgrader"]["points"])
+    for c in notebooks.read().cells
+    if c.metadata.get("nbgrader", {}).get("grade")
+}
 AUTO = {name for name in POINTS if name.startswith("test_")}
 MAX = sum(POINTS.values())
 
@@ -62,10 +69,12 @@ def test_grading_commands_end_when_the_coordinator_is_stopped(tmp_path):
 
     marker = tmp_path / "pid"
     child = f"import os, time; open({str(marker)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    grader = ("import signal, sys, threading\nfrom bnlab.instructor.autograde import limits\n"
-              "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
-              f"t = threading.Thread(target=limits.run_limited, args=([sys.executable, '-c', {child!r}], '/tmp', {{}},"
-              " limits.Limits(network='allow')), daemon=True)\nt.start(); t.join()\n")
+    grader = (
+        "import signal, sys, threading\nfrom bnlab.instructor.autograde import limits\n"
+        "signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))\n"
+        f"t = threading.Thread(target=limits.run_limited, args=([sys.executable, '-c', {child!r}], '/tmp', {{}},"
+        " limits.Limits(network='allow')), daemon=True)\nt.start(); t.join()\n"
+    )
     parent = subprocess.Popen([sys.executable, "-c", grader])
     deadline = time.time() + 60
     while not (marker.exists() and marker.read_text()) and time.time() < deadline:
@@ -82,8 +91,10 @@ def test_network_is_cut_where_the_machine_allows_it():
     available, why = limits.network_isolation()
     if not available:
         pytest.skip(f"network isolation unavailable here: {why}")
-    code = ("import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2); print('REACHED')\n"
-            "except OSError as e: print('BLOCKED', e.errno)\nsocket.create_server(('127.0.0.1', 0)); print('LOOPBACK')")
+    code = (
+        "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=2); print('REACHED')\n"
+        "except OSError as e: print('BLOCKED', e.errno)\nsocket.create_server(('127.0.0.1', 0)); print('LOOPBACK')"
+    )
     out = limits.run_limited([sys.executable, "-c", code], "/tmp", dict(os.environ), Limits())
     assert out.network_isolated and out.status == "ok", out
     assert "BLOCKED 101" in out.output and "LOOPBACK" in out.output, out.output
@@ -97,13 +108,16 @@ def test_required_isolation_refuses_when_unavailable(monkeypatch):
 
 
 def test_log_classification_keeps_only_what_deserves_a_look():
-    log = "\n".join([
-        "[AutogradeApp | WARNING] Attribute 'checksum' for cell test_a has changed! (should be: aaa, got: rel)",
-        "[AutogradeApp | WARNING] Attribute 'checksum' for cell test_b has changed! (should be: bbb, got: edited)",
-        "/x/nbgrader/api.py:2229: SAWarning: Object of type <SubmittedAssignment> not in session, add operation",
-        "  for notebook in submission.assignment.notebooks:",
-        "[AutogradeApp | WARNING] Something new",
-        "[AutogradeApp | INFO] Writing 123 bytes"])
+    log = "\n".join(
+        [
+            "[AutogradeApp | WARNING] Attribute 'checksum' for cell test_a has changed! (should be: aaa, got: rel)",
+            "[AutogradeApp | WARNING] Attribute 'checksum' for cell test_b has changed! (should be: bbb, got: edited)",
+            "/x/nbgrader/api.py:2229: SAWarning: Object of type <SubmittedAssignment> not in session, add operation",
+            "  for notebook in submission.assignment.notebooks:",
+            "[AutogradeApp | WARNING] Something new",
+            "[AutogradeApp | INFO] Writing 123 bytes",
+        ]
+    )
     notes, expected = job.classify_log(log, {"test_a": "rel", "test_b": "rel"})
     assert expected == 3
     assert notes == ["locked cell test_b was edited in the submission; nbgrader graded the original", "Something new"]
@@ -137,13 +151,21 @@ def course(tmp_path_factory):
 @pytest.mark.slow  # a scratch course (nbgrader generate_assignment)
 def test_failed_result_gets_a_flagged_gradebook_entry_with_the_reason(course):
     files = {"timestamp.txt": b"2026-11-22 12:00:00.000000 UTC"}
-    result = {"student": "ghost", "assignment": exercise.ASSIGNMENT, "status": "memory",
-              "reason": "used 9 GiB", "notebooks": {}, "seconds": 3.0}
+    result = {
+        "student": "ghost",
+        "assignment": exercise.ASSIGNMENT,
+        "status": "memory",
+        "reason": "used 9 GiB",
+        "notebooks": {},
+        "seconds": 3.0,
+    }
     row = record.merge(course, result, files, "d1")
     assert (row["status"], row["score"], row["max_score"]) == ("memory", 0.0, MAX)
     with record.gradebook(course) as gb:
         nb = gb.find_submission_notebook(exercise.NOTEBOOK, exercise.ASSIGNMENT, "ghost")
-        assert nb.flagged and nb.comments and all("Autograding memory: used 9 GiB" == c.auto_comment for c in nb.comments)
+        assert (
+            nb.flagged and nb.comments and all("Autograding memory: used 9 GiB" == c.auto_comment for c in nb.comments)
+        )
         assert gb.find_submission(exercise.ASSIGNMENT, "ghost").timestamp.year == 2026
     assert record.records(course, exercise.ASSIGNMENT)["ghost"]["reason"] == "used 9 GiB"
 
@@ -200,8 +222,9 @@ def graded_class(tmp_path_factory):
     stream = io.StringIO()
     others = ["solution", "buggy", "crashes", "hog", "garbled"]
     run = coordinator.grade_class(course, jobs=2, limits=LIMITS, env=SHORT, stream=stream, students=others)
-    hang = coordinator.grade_class(course, jobs=1, limits=HANG_LIMITS, env=SHORT, stream=io.StringIO(),
-                                   students=["hangs"])
+    hang = coordinator.grade_class(
+        course, jobs=1, limits=HANG_LIMITS, env=SHORT, stream=io.StringIO(), students=["hangs"]
+    )
     run.rows = sorted(run.rows + hang.rows, key=lambda r: r["student"])
     return course, run, stream.getvalue()
 
@@ -225,8 +248,14 @@ def test_a_kernel_that_dies_in_one_cell_costs_only_that_cell(graded_class):
     assert last["status"] == "crashed" and "the kernel died in keras_layers" in last["reason"], last
     scores = _scores(course, "crashes")
     lost = {name for name, (score, maximum) in scores.items() if score < maximum and name in AUTO}
-    assert lost == {"test_keras_fc_structure", "test_keras_fc_population", "test_keras_fc_outputs",
-                    "test_keras_conv_structure", "test_keras_conv_population", "test_keras_conv_outputs"}, lost
+    assert lost == {
+        "test_keras_fc_structure",
+        "test_keras_fc_population",
+        "test_keras_fc_outputs",
+        "test_keras_conv_structure",
+        "test_keras_conv_population",
+        "test_keras_conv_outputs",
+    }, lost
     assert scores["test_nn_fc_variables"] == (POINTS["test_nn_fc_variables"],) * 2  # Part 2 keeps its points
     assert "crashes" in run.failed  # listed for a look, with the reason
     with record.gradebook(course) as gb:
@@ -234,11 +263,14 @@ def test_a_kernel_that_dies_in_one_cell_costs_only_that_cell(graded_class):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student,status,reason", [
-    ("hangs", "timeout", "wall-time limit of 30 s"),
-    ("hog", "memory", "over the limit of 3 GiB"),
-    ("garbled", "unreadable", "cannot be read as a notebook"),
-])
+@pytest.mark.parametrize(
+    "student,status,reason",
+    [
+        ("hangs", "timeout", "wall-time limit of 30 s"),
+        ("hog", "memory", "over the limit of 3 GiB"),
+        ("garbled", "unreadable", "cannot be read as a notebook"),
+    ],
+)
 def test_each_bad_submission_has_a_failure_record(graded_class, student, status, reason):
     course, run, _ = graded_class
     last = record.records(course, exercise.ASSIGNMENT)[student]
@@ -284,8 +316,10 @@ def test_dask_cluster_grades_the_same_and_regrade_lists_only_changes(tmp_path):
     course = scratch.create_course(tmp_path / "dask")
     scratch.submit(course, "buggy", _fill(course, BUGGY.cells))
     scratch.submit(course, "crashes", _fill(course, {"keras_layers": CRASH}))
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         run = coordinator.grade_class(course, client=client, limits=LIMITS, env=SHORT, stream=io.StringIO())
         workers = set(client.scheduler_info()["workers"])
     assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1") for w in workers)

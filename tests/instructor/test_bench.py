@@ -1,5 +1,6 @@
 """The benchmarks (``python -m bnlab.instructor.bench``): their summaries and tables, on made-up timings, the
 monitor's simulated workload, and the command's subcommands."""
+
 import json
 import subprocess
 import sys
@@ -33,8 +34,9 @@ def test_bench_summarizes_seeds_and_the_overhead_ratio():
 
 
 def test_grading_is_timed_several_times_and_reported_by_its_median(monkeypatch):
-    timings = iter([{"seconds": 31.0, "peak_gib": 2.0}, {"seconds": 26.0, "peak_gib": 2.2},
-                    {"seconds": 28.0, "peak_gib": 1.9}])
+    timings = iter(
+        [{"seconds": 31.0, "peak_gib": 2.0}, {"seconds": 26.0, "peak_gib": 2.2}, {"seconds": 28.0, "peak_gib": 1.9}]
+    )
     monkeypatch.setattr(grading, "time_autograde", lambda verify=True, sandbox_on=True: next(timings))
     lines = []
     result = grading.repeat_autograde(3, report=lines.append)

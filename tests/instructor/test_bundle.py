@@ -6,6 +6,7 @@ the wheel is installed without dependencies into a scratch folder, and a fresh i
 ``bnlab`` from there (the dependencies it finds are the venv's, the same pinned versions). Not
 covered: resolving the dependencies from PyPI on a student's machine.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bnlab.instructor import bundle
-from bnlab.instructor import notebooks
+from bnlab.instructor import bundle, notebooks
 from bnlab.instructor.notebooks import ROOT
 
 
@@ -30,8 +30,11 @@ def built(tmp_path_factory):
 
 
 def test_bundle_holds_the_release_notebooks_library_and_setup(built):
-    released = {p.relative_to(ROOT / "release") for p in (ROOT / "release").rglob("*.ipynb")
-                if ".ipynb_checkpoints" not in p.parts}
+    released = {
+        p.relative_to(ROOT / "release")
+        for p in (ROOT / "release").rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts
+    }
     shipped = {p.relative_to(built / "notebooks") for p in (built / "notebooks").rglob("*.ipynb")}
     assert released and shipped == released
     assert (built / "bnlab" / "data.py").exists() and (built / "bnlab" / "__init__.py").exists()
@@ -69,11 +72,16 @@ def test_leak_check_catches_a_source_notebook(built, tmp_path):
 
 def test_every_shipped_module_imports_in_the_bundle(built):
     """Nothing the student's copy ships reaches for the instructor tooling it leaves out."""
-    modules = [".".join(p.relative_to(built).with_suffix("").parts).removesuffix(".__init__")
-               for p in (built / "bnlab").rglob("*.py") if p.name != "__main__.py"]
+    modules = [
+        ".".join(p.relative_to(built).with_suffix("").parts).removesuffix(".__init__")
+        for p in (built / "bnlab").rglob("*.py")
+        if p.name != "__main__.py"
+    ]
     assert "bnlab.grading.checks" in modules and len(modules) > 20
-    code = (f"import importlib, bnlab\nassert bnlab.__file__.startswith({str(built)!r}), bnlab.__file__\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n")
+    code = (
+        f"import importlib, bnlab\nassert bnlab.__file__.startswith({str(built)!r}), bnlab.__file__\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(built)}
     result = subprocess.run([sys.executable, "-c", code], cwd=built, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -94,14 +102,23 @@ def test_the_bundle_holds_no_teaching_message_of_the_multiple_choice_questions(b
 
 # -- code that would answer a graded function ------------------------------------------------
 
+
 def test_graded_parts_cover_every_graded_function_cell():
     parts = bundle.graded_parts()
-    graded = [c for c in notebooks.read().cells if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code"
-              and "check_choice" not in c.source]
+    graded = [
+        c
+        for c in notebooks.read().cells
+        if c.metadata.get("nbgrader", {}).get("grade") and c.cell_type == "code" and "check_choice" not in c.source
+    ]
     assert {p["grade_id"] for p in parts} == {notebooks.grade_id(c) for c in graded}
-    assert {(p["name"], p["params"]) for p in parts} == {("fully_connected", 2), ("conv_layer", 2), ("train_step", 4),
-                                                        ("fully_connected", 3), ("conv_layer", 3),
-                                                        ("fixed_fully_connected", 2)}
+    assert {(p["name"], p["params"]) for p in parts} == {
+        ("fully_connected", 2),
+        ("conv_layer", 2),
+        ("train_step", 4),
+        ("fully_connected", 3),
+        ("conv_layer", 3),
+        ("fixed_fully_connected", 2),
+    }
 
 
 def test_no_function_of_the_bundle_passes_a_graded_cell(built):
@@ -160,8 +177,13 @@ def test_the_after_deadline_appendix_is_not_in_the_bundle_but_its_extra_is(built
 def test_bundle_builds_a_wheel_that_installs_and_imports(built, tmp_path):
     wheels, site = tmp_path / "wheels", tmp_path / "site"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(built)],
-                   check=True, capture_output=True, text=True, cwd=tmp_path)
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(built)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     (wheel,) = wheels.glob("bnlab-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         metadata = zf.read(next(n for n in zf.namelist() if n.endswith("METADATA"))).decode()
@@ -169,20 +191,32 @@ def test_bundle_builds_a_wheel_that_installs_and_imports(built, tmp_path):
     assert "Requires-Dist: tensorflow==2.21.*" in metadata and "nbval" not in metadata and "dask" not in metadata
     assert "bnlab/monitor/__init__.py" in shipped and not [n for n in shipped if n.startswith("bnlab/instructor/")]
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True)
-    code = ("import bnlab, bnlab.data, importlib.util as u; print(bnlab.__file__); "
-            "print(u.find_spec('bnlab.instructor') is None, u.find_spec('bnlab.grading.checks') is None)")
+    code = (
+        "import bnlab, bnlab.data, importlib.util as u; print(bnlab.__file__); "
+        "print(u.find_spec('bnlab.instructor') is None, u.find_spec('bnlab.grading.checks') is None)"
+    )
     # -S: no .pth files, so the repository's editable install of bnlab cannot answer instead of the wheel;
     # the dependencies come from the venv's site-packages, put after the wheel's folder
     path = os.pathsep.join([str(site), sysconfig.get_paths()["purelib"]])
-    out = subprocess.run([sys.executable, "-S", "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path,
-                         env={**os.environ, "PYTHONPATH": path}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
+    ).stdout.split()
     assert out[0].startswith(str(site)) and out[1:] == ["True", "False"], out
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_bundle_makefile_lab_target_runs_setup_then_data_then_jupyter(built):
     plan = subprocess.run(["make", "-n", "lab"], cwd=built, capture_output=True, text=True, check=True).stdout
-    assert plan.index("pip install") < plan.index("-m bnlab.data") < plan.index("jupyter lab --ServerApp.root_dir=notebooks")
+    assert (
+        plan.index("pip install")
+        < plan.index("-m bnlab.data")
+        < plan.index("jupyter lab --ServerApp.root_dir=notebooks")
+    )
     if (ROOT / "jupyter" / "overrides.json").exists():  # the course's quiet JupyterLab settings travel along
         assert (built / "jupyter" / "overrides.json").exists()
         assert plan.index("overrides.d/bnlab-course.json") < plan.index("jupyter lab --ServerApp")
@@ -196,10 +230,17 @@ def test_the_students_nbgrader_finds_its_configuration_and_stays_quiet(built, tm
     etc = tmp_path / "etc" / "jupyter"
     etc.mkdir(parents=True)
     shutil.copy(built / "jupyter" / "nbgrader_student_config.py", etc / "nbgrader_config.py")
-    code = ("from nbgrader.apps.baseapp import NbGrader\napp = NbGrader()\napp.load_config_file()\n"
-            "print(app.config.Execute.timeout, app.config.CourseDirectory.course_id)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                            env={**os.environ, "JUPYTER_CONFIG_PATH": str(etc)})  # where .venv/etc/jupyter stands
+    code = (
+        "from nbgrader.apps.baseapp import NbGrader\napp = NbGrader()\napp.load_config_file()\n"
+        "print(app.config.Execute.timeout, app.config.CourseDirectory.course_id)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "JUPYTER_CONFIG_PATH": str(etc)},
+    )  # where .venv/etc/jupyter stands
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["300", "batchnorm"]
     assert "No nbgrader_config.py file found" not in result.stdout + result.stderr
@@ -207,15 +248,20 @@ def test_the_students_nbgrader_finds_its_configuration_and_stays_quiet(built, tm
 
 # -- what the released notebooks name exists in the bundle ----------------------------------
 
-EXTERNAL = {"11_deep_learning.ipynb"}  # the textbook's companion notebook, cited with its repository (ageron/handson-ml)
+EXTERNAL = {
+    "11_deep_learning.ipynb"
+}  # the textbook's companion notebook, cited with its repository (ageron/handson-ml)
 FORBIDDEN = [r"earlier version", r"this lesson corrects", r"skip_when_grading=True` leaves", r"README's \*Benchmark"]
 
 
 def _released_text(built) -> list[tuple[str, str]]:
     import nbformat
 
-    return [(str(p.relative_to(built)), cell.source) for p in sorted((built / "notebooks").rglob("*.ipynb"))
-            for cell in nbformat.read(p, as_version=4).cells]
+    return [
+        (str(p.relative_to(built)), cell.source)
+        for p in sorted((built / "notebooks").rglob("*.ipynb"))
+        for cell in nbformat.read(p, as_version=4).cells
+    ]
 
 
 def _unresolved(built) -> list[tuple[str, str, str]]:
@@ -259,12 +305,19 @@ def test_the_name_check_catches_what_the_bundle_lacks(built, tmp_path):
     shutil.copytree(built, copy)
     path = copy / "notebooks" / notebooks.RELATIVE
     nb = nbformat.read(path, as_version=4)
-    nb.cells[0].source += ("\n\nSee the README's *Benchmark* section, `bnlab/monitor.py`, `pip install -e '.[legacy2]'`"
-                           " and `make bench`. An earlier version said otherwise.")
+    nb.cells[0].source += (
+        "\n\nSee the README's *Benchmark* section, `bnlab/monitor.py`, `pip install -e '.[legacy2]'`"
+        " and `make bench`. An earlier version said otherwise."
+    )
     nbformat.write(nb, path)
     found = {(kind, name) for _, kind, name in _unresolved(copy)}
-    assert {("README section", "Benchmark"), ("path", "bnlab/monitor.py"), ("extra", "legacy2"), ("make target", "bench"),
-            ("history or plumbing", "earlier version")} <= found, found
+    assert {
+        ("README section", "Benchmark"),
+        ("path", "bnlab/monitor.py"),
+        ("extra", "legacy2"),
+        ("make target", "bench"),
+        ("history or plumbing", "earlier version"),
+    } <= found, found
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -276,8 +329,10 @@ def test_make_lab_after_the_readme_install_does_not_install_again(built, tmp_pat
     shutil.copytree(built, copy)
     python = copy / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text(f'#!/bin/sh\nif [ "$1" = "-I" ]; then exec {sys.executable} -c '
-                      f'"import sys; sys.path.insert(0, \'.\'); exec(sys.argv[1])" "$3"; fi\necho "$@" >> {calls}\n')
+    python.write_text(
+        f'#!/bin/sh\nif [ "$1" = "-I" ]; then exec {sys.executable} -c '
+        f'"import sys; sys.path.insert(0, \'.\'); exec(sys.argv[1])" "$3"; fi\necho "$@" >> {calls}\n'
+    )
     python.chmod(0o755)
     out = subprocess.run(["make", "setup"], cwd=copy, capture_output=True, text=True, check=True).stdout
     assert "bnlab is installed in .venv" in out and not calls.exists()

@@ -1,17 +1,18 @@
 """A cell that ends the kernel costs only that cell: the cells before and after it keep their points,
 in the graded kernel and in the trusted re-run alike, and the feedback says what happened."""
+
 from __future__ import annotations
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
-
 import quizcourse
-from bnlab.instructor.autograde import record
-from bnlab.instructor.preprocessors import verify
-from bnlab.grading.errors import KERNEL_DIED
-from bnlab.instructor.nbgrader import nbgrader
+from nbformat.v4 import new_code_cell, new_notebook
 from quizcourse import meta
+
+from bnlab.grading.errors import KERNEL_DIED
+from bnlab.instructor.autograde import record
+from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.preprocessors import verify
 
 pytestmark = pytest.mark.slow
 CRASH = "import os\nos._exit(3)"
@@ -22,14 +23,22 @@ TESTS = {"test_a": 'assert A == "a"', "test_b": "assert B == 2", "test_c": "asse
 def _quiz():
     cells = []
     for (answer, source), (test, check) in zip(ANSWERS.items(), TESTS.items()):
-        cells.append(new_code_cell(f"### BEGIN SOLUTION\n{source}\n### END SOLUTION", metadata=meta(answer, solution=True)))
+        cells.append(
+            new_code_cell(f"### BEGIN SOLUTION\n{source}\n### END SOLUTION", metadata=meta(answer, solution=True))
+        )
         cells.append(new_code_cell(check, metadata=meta(test, grade=True, points=1)))
     return new_notebook(cells=cells)
 
 
 def test_the_trusted_rerun_skips_a_cell_that_ends_its_worker():
-    cells = [("answer_a", ANSWERS["answer_a"]), ("test_a", TESTS["test_a"]), ("answer_b", CRASH),
-             ("test_b", TESTS["test_b"]), ("answer_c", ANSWERS["answer_c"]), ("test_c", TESTS["test_c"])]
+    cells = [
+        ("answer_a", ANSWERS["answer_a"]),
+        ("test_a", TESTS["test_a"]),
+        ("answer_b", CRASH),
+        ("test_b", TESTS["test_b"]),
+        ("answer_c", ANSWERS["answer_c"]),
+        ("test_c", TESTS["test_c"]),
+    ]
     verdicts = verify.verify_cells(cells, TESTS, timeout=120)
     assert verdicts["test_a"] is None and verdicts["test_c"] is None
     assert verdicts["test_b"] and "not defined" in verdicts["test_b"]

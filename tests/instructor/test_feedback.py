@@ -1,9 +1,10 @@
 """Feedback students receive: no hidden-test line or argument anywhere, and a failure's message first.
 
-The unit tests run :class:`bnlab.instructor.preprocessors.feedback.HideHiddenTests` on hand-made cells. The slow test grades
-failing submissions (the untouched release notebook; a notebook whose visible checks pass but whose
+The unit tests run :class:`bnlab.instructor.preprocessors.feedback.HideHiddenTests` on hand-made cells. The slow
+test grades failing submissions (the untouched release notebook; a notebook whose visible checks pass but whose
 hidden checks fail) with the real nbgrader pipeline and reads the feedback HTML it produces.
 """
+
 from __future__ import annotations
 
 import html
@@ -15,10 +16,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from bnlab import exercise
-
-from bnlab.instructor import notebooks
+from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.preprocessors import feedback
-from bnlab.instructor import scratch
 
 HIDDEN_CALL = 'grading.check_choice(ANSWER, "abcd", expected="d", question="single_images");'
 VISIBLE_CALL = 'grading.check_choice(ANSWER, "abcd")'
@@ -26,21 +25,45 @@ VISIBLE_CALL = 'grading.check_choice(ANSWER, "abcd")'
 
 def _test_cell(outputs):
     cell = new_code_cell(
-        "\n".join(["# Check (2 points)", VISIBLE_CALL, 'print("recorded")', "### BEGIN HIDDEN TESTS",
-                   HIDDEN_CALL, "### END HIDDEN TESTS"]),
-        metadata={"nbgrader": {"grade": True, "grade_id": "test_q", "points": 2, "locked": True,
-                               "solution": False, "schema_version": 3, "task": False}},
-        outputs=outputs)
+        "\n".join(
+            [
+                "# Check (2 points)",
+                VISIBLE_CALL,
+                'print("recorded")',
+                "### BEGIN HIDDEN TESTS",
+                HIDDEN_CALL,
+                "### END HIDDEN TESTS",
+            ]
+        ),
+        metadata={
+            "nbgrader": {
+                "grade": True,
+                "grade_id": "test_q",
+                "points": 2,
+                "locked": True,
+                "solution": False,
+                "schema_version": 3,
+                "task": False,
+            }
+        },
+        outputs=outputs,
+    )
     return cell
 
 
 def _ipython_traceback(message):
     """An error output shaped like IPython's: a frame that quotes the cell, hidden line included."""
-    return new_output("error", ename="CheckFailed", evalue=message, traceback=[
-        "\x1b[0;31m-----------------------------------------------------------------\x1b[0m",
-        "Cell \x1b[0;32mIn[12], line 5\x1b[0m\n      3 print(\"recorded\")\n      4 ### BEGIN HIDDEN TESTS\n"
-        f"----> 5 {HIDDEN_CALL}\n      6 ### END HIDDEN TESTS",
-        f"\x1b[0;31mCheckFailed\x1b[0m: {message}"])
+    return new_output(
+        "error",
+        ename="CheckFailed",
+        evalue=message,
+        traceback=[
+            "\x1b[0;31m-----------------------------------------------------------------\x1b[0m",
+            'Cell \x1b[0;32mIn[12], line 5\x1b[0m\n      3 print("recorded")\n      4 ### BEGIN HIDDEN TESTS\n'
+            f"----> 5 {HIDDEN_CALL}\n      6 ### END HIDDEN TESTS",
+            f"\x1b[0;31mCheckFailed\x1b[0m: {message}",
+        ],
+    )
 
 
 def _preprocess(cell):
@@ -73,15 +96,33 @@ def test_printed_hidden_lines_are_redacted_and_visible_output_kept():
 
 def test_answer_cells_keep_their_tracebacks():
     """A student's own cell (no hidden tests, not a test cell) keeps its full traceback."""
-    cell = new_code_cell("1 / 0", metadata={"nbgrader": {"grade": False, "solution": True, "grade_id": "a",
-                                                          "locked": False, "schema_version": 3, "task": False}},
-                         outputs=[new_output("error", ename="ZeroDivisionError", evalue="division by zero",
-                                             traceback=["frame 1", "frame 2", "ZeroDivisionError: division by zero"])])
+    cell = new_code_cell(
+        "1 / 0",
+        metadata={
+            "nbgrader": {
+                "grade": False,
+                "solution": True,
+                "grade_id": "a",
+                "locked": False,
+                "schema_version": 3,
+                "task": False,
+            }
+        },
+        outputs=[
+            new_output(
+                "error",
+                ename="ZeroDivisionError",
+                evalue="division by zero",
+                traceback=["frame 1", "frame 2", "ZeroDivisionError: division by zero"],
+            )
+        ],
+    )
     assert len(_preprocess(cell).outputs[0].traceback) == 3
 
 
 # --------------------------------------------------------------------------------------------
 # the real pipeline
+
 
 def _hidden_fragments(source_nb, release_nb) -> set[str]:
     """Every hidden test line of the source notebook, and each of its keyword arguments that the
@@ -108,8 +149,11 @@ def graded_failures(tmp_path_factory):
     scratch.submit(course, "untouched", release)
     # visible checks pass, hidden ones fail: valid but wrong multiple-choice answers
     solution = notebooks.solution_answers()
-    wrong = {**solution, "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "b"',
-             "q_statistics_answer": 'ANSWER_STATISTICS = "a"'}
+    wrong = {
+        **solution,
+        "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "b"',
+        "q_statistics_answer": 'ANSWER_STATISTICS = "a"',
+    }
     scratch.submit(course, "wrong_choices", notebooks.fill_in(release, wrong))
     run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")})
     assert set(run.graded) == {"untouched", "wrong_choices"}, run.failed

@@ -1,5 +1,6 @@
 """The trusted re-verification (bnlab.instructor.preprocessors.verify): tampering earns nothing, the re-run agrees
 with the kernel on honest code, and a disagreement is flagged and scored zero."""
+
 from __future__ import annotations
 
 import logging
@@ -7,11 +8,11 @@ import time
 
 import nbformat
 import pytest
-
-from bnlab.instructor.notebooks import code_cells
-from bnlab.grading import wire
-from bnlab.instructor.preprocessors import verify
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
+
+from bnlab.grading import wire
+from bnlab.instructor.notebooks import code_cells
+from bnlab.instructor.preprocessors import verify
 
 
 def trusted_verdicts(replacements: dict) -> dict:
@@ -53,9 +54,18 @@ def _by_name(names, pool):
 
 def test_trusted_rerun_agrees_with_the_kernel_on_bugs():
     # bugs in different cells, so one submission carries them all; each must fail the same tests here
-    cells, fails = combine(*_by_name(["keras_no_relu", "keras_loss_from_inference_pass",
-                                      "q_statistics_wrong_option", "nn_stop_gradient_on_batch_statistics",
-                                      "diagnose_left_unfixed"], BUGS))
+    cells, fails = combine(
+        *_by_name(
+            [
+                "keras_no_relu",
+                "keras_loss_from_inference_pass",
+                "q_statistics_wrong_option",
+                "nn_stop_gradient_on_batch_statistics",
+                "diagnose_left_unfixed",
+            ],
+            BUGS,
+        )
+    )
     verdicts = trusted_verdicts(cells)
     assert failed(verdicts) == fails, verdicts
     assert "never applies its nonlinearity" in verdicts["test_keras_fc_outputs"]
@@ -63,13 +73,23 @@ def test_trusted_rerun_agrees_with_the_kernel_on_bugs():
 
 
 def test_trusted_rerun_accepts_alternatives():
-    cells, _ = combine(*_by_name(["alt_keras_custom_layer", "alt_keras_train_step_decorated",
-                                  "alt_answers_spelled_loosely", "alt_nn_bessel_corrected_population_variance",
-                                  "alt_diagnose_bn_before_relu"], ALTERNATIVES))
+    cells, _ = combine(
+        *_by_name(
+            [
+                "alt_keras_custom_layer",
+                "alt_keras_train_step_decorated",
+                "alt_answers_spelled_loosely",
+                "alt_nn_bessel_corrected_population_variance",
+                "alt_diagnose_bn_before_relu",
+            ],
+            ALTERNATIVES,
+        )
+    )
     assert failed(trusted_verdicts(cells)) == set()
 
 
 # --- the machinery, without TensorFlow --------------------------------------------------------
+
 
 def test_wire_format_round_trips_and_rejects_unknown_objects():
     import numpy as np
@@ -99,8 +119,10 @@ def test_a_worker_that_hangs_is_stopped_in_time():
 
 
 def test_test_cells_use_the_trusted_checks_whatever_the_student_defines():
-    cells = [("answer", "ANSWER = 'c'\nimport bnlab.grading as g\ng.check_choice = lambda *a, **k: None\n"
-                        "grading = g"), ("test_a", "")]
+    cells = [
+        ("answer", "ANSWER = 'c'\nimport bnlab.grading as g\ng.check_choice = lambda *a, **k: None\ngrading = g"),
+        ("test_a", ""),
+    ]
     verdicts = verify.verify_cells(cells, {"test_a": "grading.check_choice(ANSWER, 'ab')"}, timeout=60)
     assert "one of" in verdicts["test_a"]
 
@@ -113,11 +135,18 @@ def _notebook(kernel_error: bool):
     return nbformat.v4.new_notebook(cells=[cell])
 
 
-@pytest.mark.parametrize("kernel_error,trusted,status", [
-    (False, "Answer with one of 'a', 'b'", "tampered"), (True, "Answer with one of", "failed"),
-    (False, None, "confirmed"), (True, None, "failed in the kernel only")])
-def test_preprocessor_flags_cells_the_kernel_passed_but_the_rerun_fails(monkeypatch, caplog, kernel_error, trusted,
-                                                                       status):
+@pytest.mark.parametrize(
+    "kernel_error,trusted,status",
+    [
+        (False, "Answer with one of 'a', 'b'", "tampered"),
+        (True, "Answer with one of", "failed"),
+        (False, None, "confirmed"),
+        (True, None, "failed in the kernel only"),
+    ],
+)
+def test_preprocessor_flags_cells_the_kernel_passed_but_the_rerun_fails(
+    monkeypatch, caplog, kernel_error, trusted, status
+):
     preprocessor = verify.VerifyChecks()
     monkeypatch.setattr(preprocessor, "_trusted_sources", lambda resources: {"test_a": "..."})
     monkeypatch.setattr(preprocessor, "_verify", lambda nb, tests, resources: {"test_a": trusted})
@@ -160,7 +189,7 @@ def test_the_rerun_started_before_the_kernel_is_collected_after_it(monkeypatch):
     resources = {"nbgrader": {"student": "ann", "notebook": "nb", "assignment": "a"}}
     nb = _notebook(False)
     nb, resources = start.preprocess(nb, resources)
-    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="kernel ran")]   # what Execute does
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="kernel ran")]  # what Execute does
     nb, _ = collect.preprocess(nb, resources)
     assert seen["outputs"] == [0]
     assert nb.metadata["bnlab"]["started"] == "with the kernel"
@@ -184,9 +213,13 @@ def test_a_rerun_left_behind_by_a_dead_kernel_is_stopped_when_the_next_notebook_
     """nbgrader skips VerifyChecks when a notebook's kernel dies; that notebook's re-run must not keep a
     worker busy beside the next student's kernel until its own timeout."""
     start, collect = verify.StartVerification(), verify.VerifyChecks()
-    monkeypatch.setattr(start, "_trusted_sources",  # ann's test needs her worker; bob's does not
-                        lambda resources: {"test_a": "grading.check_choice(ANSWER, 'ab')" if resources["nbgrader"]["student"] == "ann"
-                                           else "..."})
+    monkeypatch.setattr(
+        start,
+        "_trusted_sources",  # ann's test needs her worker; bob's does not
+        lambda resources: {
+            "test_a": "grading.check_choice(ANSWER, 'ab')" if resources["nbgrader"]["student"] == "ann" else "..."
+        },
+    )
     busy = nbformat.v4.new_code_cell("import time\ntime.sleep(120)")
     abandoned = nbformat.v4.new_notebook(cells=[busy, *_notebook(False).cells])
     first = {"nbgrader": {"student": "ann", "notebook": "nb", "assignment": "a"}}
@@ -201,7 +234,7 @@ def test_a_rerun_left_behind_by_a_dead_kernel_is_stopped_when_the_next_notebook_
     with caplog.at_level(logging.WARNING):
         nb, second = start.preprocess(_notebook(False), second)
     assert "student ann: grading of nb stopped before its checks were re-verified" in caplog.text
-    verdicts, _ = future.result(timeout=20)   # the re-run ended: its worker was stopped, not left to time out
+    verdicts, _ = future.result(timeout=20)  # the re-run ended: its worker was stopped, not left to time out
     assert worker.poll() is not None
     assert "could not be checked" in verdicts["test_a"]
     assert verify._key(first) not in verify._STARTED and verify._key(first) not in verify._WORKERS
@@ -211,8 +244,10 @@ def test_a_rerun_left_behind_by_a_dead_kernel_is_stopped_when_the_next_notebook_
 
 
 def test_a_cell_of_grading_calls_is_a_check_cell_and_a_plain_assert_is_not():
-    assert verify.is_check_cell('# Check (1 point)\ngrading.check_choice(A, "abcd")\nprint("ok")\n'
-                                '### BEGIN HIDDEN TESTS\ngrading.check_choice(A, "abcd", expected="b");')
+    assert verify.is_check_cell(
+        '# Check (1 point)\ngrading.check_choice(A, "abcd")\nprint("ok")\n'
+        '### BEGIN HIDDEN TESTS\ngrading.check_choice(A, "abcd", expected="b");'
+    )
     assert not verify.is_check_cell('assert ANSWER_EPSILON == "b"')
     assert not verify.is_check_cell("import os\ngrading.check_choice(A, 'ab')")
     assert not verify.is_check_cell("grading.check_choice(A, 'ab') or os.system('x')")
@@ -221,12 +256,14 @@ def test_a_cell_of_grading_calls_is_a_check_cell_and_a_plain_assert_is_not():
 def test_plain_assert_test_cells_are_judged_on_the_students_values():
     """An instructor's nbgrader-style test cell: data is judged out of the kernel's reach, a cell that calls
     student code is left to the kernel (and says so), a missing name fails."""
-    cells = [("setup", 'ANSWER = "b"\nVALUE = 0.5000001\nROWS = [1, 2, 3]\ndef square(x):\n    return x * x'),
-             ("test_right", 'assert ANSWER == "b"'),
-             ("test_wrong", 'assert ANSWER == "c", "ANSWER should be c"'),
-             ("test_numpy", "assert np.isclose(VALUE, 0.5) and sum(ROWS) == 6 and len(ROWS) == 3"),
-             ("test_calls_student_code", "assert square(3) == 9"),
-             ("test_undefined", "assert NOT_DEFINED == 1")]
+    cells = [
+        ("setup", 'ANSWER = "b"\nVALUE = 0.5000001\nROWS = [1, 2, 3]\ndef square(x):\n    return x * x'),
+        ("test_right", 'assert ANSWER == "b"'),
+        ("test_wrong", 'assert ANSWER == "c", "ANSWER should be c"'),
+        ("test_numpy", "assert np.isclose(VALUE, 0.5) and sum(ROWS) == 6 and len(ROWS) == 3"),
+        ("test_calls_student_code", "assert square(3) == 9"),
+        ("test_undefined", "assert NOT_DEFINED == 1"),
+    ]
     tests = {name: source for name, source in cells if name.startswith("test_")}
     verdicts = verify.verify_cells(cells, tests, timeout=120)
     assert verdicts["test_right"] is None and verdicts["test_numpy"] is None

@@ -1,5 +1,6 @@
 """The sandbox that student code runs in while it is graded (bnlab.instructor.isolation), tested directly:
 what a sandboxed process can read, write and reach, and that nothing it starts outlives it."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,9 @@ import pytest
 from bnlab.instructor import isolation
 
 AVAILABLE, WHY = isolation.available()
-needs_sandbox = pytest.mark.skipif(not AVAILABLE and os.environ.get("CI") != "true",
-                                   reason=f"no sandbox on this machine: {WHY}")
+needs_sandbox = pytest.mark.skipif(
+    not AVAILABLE and os.environ.get("CI") != "true", reason=f"no sandbox on this machine: {WHY}"
+)
 
 PROBE = textwrap.dedent("""
     import json, os, socket, subprocess, sys
@@ -87,8 +89,16 @@ def _run_probe(tmp_path: Path, user: str | None = None, python: str | None = Non
         for path in [tmp_path, *tmp_path.rglob("*")]:
             path.chmod(0o777 if path.is_dir() else 0o666)
     with socket.create_server(("127.0.0.1", 0)) as server:
-        cmd = [python or sys.executable, "-c", RUNNER, PROBE, str(secret), str(work), str(server.getsockname()[1]),
-               marker]
+        cmd = [
+            python or sys.executable,
+            "-c",
+            RUNNER,
+            PROBE,
+            str(secret),
+            str(work),
+            str(server.getsockname()[1]),
+            marker,
+        ]
         if user:  # the course library from the checkout (PYTHONPATH) when the venv's Python is private to root
             cmd = ["runuser", "-u", user, "--", "env", f"PYTHONPATH={isolation.PACKAGE.parent}", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path)
@@ -129,28 +139,47 @@ def _unprivileged_user() -> str | None:
 
 
 def _runs_as(user: str, python: str) -> bool:
-    """Whether ``user`` can run ``python`` with the course library on PYTHONPATH (bnlab.instructor.isolation imported)."""
+    """Whether ``user`` can run ``python`` with the course library on PYTHONPATH (bnlab.instructor.isolation
+    imported)."""
     code = "import sys; assert sys.version_info[:2] == (3, 11); import bnlab.instructor.isolation"
-    return subprocess.run(["runuser", "-u", user, "--", "env", f"PYTHONPATH={isolation.PACKAGE.parent}", python, "-c",
-                           code], capture_output=True, cwd="/").returncode == 0
+    return (
+        subprocess.run(
+            ["runuser", "-u", user, "--", "env", f"PYTHONPATH={isolation.PACKAGE.parent}", python, "-c", code],
+            capture_output=True,
+            cwd="/",
+        ).returncode
+        == 0
+    )
 
 
 @needs_sandbox
 def test_the_sandbox_works_for_an_unprivileged_instructor(tmp_path):
     user = _unprivileged_user()
     if user is None:
-        pytest.skip("needs root (to create a throwaway user) and runuser: run as an ordinary user, "
-                    "test_sandboxed_code_sees_only_its_own_copy_and_leaves_nothing covers it")
+        pytest.skip(
+            "needs root (to create a throwaway user) and runuser: run as an ordinary user, "
+            "test_sandboxed_code_sees_only_its_own_copy_and_leaves_nothing covers it"
+        )
     # the venv's Python, or else the system's (the sandbox needs only the standard library and bnlab itself)
-    python = next((exe for exe in (sys.executable, shutil.which("python3.11") or "", "/usr/bin/python3")
-                   if exe and _runs_as(user, exe)), None)
+    python = next(
+        (
+            exe
+            for exe in (sys.executable, shutil.which("python3.11") or "", "/usr/bin/python3")
+            if exe and _runs_as(user, exe)
+        ),
+        None,
+    )
     if python is None:
-        pytest.skip("no Python 3.11 here that another user may run with the course library (the venv's lies in a "
-                    "folder private to root)")
-    unprivileged = subprocess.run(["runuser", "-u", user, "--", "bwrap", "--unshare-user", "--unshare-pid",
-                                   "--ro-bind", "/", "/", "true"], capture_output=True, text=True)
-    assert unprivileged.returncode == 0, ("bubblewrap does not run for an unprivileged user here: "
-                                          + unprivileged.stderr)
+        pytest.skip(
+            "no Python 3.11 here that another user may run with the course library (the venv's lies in a "
+            "folder private to root)"
+        )
+    unprivileged = subprocess.run(
+        ["runuser", "-u", user, "--", "bwrap", "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "true"],
+        capture_output=True,
+        text=True,
+    )
+    assert unprivileged.returncode == 0, "bubblewrap does not run for an unprivileged user here: " + unprivileged.stderr
     shared = Path(tempfile.mkdtemp(prefix="bnlab-unprivileged-"))  # pytest's own tmp folders are private to root
     try:
         seen, work, marker = _run_probe(shared, user=user, python=python)
@@ -174,8 +203,16 @@ def test_policy_require_refuses_and_off_skips(monkeypatch):
 
 
 def test_the_environment_keeps_what_a_kernel_needs_and_drops_the_rest():
-    env = isolation.sandbox_env({"AWS_SECRET_ACCESS_KEY": "x", "NBGRADER_EXECUTION": "autograde", "TF_CPP_MIN_LOG_LEVEL": "2",
-                                 "BNLAB_COURSE_ROOT": "/course", "LANG": "C.UTF-8", "PYTHONPATH": "/course"})
+    env = isolation.sandbox_env(
+        {
+            "AWS_SECRET_ACCESS_KEY": "x",
+            "NBGRADER_EXECUTION": "autograde",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "BNLAB_COURSE_ROOT": "/course",
+            "LANG": "C.UTF-8",
+            "PYTHONPATH": "/course",
+        }
+    )
     assert "AWS_SECRET_ACCESS_KEY" not in env and "BNLAB_COURSE_ROOT" not in env and "PYTHONPATH" not in env
     assert env["NBGRADER_EXECUTION"] == "autograde" and env["TF_CPP_MIN_LOG_LEVEL"] == "2"
     assert env["HOME"] == "/tmp/home" and env["BNLAB_SANDBOXED"] == "1"

@@ -2,6 +2,7 @@
 
 No notebook is executed here: these tests check where files land and what the exports contain.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -14,10 +15,8 @@ import nbformat
 import pytest
 
 from bnlab import exercise
-
-from bnlab.instructor import notebooks
+from bnlab.instructor import lms, notebooks, scratch
 from bnlab.instructor.autograde import record
-from bnlab.instructor import lms, scratch
 from bnlab.instructor.nbgrader import nbgrader
 from bnlab.instructor.notebooks import ROOT
 
@@ -39,7 +38,9 @@ def test_canvas_pattern_is_the_one_configured():
     assert _Config.seen["ExportApp.plugin_class"] == "bnlab.instructor.exports.GradedCsvExportPlugin"
     assert _Config.seen["AssignLatePenalties.plugin_class"] == "bnlab.instructor.latework.LatePenalty"
     assert _Config.seen["LatePenalty.duedates"] == {}  # no due date unless the instructor sets one
-    assert set(k.split(".", 1)[1] for k in _Config.seen if k.startswith("LatePenalty.")) <= set(lms.LatePenalty.class_trait_names())
+    assert set(k.split(".", 1)[1] for k in _Config.seen if k.startswith("LatePenalty.")) <= set(
+        lms.LatePenalty.class_trait_names()
+    )
 
 
 class _Config:
@@ -60,23 +61,28 @@ class _Section:
         return _Section(f"{self.name}.{key}")
 
 
-@pytest.mark.parametrize("name,student,late,attempt", [
-    (f"doejane_12345_67890_{NB}", "12345", False, None),
-    (f"doejane_LATE_12345_67891_{NB}", "12345", True, None),
-    (f"doejane_late_12345_67891_{NB}", "12345", True, None),
-    (f"smithjohn_222_3333_{NB[:-6]}-1.ipynb", "222", False, "1"),
-    (f"smithjohn_late_222_3334_{NB[:-6]}-12.ipynb", "222", True, "12"),
-    (f"o'brienann_7_8_{NB}", "7", False, None),
-    (f"müllerjürgen_12345_67890_{NB}", "12345", False, None),
-    (f"ДОСТОЕВСКИЙФЁДОР_9_10_{NB}", "9", False, None),
-])
+@pytest.mark.parametrize(
+    "name,student,late,attempt",
+    [
+        (f"doejane_12345_67890_{NB}", "12345", False, None),
+        (f"doejane_LATE_12345_67891_{NB}", "12345", True, None),
+        (f"doejane_late_12345_67891_{NB}", "12345", True, None),
+        (f"smithjohn_222_3333_{NB[:-6]}-1.ipynb", "222", False, "1"),
+        (f"smithjohn_late_222_3334_{NB[:-6]}-12.ipynb", "222", True, "12"),
+        (f"o'brienann_7_8_{NB}", "7", False, None),
+        (f"müllerjürgen_12345_67890_{NB}", "12345", False, None),
+        (f"ДОСТОЕВСКИЙФЁДОР_9_10_{NB}", "9", False, None),
+    ],
+)
 def test_canvas_names_give_the_student_and_the_notebook(name, student, late, attempt):
     match = re.match(lms.CANVAS_PATTERN, f"/x/extracted/submissions_2026/{name}")
     assert match and match["student_id"] == student and match["file_id"] == NB[:-6]
     assert bool(match["late"]) == late and match["attempt"] == attempt
 
 
-@pytest.mark.parametrize("name", ["readme.txt", NB, f"doejane_{NB}", f"doejane_12345_{NB}", f"doejane_12345_1_{NB}.txt"])
+@pytest.mark.parametrize(
+    "name", ["readme.txt", NB, f"doejane_{NB}", f"doejane_12345_{NB}", f"doejane_12345_1_{NB}.txt"]
+)
 def test_names_that_are_not_canvas_submissions_do_not_match(name):
     assert re.match(lms.CANVAS_PATTERN, f"/x/extracted/{name}") is None
 
@@ -130,8 +136,12 @@ def test_exchange_round_trip_release_fetch_submit_collect(course, tmp_path, monk
 
 
 def test_export_leaves_out_the_ungraded_lesson(course):
-    record.merge(course, {"student": "ann", "assignment": A, "status": "graded", "reason": "",
-                               "notebooks": {}, "seconds": 1.0}, {}, "d")
+    record.merge(
+        course,
+        {"student": "ann", "assignment": A, "status": "graded", "reason": "", "notebooks": {}, "seconds": 1.0},
+        {},
+        "d",
+    )
     grades, per_question, canvas = lms.export(course, A)
     text = grades.read_text()
     assert "batch_norm_lesson" not in text and f"{A},,,ann," in text
@@ -141,5 +151,7 @@ def test_export_leaves_out_the_ungraded_lesson(course):
     graded = [c for c in notebooks.read().cells if c.metadata.get("nbgrader", {}).get("grade")]
     assert header.count("(max ") == len(graded) and any(r.startswith("ann,0.0,") for r in rows)
     header, points, *students = canvas.read_text().splitlines()
-    assert header == f"Student,ID,SIS User ID,SIS Login ID,Section,{A}" and points.startswith("    Points Possible,,,,,")
+    assert header == f"Student,ID,SIS User ID,SIS Login ID,Section,{A}" and points.startswith(
+        "    Points Possible,,,,,"
+    )
     assert ",,,ann,,0" in students  # an exchange user name is the SIS login; nbgrader's score 0

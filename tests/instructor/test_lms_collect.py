@@ -4,6 +4,7 @@ and the Canvas gradebook import, on a small scratch course.
 Fast: no notebook runs and no nbgrader subprocess (nbgrader's collector plugin, gradebook and late-penalty
 preprocessor run in this process); ``tests/test_lms.py`` runs the nbgrader commands themselves.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,12 +17,12 @@ import pytest
 from nbgrader.utils import parse_utc
 
 from bnlab import exercise
-from bnlab.instructor.autograde import record
 from bnlab.instructor import lms
+from bnlab.instructor.autograde import record
 from bnlab.instructor.notebooks import ROOT
 
 A, NB = exercise.ASSIGNMENT, exercise.FILENAME
-STEM = NB[:-len(".ipynb")]
+STEM = NB[: -len(".ipynb")]
 DUE = "2026-12-15 23:59:00 UTC"
 
 
@@ -57,44 +58,56 @@ def submitted(course, student, name=NB):
 
 
 def test_duplicates_keep_the_latest_attempt_and_are_named(course, tmp_path):
-    zipped = archive(tmp_path / "submissions.zip", {
-        f"doejane_12345_1_{NB}": notebook("attempt 0"),
-        f"doejane_12345_3_{STEM}-2.ipynb": notebook("attempt 2"),
-        f"doejane_12345_2_{STEM}-1.ipynb": notebook("attempt 1"),
-        f"roefred_555_4_{NB}": notebook("only one"),
-    })
+    zipped = archive(
+        tmp_path / "submissions.zip",
+        {
+            f"doejane_12345_1_{NB}": notebook("attempt 0"),
+            f"doejane_12345_3_{STEM}-2.ipynb": notebook("attempt 2"),
+            f"doejane_12345_2_{STEM}-1.ipynb": notebook("attempt 1"),
+            f"roefred_555_4_{NB}": notebook("only one"),
+        },
+    )
     result = lms.collect_archive(course, A, zipped)
     assert result.new == ["12345", "555"]
     assert submitted(course, "12345") == notebook("attempt 2")
-    assert result.duplicates == [("12345", f"doejane_12345_3_{STEM}-2.ipynb",
-                                  [f"doejane_12345_1_{NB}", f"doejane_12345_2_{STEM}-1.ipynb"])]
+    assert result.duplicates == [
+        ("12345", f"doejane_12345_3_{STEM}-2.ipynb", [f"doejane_12345_1_{NB}", f"doejane_12345_2_{STEM}-1.ipynb"])
+    ]
     text = lms.summary(result, course)
     assert f"12345: kept doejane_12345_3_{STEM}-2.ipynb; not collected: doejane_12345_1_{NB}" in text
 
 
 def test_every_file_that_names_no_student_is_listed_and_nothing_leaves_the_folder(course, tmp_path):
-    zipped = archive(tmp_path / "submissions.zip", {
-        f"doejane_12345_1_{NB}": notebook("mine"),
-        "readme_from_canvas.txt": "not a submission",
-        "doejane_12345_9_notes.py": "x = 1",
-        f"{NB}": notebook("no name, no id"),
-        f"../../evil_7_8_{NB}": notebook("escape"),
-    })
+    zipped = archive(
+        tmp_path / "submissions.zip",
+        {
+            f"doejane_12345_1_{NB}": notebook("mine"),
+            "readme_from_canvas.txt": "not a submission",
+            "doejane_12345_9_notes.py": "x = 1",
+            f"{NB}": notebook("no name, no id"),
+            f"../../evil_7_8_{NB}": notebook("escape"),
+        },
+    )
     result = lms.collect_archive(course, A, zipped)
     assert result.students == ["12345"]
-    assert result.unmatched == sorted([f"../../evil_7_8_{NB}", NB, "doejane_12345_9_notes.py", "readme_from_canvas.txt"])
+    assert result.unmatched == sorted(
+        [f"../../evil_7_8_{NB}", NB, "doejane_12345_9_notes.py", "readme_from_canvas.txt"]
+    )
     assert not list(tmp_path.glob("evil*")) and not (course / "submitted" / "7").exists()
     text = lms.summary(result, course)
     assert "NOT COLLECTED, 4 file(s)" in text and "    readme_from_canvas.txt" in text
 
 
-@pytest.mark.parametrize("name,student,late", [
-    (f"müllerjürgen_12345_67890_{NB}", "12345", False),
-    (f"smithjohn_late_222_3333_{NB}", "222", True),
-    (f"O'BRIENANN_LATE_7_8_{NB}", "7", True),
-    (f"Σωκράτης_31_32_{STEM}-3.ipynb", "31", False),
-    (f"李小龙_41_42_{NB}", "41", False),
-])
+@pytest.mark.parametrize(
+    "name,student,late",
+    [
+        (f"müllerjürgen_12345_67890_{NB}", "12345", False),
+        (f"smithjohn_late_222_3333_{NB}", "222", True),
+        (f"O'BRIENANN_LATE_7_8_{NB}", "7", True),
+        (f"Σωκράτης_31_32_{STEM}-3.ipynb", "31", False),
+        (f"李小龙_41_42_{NB}", "41", False),
+    ],
+)
 def test_names_in_any_case_and_script_are_collected(course, tmp_path, name, student, late):
     result = lms.collect_archive(course, A, archive(tmp_path / "s.zip", {name: notebook(name)}))
     assert result.new == [student] and submitted(course, student) == notebook(name)
@@ -118,18 +131,31 @@ def test_an_archive_is_collected_once_and_moves_out_of_the_inbox(course, tmp_pat
 
 
 def test_a_changed_submission_is_backed_up_before_it_is_replaced(course, tmp_path):
-    lms.collect_archive(course, A, archive(tmp_path / "submissions.zip", {
-        f"doejane_1009_1_{NB}": notebook("first"), f"roefred_555_2_{NB}": notebook("b")}))
+    lms.collect_archive(
+        course,
+        A,
+        archive(
+            tmp_path / "submissions.zip",
+            {f"doejane_1009_1_{NB}": notebook("first"), f"roefred_555_2_{NB}": notebook("b")},
+        ),
+    )
     fixed = course / "submitted" / "1009" / A / NB
     fixed.write_text(notebook("fixed by hand"))
-    result = lms.collect_archive(course, A, archive(tmp_path / "submissions (1).zip", {
-        f"doejane_1009_3_{STEM}-1.ipynb": notebook("second"), f"roefred_555_2_{NB}": notebook("b")}))
+    result = lms.collect_archive(
+        course,
+        A,
+        archive(
+            tmp_path / "submissions (1).zip",
+            {f"doejane_1009_3_{STEM}-1.ipynb": notebook("second"), f"roefred_555_2_{NB}": notebook("b")},
+        ),
+    )
     assert result.unchanged == ["555"] and list(result.replaced) == ["1009"]
     backup = result.replaced["1009"]
     assert backup.is_relative_to(course / "submitted" / ".backup")
     assert (backup / NB).read_text() == notebook("fixed by hand") and submitted(course, "1009") == notebook("second")
-    assert f"replaced 1009: the previous files are kept in submitted/.backup/{result.stamp}/1009/{A}/" \
-        in lms.summary(result, course)
+    assert f"replaced 1009: the previous files are kept in submitted/.backup/{result.stamp}/1009/{A}/" in lms.summary(
+        result, course
+    )
     assert sorted(p.parent.name for p in (course / "submitted").glob(f"*/{A}")) == ["1009", "555"]  # not a student
 
 
@@ -137,13 +163,21 @@ def test_without_a_due_date_late_files_get_no_timestamp_and_the_summary_says_so(
     result = lms.collect_archive(course, A, archive(tmp_path / "s.zip", {f"roefred_LATE_555_2_{NB}": notebook("b")}))
     assert result.late == ["555"] and result.duedate is None
     assert not (course / "submitted" / "555" / A / "timestamp.txt").exists()
-    assert "no due date (c.LatePenalty.duedates), so no timestamp.txt and no late penalty" in lms.summary(result, course)
+    assert "no due date (c.LatePenalty.duedates), so no timestamp.txt and no late penalty" in lms.summary(
+        result, course
+    )
 
 
 def test_the_config_due_date_reaches_the_gradebook_and_the_timestamps(course, tmp_path):
     with_duedate(course)
-    result = lms.collect_archive(course, A, archive(tmp_path / "s.zip", {
-        f"roefred_late_555_2_{NB}": notebook("late"), f"doejane_12345_1_{NB}": notebook("on time")}))
+    result = lms.collect_archive(
+        course,
+        A,
+        archive(
+            tmp_path / "s.zip",
+            {f"roefred_late_555_2_{NB}": notebook("late"), f"doejane_12345_1_{NB}": notebook("on time")},
+        ),
+    )
     due = parse_utc(DUE)
     assert result.duedate == due
     with record.gradebook(course) as gb:
@@ -181,15 +215,27 @@ def test_a_late_canvas_file_loses_one_days_share_through_nbgraders_preprocessor(
     from nbgrader.preprocessors import AssignLatePenalties
 
     with_duedate(course)
-    lms.collect_archive(course, A, archive(tmp_path / "s.zip", {
-        f"roefred_LATE_555_2_{NB}": notebook("late"), f"doejane_12345_1_{NB}": notebook("on time")}))
+    lms.collect_archive(
+        course,
+        A,
+        archive(
+            tmp_path / "s.zip",
+            {f"roefred_LATE_555_2_{NB}": notebook("late"), f"doejane_12345_1_{NB}": notebook("on time")},
+        ),
+    )
     stamps = {s: parse_utc((course / "submitted" / s / A / "timestamp.txt").read_text()) for s in ("555", "12345")}
     (course / "gradebook.db").unlink()  # the collect made one with the due date only; build the graded one
     graded_gradebook(course, {s: {"score": 30.0, "timestamp": stamps[s]} for s in stamps}, duedate=parse_utc(DUE))
     config = lms.course_config(course)
     for student in stamps:
-        resources = {"nbgrader": {"notebook": STEM, "assignment": A, "student": student,
-                                  "db_url": f"sqlite:///{course / 'gradebook.db'}"}}
+        resources = {
+            "nbgrader": {
+                "notebook": STEM,
+                "assignment": A,
+                "student": student,
+                "db_url": f"sqlite:///{course / 'gradebook.db'}",
+            }
+        }
         AssignLatePenalties(config=config).preprocess(nbformat.v4.new_notebook(), resources)
     with record.gradebook(course) as gb:
         assert gb.find_submission_notebook(STEM, A, "555").late_submission_penalty == pytest.approx(3.0)
@@ -202,24 +248,31 @@ def read_csv(path):
 
 
 def test_canvas_export_has_canvas_gradebook_layout(course):
-    graded_gradebook(course, {
-        "12345": {"name": {"first_name": "Jane", "last_name": "Doe"}, "score": 30.0, "penalty": 3.0},
-        "555": {"score": 35.0},
-        "jdoe": {"name": {"first_name": "John", "last_name": "Roe"}, "score": 12.5},
-        "777": {"name": {"first_name": "Nobody", "last_name": "Submitted"}},
-    })
+    graded_gradebook(
+        course,
+        {
+            "12345": {"name": {"first_name": "Jane", "last_name": "Doe"}, "score": 30.0, "penalty": 3.0},
+            "555": {"score": 35.0},
+            "jdoe": {"name": {"first_name": "John", "last_name": "Roe"}, "score": 12.5},
+            "777": {"name": {"first_name": "Nobody", "last_name": "Submitted"}},
+        },
+    )
     rows = read_csv(lms.canvas_export(course))
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", A]  # the lesson is left out
     assert rows[1] == ["    Points Possible", "", "", "", "", "35"]
-    assert rows[2:] == [["Doe, Jane", "12345", "", "", "", "27"],        # 30 less the late penalty of 3
-                        ["Roe, John", "", "", "jdoe", "", "12.5"],       # exchange user name: SIS Login ID
-                        ["Submitted, Nobody", "777", "", "", "", ""],    # no submission: Canvas keeps its grade
-                        ["", "555", "", "", "", "35"]]
+    assert rows[2:] == [
+        ["Doe, Jane", "12345", "", "", "", "27"],  # 30 less the late penalty of 3
+        ["Roe, John", "", "", "jdoe", "", "12.5"],  # exchange user name: SIS Login ID
+        ["Submitted, Nobody", "777", "", "", "", ""],  # no submission: Canvas keeps its grade
+        ["", "555", "", "", "", "35"],
+    ]
     named = read_csv(lms.canvas_export(course, columns={A: "Batch Normalization (4711)"}))
     assert named[0][-1] == "Batch Normalization (4711)"
 
 
-def test_exchange_collect_never_touches_the_lms_inbox_and_backs_up_what_it_replaces(course, tmp_path, monkeypatch, capsys):
+def test_exchange_collect_never_touches_the_lms_inbox_and_backs_up_what_it_replaces(
+    course, tmp_path, monkeypatch, capsys
+):
     from bnlab.instructor import nbgrader as nbgrader_runner
 
     inbox = course / "downloaded" / A / "archive"

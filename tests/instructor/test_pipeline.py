@@ -1,29 +1,34 @@
 """The real nbgrader pipeline, end to end, on a scratch course directory.
 
 One run of the grader (``bnlab.instructor.autograde.coordinator``, two submissions at a time, each through
-``nbgrader autograde`` in its own scratch course, merged into one gradebook) grades: the solution (full marks), the untouched release notebook
-(zero on every graded cell), known-buggy submissions (each loses exactly the points of the tests
-that name its bugs), the accepted alternatives (full marks), and a submission that kills its
+``nbgrader autograde`` in its own scratch course, merged into one gradebook) grades: the solution (full marks), the
+untouched release notebook (zero on every graded cell), known-buggy submissions (each loses exactly the points of
+the tests that name its bugs), the accepted alternatives (full marks), and a submission that kills its
 kernel (reported, kept, and the others are still graded). Then ``generate_feedback`` (hidden
 tests not shown) and ``export`` (the CSV holds the expected scores).
 """
+
 from __future__ import annotations
 
 import os
 
 import pytest
 
+# one bug per kind of check and four alternatives (tests/test_grading.py runs every variant in-process)
+from submissions import ALL_TESTS, KERAS_LAYER_TESTS
+from submissions import PIPELINE_ALTERNATIVES as ALTERNATIVES
+from submissions import PIPELINE_BUGS as BUGS
 
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.autograde import record
 from bnlab.instructor.preprocessors import feedback
-# one bug per kind of check and four alternatives (tests/test_grading.py runs every variant in-process)
-from submissions import ALL_TESTS, KERAS_LAYER_TESTS, PIPELINE_ALTERNATIVES as ALTERNATIVES, PIPELINE_BUGS as BUGS
 
 pytestmark = pytest.mark.slow
 # points of the autograded checks, read from the source notebook (manually graded cells excluded)
-AUTO_MAX = sum(float(c.metadata["nbgrader"]["points"]) for c in notebooks.read().cells
-               if notebooks.grade_id(c) in ALL_TESTS)
+AUTO_MAX = sum(
+    float(c.metadata["nbgrader"]["points"]) for c in notebooks.read().cells if notebooks.grade_id(c) in ALL_TESTS
+)
+
 
 # Variants that change different parts are independent: Part 1 (keras_layers, keras_training),
 # Part 2 (nn_layers), and the rest (questions, diagnose task). So each submission carries one

@@ -1,27 +1,37 @@
 """An instructor's test cell written the nbgrader way (a plain ``assert``) grades correctly under the
 trusted re-run, and ``make grade-demo``'s report labels written answers and says why a cell lost points."""
+
 from __future__ import annotations
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 import quizcourse
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from quizcourse import meta
+
 from bnlab.instructor import scratch
 from bnlab.instructor.autograde import record
 from bnlab.instructor.nbgrader import nbgrader
-from quizcourse import meta
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
-    course = quizcourse.create(tmp_path_factory.mktemp("plain"), new_notebook(cells=[
-        new_code_cell('### BEGIN SOLUTION\nANSWER = "b"\n### END SOLUTION', metadata=meta("answer", solution=True)),
-        new_code_cell('assert ANSWER == "b", "ANSWER should be b"', metadata=meta("test_answer", grade=True, points=1)),
-        new_markdown_cell("Explain why.", metadata=meta("explain", grade=True, solution=True, points=2)),
-    ]))
+    course = quizcourse.create(
+        tmp_path_factory.mktemp("plain"),
+        new_notebook(
+            cells=[
+                new_code_cell(
+                    '### BEGIN SOLUTION\nANSWER = "b"\n### END SOLUTION', metadata=meta("answer", solution=True)
+                ),
+                new_code_cell(
+                    'assert ANSWER == "b", "ANSWER should be b"', metadata=meta("test_answer", grade=True, points=1)
+                ),
+                new_markdown_cell("Explain why.", metadata=meta("explain", grade=True, solution=True, points=2)),
+            ]
+        ),
+    )
     for student, answer in (("right", '"b"'), ("wrong", '"c"')):
         quizcourse.submit(course, student, quizcourse.answered(course, {"answer": f"ANSWER = {answer}"}))
     result = nbgrader("autograde", "quiz", "--force", root=course, check=False)

@@ -1,4 +1,5 @@
 """Tools the instructor runs print no warning of ours: nbgrader's feedback export, installation."""
+
 from __future__ import annotations
 
 import logging
@@ -29,5 +30,6 @@ def test_license_is_an_spdx_expression_for_a_setuptools_that_reads_it():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert project["project"]["license"] == "MIT"
     requires = project["build-system"]["requires"]
-    assert any(r.replace(" ", "").startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77
-               for r in requires), requires
+    assert any(
+        r.replace(" ", "").startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77 for r in requires
+    ), requires

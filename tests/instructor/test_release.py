@@ -1,4 +1,5 @@
 """release/ and solutions/ are generated from source/ by `make release`, and stay up to date."""
+
 from __future__ import annotations
 
 import json
@@ -9,9 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-
-from bnlab.instructor import notebooks
-from bnlab.instructor import release
+from bnlab.instructor import notebooks, release
 
 ROOT = Path(__file__).resolve().parents[2]
 EXERCISE = notebooks.RELATIVE
@@ -43,9 +42,19 @@ def test_a_change_in_source_is_reported_as_stale(tmp_path):
 # in bnlab.questions) and training flag, Part 2's statistics, update and normalization calls, and the
 # letters of the multiple-choice answers. None of it may appear in the
 # released notebook outside the collapsed hints; the hints hold enough of it to finish.
-GIVEAWAY = [r"\btraining=True", r"BatchNormalization\(", r"use_bias=False", r"tf\.nn\.moments\(",
-            r"\[0, 1, 2\]", r"axes=\[0\]", r"\.assign\(", r"decay\s*=\s*0\.99", r"tf\.nn\.batch_normalization\(",
-            r"expected=", r"ANSWER_[A-Z_]+\s*=\s*[\"']"]
+GIVEAWAY = [
+    r"\btraining=True",
+    r"BatchNormalization\(",
+    r"use_bias=False",
+    r"tf\.nn\.moments\(",
+    r"\[0, 1, 2\]",
+    r"axes=\[0\]",
+    r"\.assign\(",
+    r"decay\s*=\s*0\.99",
+    r"tf\.nn\.batch_normalization\(",
+    r"expected=",
+    r"ANSWER_[A-Z_]+\s*=\s*[\"']",
+]
 IN_HINTS = ["training=True", "use_bias=False", "tf.nn.moments(", "[0, 1, 2]", ".assign(", "momentum"]
 DETAILS = re.compile(r"<details>(.*?)</details>", re.S)
 
@@ -66,10 +75,13 @@ def test_student_notebook_has_stubs_and_no_solutions_or_hidden_tests():
     assert [c.source for c in answers if c.cell_type == "markdown"] == ["YOUR ANSWER HERE"]
     # signatures the checks rely on survive the stub
     joined = "\n".join(c.source for c in code)
-    for signature in ("def fully_connected(prev_layer, num_units):", "def conv_layer(prev_layer, layer_depth):",
-                      "def train_step(model, optimizer, images, labels):",
-                      "def fully_connected(prev_layer, num_units, is_training):",
-                      "def conv_layer(prev_layer, layer_depth, is_training):"):
+    for signature in (
+        "def fully_connected(prev_layer, num_units):",
+        "def conv_layer(prev_layer, layer_depth):",
+        "def train_step(model, optimizer, images, labels):",
+        "def fully_connected(prev_layer, num_units, is_training):",
+        "def conv_layer(prev_layer, layer_depth, is_training):",
+    ):
         assert signature in joined
     assert "def predict(model, images):" in "\n".join(c.source for c in nb.cells)  # given, not an answer
 
@@ -127,8 +139,9 @@ def test_every_lesson_section_the_exercise_cites_exists():
     sections = _lesson_sections()
     texts = [c.source for c in notebooks.read().cells if c.cell_type == "markdown"]
     texts.append((ROOT / "bnlab" / "questions.py").read_text())
-    cited = {(int(n), " ".join((double or single).split())) for text in texts
-             for n, double, single in CITATION.findall(text)}
+    cited = {
+        (int(n), " ".join((double or single).split())) for text in texts for n, double, single in CITATION.findall(text)
+    }
     assert cited, "the exercise points students to the lesson"
     wrong = sorted((n, t) for n, t in cited if n not in sections or (t and t not in sections[n]))
     assert wrong == [], f"cited lesson sections that do not exist (lesson sections: {sections})"
@@ -151,6 +164,9 @@ def test_the_tf1_appendix_is_an_after_deadline_handout_in_solutions_only():
     assert Path("batch_norm_lesson/Appendix_TF1_Code.ipynb") in later
     for rel in later:
         assert not (ROOT / "release" / rel).exists() and (ROOT / "solutions" / rel).exists()
-    released = {p.relative_to(ROOT / "release") for p in (ROOT / "release").rglob("*.ipynb")
-                if ".ipynb_checkpoints" not in p.parts}
+    released = {
+        p.relative_to(ROOT / "release")
+        for p in (ROOT / "release").rglob("*.ipynb")
+        if ".ipynb_checkpoints" not in p.parts
+    }
     assert released == set(release.released_notebooks(ROOT)) and EXERCISE in released

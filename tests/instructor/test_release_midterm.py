@@ -4,6 +4,7 @@ Each test works in a scratch course holding one small assignment (``tiny``: an a
 cell, a hand-graded written answer) with the course's own ``nbgrader_config.py``; nbgrader generates
 it for real, and a student's submission is recorded through nbgrader's API (nothing is executed).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bnlab.instructor.autograde import record
 from bnlab.instructor import release
+from bnlab.instructor.autograde import record
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = Path("tiny") / "Tiny.ipynb"
@@ -25,8 +26,14 @@ TINY = Path("tiny") / "Tiny.ipynb"
 
 def _cell(kind: str, source: str, grade_id: str, **meta) -> nbformat.NotebookNode:
     cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
-    cell.metadata["nbgrader"] = {"schema_version": 3, "grade": False, "solution": False, "locked": False,
-                                 "grade_id": grade_id, **meta}
+    cell.metadata["nbgrader"] = {
+        "schema_version": 3,
+        "grade": False,
+        "solution": False,
+        "locked": False,
+        "grade_id": grade_id,
+        **meta,
+    }
     return cell
 
 
@@ -34,18 +41,25 @@ TEST_MORE = _cell("code", "assert double(3) == 6;", "test_double_more", grade=Tr
 
 
 def _write_source(course: Path, cells: list) -> None:
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                           "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     nb.cells = [nbformat.v4.new_markdown_cell("# Tiny"), *cells]
     (course / "source" / TINY).parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, course / "source" / TINY)
 
 
 def _source_cells() -> list:
-    return [_cell("code", "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
-                  "answer_double", solution=True),
-            _cell("code", "assert double(2) == 4;", "test_double", grade=True, points=1),
-            _cell("markdown", "Why?", "why", solution=True, grade=True, points=2)]
+    return [
+        _cell(
+            "code",
+            "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+            "answer_double",
+            solution=True,
+        ),
+        _cell("code", "assert double(2) == 4;", "test_double", grade=True, points=1),
+        _cell("markdown", "Why?", "why", solution=True, grade=True, points=2),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +87,10 @@ def course(submitted_template, tmp_path) -> Path:
 
 def _digests(course: Path) -> dict:
     files = [p for top in ("release", "solutions") for p in (course / top).rglob("*") if p.is_file()]
-    return {str(p.relative_to(course)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in [*files, course / "gradebook.db"]}
+    return {
+        str(p.relative_to(course)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in [*files, course / "gradebook.db"]
+    }
 
 
 def _dump(path: Path) -> list[str]:
@@ -89,13 +105,16 @@ def _dump(path: Path) -> list[str]:
 def _grades(course: Path) -> dict:
     with record.gradebook(course) as gb:
         notebook = gb.find_submission_notebook("Tiny", "tiny", "s1")
-        return {"flagged": notebook.flagged,
-                **{g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in notebook.grades}}
+        return {
+            "flagged": notebook.flagged,
+            **{g.name: (g.auto_score, g.manual_score, g.needs_manual_grade) for g in notebook.grades},
+        }
 
 
 # --------------------------------------------------------------------------------------------
 # Backups (no nbgrader)
 # --------------------------------------------------------------------------------------------
+
 
 def test_backup_gradebook_copies_it_under_backups_and_keeps_the_last_ten(tmp_path):
     assert release.backup_gradebook(tmp_path) is None
@@ -121,8 +140,9 @@ def test_make_clean_keeps_the_gradebook_and_backs_it_up(tmp_path):
     (tmp_path / ".venv").mkdir()
     (tmp_path / "autograded" / "s1").mkdir(parents=True)
     python = str(ROOT / ".venv" / "bin" / "python")
-    result = subprocess.run(["make", "clean", f"PYTHON={python}"], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        ["make", "clean", f"PYTHON={python}"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     backups = list((tmp_path / "backups").glob("gradebook-*.db"))
     assert len(backups) == 1 and str(backups[0]) in result.stdout
@@ -133,6 +153,7 @@ def test_make_clean_keeps_the_gradebook_and_backs_it_up(tmp_path):
 # --------------------------------------------------------------------------------------------
 # A release that cannot be made changes nothing
 # --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_a_release_nbgrader_refuses_changes_nothing_and_names_the_new_cell(course, capsys):
@@ -162,6 +183,7 @@ def test_a_release_without_submissions_replaces_release_and_solutions(submitted_
 # make add-cells
 # --------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_add_cells_registers_a_new_graded_cell_keeps_every_grade_and_regrade_scores_it(course, capsys):
     old_gradebook = _dump(course / "gradebook.db")
@@ -173,15 +195,30 @@ def test_add_cells_registers_a_new_graded_cell_keeps_every_grade_and_regrade_sco
     assert "test_double_more" in out and "make regrade" in out
     released = nbformat.read(course / "release" / TINY, as_version=4)
     assert "test_double_more" in [c.metadata.get("nbgrader", {}).get("grade_id") for c in released.cells]
-    assert _grades(course) == {"flagged": True, "test_double": (1.0, None, False), "why": (None, 1.5, False),
-                               "test_double_more": (0.0, None, True)}
+    assert _grades(course) == {
+        "flagged": True,
+        "test_double": (1.0, None, False),
+        "why": (None, 1.5, False),
+        "test_double_more": (0.0, None, True),
+    }
     assert release.cell_changes(course) == []
     release.generate_safely(course, verbose=False)  # `make release` works again
     # `make regrade` writes each grading result through record.merge: the new cell gets its score
-    result = {"student": "s1", "assignment": "tiny", "status": "graded", "reason": "", "notebooks": {"Tiny": {
-        "grades": {"test_double": {"auto_score": 1.0, "needs_manual_grade": False},
-                   "test_double_more": {"auto_score": 2.0, "needs_manual_grade": False},
-                   "why": {"auto_score": None, "needs_manual_grade": True}}}}}
+    result = {
+        "student": "s1",
+        "assignment": "tiny",
+        "status": "graded",
+        "reason": "",
+        "notebooks": {
+            "Tiny": {
+                "grades": {
+                    "test_double": {"auto_score": 1.0, "needs_manual_grade": False},
+                    "test_double_more": {"auto_score": 2.0, "needs_manual_grade": False},
+                    "why": {"auto_score": None, "needs_manual_grade": True},
+                }
+            }
+        },
+    }
     row = record.merge(course, result, {}, "digest")
     assert (row["score"], row["max_score"]) == (4.5, 5.0)
     assert _grades(course)["why"][1] == 1.5
@@ -214,8 +251,13 @@ def _make(course: Path, *args: str) -> subprocess.CompletedProcess:
     if not (course / "bnlab").exists():
         shutil.copytree(ROOT / "bnlab", course / "bnlab", ignore=shutil.ignore_patterns("__pycache__"))
     (course / "stamp").touch()
-    return subprocess.run(["make", *args, f"BIN={ROOT / '.venv' / 'bin'}", f"STAMP={course / 'stamp'}"],
-                          cwd=course, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["make", *args, f"BIN={ROOT / '.venv' / 'bin'}", f"STAMP={course / 'stamp'}"],
+        cwd=course,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow
@@ -236,6 +278,7 @@ def test_the_instructors_commands_make_release_then_make_add_cells_then_make_rel
 @pytest.mark.slow
 def test_a_grade_written_during_a_release_is_not_overwritten(course):
     """A grading run that writes the gradebook while the release generates: the release gives way."""
+
     def grade_meanwhile(scratch):
         with record.gradebook(course) as gb:
             gb.find_grade("why", "Tiny", "tiny", "s1").manual_score = 2.0

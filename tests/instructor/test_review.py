@@ -1,29 +1,34 @@
 """What grading works around is graded and flagged: a deleted check cell is put back (nbgrader's
 add_missing_cells, placed after the nearest cell the submission still has), a renamed notebook is
 recognised, and the formgrader, the report and the feedback say so."""
+
 from __future__ import annotations
 
 import io
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
 import quizcourse
-from bnlab.instructor.autograde import coordinator, job, record
-from bnlab.instructor.preprocessors import review
-from bnlab.instructor.nbgrader import nbgrader
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from quizcourse import meta
+
+from bnlab.instructor.autograde import coordinator, job, record
+from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.preprocessors import review
 
 pytestmark = pytest.mark.slow
 
 
 def _quiz():
-    return new_notebook(cells=[
-        new_code_cell('### BEGIN SOLUTION\nANSWER = "b"\n### END SOLUTION', metadata=meta("answer", solution=True)),
-        new_markdown_cell("### Check your answer", metadata=meta("checks_heading")),
-        new_code_cell('assert ANSWER == "b", "ANSWER should be b"', metadata=meta("test_answer", grade=True, points=2)),
-    ])
+    return new_notebook(
+        cells=[
+            new_code_cell('### BEGIN SOLUTION\nANSWER = "b"\n### END SOLUTION', metadata=meta("answer", solution=True)),
+            new_markdown_cell("### Check your answer", metadata=meta("checks_heading")),
+            new_code_cell(
+                'assert ANSWER == "b", "ANSWER should be b"', metadata=meta("test_answer", grade=True, points=2)
+            ),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +50,9 @@ def test_a_deleted_check_cell_is_put_back_graded_and_flagged(course):
     graded = nbformat.read(course / "autograded" / "deleter" / "quiz" / "quiz.ipynb", as_version=4)
     names = [c.metadata.get("nbgrader", {}).get("grade_id") for c in graded.cells]
     assert names == ["answer", "checks_heading", "test_answer"]  # after the heading, where it was
-    assert review.review_reasons(graded) == ["graded cells deleted in the submission were put back and graded: "
-                                             "test_answer"]
+    assert review.review_reasons(graded) == [
+        "graded cells deleted in the submission were put back and graded: test_answer"
+    ]
     last = record.records(course, "quiz")["deleter"]
     assert last["status"] == "graded" and "put back" in last["reason"]
     with record.gradebook(course) as gb:

@@ -2,6 +2,7 @@
 routes: plain ``nbgrader autograde`` in the course folder (what the formgrader's button runs) and the
 course's grader (``make autograde``, ``make grade-demo``). Each earns only what its real answers
 earn, leaves no file outside its folder and no process behind, and the honest answer keeps full marks."""
+
 from __future__ import annotations
 
 import os
@@ -12,16 +13,19 @@ import uuid
 from pathlib import Path
 
 import pytest
-
+from submissions import ALL_TESTS
 
 from bnlab.instructor import isolation, notebooks, scratch
 from bnlab.instructor.autograde import coordinator, record
 from bnlab.instructor.nbgrader import nbgrader
-from submissions import ALL_TESTS
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not isolation.available()[0] and os.environ.get("CI") != "true",
-                                 reason=f"no sandbox on this machine: {isolation.available()[1]}")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not isolation.available()[0] and os.environ.get("CI") != "true",
+        reason=f"no sandbox on this machine: {isolation.available()[1]}",
+    ),
+]
 
 MARK = f"bnlab-attack-{uuid.uuid4().hex[:12]}"  # in every file and process name an attack leaves
 CODE_ANSWERS = list(notebooks.solution_answers())  # every answer cell of source/
@@ -73,7 +77,8 @@ REWRITER = textwrap.dedent("""
             folders.append(folder)
             folder = os.path.dirname(folder)
         for folder in folders + [os.path.expanduser("~")]:
-            for db in glob.glob(os.path.join(folder, "gradebook.db")) + glob.glob(os.path.join(folder, "*", "gradebook.db")):
+            found = glob.glob(os.path.join(folder, "gradebook.db"))
+            for db in found + glob.glob(os.path.join(folder, "*", "gradebook.db")):
                 for statement in ("UPDATE grade SET auto_score = 100", "UPDATE grade SET manual_score = 100"):
                     try:
                         with sqlite3.connect(db, timeout=1) as connection:

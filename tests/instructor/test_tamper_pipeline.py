@@ -1,19 +1,22 @@
 """Tampering through the real nbgrader pipeline: a submission that rewrites the checks in its kernel
 fools the kernel, but scores only what its real answers earn, and the instructor sees it flagged."""
+
 from __future__ import annotations
 
 import nbformat
 import pytest
-
+from submissions import ALL_TESTS, TAMPERING
 
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.autograde import record
-from submissions import ALL_TESTS, TAMPERING
 
 pytestmark = pytest.mark.slow
 
-SUBMISSIONS = [v for v in TAMPERING if v.name in {"tamper_reassign_checks", "tamper_swallow_errors",
-                                                   "tamper_with_part_one_answered"}]
+SUBMISSIONS = [
+    v
+    for v in TAMPERING
+    if v.name in {"tamper_reassign_checks", "tamper_swallow_errors", "tamper_with_part_one_answered"}
+]
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +64,11 @@ def test_tampering_scores_what_its_answers_earn_and_is_flagged(graded, variant):
     assert _lost(course, variant.name) == set(variant.fails)
     nb = _autograded(course, variant.name)
     # the kernel was fooled: it passed cells that the trusted re-run failed; those are flagged
-    fooled = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells
-              if c.get("metadata", {}).get("bnlab", {}).get("verification") == "tampered"}
+    fooled = {
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if c.get("metadata", {}).get("bnlab", {}).get("verification") == "tampered"
+    }
     assert fooled <= set(variant.fails)
     assert nb.metadata["bnlab"]["tampered"] is bool(fooled)
     assert nb.metadata["bnlab"]["started"] == "with the kernel"

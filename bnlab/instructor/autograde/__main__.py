@@ -1,4 +1,5 @@
 """``python -m bnlab.instructor.autograde ASSIGNMENT``: grade new or changed submissions (``make autograde``)."""
+
 import sys
 
 from bnlab.instructor.autograde.coordinator import main

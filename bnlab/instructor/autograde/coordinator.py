@@ -15,6 +15,7 @@ seconds, status), and writes ``autograde_report.csv`` plus the exports of :mod:`
 ``--regrade`` regenerates the assignment from ``source/`` (nbgrader's stored cells updated) and
 regrades everyone, listing only the students whose scores changed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,18 +46,19 @@ REPORT = "autograde_report.csv"
 @dataclasses.dataclass
 class Submission:
     student: str
-    files: dict          # {relative name: bytes}
-    digest: str          # of the files and of what grades them (source/ and the config)
+    files: dict  # {relative name: bytes}
+    digest: str  # of the files and of what grades them (source/ and the config)
 
 
 @dataclasses.dataclass
 class ClassRun:
-    """What one run graded: a record per student graded (see :mod:`bnlab.instructor.autograde.record`), who was skipped."""
+    """What one run graded: a record per student graded (see :mod:`bnlab.instructor.autograde.record`), and who
+    was skipped."""
 
     rows: list
     skipped: list
     seconds: float
-    notes: dict          # student -> log lines worth a look
+    notes: dict  # student -> log lines worth a look
 
     @property
     def failed(self) -> dict:
@@ -103,8 +105,10 @@ class Progress:
         left = self.total - self.done
         eta = self._clock(elapsed / self.done * left) if self.done else "?"
         filled = int(20 * self.done / max(self.total, 1))
-        return (f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} done, {left} left, "
-                f"{self.failed} failed, {self._clock(elapsed)} elapsed, ETA {eta}")
+        return (
+            f"[{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} done, {left} left, "
+            f"{self.failed} failed, {self._clock(elapsed)} elapsed, ETA {eta}"
+        )
 
     def update(self, row: dict) -> None:
         self.done += 1
@@ -137,17 +141,35 @@ def dask_client(jobs: int | None = None, scheduler: str | None = None):
     quiet.setLevel(logging.ERROR)
     try:
         # no dashboard; the scheduler's small HTTP server (health checks) on a free loopback port
-        with LocalCluster(n_workers=jobs or os.cpu_count() or 1, threads_per_worker=1, processes=False,
-                          dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=jobs or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=False,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             yield client
     finally:
         quiet.setLevel(level)
 
 
-def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = None, scheduler: str | None = None,
-                client=None, limits: Limits = Limits(), regrade_all: bool = False, retry_failed: bool = False,
-                students: list | None = None, env: dict | None = None, stream=sys.stderr) -> ClassRun:
+def grade_class(
+    course: Path,
+    assignment: str = EXERCISE,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    client=None,
+    limits: Limits = Limits(),
+    regrade_all: bool = False,
+    retry_failed: bool = False,
+    students: list | None = None,
+    env: dict | None = None,
+    stream=sys.stderr,
+) -> ClassRun:
     """Grade the new or changed submissions of ``assignment`` and merge them into the course's gradebook.
 
     Args:
@@ -170,8 +192,10 @@ def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = Non
         try:
             gb.find_assignment(assignment)
         except MissingEntry:
-            raise SystemExit(f"{assignment} is not in {course / 'gradebook.db'}: generate it first "
-                             f"(`make release`, or `nbgrader generate_assignment {assignment}`).") from None
+            raise SystemExit(
+                f"{assignment} is not in {course / 'gradebook.db'}: generate it first "
+                f"(`make release`, or `nbgrader generate_assignment {assignment}`)."
+            ) from None
     known = record.records(course, assignment)
     todo, skipped = [], []
     for sub in submissions(course, assignment):
@@ -194,15 +218,32 @@ def grade_class(course: Path, assignment: str = EXERCISE, jobs: int | None = Non
         from distributed import as_completed
 
         kit = client.scatter(make_kit(course, assignment), broadcast=False)
-        futures = {client.submit(grade_submission, kit, assignment, sub.student, sub.files, limits, env,
-                                 key=f"grade-{sub.student}-{sub.digest[:12]}", pure=False): sub for sub in todo}
+        futures = {
+            client.submit(
+                grade_submission,
+                kit,
+                assignment,
+                sub.student,
+                sub.files,
+                limits,
+                env,
+                key=f"grade-{sub.student}-{sub.digest[:12]}",
+                pure=False,
+            ): sub
+            for sub in todo
+        }
         for future in as_completed(futures):
             sub = futures[future]
             try:
                 result = future.result()
             except Exception as error:  # noqa: BLE001 - a lost worker must not stop the class
-                result = {"student": sub.student, "assignment": assignment, "status": "error", "notebooks": {},
-                          "reason": f"the grading task failed ({type(error).__name__}: {str(error)[:300]})"}
+                result = {
+                    "student": sub.student,
+                    "assignment": assignment,
+                    "status": "error",
+                    "notebooks": {},
+                    "reason": f"the grading task failed ({type(error).__name__}: {str(error)[:300]})",
+                }
             if result["status"] != "graded":
                 result["reason"] += f" The submission is kept unchanged in submitted/{sub.student}/{assignment}/."
             row = record.merge(course, result, sub.files, sub.digest)
@@ -234,8 +275,10 @@ def summary(run: ClassRun) -> str:
         if row["reason"]:  # in full: what happened and what to do (autograde_report.csv has it too)
             lines += textwrap.wrap(row["reason"], 110, initial_indent=" " * 29 + "why: ", subsequent_indent=" " * 34)
         lines += [f"{'':<28} note: {note}" for note in run.notes.get(row["student"], [])[:5]]
-    lines.append(f"{len(run.rows)} submission(s) graded in {run.seconds:.1f} s, {len(run.failed)} failed, "
-                 f"{len(run.skipped)} unchanged and skipped (--regrade-all grades them again).")
+    lines.append(
+        f"{len(run.rows)} submission(s) graded in {run.seconds:.1f} s, {len(run.failed)} failed, "
+        f"{len(run.skipped)} unchanged and skipped (--regrade-all grades them again)."
+    )
     return "\n".join(lines)
 
 
@@ -268,8 +311,13 @@ def regrade(course: Path, assignment: str = EXERCISE, **options) -> tuple[ClassR
 
 
 def _limits(args) -> Limits:
-    return Limits(wall_seconds=args.wall_time, memory_bytes=int(args.memory_gib * GiB) if args.memory_gib else None,
-                  cell_timeout=args.cell_timeout, network=args.network, isolation=args.isolation)
+    return Limits(
+        wall_seconds=args.wall_time,
+        memory_bytes=int(args.memory_gib * GiB) if args.memory_gib else None,
+        cell_timeout=args.cell_timeout,
+        network=args.network,
+        isolation=args.isolation,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,11 +333,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wall-time", type=float, default=1800, help="seconds per submission (default 1800)")
     parser.add_argument("--memory-gib", type=float, default=4, help="memory per submission in GiB (0: no limit)")
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default: the config's)")
-    parser.add_argument("--network", choices=("auto", "require", "allow"), default="auto",
-                        help="cut student code off the network: when possible (auto), or refuse without it")
-    parser.add_argument("--isolation", choices=("auto", "require", "off"), default=settings.isolation(),
-                        help="run student code in the bubblewrap sandbox: when possible (auto, the default; "
-                             "BNLAB_ISOLATION sets it), refuse to grade without it (require), or never (off)")
+    parser.add_argument(
+        "--network",
+        choices=("auto", "require", "allow"),
+        default="auto",
+        help="cut student code off the network: when possible (auto), or refuse without it",
+    )
+    parser.add_argument(
+        "--isolation",
+        choices=("auto", "require", "off"),
+        default=settings.isolation(),
+        help="run student code in the bubblewrap sandbox: when possible (auto, the default; "
+        "BNLAB_ISOLATION sets it), refuse to grade without it (require), or never (off)",
+    )
     parser.add_argument("--no-export", action="store_true", help="skip grades.csv / grades_per_question.csv")
     args = parser.parse_args(argv)
     # `kill` of the coordinator: exit normally, so that the submissions being graded are ended too
@@ -303,24 +359,35 @@ def main(argv: list[str] | None = None) -> int:
         sandbox = f"student code NOT sandboxed: {'--isolation off' if sandboxed else sandbox_why}"
     else:
         sandbox = f"student code sandboxed ({sandbox_why})"
-    print(f"Grading {args.assignment} in {course} with {where}; {sandbox}; limits: {limits.describe()} "
-          f"(network isolation {'on' if isolated and limits.network != 'allow' else 'OFF'}: {why})", flush=True)
+    print(
+        f"Grading {args.assignment} in {course} with {where}; {sandbox}; limits: {limits.describe()} "
+        f"(network isolation {'on' if isolated and limits.network != 'allow' else 'OFF'}: {why})",
+        flush=True,
+    )
     if limits.isolation == "require" and not sandboxed and not args.scheduler:
-        print(f"error: --isolation require, but {sandbox_why}. Install bubblewrap, or grade with "
-              "--isolation auto to grade without the sandbox.", file=sys.stderr)
+        print(
+            f"error: --isolation require, but {sandbox_why}. Install bubblewrap, or grade with "
+            "--isolation auto to grade without the sandbox.",
+            file=sys.stderr,
+        )
         return 2
     options = dict(jobs=args.jobs, scheduler=args.scheduler, limits=limits, students=args.student)
     if args.regrade:
         run, changes = regrade(course, args.assignment, **options)
     else:
-        run, changes = grade_class(course, args.assignment, regrade_all=args.regrade_all,
-                                   retry_failed=args.retry_failed, **options), None
+        run, changes = (
+            grade_class(
+                course, args.assignment, regrade_all=args.regrade_all, retry_failed=args.retry_failed, **options
+            ),
+            None,
+        )
     print(summary(run))
     if changes is not None:
         print(f"Scores changed for {len(changes)} student(s):" if changes else "No score changed.")
         for student, old, new, cells in changes:
-            detail = ", ".join(f"{cell} {a if a is not None else '-'}->{b if b is not None else '-'}"
-                               for cell, (a, b) in cells.items())
+            detail = ", ".join(
+                f"{cell} {a if a is not None else '-'}->{b if b is not None else '-'}" for cell, (a, b) in cells.items()
+            )
             print(f"  {student}: {old:g} -> {new:g} ({detail})")
     print("Report:", write_report(course, args.assignment))
     if not args.no_export:

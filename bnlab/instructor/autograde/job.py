@@ -10,6 +10,7 @@ from the scratch gradebook, the autograded files, the status and its reason, and
 that deserve a look. A worker needs the course library installed and nothing else; it never
 touches the course's own gradebook.
 """
+
 from __future__ import annotations
 
 import io
@@ -19,19 +20,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from bnlab.instructor import isolation
 from bnlab.grading.errors import KERNEL_DIED
-from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
+from bnlab.instructor import isolation
 from bnlab.instructor.autograde.limits import Limits, run_limited
 from bnlab.instructor.autograde.record import GRADEBOOK, TABLE, copy_database, gradebook, sql
+from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
 
 TIMESTAMP = "timestamp.txt"
 # nbgrader log lines that are expected on every correct run, with the reason they are harmless
 EXPECTED_LOG = [
-    (re.compile(r"SAWarning: Object of type <Submitted\w+> not in session|for notebook in submission\.assignment"),
-     "nbgrader's own gradebook bookkeeping (SQLAlchemy autoflush note; the rows are written)"),
-    (re.compile(r"Kernel is running over TCP without encryption"),
-     "the kernel and nbgrader talk over loopback inside the grading sandbox"),
+    (
+        re.compile(r"SAWarning: Object of type <Submitted\w+> not in session|for notebook in submission\.assignment"),
+        "nbgrader's own gradebook bookkeeping (SQLAlchemy autoflush note; the rows are written)",
+    ),
+    (
+        re.compile(r"Kernel is running over TCP without encryption"),
+        "the kernel and nbgrader talk over loopback inside the grading sandbox",
+    ),
 ]
 CHECKSUM = re.compile(r"Attribute 'checksum' for cell (\S+) has changed! \(should be: (\w+), got: (\w+)\)")
 FAILURE_HINTS = re.compile(r"DeadKernelError|Kernel died|CellTimeoutError|Traceback|Error|error", re.I)
@@ -81,11 +86,17 @@ def _read_scores(course: Path, assignment: str, student: str) -> dict:
             return {}
         for nb in submission.notebooks:
             notebooks[nb.name] = {
-                "grades": {g.name: {"auto_score": g.auto_score, "max_score": g.max_score,
-                                    "needs_manual_grade": g.needs_manual_grade} for g in nb.grades},
+                "grades": {
+                    g.name: {
+                        "auto_score": g.auto_score,
+                        "max_score": g.max_score,
+                        "needs_manual_grade": g.needs_manual_grade,
+                    }
+                    for g in nb.grades
+                },
                 "comments": {c.name: c.auto_comment for c in nb.comments},
                 "late_submission_penalty": nb.late_submission_penalty,
-                "flagged": bool(nb.flagged),   # FlagForReview's verdict (bnlab.instructor.preprocessors.review)
+                "flagged": bool(nb.flagged),  # FlagForReview's verdict (bnlab.instructor.preprocessors.review)
             }
     return notebooks
 
@@ -138,16 +149,21 @@ def _notebooks(autograded: Path) -> dict:
 
 def _cells_with_error(notebooks: dict, ename: str) -> list[str]:
     """The cells of ``notebooks`` with an ``ename`` error output (a timeout, a kernel death)."""
-    return [cell.metadata.get("nbgrader", {}).get("grade_id") or f"{name}: cell {cell.get('id')}"
-            for name, nb in notebooks.items() for cell in nb.cells
-            if any(out.get("ename") == ename for out in cell.get("outputs", []))]
+    return [
+        cell.metadata.get("nbgrader", {}).get("grade_id") or f"{name}: cell {cell.get('id')}"
+        for name, nb in notebooks.items()
+        for cell in nb.cells
+        if any(out.get("ename") == ename for out in cell.get("outputs", []))
+    ]
 
 
 def _crash_reason(log: str) -> str:
     """Why nbgrader produced no graded notebook, in one sentence for the instructor."""
     if "DeadKernelError" in log or "Kernel died" in log:
-        return ("the kernel died while running the notebook (the submission ended its Python process, e.g. "
-                "os._exit, sys.exit in a thread, a crash in native code, or it was killed); no cell could be graded.")
+        return (
+            "the kernel died while running the notebook (the submission ended its Python process, e.g. "
+            "os._exit, sys.exit in a thread, a crash in native code, or it was killed); no cell could be graded."
+        )
     hints = [line.strip() for line in log.splitlines() if FAILURE_HINTS.search(line)]
     return "nbgrader could not grade the notebook; last log lines: " + " | ".join(hints[-3:])[:600]
 
@@ -164,11 +180,15 @@ def recognise_renamed(folder: Path, release: Path) -> str:
         return ""
     if len(missing) == 1 and len(unknown) == 1:
         (folder / unknown[0]).rename(folder / missing[0])
-        return (f"renamed: the notebook was handed in as {unknown[0]} and graded as {missing[0]}; rename it in "
-                f"submitted/ (or ask the student to) so that nbgrader's own commands find it too")
-    return (f"could not tell which notebook is which: {', '.join(missing)} missing, {', '.join(unknown)} handed in "
-            f"instead; rename them in submitted/{folder.parent.name}/{folder.name}/ to the released names and grade "
-            "again")
+        return (
+            f"renamed: the notebook was handed in as {unknown[0]} and graded as {missing[0]}; rename it in "
+            f"submitted/ (or ask the student to) so that nbgrader's own commands find it too"
+        )
+    return (
+        f"could not tell which notebook is which: {', '.join(missing)} missing, {', '.join(unknown)} handed in "
+        f"instead; rename them in submitted/{folder.parent.name}/{folder.name}/ to the released names and grade "
+        "again"
+    )
 
 
 def _unreadable(files: dict) -> str:
@@ -183,8 +203,9 @@ def _unreadable(files: dict) -> str:
     return ""
 
 
-def grade_submission(kit: bytes, assignment: str, student: str, files: dict, limits: Limits = Limits(),
-                     env: dict | None = None) -> dict:
+def grade_submission(
+    kit: bytes, assignment: str, student: str, files: dict, limits: Limits = Limits(), env: dict | None = None
+) -> dict:
     """Grade one student's files in a scratch course unpacked from the kit; return the result as plain data.
 
     Args:
@@ -200,9 +221,19 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         ({name: bytes}), "notes", "seconds", ...}``; ``status`` is ``graded`` or why not.
     """
     start = time.perf_counter()
-    result = {"student": student, "assignment": assignment, "status": "graded", "reason": "", "notebooks": {},
-              "autograded": {}, "notes": [], "expected_warnings": 0, "log_tail": "", "network_isolated": False,
-              "sandboxed": False}
+    result = {
+        "student": student,
+        "assignment": assignment,
+        "status": "graded",
+        "reason": "",
+        "notebooks": {},
+        "autograded": {},
+        "notes": [],
+        "expected_warnings": 0,
+        "log_tail": "",
+        "network_isolated": False,
+        "sandboxed": False,
+    }
     with tempfile.TemporaryDirectory(prefix=f"bnlab-grade-{student}-") as tmp:
         course = Path(tmp)
         with tarfile.open(fileobj=io.BytesIO(kit), mode="r:gz") as tar:
@@ -226,18 +257,24 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
         run_env = nbgrader_env({**(env or {}), "BNLAB_COURSE_ROOT": str(course), "BNLAB_ISOLATION": limits.isolation})
         sandbox_ok, sandbox_why = isolation.available()
         if limits.isolation == "require" and not sandbox_ok:
-            result.update(status="refused", reason=f"not graded: the sandbox is required but unavailable on this "
-                                                   f"machine ({sandbox_why})", seconds=time.perf_counter() - start)
+            result.update(
+                status="refused",
+                reason=f"not graded: the sandbox is required but unavailable on this machine ({sandbox_why})",
+                seconds=time.perf_counter() - start,
+            )
             return result
         result["sandboxed"] = sandbox_ok and limits.isolation != "off"
         outcome = run_limited(cmd, course, run_env, limits)
         result["network_isolated"] = outcome.network_isolated
         result["log_tail"] = outcome.output[-6000:]
         result["notes"], result["expected_warnings"] = classify_log(
-            outcome.output, _release_checksums(course / "release" / assignment))
+            outcome.output, _release_checksums(course / "release" / assignment)
+        )
         if not result["sandboxed"]:
-            result["notes"].insert(0, "student code was NOT sandboxed: " + (
-                "--isolation off" if limits.isolation == "off" else sandbox_why))
+            result["notes"].insert(
+                0,
+                "student code was NOT sandboxed: " + ("--isolation off" if limits.isolation == "off" else sandbox_why),
+            )
         graded = course / "autograded" / student / assignment
         notebooks_done = graded.is_dir() and any(graded.glob("*.ipynb"))
         if outcome.status in ("timeout", "memory"):
@@ -247,7 +284,9 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
             result["notes"] = []  # the reason says it
         else:
             result["notebooks"] = _read_scores(course, assignment, student)
-            result["autograded"] = {str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()}
+            result["autograded"] = {
+                str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()
+            }
             from bnlab.instructor.preprocessors.review import review_reasons
 
             notebooks = _notebooks(graded)
@@ -257,12 +296,17 @@ def grade_submission(kit: bytes, assignment: str, student: str, files: dict, lim
             slow = _cells_with_error(notebooks, "CellTimeoutError")
             died = _cells_with_error(notebooks, KERNEL_DIED[0])
             if slow:
-                result.update(status="timeout", reason="cells stopped at the per-cell time limit (the other cells "
-                                                       "were graded): " + ", ".join(slow))
+                result.update(
+                    status="timeout",
+                    reason="cells stopped at the per-cell time limit (the other cells were graded): " + ", ".join(slow),
+                )
             elif died:
-                result.update(status="crashed", reason="the kernel died in " + ", ".join(died) + " (the submission "
-                              "ended its Python process, e.g. os._exit); that cell was skipped and the rest of the "
-                              "notebook graded: the other cells keep their points.")
+                result.update(
+                    status="crashed",
+                    reason="the kernel died in " + ", ".join(died) + " (the submission "
+                    "ended its Python process, e.g. os._exit); that cell was skipped and the rest of the "
+                    "notebook graded: the other cells keep their points.",
+                )
     if renamed:
         result["notes"].insert(0, renamed)
         if result["status"] == "graded":

@@ -13,6 +13,7 @@ before it execs the command: the kernel still talks to nbgrader over 127.0.0.1, 
 reaches nothing else. Elsewhere (macOS, containers without user namespaces) the network stays
 reachable and :func:`network_isolation` says why.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -20,7 +21,6 @@ import dataclasses
 import fcntl
 import functools
 import os
-import shutil
 import signal
 import socket
 import struct
@@ -29,7 +29,9 @@ import sys
 import threading
 import time
 
-GiB = 1024 ** 3
+from bnlab.instructor.isolation import missing_tool
+
+GiB = 1024**3
 _LIVE: set[int] = set()  # process groups of the commands running now (ended if this process exits)
 
 
@@ -53,9 +55,9 @@ class Limits:
     wall_seconds: float = 1800.0
     memory_bytes: int | None = 4 * GiB
     address_space_bytes: int | None = None
-    cell_timeout: int | None = None      # nbgrader's per-cell limit (c.Execute.timeout); None keeps the config's
+    cell_timeout: int | None = None  # nbgrader's per-cell limit (c.Execute.timeout); None keeps the config's
     network: str = "auto"
-    isolation: str = "auto"              # the student-code sandbox (bnlab.instructor.isolation): auto, require or off
+    isolation: str = "auto"  # the student-code sandbox (bnlab.instructor.isolation): auto, require or off
 
     def describe(self) -> str:
         memory = f"{self.memory_bytes / GiB:g} GiB" if self.memory_bytes else "no memory limit"
@@ -78,15 +80,20 @@ class Outcome:
 @functools.lru_cache(maxsize=1)
 def network_isolation() -> tuple[bool, str]:
     """``(available, why)``: whether commands can run without network (a private network namespace)."""
-    if not sys.platform.startswith("linux"):
-        return False, f"network namespaces are Linux-only (this is {sys.platform})"
-    if shutil.which("unshare") is None:
-        return False, "the `unshare` command (util-linux) is not installed"
-    probe = subprocess.run(["unshare", "-rn", sys.executable, "-m", "bnlab.instructor.autograde.limits", "--probe"],
-                           capture_output=True, text=True, timeout=60)
+    missing = missing_tool("unshare", "the `unshare` command", "util-linux")
+    if missing:
+        return False, missing
+    probe = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-m", "bnlab.instructor.autograde.limits", "--probe"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if probe.returncode != 0:
-        return False, ("`unshare -rn` is not permitted here (unprivileged user namespaces disabled): "
-                       + (probe.stderr.strip().splitlines() or ["no message"])[-1])
+        return False, (
+            "`unshare -rn` is not permitted here (unprivileged user namespaces disabled): "
+            + (probe.stderr.strip().splitlines() or ["no message"])[-1]
+        )
     return True, "private network namespace (loopback only) via `unshare -rn`"
 
 
@@ -141,8 +148,17 @@ def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
             resource.setrlimit(resource.RLIMIT_AS, (limits.address_space_bytes, limits.address_space_bytes))
 
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace", start_new_session=True, preexec_fn=preexec)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,
+        preexec_fn=preexec,
+    )
     _LIVE.add(proc.pid)
     state = {"status": "ok", "reason": "", "peak": 0}
     done = threading.Event()
@@ -160,11 +176,16 @@ def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
             rss = _tree_rss(proc.pid)
             state["peak"] = max(state["peak"], rss)
             if limits.memory_bytes and rss > limits.memory_bytes:
-                kill("memory", f"used {rss / GiB:.2f} GiB of memory, over the limit of "
-                               f"{limits.memory_bytes / GiB:g} GiB; grading was stopped")
+                kill(
+                    "memory",
+                    f"used {rss / GiB:.2f} GiB of memory, over the limit of "
+                    f"{limits.memory_bytes / GiB:g} GiB; grading was stopped",
+                )
             elif time.perf_counter() - start > limits.wall_seconds:
-                kill("timeout", f"still running after the wall-time limit of {limits.wall_seconds:g} s; "
-                                "grading was stopped")
+                kill(
+                    "timeout",
+                    f"still running after the wall-time limit of {limits.wall_seconds:g} s; grading was stopped",
+                )
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()

@@ -15,6 +15,7 @@ notebook *flagged* (visible in the formgrader), the reason as the automatic comm
 answer cell, and a row in the table ``bnlab_autograde`` that this module keeps beside nbgrader's
 tables in ``gradebook.db`` (student, status, reason, seconds, digest of what was graded).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -73,15 +74,19 @@ def sql(gb, statement: str, values: dict | None = None):
 
 
 def _ensure_table(gb) -> None:
-    sql(gb, f"CREATE TABLE IF NOT EXISTS {TABLE} (assignment TEXT, student TEXT, status TEXT, reason TEXT, "
-             "seconds REAL, digest TEXT, score REAL, max_score REAL, graded_at TEXT, "
-             "PRIMARY KEY (assignment, student))")
+    sql(
+        gb,
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (assignment TEXT, student TEXT, status TEXT, reason TEXT, "
+        "seconds REAL, digest TEXT, score REAL, max_score REAL, graded_at TEXT, "
+        "PRIMARY KEY (assignment, student))",
+    )
 
 
 def _records(gb, assignment: str) -> dict:
     _ensure_table(gb)
-    rows = sql(gb, f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE assignment = :assignment",
-                {"assignment": assignment})
+    rows = sql(
+        gb, f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE assignment = :assignment", {"assignment": assignment}
+    )
     return {row[1]: dict(zip(COLUMNS, row)) for row in rows}
 
 
@@ -97,8 +102,9 @@ def records(course: Path, assignment: str) -> dict:
 
 def _write_record(gb, row: dict) -> None:
     _ensure_table(gb)
-    sql(gb, f"INSERT OR REPLACE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})",
-         row)
+    sql(
+        gb, f"INSERT OR REPLACE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})", row
+    )
     gb.db.commit()
 
 
@@ -123,8 +129,11 @@ def merge(course: Path, result: dict, files: dict, digest: str) -> dict:
         previous = _records(gb, assignment).get(student, {})
         gb.update_or_create_student(student)
         timestamp = _timestamp(files)
-        submission = (gb.update_or_create_submission(assignment, student, timestamp=timestamp) if timestamp
-                      else gb.update_or_create_submission(assignment, student))
+        submission = (
+            gb.update_or_create_submission(assignment, student, timestamp=timestamp)
+            if timestamp
+            else gb.update_or_create_submission(assignment, student)
+        )
         for nb in submission.notebooks:
             data = result["notebooks"].get(nb.name, {})
             for grade in nb.grades:
@@ -138,7 +147,7 @@ def merge(course: Path, result: dict, files: dict, digest: str) -> dict:
                     comment.auto_comment = data.get("comments", {}).get(comment.name)
             nb.late_submission_penalty = data.get("late_submission_penalty")
             if failed or data.get("flagged"):
-                nb.flagged = True   # a failure, or what bnlab.instructor.preprocessors.review wants looked at
+                nb.flagged = True  # a failure, or what bnlab.instructor.preprocessors.review wants looked at
             elif previous.get("status") not in (None, "graded") or "flagged for review" in previous.get("reason", ""):
                 nb.flagged = False  # flagged by an earlier run of ours
         gb.db.commit()
@@ -149,10 +158,17 @@ def merge(course: Path, result: dict, files: dict, digest: str) -> dict:
         for name, data in result.get("autograded", {}).items():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             (target / name).write_bytes(data)
-        row = {"assignment": assignment, "student": student, "status": result["status"], "reason": result["reason"],
-               "seconds": round(result.get("seconds", 0.0), 2), "digest": digest, "score": submission.score,
-               "max_score": submission.max_score,
-               "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        row = {
+            "assignment": assignment,
+            "student": student,
+            "status": result["status"],
+            "reason": result["reason"],
+            "seconds": round(result.get("seconds", 0.0), 2),
+            "digest": digest,
+            "score": submission.score,
+            "max_score": submission.max_score,
+            "graded_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
         _write_record(gb, row)
     return row
 
@@ -163,6 +179,7 @@ def cell_scores(course: Path, assignment: str) -> dict:
     scores = {}
     with gradebook(course) as gb:
         for submission in gb.assignment_submissions(assignment):
-            scores[submission.student.id] = {grade.name: (grade.score, grade.max_score)
-                                             for nb in submission.notebooks for grade in nb.grades}
+            scores[submission.student.id] = {
+                grade.name: (grade.score, grade.max_score) for nb in submission.notebooks for grade in nb.grades
+            }
     return scores

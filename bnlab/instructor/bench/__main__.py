@@ -4,6 +4,7 @@
 profiles grading one submission; ``monitor`` measures the live monitor's drawing cost on a simulated loop;
 ``class`` times grading a class with each number of parallel jobs. ``COMMAND --help`` lists the options.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,8 +13,11 @@ import sys
 from bnlab.instructor.bench import grading, monitor, training
 
 COMMANDS = {
-    "training": (training.add_arguments, training.run,
-                 "800-batch runs of the three networks over the seeds: accuracy, where the time goes, grading"),
+    "training": (
+        training.add_arguments,
+        training.run,
+        "800-batch runs of the three networks over the seeds: accuracy, where the time goes, grading",
+    ),
     "grading": (grading.add_arguments, grading.run, "grading one submission: wall time, memory, sandbox, cells"),
     "monitor": (monitor.add_arguments, monitor.run, "the live monitor's drawing cost on a simulated training loop"),
     "class": (grading.add_class_arguments, grading.run_class, "a class graded with 1, 2, ... parallel jobs"),
@@ -21,8 +25,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bnlab.instructor.bench",
-                                     description="The course's benchmarks; each prints its tables.")
+    parser = argparse.ArgumentParser(
+        prog="python -m bnlab.instructor.bench", description="The course's benchmarks; each prints its tables."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (add_arguments, run, about) in COMMANDS.items():
         command = commands.add_parser(name, help=about, description=about)

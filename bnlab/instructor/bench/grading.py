@@ -8,6 +8,7 @@ way nbgrader does (``NBGRADER_EXECUTION=autograde``, so short mode) with nbclien
 start and every cell, to show where grading spends its time. :func:`time_class` grades a class of
 copies of the solution with each number of jobs, as ``make autograde JOBS=N`` does.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,8 @@ def _solution_course(tmp: Path, verify: bool):
 
 def time_autograde(verify: bool = True, sandbox_on: bool = True) -> dict:
     """``nbgrader autograde`` of the solution (one submission) in a scratch course, as ``make
-    autograde`` runs it (under :func:`bnlab.instructor.autograde.limits.run_limited`, without limits): ``{"seconds": wall
+    autograde`` runs it (under :func:`bnlab.instructor.autograde.limits.run_limited`, without limits):
+    ``{"seconds": wall
     seconds, "peak_gib": the largest resident memory of nbgrader, its kernel and the re-run's worker
     together}``."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,7 +63,9 @@ def repeat_autograde(repeats: int, verify: bool = True, report=print, sandbox_on
         result = time_autograde(verify, sandbox_on)
         runs.append(round(result["seconds"], 1))
         peak = max(peak, result["peak_gib"])
-        report(f"  autograde run {i + 1}/{repeats}: {result['seconds']:.1f} s, peak memory {result['peak_gib']:.2f} GiB")
+        report(
+            f"  autograde run {i + 1}/{repeats}: {result['seconds']:.1f} s, peak memory {result['peak_gib']:.2f} GiB"
+        )
     return {"seconds": statistics.median(runs), "runs": runs, "peak_gib": peak}
 
 
@@ -80,14 +84,17 @@ def sandbox_overhead(repeats: int = 5) -> list[tuple[str, float, float]]:
         with tempfile.TemporaryDirectory() as tmp:
             nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
             start = time.perf_counter()
-            nbclient.NotebookClient(nb, kernel_name="python3", kernel_manager_class=manager,
-                                    resources={"metadata": {"path": tmp}}).execute()
+            nbclient.NotebookClient(
+                nb, kernel_name="python3", kernel_manager_class=manager, resources={"metadata": {"path": tmp}}
+            ).execute()
             return time.perf_counter() - start
 
     def worker(sandboxed: bool) -> float:
         # Session follows the policy in the environment (bnlab.settings reads it); set it for this run only.
-        with mock.patch.dict(os.environ, {"BNLAB_ISOLATION": "auto" if sandboxed else "off"}), \
-                tempfile.TemporaryDirectory() as tmp:
+        with (
+            mock.patch.dict(os.environ, {"BNLAB_ISOLATION": "auto" if sandboxed else "off"}),
+            tempfile.TemporaryDirectory() as tmp,
+        ):
             start = time.perf_counter()
             session = Session(cwd=tmp, timeout=60)
             session.exec_cell("x = 1")
@@ -95,9 +102,14 @@ def sandbox_overhead(repeats: int = 5) -> list[tuple[str, float, float]]:
             return time.perf_counter() - start
 
     rows = []
-    for name, plain, boxed in (("kernel: start, one cell, shut down", lambda: kernel(AsyncKernelManager),
-                                lambda: kernel(SandboxedKernelManager)),
-                               ("re-run worker: start, one cell, close", lambda: worker(False), lambda: worker(True))):
+    for name, plain, boxed in (
+        (
+            "kernel: start, one cell, shut down",
+            lambda: kernel(AsyncKernelManager),
+            lambda: kernel(SandboxedKernelManager),
+        ),
+        ("re-run worker: start, one cell, close", lambda: worker(False), lambda: worker(True)),
+    ):
         times = {"plain": [], "boxed": []}
         for _ in range(repeats):
             times["plain"].append(plain())
@@ -126,15 +138,18 @@ def time_class(n: int = 8, jobs: tuple = (1, 2), env: dict | None = None) -> dic
     return figures
 
 
-def grading_table(autograde_seconds: float, grading: dict, peak_gib: float = float("nan"),
-                  runs: list | None = None) -> str:
+def grading_table(
+    autograde_seconds: float, grading: dict, peak_gib: float = float("nan"), runs: list | None = None
+) -> str:
     """One submission through ``nbgrader autograde`` (the median of ``runs`` when given; NaN leaves the
     row out), and a class graded with each number of jobs (:func:`time_class`)."""
     lines = ["| grading | wall s | s per submission |", "|---|---|---|"]
     if autograde_seconds == autograde_seconds:
         spread = f"; median of {len(runs)} runs, {min(runs):.1f} to {max(runs):.1f} s" if runs else ""
-        lines.append(f"| 1 submission, `nbgrader autograde` (peak memory {peak_gib:.2f} GiB{spread}) | "
-                     f"{autograde_seconds:.1f} | {autograde_seconds:.1f} |")
+        lines.append(
+            f"| 1 submission, `nbgrader autograde` (peak memory {peak_gib:.2f} GiB{spread}) | "
+            f"{autograde_seconds:.1f} | {autograde_seconds:.1f} |"
+        )
     n = grading.get("class_size")
     jobs = sorted(int(key.split("_")[1]) for key in grading if key.startswith("jobs_"))
     for count in jobs:
@@ -163,7 +178,9 @@ def profile_cells(timeout: int = 300) -> dict:
         _, path = _solution_course(Path(tmp), verify=True)
         nb = nbformat.read(path, as_version=4)
         env = dict(os.environ, NBGRADER_EXECUTION="autograde")
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": tmp}})
+        client = nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": tmp}}
+        )
         start = time.perf_counter()
         old_env = os.environ.copy()
         os.environ.update(env)  # the kernel inherits this process's environment
@@ -187,11 +204,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``python -m bnlab.instructor.bench grading``."""
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-plain", action="store_true", help="skip the runs without the re-verification step")
-    parser.add_argument("--repeats", type=int, default=5, help="gradings timed per configuration (the median is reported)")
-    parser.add_argument("--sandbox-repeats", type=int, default=5,
-                        help="runs per process kind for the sandbox's cost (0 skips it)")
-    parser.add_argument("--compare-sandbox", action="store_true",
-                        help="also time whole gradings without the sandbox, alternating with sandboxed ones")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="gradings timed per configuration (the median is reported)"
+    )
+    parser.add_argument(
+        "--sandbox-repeats", type=int, default=5, help="runs per process kind for the sandbox's cost (0 skips it)"
+    )
+    parser.add_argument(
+        "--compare-sandbox",
+        action="store_true",
+        help="also time whole gradings without the sandbox, alternating with sandboxed ones",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,8 +230,10 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.repeats):
             for on in (True, False):
                 runs[on].append(round(time_autograde(True, on)["seconds"], 1))
-                print(f"  autograde run {i + 1}/{args.repeats}, sandbox {'on' if on else 'off'}: {runs[on][-1]:.1f} s",
-                      flush=True)
+                print(
+                    f"  autograde run {i + 1}/{args.repeats}, sandbox {'on' if on else 'off'}: {runs[on][-1]:.1f} s",
+                    flush=True,
+                )
         on, off = statistics.median(runs[True]), statistics.median(runs[False])
         print(f"whole grading, median of {args.repeats}: sandboxed {on:.1f} s, without {off:.1f} s ({on - off:+.1f} s)")
         out.update(autograde_seconds_sandboxed=on, autograde_seconds_unsandboxed=off)
@@ -219,16 +244,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {seconds:6.2f} s  {name}")
         print(f"total {profile['total']:.1f} s")
         out["profile_total_seconds"] = round(profile["total"], 1)
-    for verify, suffix, label in ((True, "", "as configured (with re-verification)"),
-                                  (False, "_without_verify", "without the re-verification step")):
+    for verify, suffix, label in (
+        (True, "", "as configured (with re-verification)"),
+        (False, "_without_verify", "without the re-verification step"),
+    ):
         if (not verify and args.no_plain) or not args.repeats:
             continue
         result = repeat_autograde(args.repeats, verify)
-        out.update({f"autograde_seconds{suffix}": result["seconds"], f"autograde_runs{suffix}": result["runs"],
-                    f"autograde_peak_gib{suffix}": round(result["peak_gib"], 2)})
-        print(f"nbgrader autograde, {label}: median {result['seconds']:.1f} s of {args.repeats} "
-              f"({min(result['runs']):.1f} to {max(result['runs']):.1f} s), peak memory {result['peak_gib']:.2f} GiB",
-              flush=True)
+        out.update(
+            {
+                f"autograde_seconds{suffix}": result["seconds"],
+                f"autograde_runs{suffix}": result["runs"],
+                f"autograde_peak_gib{suffix}": round(result["peak_gib"], 2),
+            }
+        )
+        print(
+            f"nbgrader autograde, {label}: median {result['seconds']:.1f} s of {args.repeats} "
+            f"({min(result['runs']):.1f} to {max(result['runs']):.1f} s), peak memory {result['peak_gib']:.2f} GiB",
+            flush=True,
+        )
     print(json.dumps(out))
     return 0
 
@@ -244,8 +278,10 @@ def run_class(args: argparse.Namespace) -> int:
     reports bad options)."""
     if args.size < 1 or min(args.jobs) < 1:
         args.error(f"the class size and the jobs must be at least 1, not {args.size} and {args.jobs}")
-    print(f"timing a class of {args.size} solutions graded with JOBS={', then JOBS='.join(map(str, args.jobs))} ...",
-          flush=True)
+    print(
+        f"timing a class of {args.size} solutions graded with JOBS={', then JOBS='.join(map(str, args.jobs))} ...",
+        flush=True,
+    )
     figures = time_class(args.size, tuple(args.jobs))
     print(grading_table(float("nan"), figures))
     print(json.dumps(figures))

@@ -8,6 +8,7 @@ nothing. No TensorFlow model trains, so the figures isolate the monitor's cost; 
 (:mod:`bnlab.instructor.bench.training`) measures it on a real network. Importing this module loads
 no TensorFlow (the training loop is imported when a simulation runs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,13 @@ def workload(seconds_per_batch: float) -> Callable[[], None]:
     return one_batch
 
 
-def simulate(monitor: TrainingMonitor, batches: int, one_batch: Callable[[], None], name: str,
-             every: tuple[int, int] | None = None) -> float:
+def simulate(
+    monitor: TrainingMonitor,
+    batches: int,
+    one_batch: Callable[[], None],
+    name: str,
+    every: tuple[int, int] | None = None,
+) -> float:
     """A fake training loop (:func:`bnlab.training.loop.run_schedule`) logging into a run of ``monitor``;
     closes ``monitor`` and returns the wall time in seconds.
 
@@ -91,8 +97,9 @@ def bench(batches: int = 800, seconds_per_batch: float = 0.04, repeat: int = 1) 
     share of the monitored run's wall time spent rendering, measured directly.
     """
     if batches < 1 or seconds_per_batch < 0:
-        raise ValueError("batches must be at least 1 and seconds_per_batch at least 0, "
-                         f"not {batches} and {seconds_per_batch}")
+        raise ValueError(
+            f"batches must be at least 1 and seconds_per_batch at least 0, not {batches} and {seconds_per_batch}"
+        )
     one_batch = workload(seconds_per_batch)
     every = schedule()
     base = with_monitor = math.inf
@@ -105,13 +112,23 @@ def bench(batches: int = 800, seconds_per_batch: float = 0.04, repeat: int = 1) 
         if seconds < with_monitor:
             with_monitor, live = seconds, monitor
     overhead = 100.0 * (with_monitor - base) / base
-    result = {"batches": batches, "seconds_without": base, "seconds_with": with_monitor,
-              "redraws": live.redraw_count, "draw_seconds": live.draw_seconds, "overhead_pct": overhead,
-              "draw_pct": 100.0 * live.draw_seconds / with_monitor, "mode": live.mode}
-    print(f"{'batches':>8} {'s without':>10} {'s with':>8} {'redraws':>8} {'draw s':>7} "
-          f"{'overhead %':>10} {'draw %':>7}")
-    print(f"{batches:>8} {base:>10.2f} {with_monitor:>8.2f} {live.redraw_count:>8} "
-          f"{live.draw_seconds:>7.2f} {overhead:>10.1f} {result['draw_pct']:>7.1f}")
+    result = {
+        "batches": batches,
+        "seconds_without": base,
+        "seconds_with": with_monitor,
+        "redraws": live.redraw_count,
+        "draw_seconds": live.draw_seconds,
+        "overhead_pct": overhead,
+        "draw_pct": 100.0 * live.draw_seconds / with_monitor,
+        "mode": live.mode,
+    }
+    print(
+        f"{'batches':>8} {'s without':>10} {'s with':>8} {'redraws':>8} {'draw s':>7} {'overhead %':>10} {'draw %':>7}"
+    )
+    print(
+        f"{batches:>8} {base:>10.2f} {with_monitor:>8.2f} {live.redraw_count:>8} "
+        f"{live.draw_seconds:>7.2f} {overhead:>10.1f} {result['draw_pct']:>7.1f}"
+    )
     return result
 
 

@@ -6,6 +6,7 @@ where nbgrader's own ``Execute`` stands, so every route that runs nbgrader's aut
 course's configuration (the command, the formgrader's button, ``make autograde``) starts its
 kernels sandboxed; it is configured as ``Execute`` is (``c.Execute.timeout`` applies).
 """
+
 from __future__ import annotations
 
 import copy
@@ -20,8 +21,6 @@ from traitlets import Integer
 
 from bnlab.grading.errors import KERNEL_DIED
 from bnlab.instructor.isolation import Sandbox, check, sandbox_env, strays
-
-
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -50,8 +49,13 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self._sandbox is not None and process is not None:
             left = strays(process.pid, "ipykernel")
             if left:
-                self.log.warning("SANDBOX: the submission in %s left %d process(es) running when its kernel shut "
-                                 "down; the sandbox ended them: %s", self._sandbox.workdir, len(left), "; ".join(left[:3]))
+                self.log.warning(
+                    "SANDBOX: the submission in %s left %d process(es) running when its kernel shut "
+                    "down; the sandbox ended them: %s",
+                    self._sandbox.workdir,
+                    len(left),
+                    "; ".join(left[:3]),
+                )
         await super()._async_shutdown_kernel(now=now, restart=restart)
 
     shutdown_kernel = _async_shutdown_kernel  # AsyncKernelManager binds the base class's coroutine by name
@@ -69,7 +73,9 @@ class SandboxedKernelManager(AsyncKernelManager):
 
 def died_output() -> NotebookNode:
     ename, evalue = KERNEL_DIED
-    return NotebookNode(output_type="error", ename=ename, evalue=evalue, traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
+    return NotebookNode(
+        output_type="error", ename=ename, evalue=evalue, traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"]
+    )
 
 
 class SandboxedExecute(Execute):
@@ -80,7 +86,9 @@ class SandboxedExecute(Execute):
     the cells before it again (their first outputs are kept), and execution goes on after it. After
     ``max_kernel_deaths`` deaths the remaining cells are marked as not run."""
 
-    max_kernel_deaths = Integer(3, help="Kernel deaths after which the rest of the notebook is not run.").tag(config=True)
+    max_kernel_deaths = Integer(3, help="Kernel deaths after which the rest of the notebook is not run.").tag(
+        config=True
+    )
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxedKernelManager)
@@ -103,8 +111,12 @@ class SandboxedExecute(Execute):
             self._skipped.add(index)
             cell.outputs.append(died_output())
             student = (resources or {}).get("nbgrader", {}).get("student", "?")
-            self.log.warning("student %s: the kernel died in cell %d (%s); skipping it and grading the rest", student,
-                             index, cell.metadata.get("nbgrader", {}).get("grade_id", "ungraded cell"))
+            self.log.warning(
+                "student %s: the kernel died in cell %d (%s); skipping it and grading the rest",
+                student,
+                index,
+                cell.metadata.get("nbgrader", {}).get("grade_id", "ungraded cell"),
+            )
             if self._deaths <= self.max_kernel_deaths:
                 self._restart_and_replay(index)
             return cell, self.resources

@@ -14,6 +14,7 @@ lines and their arguments included. This preprocessor, configured in ``nbgrader_
 
 Scores and the messages of failed checks are kept.
 """
+
 from __future__ import annotations
 
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades

@@ -4,6 +4,7 @@ The parent (nbgrader's own process, which never runs student code) starts one
 :mod:`bnlab.grading.worker` process per submission and talks to it over two pipes in the JSON lines
 of :mod:`bnlab.grading.wire`.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,11 +14,11 @@ import subprocess
 import sys
 import time
 
-
-from bnlab.instructor import isolation
 from bnlab.grading.errors import fail
 from bnlab.grading.wire import MAX_LINE, RemoteName, decode, encode
+from bnlab.instructor import isolation
 from bnlab.instructor.isolation import Sandbox
+
 
 class RemoteProbe:
     """A probe living in the worker: each method call is a request, its answer decoded data."""
@@ -48,14 +49,20 @@ class Session:
         if self.sandbox is not None:
             cmd, environment = self.sandbox.command(cmd), isolation.sandbox_env(environment)
         self.process = subprocess.Popen(
-            cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, cwd=cwd, env=environment,
-            start_new_session=self.sandbox is not None)  # sandboxed: bwrap ends it (--die-with-parent)
+            cmd,
+            pass_fds=(to_child_r, from_child_w),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
+            env=environment,
+            start_new_session=self.sandbox is not None,
+        )  # sandboxed: bwrap ends it (--die-with-parent)
         os.close(to_child_r)
         os.close(from_child_w)
         self.deadline = time.monotonic() + timeout
-        self.stopped = ""      # why the worker can no longer answer
-        self.died = False      # ... because its process ended (not a timeout or bad data)
+        self.stopped = ""  # why the worker can no longer answer
+        self.died = False  # ... because its process ended (not a timeout or bad data)
         self._buffer = b""
 
     def _readline(self) -> bytes:
@@ -113,8 +120,11 @@ class Session:
         if self.sandbox is not None and self.process.poll() is None and self.log is not None:
             left = isolation.strays(self.process.pid, "bnlab.grading.worker")
             if left:
-                self.log.warning("SANDBOX: the re-run of the submission left %d process(es) running; the sandbox "
-                                 "ended them: %s", len(left), "; ".join(left[:3]))
+                self.log.warning(
+                    "SANDBOX: the re-run of the submission left %d process(es) running; the sandbox ended them: %s",
+                    len(left),
+                    "; ".join(left[:3]),
+                )
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait()

@@ -10,6 +10,7 @@
   the formgrader marks it, when grading had to work around the submission: a restored cell, a cell that
   ended the kernel, or a check the trusted re-run did not confirm. It logs why.
 """
+
 from __future__ import annotations
 
 from nbgrader import utils
@@ -20,13 +21,15 @@ from traitlets import Bool
 from bnlab.grading.errors import KERNEL_DIED
 from bnlab.instructor.autograde.record import gradebook
 
-RESTORED = "was missing from the submission"   # in nbgrader's note at the top of a restored cell
+RESTORED = "was missing from the submission"  # in nbgrader's note at the top of a restored cell
 
 
 class RestoreMissingCells(OverwriteCells):
     """nbgrader's ``OverwriteCells`` that also puts deleted graded cells back (``add_missing_cells``)."""
 
-    add_missing_cells = Bool(True, help="Put graded cells the student deleted back, from the gradebook.").tag(config=True)
+    add_missing_cells = Bool(True, help="Put graded cells the student deleted back, from the gradebook.").tag(
+        config=True
+    )
 
     def add_missing_grade_cells(self, nb, resources):
         source = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
@@ -38,8 +41,9 @@ class RestoreMissingCells(OverwriteCells):
                 continue
             self.log.warning("Missing grade cell %s encountered, adding it back to the notebook", grade_cell.name)
             index = order.index(grade_cell.name)
-            cell = self.missing_cell_transform(source.source_cells[index], grade_cell.max_score,
-                                               is_solution=grade_cell.name in solutions)
+            cell = self.missing_cell_transform(
+                source.source_cells[index], grade_cell.max_score, is_solution=grade_cell.name in solutions
+            )
             nb.cells.insert(_after_nearest(nb, order[:index]), cell)
             present.add(grade_cell.name)
         return nb, resources

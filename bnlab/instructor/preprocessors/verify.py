@@ -21,6 +21,7 @@ nothing from the kernel, so :class:`StartVerification`, registered before ``Exec
 a background thread: the worker imports TensorFlow and re-runs the checks while the kernel executes
 the notebook (on 2 cores this hides most of the re-run's time), and :class:`VerifyChecks` collects it.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -30,10 +31,9 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from nbformat import NotebookNode
-from traitlets import Bool, Float, List, Unicode
-
 from nbgrader.api import MissingEntry
 from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Bool, Float, List, Unicode
 
 import bnlab
 from bnlab import grading as trusted_grading
@@ -89,8 +89,7 @@ class _StudentValues(dict):
 
         import numpy
 
-        super().__init__(grading=trusted_grading, np=numpy, numpy=numpy, math=math,
-                         print=lambda *args, **kwargs: None)
+        super().__init__(grading=trusted_grading, np=numpy, numpy=numpy, math=math, print=lambda *args, **kwargs: None)
         self.session = session
 
     def __missing__(self, name):
@@ -121,8 +120,13 @@ def is_check_cell(source: str) -> bool:
         if not (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)):
             return False
         func = statement.value.func
-        if not (isinstance(func, ast.Name) and func.id == "print"
-                or isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "grading"):
+        if not (
+            isinstance(func, ast.Name)
+            and func.id == "print"
+            or isinstance(func, ast.Attribute)
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "grading"
+        ):
             return False
     return True
 
@@ -138,8 +142,9 @@ def run_test_cell(source: str, session: Session) -> str | None:
     try:
         exec(compile(source, "<test cell>", "exec"), {"__builtins__": builtins}, names)
     except _NotData as exc:
-        return Unverifiable(f"the test cell uses {exc.args[0]!r}, which is not plain data, so only the kernel "
-                            "judged it")
+        return Unverifiable(
+            f"the test cell uses {exc.args[0]!r}, which is not plain data, so only the kernel judged it"
+        )
     except AssertionError as exc:
         return str(exc) or "a check failed"
     except Exception as exc:  # noqa: BLE001 - e.g. a name the test needs is not a function
@@ -161,8 +166,9 @@ class VerifyChecks(NbGraderPreprocessor):
 
     enabled = Bool(True, help="Re-verify every graded test cell out of the student's reach.").tag(config=True)
     timeout = Float(240.0, help="Seconds the worker may take for one submission in all.").tag(config=True)
-    skip_cells = List(Unicode(), sorted(SKIPPED),
-                      help="grade_ids of (long) cells the worker does not run: the training runs.").tag(config=True)
+    skip_cells = List(
+        Unicode(), sorted(SKIPPED), help="grade_ids of (long) cells the worker does not run: the training runs."
+    ).tag(config=True)
 
     def _trusted_sources(self, resources) -> dict:
         info = resources.get("nbgrader", {})
@@ -204,12 +210,19 @@ class VerifyChecks(NbGraderPreprocessor):
         started = _STARTED.pop(_key(resources), None)  # by StartVerification, while the kernel ran
         tests, future = started or self._start(nb, resources)
         waited = time.monotonic()
-        report = {"tampered": False, "disagreements": {}, "seconds": None,
-                  "started": "with the kernel" if started else "after the kernel",
-                  "grader_files_changed": package_digest() != DIGEST_AT_IMPORT}
+        report = {
+            "tampered": False,
+            "disagreements": {},
+            "seconds": None,
+            "started": "with the kernel" if started else "after the kernel",
+            "grader_files_changed": package_digest() != DIGEST_AT_IMPORT,
+        }
         if report["grader_files_changed"]:  # the checks here were imported before: a signal, not a verdict
-            self.log.warning("student %s: files of bnlab/grading changed on disk since grading began (a kernel can "
-                             "write files: grade in a sandbox); the verdicts use the copy loaded before", student)
+            self.log.warning(
+                "student %s: files of bnlab/grading changed on disk since grading began (a kernel can "
+                "write files: grade in a sandbox); the verdicts use the copy loaded before",
+                student,
+            )
         verdicts, seconds = future.result()
         waited = time.monotonic() - waited
         for cell in nb.cells:
@@ -221,9 +234,15 @@ class VerifyChecks(NbGraderPreprocessor):
                 cell.metadata["bnlab"] = {"verification": "kernel only", "message": str(verdict)}
                 report["kernel_only"] = sorted({*report.get("kernel_only", []), name})
                 continue
-            status = ("confirmed" if verdict is None and not kernel_failed(cell) else
-                      "failed" if verdict is not None and kernel_failed(cell) else
-                      "tampered" if verdict is not None else "failed in the kernel only")
+            status = (
+                "confirmed"
+                if verdict is None and not kernel_failed(cell)
+                else "failed"
+                if verdict is not None and kernel_failed(cell)
+                else "tampered"
+                if verdict is not None
+                else "failed in the kernel only"
+            )
             cell.metadata["bnlab"] = {"verification": status}
             if status == "tampered":
                 report["tampered"] = True
@@ -234,29 +253,52 @@ class VerifyChecks(NbGraderPreprocessor):
         report["seconds"], report["waited_seconds"] = round(seconds, 1), round(waited, 1)
         nb.metadata["bnlab"] = report
         if report["tampered"]:
-            self.log.warning("TAMPERING: student %s: the kernel passed test cells that the trusted re-run fails: %s",
-                             student, ", ".join(n for n, s in report["disagreements"].items() if s == "tampered"))
+            self.log.warning(
+                "TAMPERING: student %s: the kernel passed test cells that the trusted re-run fails: %s",
+                student,
+                ", ".join(n for n, s in report["disagreements"].items() if s == "tampered"),
+            )
         elif report["disagreements"]:
-            self.log.warning("student %s: cells failed in the kernel but pass when re-run: %s", student,
-                             ", ".join(report["disagreements"]))
+            self.log.warning(
+                "student %s: cells failed in the kernel but pass when re-run: %s",
+                student,
+                ", ".join(report["disagreements"]),
+            )
         if report.get("kernel_only"):
-            self.log.warning("student %s: test cells judged by the kernel only (they call student code directly; "
-                             "write them with grading.* checks for a verdict the student's code cannot touch): %s",
-                             student, ", ".join(report["kernel_only"]))
-        self.log.info("Re-verified %d test cells of %s in %.1f s (%.1f s after the kernel finished)", len(tests),
-                      student, report["seconds"], report["waited_seconds"])
+            self.log.warning(
+                "student %s: test cells judged by the kernel only (they call student code directly; "
+                "write them with grading.* checks for a verdict the student's code cannot touch): %s",
+                student,
+                ", ".join(report["kernel_only"]),
+            )
+        self.log.info(
+            "Re-verified %d test cells of %s in %.1f s (%.1f s after the kernel finished)",
+            len(tests),
+            student,
+            report["seconds"],
+            report["waited_seconds"],
+        )
         return nb, resources
 
     def _verify(self, nb, tests, resources) -> dict:  # runs in the background thread
-        cells = [(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"), cell.source)
-                 for cell in nb.cells if cell.cell_type == "code"]
+        cells = [
+            (cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"), cell.source)
+            for cell in nb.cells
+            if cell.cell_type == "code"
+        ]
         key = _key(resources)
         cancelled = _CANCELLED.setdefault(key, threading.Event())  # made fresh by _start
         try:
-            return verify_cells(cells, tests, cwd=resources.get("metadata", {}).get("path") or None,
-                                timeout=self.timeout, skip=set(self.skip_cells),
-                                on_session=lambda session: _WORKERS.__setitem__(key, session), log=self.log,
-                                cancelled=cancelled)
+            return verify_cells(
+                cells,
+                tests,
+                cwd=resources.get("metadata", {}).get("path") or None,
+                timeout=self.timeout,
+                skip=set(self.skip_cells),
+                on_session=lambda session: _WORKERS.__setitem__(key, session),
+                log=self.log,
+                cancelled=cancelled,
+            )
         finally:
             _WORKERS.pop(key, None)
 
@@ -286,8 +328,12 @@ def stop_abandoned(log=None) -> list[tuple]:
             session.process.kill()  # the re-run's thread reads EOF, ends, and closes the session
         stopped.append(key)
         if log is not None:
-            log.warning("student %s: grading of %s stopped before its checks were re-verified (did the kernel die?); "
-                        "its re-run was stopped", key[2], key[1])
+            log.warning(
+                "student %s: grading of %s stopped before its checks were re-verified (did the kernel die?); "
+                "its re-run was stopped",
+                key[2],
+                key[1],
+            )
     return stopped
 
 
@@ -306,15 +352,27 @@ class StartVerification(VerifyChecks):
     def preprocess(self, nb, resources):
         stop_abandoned(self.log)
         if self.enabled:
-            cells = NotebookNode(cells=[NotebookNode(cell_type=c.cell_type, source=c.source,
-                                                     metadata=NotebookNode(c.get("metadata", {})))
-                                        for c in nb.cells])  # a copy: the kernel's outputs go into nb
+            cells = NotebookNode(
+                cells=[
+                    NotebookNode(cell_type=c.cell_type, source=c.source, metadata=NotebookNode(c.get("metadata", {})))
+                    for c in nb.cells
+                ]
+            )  # a copy: the kernel's outputs go into nb
             _STARTED[_key(resources)] = self._start(cells, resources)
         return nb, resources
 
 
-def verify_cells(cells, tests: dict, cwd=None, timeout: float = 240.0, skip=SKIPPED, on_session=None,
-                 log=None, max_deaths: int = 3, cancelled: threading.Event | None = None) -> dict:
+def verify_cells(
+    cells,
+    tests: dict,
+    cwd=None,
+    timeout: float = 240.0,
+    skip=SKIPPED,
+    on_session=None,
+    log=None,
+    max_deaths: int = 3,
+    cancelled: threading.Event | None = None,
+) -> dict:
     """Run ``cells`` in a worker; for every cell whose grade_id is in ``tests`` run the trusted source
     ``tests[grade_id]`` here instead.
 
