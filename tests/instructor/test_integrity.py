@@ -173,6 +173,28 @@ def test_grader_files_changed_on_disk_are_reported(monkeypatch, caplog):
     assert nb.cells[0].metadata["bnlab"]["verification"] == "confirmed"  # verdicts come from the loaded copy
 
 
+@pytest.mark.parametrize(
+    "edited",
+    [
+        "grading/checks.py",
+        "instructor/preprocessors/verify.py",
+        "instructor/preprocessors/remote.py",
+        "exercise.py",
+        "reference.py",
+    ],
+)
+def test_the_grader_digest_covers_every_file_a_verdict_depends_on(monkeypatch, tmp_path, edited):
+    """The checks, these preprocessors and the bounds they judge by (Part 3's decay lives in exercise.py)."""
+    import shutil
+
+    copy = tmp_path / "bnlab"
+    shutil.copytree(verify.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(verify, "PACKAGE", copy)
+    before = verify.package_digest()
+    (copy / edited).write_text((copy / edited).read_text() + "\n# edited\n")
+    assert verify.package_digest() != before
+
+
 def test_the_rerun_started_before_the_kernel_is_collected_after_it(monkeypatch):
     """StartVerification hands the re-run of the cells as submitted to VerifyChecks; the kernel's outputs
     (added in between) neither reach the re-run nor get lost."""

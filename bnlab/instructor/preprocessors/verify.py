@@ -54,8 +54,10 @@ except ImportError:  # pragma: no cover - an exercise without questions
 
 
 def package_digest() -> str:
-    """SHA-256 over the grader's files (bnlab/grading/, reference.py)."""
-    paths = sorted(PACKAGE.glob("grading/*.py")) + [PACKAGE / "reference.py"]
+    """SHA-256 over the grader's files: the checks (bnlab/grading/), these preprocessors, and the
+    definitions the checks judge by (reference.py, exercise.py)."""
+    paths = sorted(PACKAGE.glob("grading/*.py")) + sorted(PACKAGE.glob("instructor/preprocessors/*.py"))
+    paths += [PACKAGE / "reference.py", PACKAGE / "exercise.py"]
     return digest({str(path.relative_to(PACKAGE)): path.read_bytes() for path in paths if path.exists()})
 
 
