@@ -222,8 +222,6 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
 # (A function that opens a path would take a check's integer argument for a file descriptor, and close it.)
 NOT_CALLED = {
     "bnlab.data": "reads, writes and downloads MNIST",
-    "bnlab.instructor.nbgrader": "starts nbgrader",
-    "bnlab.exercise": "reads the course's notebook files",
     "bnlab._quiet": "redirects file descriptor 2",
     "bnlab.grading": "the checks themselves",
 }
