@@ -27,7 +27,7 @@ from bnlab.exercise import BATCH_SIZE, LEARNING_RATE, TRAIN_LOG_EVERY, VALIDATE_
 from bnlab.training import Stopwatch, loss_fn
 from bnlab.training.adam import FusedAdam
 from bnlab.training.loop import SilentRun, run_schedule
-from bnlab.training.step import Trainer, device_batches, gradient_step
+from bnlab.training.step import Trainer, device_batches, gradient_step, inference
 
 tf = bnlab.tf
 import keras  # noqa: E402  (after the quiet TensorFlow import)
@@ -157,10 +157,6 @@ def _recording_step(model: keras.Model) -> Callable:
     return gradient_step(loss_fn, forward, inspect)
 
 
-def _inference(model: keras.Model, images):
-    return model(images, training=False)
-
-
 def train_and_record(
     model: keras.Model,
     data,
@@ -204,7 +200,7 @@ def train_and_record(
     if num_batches < 1:
         raise ValueError(f"num_batches must be at least 1, got {num_batches}")
     trainer = Trainer(
-        model, _recording_step(model), _inference, FusedAdam(learning_rate), extra=True, compile_evaluation=False
+        model, _recording_step(model), inference, FusedAdam(learning_rate), extra=True, compile_evaluation=False
     )
     batches = device_batches(data.train, batch_size, num_batches, seed)
     val_images, val_labels = data.validation.images[:validation_size], data.validation.labels[:validation_size]

@@ -31,7 +31,7 @@ from bnlab.exercise import TRAIN_LOG_EVERY, VALIDATE_EVERY
 from bnlab.reference import batch_norm_formula  # noqa: F401  (re-exported for the notebook)
 from bnlab.tables import table
 from bnlab.training.loop import run_schedule
-from bnlab.training.step import Trainer, device_batches, gradient_step
+from bnlab.training.step import Trainer, device_batches, gradient_step, inference
 from bnlab.training.step import predict_one_at_a_time as _one_at_a_time
 
 tf = bnlab.tf
@@ -180,10 +180,6 @@ def demo_loss(logits, labels):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-def _inference(model: keras.Model, images):
-    return model(images, training=False)
-
-
 def train_demo(
     model: keras.Model,
     run,
@@ -215,7 +211,7 @@ def train_demo(
     trainer = Trainer(
         model,
         gradient_step(demo_loss),
-        _inference,
+        inference,
         keras.optimizers.SGD(learning_rate=learning_rate),
         one_hot=False,
         loss=demo_loss,

@@ -50,6 +50,11 @@ def accuracy_fn(logits, labels):
     return tf.reduce_mean(tf.cast(correct, tf.float32))
 
 
+def inference(model, images):
+    """A Keras model's logits in inference mode (its population statistics): the library's own loops' ``predict``."""
+    return model(images, training=False)
+
+
 def _hits(classes, labels):
     """1.0 where the predicted class is the integer label, else 0.0."""
     return tf.cast(tf.equal(classes, tf.cast(labels, tf.int64)), tf.float32)
