@@ -169,6 +169,14 @@ def _statistics_fit(probe, kind: str, api: str, arg) -> None:
         return
     found = "x".join(str(d) for d in mean.shape) or "one"
     what = "units" if kind == "dense" else "feature maps (output channels)"
+    if mean.shape == num.input_shape(kind)[-1:]:
+        fail(
+            f"{where}: its batch normalization keeps {found} statistics, one per feature of the layer's input, but "
+            f"the layer has {n} {what}: it normalizes what goes into the layer. Batch normalization belongs on the "
+            "layer's own output (the result of its dense or convolution step), with one mean and variance per "
+            f"{_per(kind)}.",
+            "math",
+        )
     if api == "keras":
         fail(
             f"{where}: its BatchNormalization keeps {found} statistics, but the layer has {n} {what}. Keras' axis "

@@ -392,6 +392,28 @@ def train_step(model, optimizer, images, labels):
         "momentum 0.45: just below the smallest decay the course accepts",
     ),
     Variant(
+        "diagnose_normalizes_the_input",
+        {
+            "diagnose_fix": fix(
+                "    layer = keras.layers.BatchNormalization(momentum=0.99)(prev_layer)\n"
+                '    return keras.layers.Dense(num_units, activation="relu")(layer)\n'
+            )
+        },
+        frozenset({"test_diagnose_fix"}),
+        "the right momentum, on the layer's input instead of its output",
+    ),
+    Variant(
+        "diagnose_momentum_one",
+        {
+            "diagnose_fix": fix(
+                '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
+                "    return keras.layers.BatchNormalization(momentum=1.0)(layer)\n"
+            )
+        },
+        frozenset({"test_diagnose_fix"}),
+        "momentum 1.0: 'a large enough decay', but the population statistics never move",
+    ),
+    Variant(
         "diagnose_left_unfixed",
         {
             "diagnose_fix": fix(
