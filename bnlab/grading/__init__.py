@@ -7,7 +7,9 @@ why it matters, what to try and which lesson section explains it, with no grader
 
 - :mod:`bnlab.grading.checks`: the layer checks and their judging (NumPy only);
 - :mod:`bnlab.grading.step_checks`: the checks of ``train_step``, ``predict`` and the answers;
-- :mod:`bnlab.grading.numeric`: test inputs and the reference forward and backward pass;
+- :mod:`bnlab.grading.backward`: Part 4's check of a NumPy backward pass (NumPy only), with its probe in
+  :mod:`bnlab.grading.backward_probe`;
+- :mod:`bnlab.grading.numeric`: test inputs, the reference forward pass and its numerical gradients;
 - :mod:`bnlab.grading.probes`: the TensorFlow side: student functions run and reported as arrays;
 - :mod:`bnlab.grading.errors`: :class:`CheckFailed` and the lesson sections its messages point to;
 - :mod:`bnlab.instructor.preprocessors.verify`: the nbgrader preprocessor that re-runs every graded check out of the
@@ -29,6 +31,7 @@ from bnlab.grading.checks import (
     check_structure,
     check_training_output,
 )
+from bnlab.grading.backward import check_backward
 from bnlab.grading.errors import CheckFailed
 from bnlab.grading.step_checks import check_choice, check_predict, check_train_step
 
@@ -40,6 +43,7 @@ __all__ = [
     "check_train_step",
     "check_predict",
     "check_choice",
+    "check_backward",
     "CheckFailed",
     "MIN_MOMENTUM",
 ]

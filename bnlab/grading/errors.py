@@ -20,6 +20,8 @@ LESSON = {
     "plain_network": (8, "Inside the exercise's network: why it does not learn without batch normalization", ""),
     "conv": (6, "Convolutional and recurrent networks", "ConvNets: one mean and variance per feature map"),
     "fine_tuning": (11, "Deployment: folding, fine-tuning, conventions, cost", "The fine-tuning pitfall"),
+    "backward": (12, "The backward pass by hand", ""),
+    "stopped_statistics": (12, "The backward pass by hand", "When the gradient skips the statistics"),
     "momentum": (
         11,
         "Deployment: folding, fine-tuning, conventions, cost",

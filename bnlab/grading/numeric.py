@@ -1,4 +1,4 @@
-"""NumPy-only helpers of the checks: test inputs, the reference forward and backward pass.
+"""NumPy-only helpers of the checks: test inputs, the reference forward pass and its numerical gradients.
 
 Nothing here imports TensorFlow or runs student code, so the trusted re-verification
 (:mod:`bnlab.instructor.preprocessors.verify`) computes every reference in a process the student's code never ran in.
@@ -116,24 +116,52 @@ def bn_forward(z, gamma, beta, mean, var, epsilon):
     return batch_norm_formula(z, gamma, beta, mean, var, epsilon)
 
 
-def bn_backward(z, gamma, epsilon, upstream, unbiased: bool = False) -> np.ndarray:
-    """d(loss)/dz of training-mode batch normalization (gradient through the batch mean and variance).
+# a forward pass of batch normalization, correct or with one of Part 4's mistakes:
+# {name: (axes of the statistics, Bessel-corrected variance, mean held constant, variance held constant)}
+FORWARDS = {
+    "correct": ("all", False, False, False),
+    "no_mean_path": ("all", False, True, False),
+    "no_variance_path": ("all", False, False, True),
+    "no_statistics_path": ("all", False, True, True),
+    "batch_axis_only": ("batch", False, False, False),
+    "bessel": ("all", True, False, False),
+}
+DIFFERENCE_STEP = 1e-5
 
-    Args:
-        z: the tensor that was normalized, last axis the units or feature maps.
-        gamma: the scale applied after normalizing.
-        epsilon: added to the variance before the square root.
-        upstream: d(loss)/d(output of batch normalization), shaped like ``z``.
-        unbiased: whether the variance was Bessel-corrected.
-    """
-    z = np.asarray(z, dtype=np.float64)
-    mean, var = moments(z, unbiased)
-    sigma = np.sqrt(var + epsilon)
-    xhat = (z - mean) / sigma
-    dxhat = np.asarray(upstream, dtype=np.float64) * gamma
-    ax = axes(z)
-    denominator = count(z) - 1 if unbiased else count(z)
-    return (dxhat - dxhat.mean(axis=ax) - xhat * (dxhat * xhat).sum(axis=ax) / denominator) / sigma
+
+def _variant_statistics(x, variant):
+    rule, unbiased, _, _ = FORWARDS[variant]
+    over = axes(x) if rule == "all" else (0,)
+    n = int(np.prod([x.shape[a] for a in over]))
+    mean = x.mean(axis=over, keepdims=True)
+    return mean, ((x - mean) ** 2).mean(axis=over, keepdims=True) * (n / (n - 1) if unbiased else 1.0)
+
+
+def differences(variant: str, dout, x, gamma, eps, step: float = DIFFERENCE_STEP) -> dict:
+    """Centred finite differences of ``sum(dout * out)``, ``out`` training-mode batch normalization of ``x``
+    (forward pass ``variant``, a key of :data:`FORWARDS`): ``{"dx", "dgamma", "dbeta"}`` in float64.
+
+    There is no analytic backward pass in the library (Part 4 asks students for one): the checks differentiate
+    the forward pass numerically. The features (last axis) are independent, so one perturbation per position
+    of the other axes gives the derivative for every feature at once, the loss kept per feature."""
+    dout, x, gamma = (np.asarray(a, dtype=np.float64) for a in (dout, x, gamma))
+    held = _variant_statistics(x, variant)
+    lead = axes(x)
+
+    def loss(xv, g):
+        mean, var = _variant_statistics(xv, variant)
+        mean = held[0] if FORWARDS[variant][2] else mean
+        var = held[1] if FORWARDS[variant][3] else var
+        return (dout * g * (xv - mean) / np.sqrt(var + eps)).sum(axis=lead)
+
+    dx = np.empty_like(x)
+    for index in np.ndindex(*x.shape[:-1]):
+        plus, minus = x.copy(), x.copy()
+        plus[index] += step
+        minus[index] -= step
+        dx[index] = (loss(plus, gamma) - loss(minus, gamma)) / (2 * step)
+    dgamma = (loss(x, gamma + step) - loss(x, gamma - step)) / (2 * step)
+    return {"dx": dx, "dgamma": dgamma, "dbeta": dout.sum(axis=lead)}  # out + beta: d/dbeta is exact
 
 
 def infer_momentum(before, after, batch_value):

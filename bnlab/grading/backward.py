@@ -1,0 +1,130 @@
+"""Part 4's checks: a student's NumPy ``batchnorm_backward`` judged against numerical gradients (NumPy only).
+
+The contract (stated in the exercise): ``batchnorm_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta)``
+for training-mode batch normalization ``out = gamma * (x - mean) / sqrt(var + eps) + beta``, the mean and
+the (biased) variance taken over every axis but the last: the batch for a dense layer's ``(N, D)``
+activations, batch and positions for a convolution's ``(N, H, W, C)`` feature maps.
+
+The check draws the inputs itself (from its seed), runs the student's function through a probe
+(:mod:`bnlab.grading.backward_probe`, in the worker during the trusted re-run) and compares its answer
+with two references: centred finite differences of the forward pass in float64, computed here, and
+TensorFlow's autodiff, which the probe reports. There is no analytic backward pass in the library: a
+wrong answer is named by differentiating, the same numerical way, forward passes that contain the
+mistake (the mean or the variance held constant, the statistics over the batch axis only, the
+Bessel-corrected variance) and finding the one the answer matches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bnlab.grading.checks import _judged, _name_of, _remote
+from bnlab.grading.numeric import differences
+from bnlab.grading.errors import fail
+
+TOLERANCE = 1e-4  # relative (norm) error a float64 or float32 answer stays within; the mistakes differ by >1%
+
+
+def draw(kind: str, seed: int) -> tuple:
+    """``(dout, x, gamma, eps)`` for a check: shapes, offsets and scales drawn from ``seed``."""
+    if kind not in ("dense", "conv"):
+        raise ValueError("kind must be 'dense' or 'conv'")
+    rng = np.random.default_rng(1000 + seed)
+    shape = (int(rng.integers(6, 11)), int(rng.integers(3, 7)))
+    if kind == "conv":
+        shape = (int(rng.integers(3, 6)), int(rng.integers(3, 5)), int(rng.integers(3, 5)), int(rng.integers(2, 5)))
+    channels = shape[-1]
+    x = rng.uniform(-2.0, 2.0, channels) + rng.uniform(0.5, 3.0, channels) * rng.standard_normal(shape)
+    gamma = rng.uniform(0.5, 2.0, channels) * rng.choice([-1.0, 1.0], channels)
+    eps = float(rng.choice([1e-3, 1e-5]))
+    return rng.standard_normal(shape), x, gamma, eps
+
+
+def relative_error(a, b) -> float:
+    """The largest entry of ``|a - b| / max(1e-8, |a| + |b|)`` (CS231n's relative error)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
+
+
+def agrees(a, b, tol: float = TOLERANCE) -> bool:
+    """Same shape, finite, and ``|a - b| <= tol * |b|`` (norms: robust to float32 and to entries near 0)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or not np.all(np.isfinite(a)):
+        return False
+    return float(np.linalg.norm(a - b)) <= tol * float(np.linalg.norm(b)) + 1e-12
+
+
+def _probe(fn):
+    session = _remote(fn)
+    if session is not None:
+        return session.probe("backward", fn)
+    from bnlab.grading import backward_probe
+
+    return backward_probe.BackwardProbe(fn)
+
+
+DX_MISTAKES = {
+    "no_mean_path": "dx leaves out the path through the batch mean: every input moves the mean, and the mean "
+    "moves every output of its feature (the term with the sum of dxhat over the batch).",
+    "no_variance_path": "dx leaves out the path through the batch variance: every input moves the variance, "
+    "and the variance scales every output of its feature (the term with x_hat times the sum of dxhat * x_hat).",
+    "no_statistics_path": "dx treats the batch mean and variance as constants (dx = dout * gamma / sigma): "
+    "the paths through both statistics are missing.",
+    "batch_axis_only": "dx takes its sums over the batch axis only: for (N, H, W, C) feature maps the mean "
+    "and the variance, and so every sum of the backward pass, run over batch and positions (all axes but the "
+    "last).",
+    "bessel": "dx uses the Bessel-corrected variance (dividing by count - 1): batch normalization normalizes "
+    "with the biased variance of the batch, dividing by the count.",
+}
+
+
+@_judged
+def check_backward(batchnorm_backward, kind: str = "dense", seed: int = 0) -> None:
+    """``batchnorm_backward(dout, x, gamma, eps)`` returns ``(dx, dgamma, dbeta)`` of training-mode batch
+    normalization for ``kind`` ``"dense"`` ``(N, D)`` or ``"conv"`` ``(N, H, W, C)`` inputs that the check
+    draws from ``seed``; compared with finite differences (float64) and with TensorFlow's autodiff."""
+    __tracebackhide__ = True
+    name = _name_of(batchnorm_backward, "batchnorm_backward")
+    dout, x, gamma, eps = draw(kind, seed)
+    report = _probe(batchnorm_backward).run(dout, x, gamma, eps)
+    if report.get("error"):
+        fail(f"{name} raised an error on inputs of shape {x.shape}: {report['error']}", "backward")
+    got = report["answer"]
+    if not isinstance(got, (list, tuple)) or len(got) != 3 or any(v is None for v in got):
+        fail(f"{name} must return three arrays, (dx, dgamma, dbeta), as the task states.", "backward")
+    dx, dgamma, dbeta = (np.asarray(v, dtype=np.float64) for v in got)
+    per = "feature" if kind == "dense" else "feature map (last axis)"
+    if dx.shape != x.shape:
+        fail(f"{name}: dx has shape {dx.shape}, the input {x.shape}: dx has one entry per input.", "backward")
+    for label, value in (("dgamma", dgamma), ("dbeta", dbeta)):
+        if value.shape != gamma.shape:
+            fail(
+                f"{name}: {label} has shape {value.shape} for inputs of shape {x.shape}: it needs one entry per "
+                f"{per}, a sum over every other axis (batch and positions for feature maps).",
+                "backward",
+            )
+    expected = differences("correct", dout, x, gamma, eps)
+    autodiff = report["autodiff"]
+    if not all(agrees(autodiff[k], expected[k], 1e-6) for k in expected):
+        fail(f"{name}: TensorFlow's gradient could not be computed next to yours; run the check again.", "backward")
+    if not agrees(dx, expected["dx"]) or not agrees(dx, autodiff["dx"]):
+        for variant, message in DX_MISTAKES.items():
+            if agrees(dx, differences(variant, dout, x, gamma, eps)["dx"], 1e-3):
+                fail(f"{name}: {message}", "backward")
+        fail(
+            f"{name}: dx differs from the numerical gradient (largest relative error "
+            f"{relative_error(dx, expected['dx']):.1e}). Follow the computational graph node by node: x_hat, "
+            "then the variance, then the mean, each one's gradient summed over the axes it was taken over.",
+            "backward",
+        )
+    if not agrees(dgamma, expected["dgamma"]):
+        lead = tuple(range(x.ndim - 1))
+        hint = ""
+        if agrees(dgamma, (np.asarray(dout) * x).sum(axis=lead), 1e-3):
+            hint = " It multiplies dout by the raw input: gamma scales the normalized input x_hat."
+        fail(f"{name}: dgamma is not the sum of dout * x_hat over every axis but the last.{hint}", "backward")
+    if not agrees(dbeta, expected["dbeta"]):
+        fail(
+            f"{name}: dbeta is not the sum of dout over every axis but the last (beta is added to every output).",
+            "backward",
+        )

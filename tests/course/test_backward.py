@@ -1,0 +1,82 @@
+"""Part 4's check of a NumPy backward pass: its references, its inputs and its messages, in-process.
+
+The mutation suite (tests/submissions/backward_part.py) runs through tests/course/test_grading.py like every
+other part; these tests hold the pieces of the check to account."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnlab import grading
+from bnlab.grading import backward, backward_probe, numeric
+
+PACKAGE = Path(backward.__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_numerical_gradient_matches_tensorflow_autodiff(kind):
+    """The finite differences (float64) agree with tf.GradientTape to CS231n's float64 level."""
+    for seed in range(3):
+        dout, x, gamma, eps = backward.draw(kind, seed)
+        numerical = numeric.differences("correct", dout, x, gamma, eps)
+        tape = backward_probe.autodiff(dout, x, gamma, eps)
+        for key in ("dx", "dgamma", "dbeta"):
+            assert backward.relative_error(numerical[key], tape[key]) < 1e-5, key
+
+
+def test_every_mistake_differs_from_the_right_gradient_beyond_the_tolerance():
+    """Each mistake's gradient differs from the right one by far more than the tolerance, for every draw."""
+    for kind in ("dense", "conv"):
+        for seed in range(4):
+            dout, x, gamma, eps = backward.draw(kind, seed)
+            right = numeric.differences("correct", dout, x, gamma, eps)["dx"]
+            for variant in backward.DX_MISTAKES:
+                if variant == "batch_axis_only" and kind == "dense":
+                    continue  # the same axes for (N, D)
+                wrong = numeric.differences(variant, dout, x, gamma, eps)["dx"]
+                assert not backward.agrees(wrong, right, 10 * backward.TOLERANCE), (kind, seed, variant)
+
+
+def test_inputs_vary_with_the_seed_and_the_kind():
+    shapes = {backward.draw(kind, seed)[1].shape for kind in ("dense", "conv") for seed in range(6)}
+    assert len(shapes) > 4 and {len(s) for s in shapes} == {2, 4}
+    with pytest.raises(ValueError):
+        backward.draw("rnn", 0)
+
+
+def test_a_function_that_raises_or_returns_too_little_gets_a_message():
+    def raises(dout, x, gamma, eps):
+        raise ValueError("not written yet")
+
+    def two(dout, x, gamma, eps):
+        return dout, gamma
+
+    for fn, words in ((raises, "raised an error"), (two, "three arrays")):
+        with pytest.raises(grading.CheckFailed, match=words) as info:
+            grading.check_backward(fn, "dense")
+        assert "lesson, section 12, *The backward pass by hand*" in str(info.value)
+
+
+def test_the_library_ships_no_analytic_backward_pass():
+    """What a student receives (bnlab outside instructor/) defines no function that returns batch
+    normalization's gradient by formula: the checks differentiate the forward pass numerically."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        if "instructor" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and "backward" in node.name and node.name != "check_backward":
+                offenders.append(f"{path.name}:{node.name}")
+    assert offenders == []
+
+
+def test_stopped_statistics_message_points_to_the_backward_section():
+    from bnlab.grading.errors import lesson_reference
+
+    assert "section 12" in lesson_reference("stopped_statistics")
+    assert "When the gradient skips the statistics" in lesson_reference("stopped_statistics")
+    assert np.isclose(backward.relative_error([1.0], [1.0]), 0.0)
