@@ -24,6 +24,7 @@ layer_depth)`` apply Keras layers; ``train_step(model, optimizer, images, labels
 Importing this package does not import TensorFlow (the trusted verifier needs NumPy only).
 """
 
+from bnlab.grading.backward import check_backward
 from bnlab.grading.checks import (
     MIN_MOMENTUM,
     check_inference_output,
@@ -31,7 +32,6 @@ from bnlab.grading.checks import (
     check_structure,
     check_training_output,
 )
-from bnlab.grading.backward import check_backward
 from bnlab.grading.errors import CheckFailed
 from bnlab.grading.step_checks import check_choice, check_predict, check_train_step
 

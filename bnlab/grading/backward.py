@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from bnlab.grading.checks import _judged, _name_of, _remote
-from bnlab.grading.numeric import differences
 from bnlab.grading.errors import fail
+from bnlab.grading.numeric import differences
 
 TOLERANCE = 1e-4  # relative (norm) error a float64 or float32 answer stays within; the mistakes differ by >1%
 
