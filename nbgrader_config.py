@@ -66,6 +66,7 @@ c.Autograde.autograde_preprocessors = [
     "bnlab.instructor.preprocessors.review.FlagForReview",
     "nbgrader.preprocessors.AssignLatePenalties",
     "nbgrader.preprocessors.CheckCellMetadata",
+    "bnlab.instructor.preprocessors.sanitize.SanitizeSubmission",  # last: no script, capped sizes (grades saved)
 ]
 
 # Hidden tests stay hidden in the feedback students receive.
@@ -73,6 +74,7 @@ c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "bnlab.instructor.preprocessors.feedback.HideHiddenTests",
+    "bnlab.instructor.preprocessors.sanitize.SanitizeSubmission",
 ]
 
 # solutions/ is committed and checked for staleness, so it is generated without executing the
