@@ -1,7 +1,8 @@
 """The process boundary of the trusted re-verification: the parent's side.
 
-The parent (nbgrader's own process, which never runs student code) starts one
-:mod:`bnlab.grading.worker` process per submission and talks to it over two pipes in the JSON lines
+The parent (nbgrader's own process, which never runs student code) starts one :mod:`bnlab.grading.worker`
+process per submission, which runs the student's cells, and one :mod:`bnlab.grading.judge` process, which runs
+the graphs the worker exports and nothing else of the student's. It talks to both over pipes in the JSON lines
 of :mod:`bnlab.grading.wire`.
 """
 
@@ -21,31 +22,35 @@ from bnlab.instructor.isolation import Sandbox
 
 
 class RemoteProbe:
-    """A probe living in the worker: each method call is a request, its answer decoded data."""
+    """A probe living in another process (the judge, or the worker): each method call is a request, its answer
+    decoded data."""
 
-    def __init__(self, session: "Session", handle: int):
-        self._session, self._handle = session, handle
+    def __init__(self, process: "_Process", handle: int):
+        self._process, self._handle = process, handle
 
     def __getattr__(self, method):
         if method.startswith("_"):
             raise AttributeError(method)
-        return lambda *args: self._session.request("call", handle=self._handle, method=method, args=encode(args))
+        return lambda *args: self._process.request("call", handle=self._handle, method=method, args=encode(args))
 
     @property
     def where(self):
-        return self._session.request("call", handle=self._handle, method="where", args=None)
+        return self._process.request("call", handle=self._handle, method="where", args=None)
 
 
-class Session:
-    """One worker process, running the student's cells; requests answered within a total time budget."""
+class _Process:
+    """One sandboxed Python process of the course (``python -I -m MODULE IN OUT``) answering JSON lines within a
+    total time budget."""
 
-    def __init__(self, cwd: str | None = None, timeout: float = 180.0, env: dict | None = None, log=None):
+    def __init__(self, module: str, cwd: str | None, deadline: float, env: dict, log, sandboxed: bool):
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
-        environment = dict(os.environ, **(env or {}))
-        cmd = [sys.executable, "-m", "bnlab.grading.worker", str(to_child_r), str(from_child_w)]
-        self.log = log
-        self.sandbox = Sandbox(cwd) if isolation.check(log) else None  # the student's code runs here
+        # -I: neither the working folder (the submission's) nor PYTHONPATH comes before the course's library, so a
+        # `bnlab` (or `numpy`, ...) shipped in the submission cannot stand in for it
+        cmd = [sys.executable, "-I", "-m", module, str(to_child_r), str(from_child_w)]
+        self.module, self.log = module, log
+        self.sandbox = Sandbox(cwd) if sandboxed else None
+        environment = env
         if self.sandbox is not None:
             cmd, environment = self.sandbox.command(cmd), isolation.sandbox_env(environment)
         self.process = subprocess.Popen(
@@ -54,15 +59,16 @@ class Session:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            cwd=cwd,
+            cwd=self.sandbox.copy if self.sandbox is not None and cwd is None else cwd,
             env=environment,
             start_new_session=self.sandbox is not None,
         )  # sandboxed: bwrap ends it (--die-with-parent)
         os.close(to_child_r)
         os.close(from_child_w)
-        self.deadline = time.monotonic() + timeout
-        self.stopped = ""  # why the worker can no longer answer
-        self.died = False  # ... because its process ended (not a timeout or bad data)
+        self.deadline = deadline
+        self.stopped = ""  # why the process can no longer answer
+        self.died = False  # ... because it ended (not a timeout or bad data)
+        self.refused = []  # the judge's reasons for graphs it would not judge
         self._buffer = b""
 
     def _readline(self) -> bytes:
@@ -96,19 +102,13 @@ class Session:
             self.died = isinstance(exc, EOFError)
             self.close()
             fail(f"Your code could not be checked: {self.stopped}.")
+        if "unjudgeable" in answer:
+            reason = str(answer["unjudgeable"])[:1000]
+            self.refused.append(reason)
+            fail(f"Your code could not be judged: {reason}. {UNJUDGEABLE_HINT}")
         if "fail" in answer:
             fail(str(answer["fail"])[:1500])
         return decode(answer.get("ok"))
-
-    def exec_cell(self, source: str) -> None:
-        """Run one of the notebook's (non-test) cells; its errors are ignored, as under nbgrader."""
-        self.request("exec", source=source)
-
-    def probe(self, kind: str, *args) -> RemoteProbe:
-        return RemoteProbe(self, int(self.request("new", what=kind, args=encode(args))))
-
-    def value(self, name: RemoteName):
-        return self.request("value", name=name.name)
 
     def close(self) -> None:
         for fd in (self._to_child, self._from_child):
@@ -118,7 +118,7 @@ class Session:
                 pass
         self._to_child = self._from_child = -1
         if self.sandbox is not None and self.process.poll() is None and self.log is not None:
-            left = isolation.strays(self.process.pid, "bnlab.grading.worker")
+            left = isolation.strays(self.process.pid, self.module)
             if left:
                 self.log.warning(
                     "SANDBOX: the re-run of the submission left %d process(es) running; the sandbox ended them: %s",
@@ -130,3 +130,60 @@ class Session:
         self.process.wait()
         if self.sandbox is not None:
             self.sandbox.close()
+
+
+UNJUDGEABLE_HINT = (
+    "A layer is judged by running the TensorFlow graph it builds, so it must compute with TensorFlow operations "
+    "only (no tf.numpy_function or tf.py_function, no file operations)"
+)
+
+
+class Session:
+    """The trusted re-run's two processes: the worker, which runs the student's cells and exports their layers'
+    graphs (:mod:`bnlab.grading.worker`), and the judge, which runs those graphs for the checks
+    (:mod:`bnlab.grading.judge`) and has never loaded the student's Python."""
+
+    def __init__(self, cwd: str | None = None, timeout: float = 180.0, env: dict | None = None, log=None):
+        environment = dict(os.environ, **(env or {}))
+        deadline = time.monotonic() + timeout
+        sandboxed = isolation.check(log)  # the student's code runs in the worker, their graphs in the judge
+        self.log = log
+        self.worker = _Process("bnlab.grading.worker", cwd, deadline, environment, log, sandboxed)
+        self.judge = _Process("bnlab.grading.judge", None, deadline, environment, log, sandboxed)
+        self.process = self.worker.process
+
+    @property
+    def died(self) -> bool:
+        return self.worker.died
+
+    @property
+    def stopped(self) -> str:
+        return self.worker.stopped
+
+    @property
+    def refused(self) -> list:
+        return self.judge.refused
+
+    def request(self, op: str, **fields):
+        __tracebackhide__ = True
+        return self.worker.request(op, **fields)
+
+    def exec_cell(self, source: str) -> None:
+        """Run one of the notebook's (non-test) cells; its errors are ignored, as under nbgrader."""
+        self.request("exec", source=source)
+
+    def probe(self, kind: str, *args) -> RemoteProbe:
+        """A layer's probe is its graph, exported by the worker and run by the judge; a training step's is run in
+        the worker."""
+        __tracebackhide__ = True
+        if kind == "layer":
+            package = self.worker.request("export", args=encode(args))
+            return RemoteProbe(self.judge, int(self.judge.request("load", package=encode(package))))
+        return RemoteProbe(self.worker, int(self.request("new", what=kind, args=encode(args))))
+
+    def value(self, name: RemoteName):
+        return self.request("value", name=name.name)
+
+    def close(self) -> None:
+        self.worker.close()
+        self.judge.close()

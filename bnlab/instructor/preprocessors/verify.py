@@ -8,8 +8,11 @@ executed the notebook, :class:`VerifyChecks` runs each graded test cell again:
   included), never from the submission, and executed here, in nbgrader's process, where no student
   code ever ran; the checks' judging (NumPy) runs here too, with modules imported before any
   submission was executed;
-- the student's cells run in one fresh worker process (:mod:`bnlab.grading.worker`), which only
-  reports data (outputs, statistics, gradients) for the checks to judge;
+- the student's cells run in one fresh worker process (:mod:`bnlab.grading.worker`), started so that nothing in
+  the submission's folder replaces course code; for a layer it only exports the TensorFlow graph the student's
+  function builds (:mod:`bnlab.grading.export`), which a separate judge process (:mod:`bnlab.grading.judge`),
+  where no student Python runs, refuses unless it is computation only, and runs on the checks' inputs to report
+  data (outputs, statistics, gradients) for the checks to judge; a refused graph scores nothing and is flagged;
 - a cell that passed in the kernel but fails here gets an error output, so
   :class:`nbgrader.preprocessors.SaveAutoGrades` gives it zero, and the submission is flagged as
   tampered: a warning in nbgrader's log, ``metadata.bnlab`` on the cell and the notebook.
@@ -78,6 +81,11 @@ class _StudentNames(dict):
 class Unverifiable(str):
     """A test cell the trusted side cannot judge (it calls the student's code itself): the kernel's verdict
     stands, and the cell is marked as judged by the kernel only."""
+
+
+class Unjudgeable(str):
+    """A test cell whose layer the judge refused to run (its graph holds a Python callback, a file operation...):
+    the cell scores nothing whatever the kernel said, and the submission is flagged."""
 
 
 class _StudentValues(dict):
@@ -236,6 +244,12 @@ class VerifyChecks(NbGraderPreprocessor):
                 cell.metadata["bnlab"] = {"verification": "kernel only", "message": str(verdict)}
                 report["kernel_only"] = sorted({*report.get("kernel_only", []), name})
                 continue
+            if isinstance(verdict, Unjudgeable):
+                cell.metadata["bnlab"] = {"verification": "unjudgeable", "message": str(verdict)}
+                report.setdefault("unjudgeable", {})[name] = str(verdict)
+                if not kernel_failed(cell):
+                    cell.outputs.append(error_output(verdict))
+                continue
             status = (
                 "confirmed"
                 if verdict is None and not kernel_failed(cell)
@@ -265,6 +279,13 @@ class VerifyChecks(NbGraderPreprocessor):
                 "student %s: cells failed in the kernel but pass when re-run: %s",
                 student,
                 ", ".join(report["disagreements"]),
+            )
+        if report.get("unjudgeable"):
+            self.log.warning(
+                "UNJUDGEABLE: student %s: the judge refused to run the graphs of %s (%s); they score nothing",
+                student,
+                ", ".join(report["unjudgeable"]),
+                next(iter(report["unjudgeable"].values()))[:300],
             )
         if report.get("kernel_only"):
             self.log.warning(
@@ -411,7 +432,10 @@ def verify_cells(
     try:
         for name, source in cells:
             if name in tests:
+                refused = len(session.refused)
                 verdicts[name] = run_test_cell(tests[name], session)
+                if len(session.refused) > refused and verdicts[name] is not None:
+                    verdicts[name] = Unjudgeable(verdicts[name])
             elif name not in skip:
                 if _run(session, source):
                     ran.append(source)

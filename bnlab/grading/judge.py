@@ -1,0 +1,231 @@
+"""The judge of the trusted re-run: runs the student's exported graph, and nothing else of theirs.
+
+Started by :class:`bnlab.instructor.preprocessors.remote.Session` beside the worker, sandboxed, as
+``python -I -m bnlab.grading.judge IN OUT`` in an empty folder: none of the student's Python is ever loaded here.
+It receives the graph the worker exported (:mod:`bnlab.grading.export`), refuses it unless every operation in it
+is on :data:`ALLOWED` (computation only: no Python callbacks, no files, no network, no printing to a file), and
+answers the checks' probe requests (outputs, statistics, gradients) by running that graph on the inputs the checks
+send, which they draw after the export. The checks' judging stays in nbgrader's process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+
+import numpy as np
+
+# Operations a layer's graph may hold: arithmetic, array manipulation, neural-network kernels and their
+# gradients, reading and writing its own variables, control flow and calls of the graph's own functions. An
+# allow-list: an operation not named here (PyFunc, EagerPyFunc, ReadFile, WriteFile, anything new) is refused.
+ALLOWED = frozenset(
+    """
+    Abs Add AddN AddV2 All Any ArgMax ArgMin Assert Atan2 BatchMatMul BatchMatMulV2 BatchMatMulV3 BiasAdd
+    BiasAddGrad BroadcastArgs BroadcastGradientArgs BroadcastTo Cast Ceil CheckNumerics ClipByValue Concat
+    ConcatOffset ConcatV2 Const Conv2D Conv2DBackpropFilter Conv2DBackpropInput Cos Cumsum DepthwiseConv2dNative
+    DepthwiseConv2dNativeBackpropFilter DepthwiseConv2dNativeBackpropInput Div DivNoNan Einsum Elu EluGrad Equal Erf
+    Exp ExpandDims Expm1 Fill Floor FloorDiv FloorMod FusedBatchNorm FusedBatchNormGrad FusedBatchNormGradV2
+    FusedBatchNormGradV3 FusedBatchNormV2 FusedBatchNormV3 GatherV2 Greater GreaterEqual Identity IdentityN If Inv
+    InvertPermutation IsFinite IsNan LeakyRelu LeakyReluGrad Less LessEqual Log Log1p LogicalAnd LogicalNot
+    LogicalOr MatMul Max Maximum Mean Min Minimum Mod Mul MulNoNan Neg NoOp NotEqual OnesLike Pack Pad PadV2
+    PartitionedCall Pow Prod Range Rank ReadVariableOp RealDiv Reciprocal ReciprocalGrad Relu Relu6 Relu6Grad
+    ReluGrad Reshape ResourceGather Round Rsqrt RsqrtGrad Select SelectV2 Selu SeluGrad Shape ShapeN Sigmoid
+    SigmoidGrad Sign Sin Size Slice Softmax Softplus SoftplusGrad Softsign Sqrt SqrtGrad Square SquaredDifference
+    Squeeze StatefulPartitionedCall StatelessIf StatelessWhile StopGradient StridedSlice StridedSliceGrad Sub Sum
+    Tanh TanhGrad Tile TensorListElementShape TensorListFromTensor TensorListGetItem TensorListLength
+    TensorListPopBack TensorListPushBack TensorListReserve TensorListSetItem TensorListStack Transpose Unpack
+    VarIsInitializedOp While Xdivy Xlogy ZerosLike AssignVariableOp AssignAddVariableOp AssignSubVariableOp
+    Placeholder PreventGradient EnsureShape
+    """.split()
+)
+# tf.print is harmless where it writes to the judge's own (discarded) output streams, not to a file
+PRINT_STREAMS = frozenset({"stderr", "stdout", "log(info)", "log(warning)", "log(error)"})
+
+
+class Unjudgeable(Exception):
+    """The exported graph cannot be judged: it holds an operation that is not computation."""
+
+
+def _functions(package):
+    from tensorflow.core.framework import function_pb2
+
+    library = [function_pb2.FunctionDef.FromString(base64.b64decode(s)) for s in package["library"]]
+    main = {
+        name: function_pb2.FunctionDef.FromString(base64.b64decode(spec["def"]))
+        for name, spec in package["functions"].items()
+    }
+    return library, main
+
+
+def refusal(functions) -> str | None:
+    """Why a graph of these FunctionDefs is not judgeable (the operations it should not hold), or None."""
+    bad = set()
+    for function in functions:
+        for node in function.node_def:
+            if node.op == "PrintV2":
+                stream = node.attr["output_stream"].s.decode(errors="replace")
+                if stream not in PRINT_STREAMS:
+                    bad.add(f"PrintV2 to {stream!r}")
+            elif node.op not in ALLOWED:
+                bad.add(node.op)
+    if not bad:
+        return None
+    callbacks = {"PyFunc", "PyFuncStateless", "EagerPyFunc"} & bad
+    what = (
+        "a Python callback (tf.numpy_function or tf.py_function), which runs Python outside the graph"
+        if callbacks
+        else "operations that are not computation on the layer's input and variables (files, I/O, ...)"
+    )
+    return f"its graph holds {what}: {', '.join(sorted(bad))}"
+
+
+class JudgedLayer:
+    """A student's layer as the probes of :mod:`bnlab.grading.probes` present it, answered by running its graph."""
+
+    def __init__(self, package: dict):
+        import tensorflow as tf
+        from tensorflow.core.framework import attr_value_pb2
+        from tensorflow.python.eager import context
+
+        self._tf, self._attr = tf, attr_value_pb2
+        library, main = _functions(package)
+        why = refusal([*library, *main.values()])
+        if why:
+            raise Unjudgeable(why)
+        ctx = context.context()
+        for function in [*library, *main.values()]:
+            if ctx.has_function(function.signature.name):
+                raise Unjudgeable(f"its graph defines the function {function.signature.name} twice")
+        for function in [*library, *main.values()]:
+            ctx.add_function_def(function)
+        self.where, self.kind = str(package["where"]), str(package["kind"])
+        self.epsilon = float(package["epsilon"])
+        self.variables = [
+            tf.Variable(np.asarray(v["value"]), dtype=tf.as_dtype(v["dtype"]), trainable=bool(v["trainable"]))
+            for v in package["variables"]
+        ]
+        self.roles = {role: (None if i is None else self.variables[int(i)]) for role, i in package["roles"].items()}
+        self._main = {}
+        for name, function in main.items():
+            spec = package["functions"][name]
+            captures = [
+                self.variables[int(c["variable"])].handle
+                if "variable" in c
+                else tf.constant(np.asarray(c["constant"]), dtype=tf.as_dtype(c["dtype"]))
+                for c in spec["captures"]
+            ]
+            types = [tf.as_dtype(arg.type) for arg in function.signature.output_arg]
+            self._main[name] = (function.signature.name, captures, types)
+
+    def _run(self, name, description, *inputs):
+        tf = self._tf
+        function, captures, types = self._main[name]
+        try:
+            outputs = tf.raw_ops.StatefulPartitionedCall(
+                args=[tf.constant(np.asarray(x), tf.float32) for x in inputs] + captures,
+                Tout=types,
+                f=self._attr.NameAttrList(name=function),
+            )
+        except Exception as exc:  # noqa: BLE001 - the graph can fail on the inputs it is given
+            text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise AssertionError(f"{description} raised {type(exc).__name__} in your code: {text}") from None
+        return [np.asarray(o.numpy()) for o in outputs]
+
+    def _value(self, role):
+        variable = self.roles.get(role)
+        return None if variable is None else np.asarray(variable.numpy())
+
+    # --- the probe interface the checks call (bnlab.grading.probes.LayerProbe) ---
+    def call(self, x, training):
+        mode = "training" if training else "inference"
+        return self._run("train" if training else "infer", f"{self.where} in {mode} mode", x)[0]
+
+    def call_explicit(self, x):
+        return self._run("explicit", f"{self.where} in inference mode", x)[0]
+
+    def kernel_gradient(self, x, upstream):
+        found = self._run("gradient", f"the gradient of {self.where}", x, upstream)
+        return found[0] if found else None
+
+    def statistics(self):
+        return self._value("pop_mean"), self._value("pop_variance")
+
+    def set_statistics(self, mean, variance):
+        for role, value in (("pop_mean", mean), ("pop_variance", variance)):
+            variable = self.roles[role]
+            variable.assign(np.asarray(value).astype(variable.dtype.as_numpy_dtype).reshape(variable.shape))
+
+    def set_scale_shift(self, gamma, beta):
+        for role, value in (("gamma", gamma), ("beta", beta)):
+            variable = self.roles.get(role)
+            if variable is not None and int(np.prod(variable.shape)) == np.size(value):
+                variable.assign(np.asarray(value).astype(variable.dtype.as_numpy_dtype).reshape(variable.shape))
+
+    def flags(self):
+        def trainable(role, default):
+            variable = self.roles.get(role)
+            return default if variable is None else bool(variable.trainable)
+
+        return {
+            "gamma": trainable("gamma", True),
+            "beta": trainable("beta", True),
+            "pop_mean": trainable("pop_mean", False),
+            "pop_variance": trainable("pop_variance", False),
+        }
+
+    def info(self) -> dict:
+        return {
+            "kernel": self._value("kernel"),
+            "bias": self._value("bias"),
+            "gamma": self._value("gamma"),
+            "beta": self._value("beta"),
+            "epsilon": self.epsilon,
+            "flags": self.flags(),
+        }
+
+
+METHODS = frozenset(
+    {"call", "call_explicit", "kernel_gradient", "statistics", "set_statistics", "set_scale_shift", "info", "where"}
+)
+
+
+def main(fd_in: int, fd_out: int) -> None:
+    reader, writer = os.fdopen(fd_in, "rb"), os.fdopen(fd_out, "wb")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    import bnlab
+
+    bnlab.tf  # noqa: B018 - import TensorFlow now, while the kernel and the worker start
+    from bnlab.grading.wire import decode, encode
+
+    layers: dict = {}
+    for line in reader:
+        try:
+            request = json.loads(line)
+            op = request["op"]
+            if op == "load":
+                layers[len(layers)] = JudgedLayer(decode(request["package"]))
+                answer = {"ok": len(layers) - 1}
+            elif op == "call":
+                layer, method = layers[int(request["handle"])], str(request["method"])
+                if method not in METHODS:
+                    raise ValueError(f"no probe method {method!r}")
+                result = layer.where if method == "where" else getattr(layer, method)(*decode(request["args"]))
+                answer = {"ok": encode(result)}
+            else:
+                raise ValueError(op)
+        except Unjudgeable as exc:
+            answer = {"unjudgeable": str(exc)[:1000]}
+        except AssertionError as exc:
+            answer = {"fail": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - report, keep serving
+            answer = {"fail": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+        writer.write((json.dumps(answer) + "\n").encode())
+        writer.flush()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]), int(sys.argv[2]))
