@@ -37,7 +37,8 @@ import bnlab
 from bnlab import settings
 
 PACKAGE = Path(bnlab.__file__).resolve().parent
-# variables a sandboxed process keeps (exact names, then prefixes); everything else is dropped
+# the variables a sandboxed process keeps, by exact name (never a prefix: Terraform's TF_TOKEN_* and TF_VAR_*
+# hold secrets); everything else is dropped. TensorFlow, XLA, CUDA and the BLAS/OpenMP thread settings by name.
 KEEP = {
     "LANG",
     "LC_ALL",
@@ -52,8 +53,30 @@ KEEP = {
     "BNLAB_DETERMINISTIC",
     "BNLAB_ISOLATION",
     "NBGRADER_EXECUTION",
+    "TF_CPP_MIN_LOG_LEVEL",
+    "TF_CPP_MAX_VLOG_LEVEL",
+    "TF_ENABLE_ONEDNN_OPTS",
+    "TF_DETERMINISTIC_OPS",
+    "TF_CUDNN_DETERMINISTIC",
+    "TF_USE_LEGACY_KERAS",
+    "TF_NUM_INTEROP_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_FORCE_GPU_ALLOW_GROWTH",
+    "TF_GPU_ALLOCATOR",
+    "TF_XLA_FLAGS",
+    "XLA_FLAGS",
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "KMP_AFFINITY",
+    "KMP_BLOCKTIME",
+    "PYDEVD_DISABLE_FILE_VALIDATION",
 }
-KEEP_PREFIXES = ("TF_", "XLA_", "CUDA_", "NVIDIA_", "OMP_", "OPENBLAS_", "MKL_", "KMP_", "PYDEVD_")
+KEEP_PREFIXES: tuple[str, ...] = ()  # none: a prefix lets through whatever an instructor's tool names like it
 
 
 class IsolationUnavailable(RuntimeError):

@@ -34,10 +34,11 @@ from pathlib import Path
 from bnlab import settings
 from bnlab.exercise import ASSIGNMENT as EXERCISE
 from bnlab.instructor import isolation
+from bnlab.instructor.admission import Admitted, admit
 from bnlab.instructor.autograde import record
 from bnlab.instructor.autograde.job import grade_submission, make_kit
 from bnlab.instructor.autograde.limits import GiB, Limits, network_isolation
-from bnlab.instructor.notebooks import ROOT, digest, tree_files
+from bnlab.instructor.notebooks import ROOT, digest
 from bnlab.instructor.release import ReleaseError, backup_gradebook, generate_safely
 
 REPORT = "autograde_report.csv"
@@ -46,8 +47,9 @@ REPORT = "autograde_report.csv"
 @dataclasses.dataclass
 class Submission:
     student: str
-    files: dict  # {relative name: bytes}
+    files: dict  # {relative name: bytes}: the regular files (bnlab.instructor.admission)
     digest: str  # of the files and of what grades them (source/ and the config)
+    refused: dict = dataclasses.field(default_factory=dict)  # {name: reason}: never read, flagged
 
 
 @dataclasses.dataclass
@@ -72,19 +74,25 @@ class ClassRun:
 def grading_digest(course: Path, assignment: str) -> str:
     """A digest of what grades a submission: the assignment's source/ files and nbgrader_config.py."""
     course = Path(course)
-    files = {f"source/{assignment}/{name}": data for name, data in tree_files(course / "source" / assignment).items()}
+    source = admit(course / "source" / assignment).files
+    files = {f"source/{assignment}/{name}": data for name, data in source.items()}
     files["nbgrader_config.py"] = (course / "nbgrader_config.py").read_bytes()
     return digest(files)
 
 
 def submissions(course: Path, assignment: str) -> list[Submission]:
-    """Every submission of ``assignment`` in ``course/submitted/``, sorted by student."""
+    """Every submission of ``assignment`` in ``course/submitted/``, sorted by student: its regular files only
+    (a link, a pipe, a device is never read: :mod:`bnlab.instructor.admission`), and what was refused."""
     course, found = Path(course), []
     salt = grading_digest(course, assignment)
     for folder in sorted((course / "submitted").glob(f"*/{assignment}")):
-        if folder.is_dir():
-            files = tree_files(folder)
-            found.append(Submission(folder.parent.name, files, digest(files, salt)))
+        if folder.parent.is_symlink():
+            admitted = Admitted({}, {".": "the student's folder is a symbolic link, never followed"})
+        elif folder.is_dir() or folder.is_symlink():
+            admitted = admit(folder)
+        else:
+            continue
+        found.append(Submission(folder.parent.name, admitted.files, digest(admitted.files, salt), admitted.refused))
     return found
 
 
@@ -227,6 +235,7 @@ def grade_class(
                 sub.files,
                 limits,
                 env,
+                refused=sub.refused,
                 key=f"grade-{sub.student}-{sub.digest[:12]}",
                 pure=False,
             ): sub

@@ -9,24 +9,32 @@ returns plain data (picklable, so Dask can send it back): the per-cell scores an
 from the scratch gradebook, the autograded files, the status and its reason, and the log lines
 that deserve a look. A worker needs the course library installed and nothing else; it never
 touches the course's own gradebook.
+
+What a submission prints never decides a note, a flag or a reason: the command's output is held capped
+(:func:`bnlab.instructor.autograde.limits.capped_read`) and serves only as the log tail; the notes come from
+the records of nbgrader's own log file, written by nbgrader outside the sandbox, each record marked with a
+random token of this run that student code never sees (a line it prints, or a newline inside a message,
+cannot pass for a record), and from the autograded notebooks' metadata.
 """
 
 from __future__ import annotations
 
 import io
 import re
+import secrets
 import tarfile
 import tempfile
 import time
 from pathlib import Path
 
 from bnlab.grading.errors import KERNEL_DIED
-from bnlab.instructor import isolation
-from bnlab.instructor.autograde.limits import Limits, run_limited
+from bnlab.instructor import admission, isolation
+from bnlab.instructor.autograde.limits import Limits, capped_read, run_limited
 from bnlab.instructor.autograde.record import GRADEBOOK, TABLE, copy_database, gradebook, sql
 from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
 
-TIMESTAMP = "timestamp.txt"
+TIMESTAMP = admission.TIMESTAMP
+LOG = "grading.log"  # nbgrader's log file in the scratch course, out of the sandbox's reach
 # nbgrader log lines that are expected on every correct run, with the reason they are harmless
 EXPECTED_LOG = [
     (
@@ -43,9 +51,10 @@ FAILURE_HINTS = re.compile(r"DeadKernelError|Kernel died|CellTimeoutError|Traceb
 
 
 def _add_tree(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
-    for item in sorted(path.rglob("*")):
-        if item.is_file() and ".ipynb_checkpoints" not in item.parts and "__pycache__" not in item.parts:
-            tar.add(item, f"{arcname}/{item.relative_to(path)}")
+    for name, data in admission.admit(path).files.items():
+        info = tarfile.TarInfo(f"{arcname}/{name}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
 
 
 def template_gradebook(course: Path, target: Path) -> None:
@@ -157,6 +166,25 @@ def _cells_with_error(notebooks: dict, ename: str) -> list[str]:
     ]
 
 
+def log_records(text: str, token: str) -> str:
+    """The records of nbgrader's log file ``text`` whose prefix carries ``token`` (the token removed), one
+    line each: a line a record's message continued onto, or anything else in the file, is left out."""
+    mark = f" {token} "
+    kept = []
+    for line in text.splitlines():
+        prefix, found, message = line.partition(mark)
+        if found and prefix.startswith("[") and prefix.endswith("]") and "\n" not in prefix:
+            kept.append(f"{prefix} {message}")
+    return "\n".join(kept)
+
+
+def _read_log(path: Path) -> str:
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as stream:
+        return capped_read(stream)
+
+
 def _crash_reason(log: str) -> str:
     """Why nbgrader produced no graded notebook, in one sentence for the instructor."""
     if "DeadKernelError" in log or "Kernel died" in log:
@@ -203,8 +231,25 @@ def _unreadable(files: dict) -> str:
     return ""
 
 
+def _refusals(result: dict, refused: dict) -> dict:
+    """Name what was not read (a link, a pipe, a bad timestamp) in ``result``'s notes and reason, and flag it."""
+    if refused:
+        why = admission.note(refused)
+        result["notes"].insert(0, why)
+        result["reason"] = "; ".join(filter(None, [result["reason"], "flagged for review: " + why]))
+        for data in result["notebooks"].values():
+            data["flagged"] = True
+    return result
+
+
 def grade_submission(
-    kit: bytes, assignment: str, student: str, files: dict, limits: Limits = Limits(), env: dict | None = None
+    kit: bytes,
+    assignment: str,
+    student: str,
+    files: dict,
+    limits: Limits = Limits(),
+    env: dict | None = None,
+    refused: dict | None = None,
 ) -> dict:
     """Grade one student's files in a scratch course unpacked from the kit; return the result as plain data.
 
@@ -215,12 +260,18 @@ def grade_submission(
         files: ``{name: bytes}`` of the submission.
         limits: the limits the grading command runs under.
         env: environment variables for the grading command (e.g. ``BNLAB_SHORT_BATCHES``).
+        refused: ``{name: reason}`` of what the coordinator did not read (:mod:`bnlab.instructor.admission`):
+            named in the notes and the reason, and the submission flagged.
 
     Returns:
         ``{"student", "assignment", "status", "reason", "notebooks" (scores, comments, flags), "autograded"
         ({name: bytes}), "notes", "seconds", ...}``; ``status`` is ``graded`` or why not.
     """
     start = time.perf_counter()
+    refused = dict(refused or {})
+    files = dict(files)
+    if TIMESTAMP in files and admission.timestamp_problem(files[TIMESTAMP]):
+        refused[TIMESTAMP] = admission.timestamp_problem(files.pop(TIMESTAMP))
     result = {
         "student": student,
         "assignment": assignment,
@@ -241,17 +292,25 @@ def grade_submission(
         folder = course / "submitted" / student / assignment
         folder.mkdir(parents=True)
         for name, data in files.items():
+            if ".." in Path(name).parts or Path(name).is_absolute():
+                refused[name] = "a name that leaves the submission's folder"
+                continue
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_bytes(data)
         renamed = recognise_renamed(folder, course / "release" / assignment)
         if renamed.startswith("could not"):
             result.update(status="renamed", reason=renamed, seconds=time.perf_counter() - start)
-            return result
+            return _refusals(result, refused)
         unreadable = _unreadable(files)
         if unreadable:
             result.update(status="unreadable", reason=unreadable, seconds=time.perf_counter() - start)
-            return result
+            return _refusals(result, refused)
+        token = secrets.token_hex(16)  # marks nbgrader's log records; student code never sees it
         cmd = nbgrader_command("autograde", assignment, "--student", student, "--force", root=course)
+        cmd += [
+            f"--AutogradeApp.logfile={course / LOG}",
+            f"--AutogradeApp.log_format=%(color)s[%(name)s | %(levelname)s]%(end_color)s {token} %(message)s",
+        ]
         if limits.cell_timeout:
             cmd.append(f"--Execute.timeout={int(limits.cell_timeout)}")
         run_env = nbgrader_env({**(env or {}), "BNLAB_COURSE_ROOT": str(course), "BNLAB_ISOLATION": limits.isolation})
@@ -262,13 +321,14 @@ def grade_submission(
                 reason=f"not graded: the sandbox is required but unavailable on this machine ({sandbox_why})",
                 seconds=time.perf_counter() - start,
             )
-            return result
+            return _refusals(result, refused)
         result["sandboxed"] = sandbox_ok and limits.isolation != "off"
         outcome = run_limited(cmd, course, run_env, limits)
         result["network_isolated"] = outcome.network_isolated
         result["log_tail"] = outcome.output[-6000:]
+        log = log_records(_read_log(course / LOG), token)
         result["notes"], result["expected_warnings"] = classify_log(
-            outcome.output, _release_checksums(course / "release" / assignment)
+            log, _release_checksums(course / "release" / assignment)
         )
         if not result["sandboxed"]:
             result["notes"].insert(
@@ -280,13 +340,11 @@ def grade_submission(
         if outcome.status in ("timeout", "memory"):
             result.update(status=outcome.status, reason=outcome.reason)
         elif not notebooks_done:
-            result.update(status="crashed", reason=_crash_reason(outcome.output))
+            result.update(status="crashed", reason=_crash_reason(log))
             result["notes"] = []  # the reason says it
         else:
             result["notebooks"] = _read_scores(course, assignment, student)
-            result["autograded"] = {
-                str(p.relative_to(graded)): p.read_bytes() for p in graded.rglob("*") if p.is_file()
-            }
+            result["autograded"] = admission.admit(graded).files
             from bnlab.instructor.preprocessors.review import review_reasons
 
             notebooks = _notebooks(graded)
@@ -307,6 +365,7 @@ def grade_submission(
                     "ended its Python process, e.g. os._exit); that cell was skipped and the rest of the "
                     "notebook graded: the other cells keep their points.",
                 )
+    _refusals(result, refused)
     if renamed:
         result["notes"].insert(0, renamed)
         if result["status"] == "graded":

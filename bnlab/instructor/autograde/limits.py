@@ -32,6 +32,7 @@ import time
 from bnlab.instructor.isolation import missing_tool
 
 GiB = 1024**3
+OUTPUT_KEPT = 256 * 1024  # bytes of a grading command's output kept from its start, and as many from its end
 _LIVE: set[int] = set()  # process groups of the commands running now (ended if this process exits)
 
 
@@ -136,6 +137,23 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
 
 
+def capped_read(stream, keep: int = OUTPUT_KEPT) -> str:
+    """Everything ``stream`` gives until its end, of which only the first and the last ``keep`` bytes are held
+    (a submission can print without end to the kernel's inherited stdout): head, a line saying how much was
+    left out, tail."""
+    head, tail, dropped = bytearray(), bytearray(), 0
+    for chunk in iter(lambda: stream.read(65536), b""):
+        room = keep - len(head)
+        head += chunk[:room]
+        tail += chunk[room:] if room > 0 else chunk
+        if len(tail) > keep:
+            dropped += len(tail) - keep
+            del tail[: len(tail) - keep]
+    stream.close()
+    middle = f"\n[... {dropped} bytes of output left out here ...]\n".encode() if dropped else b""
+    return (bytes(head) + middle + bytes(tail)).decode("utf-8", "replace")
+
+
 def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
     """Run ``cmd`` under ``limits`` and say how it ended; never raises for the command's own failures."""
     cmd, isolated = wrap_command(cmd, limits)
@@ -154,8 +172,6 @@ def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
         start_new_session=True,
         preexec_fn=preexec,
     )
@@ -189,7 +205,8 @@ def run_limited(cmd: list[str], cwd, env: dict, limits: Limits) -> Outcome:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    output, _ = proc.communicate()
+    output = capped_read(proc.stdout)
+    proc.wait()
     done.set()
     watcher.join()
     try:  # whatever the command left behind in its group (a kernel nbgrader could not shut down)
