@@ -39,4 +39,6 @@ def due(batch: int, num_batches: int, every: int) -> bool:
 # need the functions (in-process grading, the benchmark, the trusted re-run of the checks) skip both;
 # nothing later depends on their output.
 TRAINING_RUNS = frozenset({"keras_baseline_run", "keras_bn_run", "nn_bn_run"})
-DEMO_CELLS = frozenset({"diagnose_symptom", "diagnose_trace", "statistics_demo", "diagnose_fix_check"})
+DEMO_CELLS = frozenset(
+    {"diagnose_symptom", "diagnose_trace", "statistics_demo", "diagnose_fix_check", "upstream_shift_demo"}
+)

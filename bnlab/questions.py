@@ -36,6 +36,7 @@ __all__ = [
 SECTION_BATCH_OF_ONE = "lesson, section 2, 'Why a batch of one needs population statistics'"
 SECTION_MOVING = "lesson, section 2, 'Population statistics as a moving average'"
 SECTION_CONV = "lesson, section 6, 'ConvNets: one mean and variance per feature map'"
+SECTION_BACKWARD = "lesson, section 12, 'The backward pass by hand'"
 SECTION_PLAIN = (
     '''lesson, section 8, "Inside the exercise's network: why it does not learn without batch normalization"'''
 )
@@ -80,6 +81,14 @@ TEACH = {
         f"row give about the same share? ({SECTION_MOVING})",
         "c": "Halfway would leave the mean after the batch midway between its old value and the batch's mean. "
         f"Is that where the printed values are? ({SECTION_MOVING})",
+    },
+    "upstream_shift": {
+        "a": "Write the extra loss term out: c * sum(out) = c * gamma * sum(x_hat) + c * count * beta. What is "
+        f"sum(x_hat) over the batch, for any batch? Does the term depend on x at all? ({SECTION_BACKWARD})",
+        "c": "dgamma is the sum of dout * x_hat: what does the extra c contribute to it, given what x_hat sums to "
+        f"over the batch? ({SECTION_BACKWARD})",
+        "d": "The extra term c * sum(out) equals c * gamma * sum(x_hat) + c * count * beta, and x_hat sums to zero "
+        f"over the batch whatever x is: which variable does it still depend on? ({SECTION_BACKWARD})",
     },
 }
 # END GRADER SIDE

@@ -35,6 +35,7 @@ LAYERS = {
         "bnlab.layer_viewer",
         "bnlab.questions",
         "bnlab.tables",
+        "bnlab.gradients",
         "bnlab.grading",
     ),
     "instructor tooling": ("bnlab.instructor",),
