@@ -14,7 +14,13 @@ the formgrader's button, ``make autograde`` and ``make grade-demo`` all use it) 
 - new user, PID, IPC, UTS, cgroup and network namespaces: no network at all (the kernel talks
   to nbgrader over Unix sockets in a private folder), and every process the submission starts,
   in a new session or a double fork included, ends with the sandbox (``--die-with-parent``);
-- an environment of the variables a kernel needs (no instructor secrets, ``HOME`` in ``/tmp``).
+- an environment of the variables a kernel needs (no instructor secrets, ``HOME`` in ``/tmp``);
+- bounded resources (:class:`SandboxLimits`): ``/``, ``/dev`` read-only; ``/tmp``, ``/dev/shm`` and the working
+  copy on size-limited tmpfs (bubblewrap's ``--size``), so a disk fill ends at the quota and never reaches the
+  host's disk; ``RLIMIT_NPROC`` (enforced by Linux for every user but root); and a watchdog
+  (:meth:`Sandbox.watch`) that ends the sandbox when its processes' memory plus what its tmpfs hold passes the
+  memory limit, when it runs more processes than allowed, when a tmpfs is full, or at its deadline, and says
+  which (:attr:`Sandbox.stopped`). cgroups are not used (see ``docs/integrity.md``).
 
 Where bubblewrap cannot run (not Linux, not installed, user namespaces disabled), grading still
 works without the sandbox and says so in nbgrader's log, unless ``BNLAB_ISOLATION=require``
@@ -24,13 +30,17 @@ works without the sandbox and says so in nbgrader's log, unless ``BNLAB_ISOLATIO
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import bnlab
@@ -79,6 +89,44 @@ KEEP = {
 KEEP_PREFIXES: tuple[str, ...] = ()  # none: a prefix lets through whatever an instructor's tool names like it
 
 
+MiB, GiB = 1024**2, 1024**3
+SUBMISSION = "/run/bnlab-submission"  # the submission's files, read-only, copied into the working tmpfs at start
+# runs first inside the sandbox: copies the submission into the working tmpfs, caps processes, execs the command
+PROLOGUE = (
+    "import os, resource, shutil, sys; "
+    "shutil.copytree(sys.argv[1], '.', symlinks=True, dirs_exist_ok=True); "
+    "n = int(sys.argv[2]); n and resource.setrlimit(resource.RLIMIT_NPROC, (n, n)); "
+    "os.execvp(sys.argv[3], sys.argv[3:])"
+)
+
+
+def size(n: int | None) -> str:
+    """``n`` bytes as people read them (GiB or MiB), or ``no limit``."""
+    if not n:
+        return "no limit"
+    return f"{n / GiB:.3g} GiB" if n >= GiB else f"{n / MiB:.3g} MiB"
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLimits:
+    """What one sandbox may use. ``memory_bytes`` counts the resident memory of all its processes plus the
+    pages its tmpfs hold; ``None`` or 0 turns a limit off (the tmpfs sizes are always set)."""
+
+    memory_bytes: int | None = 4 * GiB
+    tmp_bytes: int = 1 * GiB  # /tmp, HOME included
+    work_bytes: int = 1 * GiB  # the writable copy of the working folder
+    shm_bytes: int = 64 * MiB  # /dev/shm
+    processes: int | None = 256
+    wall_seconds: float | None = None  # from the start of the sandbox; the caller may give a deadline instead
+
+    def describe(self) -> str:
+        return (
+            f"memory {size(self.memory_bytes)} (tmpfs included), /tmp {size(self.tmp_bytes)}, working copy "
+            f"{size(self.work_bytes)}, /dev/shm {size(self.shm_bytes)}, {self.processes or 'any number of'} "
+            f"processes, wall {f'{self.wall_seconds:g} s' if self.wall_seconds else 'no limit'}"
+        )
+
+
 class IsolationUnavailable(RuntimeError):
     """Student code would have to run without the sandbox, and the policy forbids it."""
 
@@ -108,8 +156,9 @@ def readable_paths() -> list[Path]:
     return sorted(p for p in paths if p.exists())
 
 
-def base_command(network: bool = False) -> list[str]:
+def base_command(network: bool = False, limits: SandboxLimits | None = None) -> list[str]:
     """bwrap and the options every sandbox shares (the private folders are added by :class:`Sandbox`)."""
+    limits = limits or SandboxLimits()
     args = [
         "bwrap",
         "--unshare-user-try",
@@ -129,7 +178,8 @@ def base_command(network: bool = False) -> list[str]:
     args += _system_binds()
     for path in readable_paths():
         args += ["--ro-bind", str(path), str(path)]
-    return args + ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--dir", "/tmp/home"]
+    args += ["--dev", "/dev", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
+    return args + ["--proc", "/proc", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--dir", "/tmp/home"]
 
 
 def missing_tool(command: str, what: str, install: str) -> str | None:
@@ -200,10 +250,15 @@ def sandbox_env(env: dict) -> dict:
 
 
 class Sandbox:
-    """One sandboxed process: a private copy of ``workdir`` at the same path, and private folders
-    (``shared``, writable by both sides, e.g. for a kernel's sockets). :meth:`close` removes them."""
+    """One sandboxed process: a private copy of ``workdir`` at the same path (on a tmpfs of ``work_bytes``),
+    and private folders (``shared``, writable by both sides, e.g. for a kernel's sockets), under ``limits``.
+    :meth:`watch` enforces the limits bubblewrap cannot; :meth:`close` removes the folders."""
 
-    def __init__(self, workdir: str | os.PathLike | None, shared: bool = False):
+    def __init__(self, workdir: str | os.PathLike | None, shared: bool = False, limits: SandboxLimits | None = None):
+        self.limits = limits or SandboxLimits()
+        self.stopped: str | None = None  # why the watchdog ended the sandbox
+        self.peak_bytes = 0  # the most memory (processes and tmpfs) the watchdog saw
+        self._done = threading.Event()
         self.root = Path(tempfile.mkdtemp(prefix="bnlab-sandbox-"))
         self.workdir = Path(workdir).resolve() if workdir else None
         self.shared = self.root / "shared" if shared else None
@@ -215,17 +270,91 @@ class Sandbox:
         else:
             self.copy.mkdir()
 
+    @property
+    def inside(self) -> str:
+        """The working folder's path inside the sandbox."""
+        return str(self.workdir) if self.workdir else "/tmp/work"
+
     def command(self, cmd: list[str]) -> list[str]:
-        args = base_command()
+        args = base_command(limits=self.limits)
         if self.shared:
             args += ["--bind", str(self.shared), str(self.shared)]
-        inside = str(self.workdir) if self.workdir else "/tmp/work"
-        args += ["--bind", str(self.copy), inside, "--chdir", inside]
+        args += ["--ro-bind", str(self.copy), SUBMISSION, "--size", str(self.limits.work_bytes), "--tmpfs", self.inside]
+        args += ["--remount-ro", "/", "--chdir", self.inside]
         # jupyter_client's launcher sets JPY_PARENT_PID to nbgrader's PID, which does not exist in here: the
         # kernel would think its parent gone. PID 1, the sandbox's init, lives exactly as long as the sandbox.
-        return [*args, "--setenv", "JPY_PARENT_PID", "1", "--", *cmd]
+        prologue = [sys.executable, "-I", "-S", "-c", PROLOGUE, SUBMISSION, str(self.limits.processes or 0)]
+        return [*args, "--setenv", "JPY_PARENT_PID", "1", "--", *prologue, *cmd]
+
+    def usage(self, bwrap_pid: int) -> tuple[int, int, dict[str, tuple[int, int]]]:
+        """``(resident bytes, processes, {tmpfs: (used, size)})`` of the sandbox started by ``bwrap_pid``."""
+        import psutil
+
+        try:
+            processes = psutil.Process(bwrap_pid).children(recursive=True)
+        except psutil.Error:
+            return 0, 0, {}
+        rss, inner = 0, None
+        for process in processes:
+            try:
+                rss += process.memory_info().rss
+                inner = inner or (process.pid if process.name() != "bwrap" else None)
+            except psutil.Error:
+                pass
+        mounts = {}
+        for mount in ("/tmp", "/dev/shm", self.inside):
+            try:
+                st = os.statvfs(f"/proc/{inner}/root{mount}") if inner else None
+            except OSError:
+                continue
+            if st is not None:
+                mounts[mount] = ((st.f_blocks - st.f_bfree) * st.f_frsize, st.f_blocks * st.f_frsize)
+        return rss, len(processes), mounts
+
+    def watch(self, bwrap_pid: int, deadline: float | None = None, interval: float = 0.1) -> threading.Thread:
+        """Sample the sandbox started by ``bwrap_pid`` every ``interval`` s and end it (SIGKILL to bwrap, whose
+        namespace ends with it) past a limit or ``deadline`` (``time.monotonic()``); :attr:`stopped` says why."""
+        if deadline is None and self.limits.wall_seconds:
+            deadline = time.monotonic() + self.limits.wall_seconds
+        self._done.clear()
+
+        def loop():
+            while not self._done.wait(interval):
+                reason = self._over(bwrap_pid, deadline)
+                if reason:
+                    self.stopped = reason
+                    try:
+                        os.kill(bwrap_pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    return
+
+        thread = threading.Thread(target=loop, daemon=True, name=f"sandbox-watch-{bwrap_pid}")
+        thread.start()
+        return thread
+
+    def _over(self, bwrap_pid: int, deadline: float | None) -> str | None:
+        rss, count, mounts = self.usage(bwrap_pid)
+        total = rss + sum(used for used, _ in mounts.values())
+        self.peak_bytes = max(self.peak_bytes, total)
+        limits = self.limits
+        if limits.memory_bytes and total > limits.memory_bytes:
+            return (
+                f"used {size(total)} of memory (processes {size(rss)}, files in memory {size(total - rss)}), "
+                f"over the sandbox's limit of {size(limits.memory_bytes)}"
+            )
+        if limits.processes and count > limits.processes + 2:  # bwrap's own two processes do not count
+            return f"ran {count - 2} processes, over the sandbox's limit of {limits.processes}"
+        for mount, (used, total_size) in mounts.items():
+            if total_size and used >= total_size - 64 * 1024:
+                where = "the working folder" if mount == self.inside else mount
+                return f"filled {where} to its limit of {size(total_size)}"
+        if deadline is not None and time.monotonic() > deadline:
+            return "still running at the grading time limit"
+        return None
 
     def close(self) -> None:
+        self._done.set()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

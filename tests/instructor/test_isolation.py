@@ -216,3 +216,109 @@ def test_the_environment_keeps_what_a_kernel_needs_and_drops_the_rest():
     assert "AWS_SECRET_ACCESS_KEY" not in env and "BNLAB_COURSE_ROOT" not in env and "PYTHONPATH" not in env
     assert env["NBGRADER_EXECUTION"] == "autograde" and env["TF_CPP_MIN_LOG_LEVEL"] == "2"
     assert env["HOME"] == "/tmp/home" and env["BNLAB_SANDBOXED"] == "1"
+
+
+# Each resource attack, against a sandbox whose limits are small so that it stays cheap: the attack holds
+# what it took (as a real one would) and says how far it got.
+HOLD = "import time; time.sleep(20)"
+FILL = textwrap.dedent("""
+    def fill(path):  # until the file system is full, and no error
+        try:
+            with open(path, "wb") as handle:
+                for _ in range(96):
+                    handle.write(b"1" * (1 << 20))
+        except OSError:
+            pass
+""")
+RESOURCE_ATTACKS = {
+    "tmp_fill": FILL + "fill('/tmp/fill')\n" + HOLD,
+    "work_fill": FILL + "fill('fill')\n" + HOLD,
+    "shm_fill": FILL + "fill('/dev/shm/fill')\n" + HOLD,
+    "memory_in_tmpfs": "open('/tmp/f', 'wb').write(b'1' * (56 << 20))\nopen('f', 'wb').write(b'1' * (56 << 20))\n"
+    "block = b'1' * (100 << 20)\n" + HOLD,
+    "memory": "blocks = [b'1' * (32 << 20) for _ in range(192)]\n" + HOLD,  # 6 GiB
+    "processes": "import subprocess\nprocs = [subprocess.Popen(['sleep', '60']) for _ in range(500)]\n" + HOLD,
+    "wall": HOLD,
+    "root_write": "open('/pwned', 'w')",
+    "dev_write": "open('/dev/pwned', 'w')",
+}
+SMALL = isolation.SandboxLimits(
+    memory_bytes=200 * isolation.MiB,
+    tmp_bytes=64 * isolation.MiB,
+    work_bytes=64 * isolation.MiB,
+    shm_bytes=16 * isolation.MiB,
+    processes=32,
+    wall_seconds=4,
+)
+EXPECTED_STOP = {
+    "tmp_fill": "filled /tmp to its limit",
+    "work_fill": "filled the working folder to its limit",
+    "shm_fill": "filled /dev/shm to its limit",
+    "memory_in_tmpfs": "files in memory",
+    "memory": "of memory",
+    "processes": "processes, over the sandbox's limit of 32",
+    "wall": "still running at the grading time limit",
+}
+
+
+@needs_sandbox
+@pytest.mark.parametrize("attack", sorted(RESOURCE_ATTACKS))
+def test_a_resource_attack_is_bounded_named_and_leaves_nothing(tmp_path, attack):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "answer.py").write_text("x = 1\n")
+    before = shutil.disk_usage(tmp_path).used
+    sandbox = isolation.Sandbox(work, limits=SMALL)
+    marker = f"bnlab-res-{uuid.uuid4().hex}"
+    code = f"# {marker}\nassert open('answer.py').read() == 'x = 1\\n'\n" + RESOURCE_ATTACKS[attack]
+    try:
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            sandbox.command([sys.executable, "-c", code]),
+            env=isolation.sandbox_env(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        sandbox.watch(proc.pid)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - start
+    finally:
+        sandbox.close()
+    if attack in EXPECTED_STOP:
+        assert sandbox.stopped and EXPECTED_STOP[attack] in sandbox.stopped, (sandbox.stopped, err[-2000:])
+        assert proc.returncode == -9 and took < 15, (proc.returncode, took)
+    else:  # a read-only root and /dev: the write fails at once
+        assert "Read-only file system" in err and sandbox.stopped is None, err[-2000:]
+    assert sandbox.peak_bytes < 1.5 * isolation.GiB  # sampled every 0.1 s: an allocation overshoots that much
+    assert list(work.iterdir()) == [work / "answer.py"]  # nothing written into the real folder
+    assert shutil.disk_usage(tmp_path).used - before < 32 * isolation.MiB  # nor onto the host's disk
+    assert not sandbox.root.exists()
+    deadline = time.monotonic() + 5
+    while _alive("sleep 60") and _alive_in(sandbox) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive(marker) == []
+
+
+def _alive_in(sandbox) -> bool:
+    return any(str(sandbox.root) in line for line in _alive("bwrap"))
+
+
+@needs_sandbox
+def test_an_honest_process_runs_within_the_default_limits(tmp_path):
+    """The defaults leave room for the course's kernels: TensorFlow imports and trains a step."""
+    sandbox = isolation.Sandbox(tmp_path)
+    code = "import bnlab, numpy; print(numpy.ones((512, 512)).sum())"
+    try:
+        proc = subprocess.Popen(
+            sandbox.command([sys.executable, "-c", code]),
+            env=isolation.sandbox_env(os.environ),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        sandbox.watch(proc.pid)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        sandbox.close()
+    assert proc.returncode == 0 and out.strip() == "262144.0" and sandbox.stopped is None
+    assert "1 GiB" in isolation.SandboxLimits().describe()
