@@ -4,7 +4,8 @@ release stubs (no answer) unless the variant says otherwise."""
 
 from __future__ import annotations
 
-from submissions.common import ALL_TESTS, ANSWER_CELLS, KERAS_LAYER_TESTS, QUESTION_TESTS, Variant
+from submissions.common import ALL_TESTS, ANSWER_CELLS, KERAS_LAYER_TESTS, NN_TESTS, QUESTION_TESTS, Variant
+from submissions.nn_part import CORRECT, nn_layers
 
 NO_ANSWER = 'raise NotImplementedError("Write this part of the exercise (see the instructions above)")\n'
 
@@ -98,3 +99,217 @@ def _with_part_one_answered():
 
 TAMPERING.append(_with_part_one_answered())
 assert QUESTION_TESTS <= ALL_TESTS
+
+
+# --- lies: code that answers the probes instead of the student's layers (issue 26) -----------------------------
+# Each keeps the solution's other answers, so it must lose exactly the tests of the cells it lies in.
+
+FAKE_LAYER_PROBES = """
+import numpy as _np
+from bnlab.grading import numeric as _num, probes as _probes
+
+
+class _FakeLayer:
+    # answers every probe with the course's own formulas: no layer of the student's is ever run
+
+    def __init__(self, layer_fn, kind, api, arg=None, seed=0):
+        rng = _np.random.default_rng(seed)
+        self.kind, self.step = kind, _num.stride(kind, arg)
+        self.where = getattr(layer_fn, "__name__", "fully_connected")
+        self.epsilon, n, c = 1e-3, _num.units(kind, arg), _num.input_shape(kind)[-1]
+        self.kernel = rng.standard_normal((c, n) if kind == "dense" else (3, 3, c, n)) * 0.3
+        self.bias, self.gamma, self.beta = None, _np.ones(n), _np.zeros(n)
+        self.mean, self.var = _np.zeros(n), _np.ones(n)
+
+    def _z(self, x):
+        return _num.linear(x, self.kernel, None, self.step)
+
+    def call(self, x, training):
+        z = self._z(x)
+        if training:
+            m, v = _num.moments(z)
+            self.mean, self.var = 0.99 * self.mean + 0.01 * m, 0.99 * self.var + 0.01 * v
+        else:
+            m, v = self.mean, self.var
+        return _num.relu(_num.bn_forward(z, self.gamma, self.beta, m, v, self.epsilon))
+
+    def call_explicit(self, x):
+        return self.call(x, False)
+
+    def kernel_gradient(self, x, upstream):
+        z = self._z(x)
+        m, v = _num.moments(z)
+        g = upstream * (_num.bn_forward(z, self.gamma, self.beta, m, v, self.epsilon) > 0)
+        ax = tuple(range(z.ndim - 1))
+        xhat, dxhat = (z - m) / _np.sqrt(v + self.epsilon), g * self.gamma
+        dz = (dxhat - dxhat.mean(axis=ax) - xhat * (dxhat * xhat).mean(axis=ax)) / _np.sqrt(v + self.epsilon)
+        return _num.kernel_gradient(x, self.kernel, dz, self.step)
+
+    def statistics(self):
+        return self.mean, self.var
+
+    def set_statistics(self, mean, var):
+        self.mean, self.var = _np.asarray(mean, float), _np.asarray(var, float)
+
+    def set_scale_shift(self, gamma, beta):
+        self.gamma, self.beta = _np.asarray(gamma, float), _np.asarray(beta, float)
+
+    def info(self):
+        flags = {"gamma": True, "beta": True, "pop_mean": False, "pop_variance": False}
+        return {"kernel": self.kernel, "bias": None, "gamma": self.gamma, "beta": self.beta,
+                "epsilon": self.epsilon, "flags": flags}
+
+
+_probes.layer_probe = _FakeLayer
+"""
+
+PLAIN_KERAS_LAYERS = """
+def fully_connected(prev_layer, num_units):
+    return keras.layers.Dense(num_units, activation="relu")(prev_layer)
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    return keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", activation="relu")(prev_layer)
+"""
+
+PLAIN_NN_LAYERS = """
+def fully_connected(prev_layer, num_units, is_training):
+    weights = nn.get_variable("weights", [prev_layer.shape[-1], num_units], keras.initializers.GlorotUniform())
+    return tf.nn.relu(tf.matmul(prev_layer, weights))
+
+
+def conv_layer(prev_layer, layer_depth, is_training):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    weights = nn.get_variable("weights", [3, 3, prev_layer.shape[-1], layer_depth * 4],
+                              keras.initializers.GlorotUniform())
+    return tf.nn.relu(tf.nn.conv2d(prev_layer, weights, strides=strides, padding="SAME"))
+"""
+UNFIXED = "fixed_fully_connected = questions.buggy_fully_connected\n"
+LAYER_CELLS_TESTS = KERAS_LAYER_TESTS | NN_TESTS | {"test_diagnose_fix"}
+
+# in the worker only: the worker runs no IPython kernel
+WORKER_ONLY = "import sys as _sys\nif 'ipykernel' not in _sys.modules:\n    exec(%r)\n"
+
+# layers with no batch normalization that recognise the checks' inputs by their shape, and only then normalize,
+# with the course's NumPy formula run through a Python callback
+PROBE_SHAPED_CALLBACK = """
+import numpy as _np
+from bnlab.reference import batch_norm_formula as _bn
+
+
+def _looks_like_a_check(prev_layer):
+    return tuple(prev_layer.shape[1:]) in ((6,), (6, 6, 3))
+
+
+def _normalize(linear, size, is_training):
+    gamma = nn.get_variable("gamma", [size], tf.ones)
+    beta = nn.get_variable("beta", [size], tf.zeros)
+    pop_mean = nn.get_variable("pop_mean", [size], tf.zeros, trainable=False)
+    pop_variance = nn.get_variable("pop_variance", [size], tf.ones, trainable=False)
+    axes = tuple(range(len(linear.shape) - 1))
+    if is_training:
+        mean, var = (tf.numpy_function(lambda z, f=f: f(z, axis=axes).astype(_np.float32), [linear], tf.float32)
+                     for f in (_np.mean, _np.var))
+        pop_mean.assign(pop_mean * 0.99 + mean * 0.01)
+        pop_variance.assign(pop_variance * 0.99 + var * 0.01)
+    else:
+        mean, var = pop_mean, pop_variance
+    return tf.numpy_function(lambda z, g, b, m, v: _bn(z, g, b, m, v, 1e-3).astype(_np.float32),
+                             [linear, gamma, beta, mean, var], tf.float32)
+
+
+def fully_connected(prev_layer, num_units, is_training):
+    weights = nn.get_variable("weights", [prev_layer.shape[-1], num_units], keras.initializers.GlorotUniform())
+    linear = tf.matmul(prev_layer, weights)
+    if _looks_like_a_check(prev_layer):
+        linear = tf.reshape(_normalize(linear, num_units, is_training), [-1, num_units])
+    return tf.nn.relu(linear)
+
+
+def conv_layer(prev_layer, layer_depth, is_training):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    weights = nn.get_variable("weights", [3, 3, prev_layer.shape[-1], layer_depth * 4],
+                              keras.initializers.GlorotUniform())
+    linear = tf.nn.conv2d(prev_layer, weights, strides=strides, padding="SAME")
+    if _looks_like_a_check(prev_layer):
+        linear = tf.ensure_shape(_normalize(linear, layer_depth * 4, is_training), linear.shape)
+    return tf.nn.relu(linear)
+"""
+
+# batch normalization done right, but the population statistics are updated by a Python callback, hidden in a
+# nested tf.function
+PY_FUNCTION_UPDATE = CORRECT.replace(
+    """        pop_mean.assign(pop_mean * decay + batch_mean * (1 - decay))
+        pop_variance.assign(pop_variance * decay + batch_variance * (1 - decay))
+""",
+    """        _update(pop_mean, pop_variance, batch_mean, batch_variance, decay)
+""",
+)
+PY_FUNCTION_HELPER = """
+
+@tf.function
+def _update(pop_mean, pop_variance, batch_mean, batch_variance, decay):
+    def move(m, v):
+        pop_mean.assign(pop_mean * decay + m * (1 - decay))
+        pop_variance.assign(pop_variance * decay + v * (1 - decay))
+        return 0.0
+    tf.py_function(move, [batch_mean, batch_variance], tf.float32)
+"""
+
+# batch normalization done right, plus file operations: the statistics written to a file in training mode (in a
+# tf.cond branch), the layer's input compared with a file's contents
+FILE_OPS = CORRECT.replace(
+    """        return tf.nn.batch_normalization(linear, batch_mean, batch_variance, beta, gamma, epsilon)""",
+    """        tf.cond(tf.shape(linear)[0] > 0,
+                lambda: tf.io.write_file("/tmp/statistics.txt", tf.strings.as_string(tf.reduce_mean(batch_mean))),
+                lambda: tf.no_op())
+        seen = tf.strings.length(tf.io.read_file("/etc/hostname"))
+        linear = linear + 0.0 * tf.cast(seen, tf.float32)
+        return tf.nn.batch_normalization(linear, batch_mean, batch_variance, beta, gamma, epsilon)""",
+)
+
+
+def lie(name, cells, fails, description):
+    from bnlab.instructor.notebooks import solution_answers
+
+    return Variant(name, {**solution_answers(), **cells}, frozenset(fails), description)
+
+
+LIES = [
+    lie(
+        "lie_fake_probes_kernel_and_worker",
+        {"keras_layers": FAKE_LAYER_PROBES + PLAIN_KERAS_LAYERS, "nn_layers": PLAIN_NN_LAYERS, "diagnose_fix": UNFIXED},
+        LAYER_CELLS_TESTS,
+        "no batch normalization; the probe classes replaced with fakes answering with the course's formulas",
+    ),
+    lie(
+        "lie_fake_probes_worker_only",
+        {
+            "keras_layers": WORKER_ONLY % FAKE_LAYER_PROBES + PLAIN_KERAS_LAYERS,
+            "nn_layers": PLAIN_NN_LAYERS,
+            "diagnose_fix": UNFIXED,
+        },
+        LAYER_CELLS_TESTS,
+        "the same fakes installed only in the trusted re-run's worker",
+    ),
+    lie(
+        "lie_probe_shaped_inputs_numpy_callback",
+        {"nn_layers": PROBE_SHAPED_CALLBACK},
+        NN_TESTS,
+        "tf.nn layers that normalize (through tf.numpy_function) only inputs shaped like the checks'",
+    ),
+    lie(
+        "lie_py_function_in_nested_tf_function",
+        {"nn_layers": nn_layers(body=PY_FUNCTION_UPDATE)["nn_layers"] + PY_FUNCTION_HELPER},
+        NN_TESTS,
+        "the population statistics updated by tf.py_function inside a nested tf.function",
+    ),
+    lie(
+        "lie_file_operations",
+        nn_layers(body=FILE_OPS),
+        NN_TESTS,
+        "batch normalization with tf.io.write_file (in a tf.cond branch) and tf.io.read_file in its graph",
+    ),
+]
+TAMPERING.extend(LIES)
