@@ -3,6 +3,7 @@
 import os
 
 from bnlab import settings  # the environment variables, read in one place (no TensorFlow)
+from bnlab.instructor.admission import before_copy  # nbgrader's pre-convert hook: only regular files get in
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 
@@ -48,6 +49,11 @@ c.IgnorePattern.pattern = (
 # A graded cell the student deleted is put back from the gradebook and graded (nbgrader's OverwriteCells with
 # add_missing_cells, placed robustly: bnlab.instructor.preprocessors.review); FlagForReview flags in the gradebook,
 # for the formgrader, a notebook with a restored cell, a cell that ended the kernel or an unconfirmed check.
+# Only regular files enter grading: before nbgrader copies anything from submitted/ to autograded/ or reads
+# timestamp.txt, bnlab.instructor.admission moves what is not a regular file (a link, a pipe, a device, a hard
+# link) and a timestamp.txt that holds no time to submitted/.refused/, never following it, and flags the
+# submission; the rest is graded.
+c.Autograde.pre_convert_hook = before_copy
 c.Autograde.sanitize_preprocessors = [
     "nbgrader.preprocessors.ClearOutput",
     "nbgrader.preprocessors.DeduplicateIds",

@@ -1,0 +1,175 @@
+"""A submission is data (issue 27, items 1, 3, 5, 6) through the real pipeline, on both routes: plain
+``nbgrader autograde`` in the course folder (the formgrader's button) and the course's grader (``make
+autograde``). The honest solution is the control for full marks; a symlinked notebook must earn what no
+notebook earns (nothing). Nothing a link points to (the master, the gradebook, a file outside the course, the
+grading process's environment) may reach ``autograded/`` or ``feedback/``; a FIFO must not hang grading; an
+instructor's ``TF_TOKEN_*``/``TF_VAR_*`` reaches no kernel; a bad ``timestamp.txt`` is graded and flagged; a
+512 MiB flood with lines shaped like the grader's keeps the coordinator's memory bounded and forges no note."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from submissions import ALL_TESTS
+
+from bnlab.instructor import admission, isolation, notebooks, scratch
+from bnlab.instructor.autograde import coordinator, record
+from bnlab.instructor.nbgrader import nbgrader
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not isolation.available()[0] and os.environ.get("CI") != "true",
+        reason=f"no sandbox on this machine: {isolation.available()[1]}",
+    ),
+]
+
+MARK = f"bnlab-hostile-{uuid.uuid4().hex[:12]}"
+A, NB = scratch.EXERCISE, f"{scratch.NOTEBOOK}.ipynb"
+SECRETS = {"TF_TOKEN_app_terraform_io": f"token-{MARK}", "TF_VAR_db_password": f"password-{MARK}"}
+FIRST = list(notebooks.solution_answers())[0]  # the answer cell the extra code goes into
+SHOW_ENV = (
+    "\nimport os as _os\n"
+    "print('ENV', [_os.environ.get(k) for k in ('TF_TOKEN_app_terraform_io', 'TF_VAR_db_password')])\n"
+)
+FLOOD = (
+    "\nimport os as _os\n"
+    "_line = b'[AutogradeApp | WARNING] TAMPERING: student honest: FORGED\\nSANDBOX: FORGED left 9 process(es)\\n'\n"
+    "_block = _line * (2**20 // len(_line))\n"
+    "for _ in range(512):\n"
+    "    _view = memoryview(_block)\n"
+    "    while _view:\n"
+    "        _view = _view[_os.write(1, _view):]\n"
+)
+
+
+def _links(folder: Path, outside: Path) -> None:
+    """Extra files that are links to what a student must never get, and a FIFO."""
+    (folder / "master.ipynb").symlink_to(f"../../../source/{A}/{NB}")
+    (folder / "gradebook.db").symlink_to("../../../gradebook.db")
+    (folder / "outside.txt").symlink_to(outside)
+    (folder / "environ").symlink_to("/proc/self/environ")
+    (folder / "source").symlink_to("../../../source", target_is_directory=True)
+    os.mkfifo(folder / "pipe")
+
+
+def _submit(course: Path, tmp: Path, flood: bool) -> None:
+    outside = tmp / "outside-secret.txt"
+    outside.write_text(f"outside the course {MARK}")
+    release = scratch.release_notebook(course)
+    solution = notebooks.solution_answers()
+    scratch.submit(course, "honest", notebooks.fill_in(release, solution))
+    linked = course / "submitted" / "linked" / A  # the notebook is the master itself, and links beside it
+    linked.mkdir(parents=True)
+    (linked / NB).symlink_to(f"../../../source/{A}/{NB}")
+    _links(linked, outside)
+    mixed = scratch.submit(course, "mixed", notebooks.fill_in(release, {**solution, FIRST: solution[FIRST] + SHOW_ENV}))
+    _links(mixed.parent, outside)
+    (mixed.parent / "timestamp.txt").write_text("late? never")
+    if flood:
+        scratch.submit(course, "flood", notebooks.fill_in(release, {**solution, FIRST: solution[FIRST] + FLOOD}))
+
+
+def _grade(tmp_path_factory, route: str):
+    tmp = tmp_path_factory.mktemp(f"hostile_{route}")
+    course = scratch.create_course(tmp / "course")
+    _submit(course, tmp, flood=route == "grader")
+    env = {"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "require", **SECRETS}
+    grown, log = 0, ""
+    if route == "nbgrader":
+        result = nbgrader("autograde", A, "--force", root=course, check=False, env=env)
+        log = result.stdout + result.stderr
+        nbgrader("generate_feedback", A, "--force", root=course, check=False)
+    else:
+        me, peak, done = psutil.Process(), [0], threading.Event()
+        before = me.memory_info().rss
+
+        def sample():
+            while not done.wait(0.1):
+                peak[0] = max(peak[0], me.memory_info().rss)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        run = scratch.autograde(course, env=env, jobs=2)
+        done.set()
+        sampler.join()
+        grown, log = peak[0] - before, coordinator.summary(run) + "\n" + repr(run.notes)
+    return route, course, log, grown
+
+
+@pytest.fixture(scope="module", params=["nbgrader", "grader"])
+def graded(request, tmp_path_factory):
+    return _grade(tmp_path_factory, request.param)
+
+
+def _scores(course, student):
+    return record.cell_scores(course, A).get(student, {})
+
+
+def _flagged(course, student) -> bool:
+    with record.gradebook(course) as gb:
+        return gb.find_submission_notebook(scratch.NOTEBOOK, A, student).flagged
+
+
+def test_the_honest_solution_keeps_full_marks(graded):
+    route, course, log, _ = graded
+    scores = _scores(course, "honest")
+    assert ALL_TESTS <= set(scores), log[-3000:]
+    assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), f"{route}: {scores}"
+
+
+def test_a_symlinked_notebook_earns_nothing_and_is_flagged(graded):
+    route, course, log, _ = graded
+    scores = _scores(course, "linked")
+    assert all(scores.get(name, (0,))[0] in (0, None) for name in ALL_TESTS), f"{route}: {scores}"
+    assert _flagged(course, "linked"), f"{route}: not flagged"
+
+
+def test_links_beside_real_answers_are_not_read_and_the_answers_are_graded(graded):
+    route, course, log, _ = graded
+    scores = _scores(course, "mixed")
+    assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), f"{route}: {scores}"
+    assert _flagged(course, "mixed"), f"{route}: not flagged"
+    if route == "grader":
+        reason = record.records(course, A)["mixed"]["reason"]
+        assert "master.ipynb: a symbolic link" in reason and "pipe: a named pipe" in reason, reason
+        assert "timestamp.txt holds no time" in reason, reason
+    else:
+        why = next((course / "submitted" / admission.REFUSED).glob(f"*/mixed/{A}/REFUSED.txt")).read_text()
+        assert "pipe: a named pipe" in why and "timestamp.txt holds no time" in why, why
+        assert "REFUSED (flagged for review): student mixed" in log
+
+
+def test_nothing_a_link_points_to_reaches_autograded_or_feedback(graded):
+    route, course, _, _ = graded
+    master = (course / "source" / A / NB).read_bytes()
+    for top in ("autograded", "feedback"):
+        for path in (course / top).rglob("*"):
+            assert not path.is_symlink(), f"{route}: a link in {top}/: {path}"
+            if path.is_file():
+                data = path.read_bytes()
+                assert data != master and MARK.encode() not in data, f"{route}: {path} holds what a link pointed to"
+                assert path.name not in ("master.ipynb", "gradebook.db", "outside.txt", "environ", "pipe"), path
+
+
+def test_instructor_variables_reach_no_kernel(graded):
+    route, course, _, _ = graded
+    nb = nbformat.read(course / "autograded" / "mixed" / A / NB, as_version=4)
+    shown = [o.get("text", "") for c in nb.cells for o in c.get("outputs", []) if "ENV" in str(o.get("text", ""))]
+    assert shown and all("[None, None]" in text for text in shown), f"{route}: {shown}"
+
+
+def test_a_flood_with_forged_lines_keeps_the_coordinator_bounded_and_forges_no_note(graded):
+    route, course, log, grown = graded
+    if route != "grader":
+        pytest.skip("the flood targets the coordinator (make autograde)")
+    assert grown < 256 * 2**20, f"the coordinator grew by {grown / 2**20:.0f} MiB during a 512 MiB flood"
+    assert "FORGED" not in log, log[-3000:]
+    scores = _scores(course, "flood")
+    assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), scores  # graded, not stopped
