@@ -71,6 +71,12 @@ def export_layer(probe) -> dict:
     "functions": {name: {"def", "captures", "outputs"}}, "library": [FunctionDef, base64]}``. A capture is
     ``{"variable": index}`` or ``{"constant": array, "dtype": name}``."""
     __tracebackhide__ = True
+    if not isinstance(probe, (probes.KerasLayerProbe, probes.NNLayerProbe)):
+        fail(
+            "the re-run could not build the graph of this layer: the code of the submission replaced the grader's "
+            f"probe with a {type(probe).__name__}. Layers are judged by running the graph they build.",
+            "by_hand",
+        )
     roles = _roles(probe)
     variables: list = []
 

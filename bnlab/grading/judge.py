@@ -11,6 +11,7 @@ send, which they draw after the export. The checks' judging stays in nbgrader's 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import sys
@@ -37,7 +38,7 @@ ALLOWED = frozenset(
     Tanh TanhGrad Tile TensorListElementShape TensorListFromTensor TensorListGetItem TensorListLength
     TensorListPopBack TensorListPushBack TensorListReserve TensorListSetItem TensorListStack Transpose Unpack
     VarIsInitializedOp While Xdivy Xlogy ZerosLike AssignVariableOp AssignAddVariableOp AssignSubVariableOp
-    Placeholder PreventGradient EnsureShape
+    Placeholder PreventGradient EnsureShape StringFormat
     """.split()
 )
 # tf.print is harmless where it writes to the judge's own (discarded) output streams, not to a file
@@ -81,6 +82,32 @@ def refusal(functions) -> str | None:
     return f"its graph holds {what}: {', '.join(sorted(bad))}"
 
 
+_LOADS = itertools.count()
+
+
+def _rename(functions, prefix: str) -> None:
+    """Give the graph's functions names of the judge's own (so no graph can stand in for another's functions), and
+    refuse one that calls a function it does not bring."""
+    names = {f.signature.name: prefix + f.signature.name for f in functions}
+    if len(names) != len(functions):
+        raise Unjudgeable("its graph defines a function twice")
+
+    def renamed(name):
+        if name not in names:
+            raise Unjudgeable(f"its graph calls a function it does not define ({name[:80]})")
+        return names[name]
+
+    for function in functions:
+        function.signature.name = names[function.signature.name]
+        for node in function.node_def:
+            for attr in node.attr.values():
+                if attr.HasField("func"):
+                    attr.func.name = renamed(attr.func.name)
+                if attr.HasField("list"):
+                    for func in attr.list.func:
+                        func.name = renamed(func.name)
+
+
 class JudgedLayer:
     """A student's layer as the probes of :mod:`bnlab.grading.probes` present it, answered by running its graph."""
 
@@ -94,10 +121,8 @@ class JudgedLayer:
         why = refusal([*library, *main.values()])
         if why:
             raise Unjudgeable(why)
+        _rename([*library, *main.values()], f"judged{next(_LOADS)}_")
         ctx = context.context()
-        for function in [*library, *main.values()]:
-            if ctx.has_function(function.signature.name):
-                raise Unjudgeable(f"its graph defines the function {function.signature.name} twice")
         for function in [*library, *main.values()]:
             ctx.add_function_def(function)
         self.where, self.kind = str(package["where"]), str(package["kind"])

@@ -1,0 +1,139 @@
+"""The judge of the trusted re-run (bnlab.grading.judge) on graphs exported from layers (bnlab.grading.export).
+
+In-process here, so the mutation suite is quick to run: every probe of a check is the layer's exported graph,
+loaded and run as the judge process does. Every alternative keeps full marks and every bug loses the same tests
+as in the kernel; graphs holding Python callbacks or file operations are refused. (The judge in its own process,
+through nbgrader: tests/instructor/test_tamper_pipeline.py and test_integrity.py.)"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from submissions import ALTERNATIVES, BUGS
+from test_grading import grade_in_process
+
+import bnlab
+from bnlab.grading import export, judge, probes, wire
+
+tf = bnlab.tf
+keras = tf.keras
+LAYER_CELLS = {"keras_layers", "nn_layers", "diagnose_fix"}
+
+
+def _through_the_judge(layer_probe):
+    def build(*args, **kwargs):
+        package = export.export_layer(layer_probe(*args, **kwargs))
+        return judge.JudgedLayer(wire.decode(wire.encode(package)))  # as it crosses the pipes
+
+    return build
+
+
+@pytest.fixture
+def judged(monkeypatch):
+    monkeypatch.setattr(probes, "layer_probe", _through_the_judge(probes.layer_probe))
+
+
+def _layer_variants(pool):
+    return [v for v in pool if set(v.cells) & LAYER_CELLS]
+
+
+def _failed(verdicts):
+    return {name for name, message in verdicts.items() if message}
+
+
+def test_the_solution_passes_through_its_graphs(judged):
+    assert _failed(grade_in_process({})) == set()
+
+
+@pytest.mark.parametrize("variant", _layer_variants(ALTERNATIVES), ids=lambda v: v.name)
+def test_alternatives_keep_full_marks_through_their_graphs(judged, variant):
+    assert _failed(grade_in_process(variant.cells)) == set()
+
+
+@pytest.mark.parametrize("variant", _layer_variants(BUGS), ids=lambda v: v.name)
+def test_bugs_lose_the_same_tests_through_their_graphs(judged, variant):
+    assert _failed(grade_in_process(variant.cells)) == set(variant.fails)
+
+
+def _dense_nn(normalize):
+    def fully_connected(prev_layer, num_units, is_training):
+        weights = bnlab.nn.get_variable("weights", [prev_layer.shape[-1], num_units], tf.ones)
+        return normalize(tf.matmul(prev_layer, weights), num_units, is_training)
+
+    return fully_connected
+
+
+def _bn(linear, size, is_training):
+    gamma = bnlab.nn.get_variable("gamma", [size], tf.ones)
+    beta = bnlab.nn.get_variable("beta", [size], tf.zeros)
+    mean = bnlab.nn.get_variable("pop_mean", [size], tf.zeros, trainable=False)
+    var = bnlab.nn.get_variable("pop_variance", [size], tf.ones, trainable=False)
+    if is_training:
+        m, v = tf.nn.moments(linear, [0])
+        mean.assign(mean * 0.99 + m * 0.01)
+        var.assign(var * 0.99 + v * 0.01)
+        return tf.nn.relu(tf.nn.batch_normalization(linear, m, v, beta, gamma, 1e-3))
+    return tf.nn.relu(tf.nn.batch_normalization(linear, mean, var, beta, gamma, 1e-3))
+
+
+def _refusal(layer_fn):
+    package = export.export_layer(probes.layer_probe(layer_fn, "dense", "nn"))
+    try:
+        judge.JudgedLayer(wire.decode(wire.encode(package)))
+    except judge.Unjudgeable as exc:
+        return str(exc)
+    return None
+
+
+def test_graphs_that_print_to_the_console_are_judged_but_not_those_that_write_files():
+    def printing(linear, size, is_training):
+        tf.print("mean", tf.reduce_mean(linear), output_stream=sys.stderr)
+        return _bn(linear, size, is_training)
+
+    def to_file(linear, size, is_training):
+        tf.print("mean", tf.reduce_mean(linear), output_stream="file:///tmp/bnlab-judge-test.txt")
+        return _bn(linear, size, is_training)
+
+    assert _refusal(_dense_nn(_bn)) is None
+    assert _refusal(_dense_nn(printing)) is None
+    assert "PrintV2 to 'file:///tmp/bnlab-judge-test.txt'" in _refusal(_dense_nn(to_file))
+
+
+@pytest.mark.parametrize(
+    "callback,op",
+    [
+        (lambda z: tf.numpy_function(lambda a: a, [z], tf.float32), "PyFunc"),
+        (lambda z: tf.py_function(lambda a: a, [z], tf.float32), "EagerPyFunc"),
+        (lambda z: tf.function(lambda a: tf.numpy_function(lambda b: b, [a], tf.float32))(z), "PyFunc"),
+        (lambda z: z + 0 * tf.cast(tf.strings.length(tf.io.read_file("/etc/hostname")), tf.float32), "ReadFile"),
+    ],
+    ids=["numpy_function", "py_function", "numpy_function_in_nested_tf_function", "read_file"],
+)
+def test_graphs_with_python_callbacks_or_file_operations_are_refused(callback, op):
+    def sneaky(linear, size, is_training):
+        return _bn(tf.reshape(callback(linear), [-1, size]), size, is_training)
+
+    why = _refusal(_dense_nn(sneaky))
+    assert why is not None and op in why
+    assert ("Python callback" in why) == ("PyFunc" in op)
+
+
+def test_the_graph_runs_on_the_judges_variables():
+    """Outputs come from running the graph; its assignments move the judge's own copies of the variables, which the
+    judge resets as the checks ask."""
+    package = export.export_layer(probes.layer_probe(_dense_nn(_bn), "dense", "nn"))
+    layer = judge.JudgedLayer(wire.decode(wire.encode(package)))
+    x = np.random.default_rng(0).uniform(0, 2, (16, 6)).astype(np.float32)
+    assert layer.info()["epsilon"] == pytest.approx(1e-3) and layer.info()["flags"]["pop_mean"] is False
+    out = layer.call(x, True)
+    z = x @ layer.info()["kernel"]
+    expected = np.maximum((z - z.mean(0)) / np.sqrt(z.var(0) + 1e-3), 0)
+    assert np.allclose(out, expected, atol=1e-4)
+    assert np.allclose(layer.statistics()[0], 0.01 * z.mean(0), atol=1e-5)
+    layer.set_statistics(np.zeros(5), np.ones(5))
+    layer.set_scale_shift(2 * np.ones(5), np.ones(5))
+    assert np.allclose(layer.call(x, False), np.maximum(2 * z / np.sqrt(1 + 1e-3) + 1, 0), atol=1e-4)
+    grad = layer.kernel_gradient(x, np.ones((16, 5), np.float32))
+    assert grad.shape == (6, 5) and np.all(np.isfinite(grad))
