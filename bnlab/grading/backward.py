@@ -111,6 +111,8 @@ def check_backward(batchnorm_backward, kind: str = "dense", seed: int = 0) -> No
         for variant, message in DX_MISTAKES.items():
             if agrees(dx, differences(variant, dout, x, gamma, eps)["dx"], 1e-3):
                 fail(f"{name}: {message}", "backward")
+        if agrees(dx, differences("correct", dout, x, np.ones_like(gamma), eps)["dx"], 1e-3):
+            fail(f"{name}: dx leaves out gamma: the gradient that reaches x_hat is gamma * dout.", "backward")
         fail(
             f"{name}: dx differs from the numerical gradient (largest relative error "
             f"{relative_error(dx, expected['dx']):.1e}). Follow the computational graph node by node: x_hat, "

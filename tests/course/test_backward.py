@@ -80,3 +80,24 @@ def test_stopped_statistics_message_points_to_the_backward_section():
     assert "section 12" in lesson_reference("stopped_statistics")
     assert "When the gradient skips the statistics" in lesson_reference("stopped_statistics")
     assert np.isclose(backward.relative_error([1.0], [1.0]), 0.0)
+
+
+def test_every_backward_bug_is_named_by_its_message():
+    """Each wrong backward pass of the suite fails with the message that names its wrong term (the suite's
+    own test checks which cells fail; this one checks what they say)."""
+    from submissions.backward_part import BACKWARD_BUGS, MESSAGES
+
+    for variant in BACKWARD_BUGS:
+        if variant.name not in MESSAGES:
+            continue
+        namespace: dict = {}
+        exec(variant.cells["backward_answer"], namespace)
+        for kind in ("dense", "conv"):
+            if f"test_backward_{kind}" not in variant.fails:
+                assert grading.check_backward(namespace["batchnorm_backward"], kind) is None
+                continue
+            with pytest.raises(grading.CheckFailed) as info:
+                grading.check_backward(namespace["batchnorm_backward"], kind, seed=3)
+            assert MESSAGES[variant.name] in str(info.value), (variant.name, str(info.value))
+            assert "lesson, section 12, *The backward pass by hand*" in str(info.value)
+    assert len([v for v in BACKWARD_BUGS if v.name.startswith("bw_")]) >= 8

@@ -14,13 +14,14 @@ TAMPERING through the trusted re-verification; the slow pipeline tests grade a s
 
 from __future__ import annotations
 
+from submissions.backward_part import BACKWARD_ALTERNATIVES, BACKWARD_BUGS
 from submissions.common import ALL_TESTS, KERAS_LAYER_TESTS, NN_TESTS, Variant, nn_tests
 from submissions.keras_part import KERAS_ALTERNATIVES, KERAS_BUGS
 from submissions.nn_part import NN_ALTERNATIVES, NN_BUGS
 from submissions.tampering import TAMPERING
 
-BUGS = KERAS_BUGS + NN_BUGS
-ALTERNATIVES = KERAS_ALTERNATIVES + NN_ALTERNATIVES
+BUGS = KERAS_BUGS + NN_BUGS + BACKWARD_BUGS
+ALTERNATIVES = KERAS_ALTERNATIVES + NN_ALTERNATIVES + BACKWARD_ALTERNATIVES
 
 # a representative subset for the (slow) nbgrader pipeline: one bug of every kind of check
 PIPELINE_BUGS = [
@@ -41,6 +42,7 @@ PIPELINE_BUGS = [
         "nn_batch_statistics_at_inference",
         "nn_population_statistics_trainable",
         "keras_hard_coded_training_flag",
+        "bw_no_variance_path",
     }
 ]
 PIPELINE_ALTERNATIVES = [
