@@ -59,3 +59,40 @@ def test_source_notebooks_are_stored_canonically_without_outputs():
         assert not any(c.get("outputs") or c.get("execution_count") for c in nb.cells if c.cell_type == "code"), (
             f"{path} stores outputs"
         )
+
+
+def _points(path):
+    """(total points, automatic points, graded cells) as the nbgrader metadata of a notebook sums them."""
+    cells = [
+        c for c in nbformat.read(path, as_version=4).cells if c.get("metadata", {}).get("nbgrader", {}).get("grade")
+    ]
+    total = sum(c.metadata.nbgrader.get("points", 0) for c in cells)
+    automatic = sum(c.metadata.nbgrader.get("points", 0) for c in cells if c.cell_type == "code")
+    return total, automatic, len(cells)
+
+
+@pytest.mark.parametrize("which", ["SOURCE", "RELEASE", "SOLUTIONS"])
+def test_the_introduction_states_the_points_the_cells_sum_to(which):
+    """The points are stated where students read them, and must be what the cells' metadata sums to (the
+    metadata is the one place; the text follows it: a changed graded cell fails here until the text does)."""
+    import re
+
+    path = getattr(notebooks, which)
+    total, automatic, _ = _points(path)
+    intro = next(c for c in nbformat.read(path, as_version=4).cells if notebooks.grade_id(c) == "intro").source
+    stated = re.search(r"How you are graded \((\d+) points\)\.\*\* (\d+) points are checked automatically", intro)
+    assert stated, "the introduction should say: **How you are graded (N points).** M points are checked automatically"
+    assert (int(stated.group(1)), int(stated.group(2))) == (total, automatic)
+
+
+def test_each_check_states_its_own_points_and_the_instructors_guide_the_totals():
+    import re
+
+    for cell in nbformat.read(notebooks.SOURCE, as_version=4).cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade") and cell.cell_type == "code":
+            said = re.match(r"# Check \((\d+) points?\b", cell.source)
+            assert said and int(said.group(1)) == meta["points"], (notebooks.grade_id(cell), cell.source[:80])
+    total, automatic, cells = _points(notebooks.SOURCE)
+    guide = (notebooks.ROOT / "docs" / "instructors.md").read_text()
+    assert f"{cells} graded cells, {total} points: {automatic} checked automatically" in guide
