@@ -167,6 +167,7 @@ class _Walk:
                 self.refuse(shown, problem)
                 return
             data = stream.read(opened.st_size + 1)
+            self.ctime = max(self.ctime, opened.st_ctime, os.fstat(stream.fileno()).st_ctime)  # a write while read
         if len(data) != opened.st_size:
             self.refuse(shown, "changed while it was read")
             return

@@ -23,9 +23,16 @@ nbgrader student id. The rules, each printed in the summary:
   late or not, never by how much. :class:`LatePenalty` (``c.AssignLatePenalties.plugin_class``) then
   takes a share of the score per started day late, so a Canvas LATE file loses one day's share.
 
-Without ``--archive``, ``collect`` runs ``nbgrader collect --update`` (nbgrader's exchange, which
-writes real submission times) with the same backups, and only names what is left in
-``downloaded/ASSIGNMENT/archive/``: the two routes never mix.
+Only regular files are collected (:mod:`bnlab.instructor.admission`): an archive's links, hard links,
+pipes and devices, and anything in the exchange that is not a regular file, are never read, and named in the
+summary.
+
+Without ``--archive``, ``collect`` reads nbgrader's exchange itself (``inbound/`` of ``c.Exchange.root``;
+forged owners are moved aside first, :mod:`bnlab.instructor.identity`), with the same backups, and only names
+what is left in ``downloaded/ASSIGNMENT/archive/``: the two routes never mix. Each student's latest hand-in is
+collected, and its time is the kernel's: the latest ``ctime`` of its folder and files in ``inbound/``, which no
+student can set back. The student's own ``timestamp.txt`` (``inbound/`` is writable by everyone) is replaced
+by that time, so the late penalty uses it.
 
 Out: ``python -m bnlab.instructor.lms export`` runs :func:`bnlab.instructor.exports.export`: nbgrader's ``grades.csv``,
 ``grades_per_question.csv`` and ``grades_canvas.csv``, a Canvas gradebook import.
@@ -39,11 +46,15 @@ import datetime
 import hashlib
 import logging
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+
+from bnlab.instructor.admission import KINDS, TIMESTAMP, admit, note
+from bnlab.instructor.exchange import claimed_note, exchange_course, hand_ins
 
 # grades out live in bnlab.instructor.exports, late work in bnlab.instructor.latework
 from bnlab.instructor.exports import (
@@ -51,7 +62,6 @@ from bnlab.instructor.exports import (
     export,
 )
 from bnlab.instructor.latework import LatePenalty, course_config, sync_duedate, timestamp_for  # noqa: F401
-from bnlab.instructor.notebooks import digest, tree_files
 
 CANVAS_PATTERN = (
     r"(?i)^(?:.*[/\\])?[^/\\]+?_(?P<late>late_)?(?P<student_id>\d+)_\d+_"
@@ -88,6 +98,7 @@ class Collected:
     duplicates: list = dataclasses.field(default_factory=list)  # (student, kept name, [dropped names])
     unmatched: list = dataclasses.field(default_factory=list)  # archive names that name no student
     unknown_notebooks: list = dataclasses.field(default_factory=list)  # (student, notebook) not in release/
+    refused: list = dataclasses.field(default_factory=list)  # (archive name, reason): not a regular file
     late: list = dataclasses.field(default_factory=list)  # students Canvas marked LATE
     duedate: datetime.datetime | None = None
     kept_at: Path | None = None
@@ -109,29 +120,51 @@ def _safe_name(name: str) -> PurePosixPath | None:
     return path
 
 
+def _tar_kind(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"a symbolic link (to {member.linkname[:80]!r}), never followed"
+    if member.islnk():
+        return f"a hard link (to {member.linkname[:80]!r}), never followed"
+    return KINDS.get({tarfile.FIFOTYPE: stat.S_IFIFO, tarfile.CHRTYPE: stat.S_IFCHR}.get(member.type, stat.S_IFBLK))
+
+
 def _members(archive: Path):
-    """``(name, read)`` for each file of a zip or tar archive (``read()`` gives its bytes)."""
+    """``(name, read, refusal)`` for each entry of a zip or tar archive that is not a folder: ``read()`` gives a
+    regular file's bytes; anything else (a link, a pipe, a device) has ``read`` None and says why."""
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
             for member in zf.infolist():
-                if not member.is_dir():
-                    yield member.filename, lambda m=member: zf.read(m)
+                mode = member.external_attr >> 16
+                if member.is_dir():
+                    continue
+                if stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: written without Unix modes
+                    kind = "a symbolic link, never followed" if stat.S_ISLNK(mode) else KINDS.get(stat.S_IFMT(mode))
+                    yield member.filename, None, kind or "not a regular file"
+                else:
+                    yield member.filename, lambda m=member: zf.read(m), ""
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             for member in tf.getmembers():
                 if member.isfile():
-                    yield member.name, lambda m=member: tf.extractfile(m).read()
+                    yield member.name, lambda m=member: tf.extractfile(m).read(), ""
+                elif not member.isdir():
+                    yield member.name, None, _tar_kind(member)
     else:
         raise SystemExit(f"{archive} is neither a zip nor a tar archive")
 
 
-def extract(archive: Path, target: Path) -> tuple[dict[str, Path], list[str]]:
-    """Extract a zip or tar archive: ``({name: extracted path}, [names refused as unsafe])``."""
+def extract(archive: Path, target: Path, refused: list | None = None) -> tuple[dict[str, Path], list[str]]:
+    """Extract a zip or tar archive's regular files: ``({name: extracted path}, [names refused as unsafe])``;
+    ``(name, reason)`` of every entry that is not a regular file goes to ``refused``."""
     files, unsafe = {}, []
-    for name, read in _members(archive):
+    for name, read, refusal in _members(archive):
         relative = _safe_name(name)
         if relative is None:
             unsafe.append(name)
+            continue
+        if read is None:
+            if refused is not None:
+                refused.append((name, refusal))
             continue
         path = target.joinpath(*relative.parts)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,8 +237,8 @@ def place(course: Path, assignment: str, student: str, files: dict[str, bytes], 
     """
     folder = Path(course) / "submitted" / student / assignment
     moved = None
-    if folder.exists():
-        if tree_files(folder) == files:
+    if folder.exists() or folder.is_symlink():
+        if admit(folder).files == files and not admit(folder, read=False).refused:
             return "unchanged", None
         moved = backup(course, student, assignment, stamp)
     folder.mkdir(parents=True, exist_ok=True)
@@ -255,7 +288,7 @@ def collect_archive(course: Path, assignment: str, archive: Path, again: bool = 
         )
     result = Collected(archive, _stamp(), duedate=sync_duedate(course, assignment))
     with tempfile.TemporaryDirectory() as tmp:
-        files, result.unmatched = extract(archive, Path(tmp))
+        files, result.unmatched = extract(archive, Path(tmp), result.refused)
         found, unmatched = identify(course, files)
         result.unmatched = sorted([*result.unmatched, *unmatched])
         kept, result.duplicates = latest_attempts(found)
@@ -309,6 +342,9 @@ def summary(result: Collected, course: Path) -> str:
         f"  {student}: {notebook} is not a notebook of release/ (renamed?); collected under that name"
         for student, notebook in result.unknown_notebooks
     ]
+    if result.refused:
+        lines.append(f"  NOT COLLECTED, {len(result.refused)} entr(ies) that are not regular files (never read):")
+        lines += [f"    {name}: {reason}" for name, reason in result.refused]
     if result.unmatched:
         lines.append(
             f"  NOT COLLECTED, {len(result.unmatched)} file(s) name no student "
@@ -341,36 +377,45 @@ def leftovers(course: Path, assignment: str) -> list[Path]:
 
 
 def exchange_collect(course: Path, assignment: str) -> int:
-    """``nbgrader collect --update`` (the exchange), backing up every ``submitted/`` folder it changes.
+    """Collect the latest hand-in of every student from nbgrader's exchange into ``submitted/``.
 
-    Every existing folder is copied to ``submitted/.backup/STAMP/`` first (so an interrupted run loses
-    nothing); the copies of the folders nbgrader left unchanged are removed afterwards."""
-    from bnlab.instructor.nbgrader import nbgrader
-
+    Forged owners are moved aside first (:func:`refuse_forged`); only regular files are read; ``timestamp.txt``
+    is the kernel's time of the hand-in (:class:`HandIn`); a folder that would change is backed up first
+    (:func:`place`)."""
     course = Path(course)
     for path in leftovers(course, assignment):
         print(
             f"not collected: {path.relative_to(course)} (an LMS download; this collect uses nbgrader's exchange "
             f"only). To collect it: make collect ARCHIVE={path.relative_to(course)}"
         )
-    backups = course / "submitted" / BACKUP / _stamp()
-    before = {p.parent.name: digest(tree_files(p)) for p in (course / "submitted").glob(f"*/{assignment}")}
-    for student in before:
-        shutil.copytree(course / "submitted" / student / assignment, backups / student / assignment)
-    result = nbgrader("collect", assignment, "--update", root=course, check=False)
-    print(result.stdout + result.stderr)
-    for student, fingerprint in before.items():
-        if digest(tree_files(course / "submitted" / student / assignment)) == fingerprint:
-            shutil.rmtree(backups / student)
-        else:
-            print(
-                f"replaced {student}: the previous files are kept in "
-                f"{(backups / student / assignment).relative_to(course)}/"
-            )
-    if backups.exists() and not any(backups.iterdir()):
-        backups.rmdir()
+    refuse_forged(course, assignment)
+    inbound = exchange_course(course) / "inbound"
+    if not inbound.is_dir():
+        print(f"error: no exchange at {inbound} (set BNLAB_EXCHANGE to nbgrader's exchange folder)")
+        return 1
+    found, problems = hand_ins(inbound, assignment)
+    stamp = _stamp()
+    lines = [f"collected {len(found)} student(s) from {inbound}"]
+    for hand in found:
+        files = {**hand.files, TIMESTAMP: hand.time.strftime("%Y-%m-%d %H:%M:%S.%f UTC").encode()}
+        outcome, moved = place(course, assignment, hand.student, files, stamp)
+        where = f": the previous files are kept in {moved.relative_to(course)}/" if moved else ""
+        lines.append(f"  {outcome} {hand.student} ({hand.folder}, handed in {hand.time:%Y-%m-%d %H:%M:%S} UTC){where}")
+        lines += [f"    {text}" for text in (note(hand.refused), claimed_note(hand)) if text]
+    lines += [f"  NOT COLLECTED: {problem}" for problem in problems]
+    print("\n".join(lines))
     sync_duedate(course, assignment)
-    return result.returncode
+    return 0
+
+
+def refuse_forged(course: Path, assignment: str) -> None:
+    """Before collecting: a submission whose Unix owner is not the student it names is moved aside and
+    reported (bnlab.instructor.identity; the exchange and course id as the course's nbgrader config says)."""
+    from bnlab.instructor import identity
+
+    exchange = exchange_course(course)
+    for line in identity.report(identity.refuse_forged(exchange, assignment), exchange):
+        print(line)
 
 
 def _columns(pairs: list[str]) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """Where the course's notebooks live, and how the exercise's cells are read.
 
 The course folder (``ROOT``), the exercise's source, release and solutions notebooks, the readers
-that the benchmark, the nbgrader tooling and the tests use, and the one digest of a folder's files
-(:func:`tree_files`, :func:`digest`). nbformat is imported only when a reader runs.
+that the benchmark, the nbgrader tooling and the tests use, and the one digest of a submission's files
+(:func:`digest`; the files themselves are read by :func:`bnlab.instructor.admission.admit`, regular files
+only). nbformat is imported only when a reader runs.
 """
 
 from __future__ import annotations
@@ -21,17 +22,6 @@ RELATIVE = Path(ASSIGNMENT) / FILENAME  # inside source/, release/, solutions/, 
 SOURCE = ROOT / "source" / RELATIVE
 RELEASE = ROOT / "release" / RELATIVE
 SOLUTIONS = ROOT / "solutions" / RELATIVE
-
-
-def tree_files(folder: Path) -> dict[str, bytes]:
-    """``{path relative to folder: bytes}`` of every file under ``folder``, in path order, without
-    ``.ipynb_checkpoints`` and ``__pycache__`` (empty when the folder does not exist)."""
-    folder = Path(folder)
-    return {
-        str(p.relative_to(folder)): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and not {".ipynb_checkpoints", "__pycache__"} & set(p.relative_to(folder).parts)
-    }
 
 
 def digest(files: dict[str, bytes], salt: str = "") -> str:

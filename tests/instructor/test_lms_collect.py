@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import csv
 import datetime
+import getpass
+import io
+import os
 import shutil
+import stat
+import tarfile
+import time
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -270,30 +277,126 @@ def test_canvas_export_has_canvas_gradebook_layout(course):
     assert named[0][-1] == "Batch Normalization (4711)"
 
 
-def test_exchange_collect_never_touches_the_lms_inbox_and_backs_up_what_it_replaces(
-    course, tmp_path, monkeypatch, capsys
-):
-    from bnlab.instructor import nbgrader as nbgrader_runner
+def hand_in(exchange, student, when: str, files: dict) -> Path:
+    """A folder in the exchange's inbound/ as ``nbgrader submit`` writes it (the student writes it all)."""
+    folder = exchange / "batchnorm" / "inbound" / f"{student}+{A}+{when}"
+    folder.mkdir(parents=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return folder
 
+
+@pytest.fixture
+def exchange(tmp_path, monkeypatch):
+    root = tmp_path / "exchange"
+    (root / "batchnorm" / "inbound").mkdir(parents=True)
+    monkeypatch.setenv("BNLAB_EXCHANGE", str(root))
+    return root
+
+
+def test_exchange_collect_never_touches_the_lms_inbox_and_backs_up_what_it_replaces(course, exchange, capsys):
+    me = getpass.getuser()
     inbox = course / "downloaded" / A / "archive"
     inbox.mkdir(parents=True)
     leftover = archive(inbox / "submissions.zip", {f"doejane_12345_1_{NB}": notebook("canvas")})
-    mine = course / "submitted" / "ann" / A / NB
+    mine = course / "submitted" / me / A / NB
     mine.parent.mkdir(parents=True)
     mine.write_text(notebook("fixed by hand"))
-    (course / "submitted" / "bob" / A).mkdir(parents=True)
-    (course / "submitted" / "bob" / A / NB).write_text(notebook("bob's, unchanged"))
-
-    def fake_nbgrader(*args, root, check=True, env=None):  # nbgrader collect --update: ann submitted again
-        assert args[:2] == ("collect", A)
-        mine.write_text(notebook("from the exchange"))
-        return type("Done", (), {"returncode": 0, "stdout": "", "stderr": ""})()
-
-    monkeypatch.setattr(nbgrader_runner, "nbgrader", fake_nbgrader)
+    hand_in(exchange, me, "2026-12-01 10:00:00.000000 UTC", {NB: notebook("from the exchange")})
     assert lms.main(["collect", A, "--course", str(course)]) == 0
     out = capsys.readouterr().out
     assert leftover.exists() and not (course / "submitted" / "12345").exists()
     assert f"make collect ARCHIVE=downloaded/{A}/archive/submissions.zip" in out
+    assert submitted(course, me) == notebook("from the exchange")
     backups = list((course / "submitted" / ".backup").glob(f"*/*/{A}/{NB}"))
-    assert len(backups) == 1 and backups[0].read_text() == notebook("fixed by hand")  # only ann changed
-    assert f"replaced ann: the previous files are kept in {backups[0].parent.relative_to(course)}/" in out
+    assert len(backups) == 1 and backups[0].read_text() == notebook("fixed by hand")
+    assert f"the previous files are kept in {backups[0].parent.relative_to(course)}/" in out
+    assert lms.main(["collect", A, "--course", str(course)]) == 0  # again: nothing changes
+    assert "unchanged " + me in capsys.readouterr().out
+
+
+def test_the_exchange_time_is_the_kernels_not_the_students(course, exchange, capsys):
+    """A student writes timestamp.txt (and the time in the folder's name) themselves: both are ignored; the
+    latest ctime of what they handed in is the time, and it decides which hand-in is the latest."""
+    me = getpass.getuser()
+    with_duedate(course, "2026-01-01 00:00:00 UTC")  # long past: a hand-in written now is late
+    hand_in(exchange, me, "2030-01-01 00:00:00.000000 UTC", {NB: notebook("first"), "timestamp.txt": "2030-01-01"})
+    time.sleep(0.05)
+    second = hand_in(
+        exchange,
+        me,
+        "2025-12-31 23:00:00.000000 UTC",
+        {NB: notebook("second"), "timestamp.txt": "2025-12-31 23:00:00.000000 UTC"},  # forged: before the due date
+    )
+    before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+    assert lms.main(["collect", A, "--course", str(course)]) == 0
+    out = capsys.readouterr().out
+    assert submitted(course, me) == notebook("second")  # the latest by the kernel's clock, not by its name
+    stamp = parse_utc(submitted(course, me, "timestamp.txt"))
+    written = datetime.datetime.fromtimestamp(os.lstat(second / NB).st_ctime, datetime.timezone.utc)
+    assert abs(stamp - written.replace(tzinfo=None)) < datetime.timedelta(seconds=1)
+    assert stamp > parse_utc("2026-01-01 00:00:00 UTC") and stamp >= before - datetime.timedelta(seconds=60)
+    assert "claims 2025-12-31 23:00:00 UTC" in out and "the kernel's clock" in out
+
+
+def test_a_malformed_timestamp_in_the_exchange_loses_nothing(course, exchange, capsys):
+    me = getpass.getuser()
+    hand_in(exchange, me, "late? never", {NB: notebook("mine"), "timestamp.txt": "late? never"})
+    assert lms.main(["collect", A, "--course", str(course)]) == 0
+    assert submitted(course, me) == notebook("mine")
+    parse_utc(submitted(course, me, "timestamp.txt"))  # a time nbgrader reads
+    assert "holds no time" in capsys.readouterr().out
+
+
+def test_the_exchange_collects_regular_files_only_and_names_the_rest(course, exchange, tmp_path, capsys):
+    me = getpass.getuser()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("INSTRUCTOR SECRET")
+    folder = hand_in(exchange, me, "2026-12-01 10:00:00.000000 UTC", {NB: notebook("mine"), "notes.txt": "ok"})
+    (folder / "link.txt").symlink_to(secret)
+    (folder / "environ").symlink_to("/proc/self/environ")
+    (folder / "up").symlink_to("../..", target_is_directory=True)
+    os.mkfifo(folder / "pipe")
+    os.link(secret, folder / "hard.txt")
+    inbound = exchange / "batchnorm" / "inbound"
+    (inbound / f"{me}+{A}+2027-01-01 00:00:00.000000 UTC").symlink_to(tmp_path, target_is_directory=True)
+    assert lms.main(["collect", A, "--course", str(course)]) == 0
+    out = capsys.readouterr().out
+    got = sorted(p.name for p in (course / "submitted" / me / A).iterdir())
+    assert got == sorted([NB, "notes.txt", "timestamp.txt"])
+    for name in ("link.txt", "environ", "up", "pipe", "hard.txt"):
+        assert name in out, out
+    assert f"NOT COLLECTED: {me}+{A}+2027-01-01 00:00:00.000000 UTC: not a folder" in out
+    assert "SECRET" not in "".join(p.read_text() for p in (course / "submitted" / me / A).iterdir())
+
+
+def test_an_archive_s_links_pipes_and_devices_are_named_and_not_collected(course, tmp_path):
+    path = tmp_path / "submissions.tar"
+    with tarfile.open(path, "w") as tar:
+        data = notebook("mine").encode()
+        info = tarfile.TarInfo(f"doejane_12345_1_{NB}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        for name, kind, target in [
+            ("roe_777_1_" + NB, tarfile.SYMTYPE, "../../source/x.ipynb"),
+            ("doe_888_1_" + NB, tarfile.LNKTYPE, f"doejane_12345_1_{NB}"),
+            ("pipe_999_1_" + NB, tarfile.FIFOTYPE, ""),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, target
+            tar.addfile(info)
+    collected = lms.collect_archive(course, A, path)
+    assert collected.students == ["12345"]
+    refused = dict(collected.refused)
+    assert refused["roe_777_1_" + NB].startswith("a symbolic link") and refused["doe_888_1_" + NB].startswith(
+        "a hard link"
+    )
+    assert refused["pipe_999_1_" + NB] == "a named pipe (FIFO)"
+    assert "NOT COLLECTED, 3 entr(ies) that are not regular files" in lms.summary(collected, course)
+    linked = tmp_path / "linked.zip"
+    with zipfile.ZipFile(linked, "w") as zf:
+        info = zipfile.ZipInfo(f"eve_4242_1_{NB}")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(info, "/proc/self/environ")
+    collected = lms.collect_archive(course, A, linked)
+    assert collected.students == [] and dict(collected.refused)[f"eve_4242_1_{NB}"].startswith("a symbolic link")
