@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import textwrap
 
 import nbformat
 import pytest
@@ -17,7 +18,8 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 
 from bnlab import exercise
 from bnlab.instructor import notebooks, scratch
-from bnlab.instructor.preprocessors import feedback
+from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.preprocessors import feedback, sanitize
 
 HIDDEN_CALL = 'grading.check_choice(ANSWER, "abcd", expected="d", question="single_images");'
 VISIBLE_CALL = 'grading.check_choice(ANSWER, "abcd")'
@@ -201,3 +203,142 @@ def test_failure_message_comes_first_in_each_failing_test_cell(graded_failures):
     # a wrong choice gets a teaching message that does not name the right option
     page = html.unescape(pages["wrong_choices"])
     assert "'b' is not the expected answer" in page and "'a' is not the expected answer" in page
+
+
+# --- A submission is data (issue 27): the graded notebook is inert and bounded, and so is its feedback.
+
+SCRIPT = "fetch('/api/contents/x', {method: 'PUT'})"
+
+
+def _sanitized(cells, **options):
+    nb = new_notebook(cells=cells)
+    nb.metadata["signature"] = "sha256:forged"
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    nb, _ = sanitize.SanitizeSubmission(**options).preprocess(nb, {})
+    return nb
+
+
+def test_markdown_answers_keep_their_formatting_and_lose_their_script():
+    from nbformat.v4 import new_markdown_cell, new_raw_cell
+
+    answer = "**Momentum** is the weight of the *old* average, so `a < b` and x<y stay as written."
+    nb = _sanitized(
+        [
+            new_markdown_cell(answer),
+            new_markdown_cell(f'ok <img src=x onerror="{SCRIPT}"> <b>bold</b> <script>{SCRIPT}</script>'),
+            new_markdown_cell(
+                "[a](javascript:alert(1)) [b](https://example.org) [c](jav&#x61;script:x) ![i](attachment:p.png)"
+            ),
+            new_markdown_cell(
+                "<a href='javascript:1'>l</a> <iframe srcdoc='<script>1</script>'></iframe> <svg onload=x>"
+            ),
+            new_raw_cell(f"<script>{SCRIPT}</script>", metadata={"format": "text/html"}),
+        ]
+    )
+    assert nb.cells[0].source == answer
+    assert nb.cells[1].source == 'ok <img src="x"> <b>bold</b> ' + SCRIPT
+    assert "javascript" not in nb.cells[2].source.lower() and "https://example.org" in nb.cells[2].source
+    assert "attachment:p.png" in nb.cells[2].source
+    assert nb.cells[3].source.strip() == "<a>l</a>"
+    assert "<script" not in nb.cells[4].source and "format" not in nb.cells[4].metadata
+    assert "signature" not in nb.metadata and "widgets" not in nb.metadata
+
+
+def test_outputs_become_data_and_keep_what_decides_a_score():
+    outputs = [
+        new_output("display_data", data={"text/html": f"<table><tr><td>1</td></tr></table><script>{SCRIPT}</script>"}),
+        new_output("display_data", data={"application/javascript": SCRIPT, "text/plain": "<JS>"}),
+        new_output("display_data", data={"image/svg+xml": f'<svg onload="{SCRIPT}"/>'}),
+        new_output("display_data", data={"text/markdown": f'<img src=x onerror="{SCRIPT}">'}),
+        new_output("stream", name="stderr", text="a warning\n"),
+        new_output("error", ename="CheckFailed", evalue="wrong", traceback=["CheckFailed: wrong"]),
+    ]
+    nb = _sanitized([new_code_cell("x", outputs=outputs)])
+    out = nb.cells[0].outputs
+    assert [o.output_type for o in out] == [o.output_type for o in outputs]  # nbgrader's score reads these
+    assert out[0].data["text/html"].startswith("<table><tbody><tr><td>1</td></tr></tbody></table>")
+    assert "<script" not in out[0].data["text/html"]
+    assert out[1].data == {"text/plain": "<JS>"}
+    assert "image/svg+xml" not in out[2].data and "grader" in out[2].data["text/plain"]
+    assert "onerror" not in out[3].data["text/markdown"]
+    assert out[4].name == "stderr" and out[4].text == "a warning\n"
+    assert out[5].ename == "CheckFailed" and out[5].traceback == ["CheckFailed: wrong"]
+
+
+def test_outputs_are_capped_with_a_note():
+    line = new_output("stream", name="stdout", text="x" * 8_000_000 + "\n")
+    many = [new_output("stream", name="stdout", text="y" * 1_000_000) for _ in range(20)]
+    image = new_output("display_data", data={"image/png": "A" * 3_000_000, "text/plain": "<Figure>"})
+    error = new_output("error", ename="E", evalue="v" * 500_000, traceback=["t" * 500_000] * 10)
+    nb = _sanitized([new_code_cell("x", outputs=[line, *many, image, error])], max_notebook_bytes=1_000_000)
+    out = nb.cells[0].outputs
+    assert len(nbformat.writes(nb)) < 1_600_000
+    assert "cut by the course's grader" in out[0].text and len(out[0].text) < 101_000
+    assert all(o.output_type == "stream" and o.name == "stdout" for o in out[1:21])
+    assert "cut by the course's grader" in out[20].text
+    assert "image/png" not in out[21].data
+    assert out[22].output_type == "error" and out[22].ename == "E" and "cut" in out[22].evalue
+
+
+def test_submitted_files_a_browser_would_run_are_renamed(tmp_path):
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Config
+
+    config = Config()
+    config.CourseDirectory.root = str(tmp_path)
+    folder = tmp_path / "autograded" / "ann" / "hw"
+    (folder / "data").mkdir(parents=True)
+    (tmp_path / "source" / "hw").mkdir(parents=True)
+    (tmp_path / "source" / "hw" / "given.html").write_text("<p>the instructor's page</p>")
+    for name in ("notes.html", "data/pic.SVG", "given.html", "helper.py", "plot.png"):
+        (folder / name).write_text("<script>x</script>")
+    preprocessor = sanitize.SanitizeSubmission(config=config)
+    assert CourseDirectory(config=config).root == str(tmp_path)
+    preprocessor.preprocess(new_notebook(), {"nbgrader": {"student": "ann", "assignment": "hw", "notebook": "n"}})
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert names == ["data/pic.SVG.txt", "given.html", "helper.py", "notes.html.txt", "plot.png"]
+
+
+@pytest.fixture(scope="module")
+def loud(tmp_path_factory):
+    """A submission with the solution, script in its markdown answer and outputs, files beside it and outputs of
+    28 MB, graded as `make autograde` grades (the other route is in tests/browser/test_hostile_submission.py)."""
+    course = scratch.create_course(tmp_path_factory.mktemp("loud"))
+    solution = notebooks.solution_answers()
+    noise = textwrap.dedent(f"""
+        from IPython.display import HTML as _H, display as _d
+        _d(_H("<b>plot</b><script>{SCRIPT}</script>"))
+        print("x" * 8_000_000)  # one 8 MB line
+        for _ in range(20):
+            _d(_H("<p>" + "y" * 1_000_000 + "</p>"))
+    """)
+    answers = {
+        **solution,
+        "q_upstream_shift_answer": solution["q_upstream_shift_answer"] + "\n" + noise,
+        "diagnose_explain": solution["diagnose_explain"] + f'\n\n<img src=x onerror="{SCRIPT}">',
+    }
+    path = scratch.submit(course, "loud", notebooks.fill_in(scratch.release_notebook(course), answers))
+    folder = path if path.is_dir() else path.parent
+    (folder / "notes.html").write_text(f"<script>{SCRIPT}</script>")
+    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": "2"})
+    nbgrader("generate_feedback", scratch.EXERCISE, "--force", root=course, check=False)
+    return course, run
+
+
+@pytest.mark.slow
+def test_a_loud_submission_keeps_its_marks_and_its_pages_stay_small_and_inert(loud):
+    from bnlab.instructor.autograde import coordinator, record
+
+    course, run = loud
+    assert run.graded == ["loud"], coordinator.summary(run)
+    scores = record.cell_scores(course, scratch.EXERCISE)["loud"]
+    tests = {name for name in scores if name.startswith("test_")}
+    assert tests and all(scores[n][0] == scores[n][1] for n in tests), scores
+    graded = course / "autograded" / "loud" / scratch.EXERCISE
+    page = course / "feedback" / "loud" / scratch.EXERCISE / f"{exercise.NOTEBOOK}.html"
+    for path in (graded / f"{exercise.NOTEBOOK}.ipynb", page):
+        assert path.stat().st_size < 7_000_000, f"{path.name}: {path.stat().st_size} bytes"
+        text = path.read_text()
+        assert "cut by the course's grader" in text
+        assert not re.search(r"<script>fetch|<img[^>]*onerror", text), path.name
+    assert (graded / "notes.html.txt").is_file() and not (graded / "notes.html").exists()
