@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: help setup data lab lab-settings test test-fast release check-release bench grade-demo \
-        autograde regrade feedback export collect bundle clean add-cells lint format
+        autograde regrade feedback export collect bundle clean add-cells lint format hub hub-proxy
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -99,6 +99,15 @@ export: setup  ## grades.csv (nbgrader export, graded assignments only), grades_
 
 collect: setup  ## ARCHIVE=path.zip: an LMS download into submitted/ (AGAIN=1 repeats one); else nbgrader collect (exchange)
 	$(BIN)/python -m bnlab.instructor.lms collect $(ASSIGNMENT) $(if $(ARCHIVE),--archive "$(ARCHIVE)") $(if $(AGAIN),--again)
+
+# `make hub` (as root): a local JupyterHub with real Unix users for a class on one machine (docs/jupyterhub.md).
+HUB_STATE ?= /srv/bnlab-hub
+HUB_PORT ?= 8000
+hub: setup data lab-settings  ## a local JupyterHub: teacher, grader, two students, exchange, formgrader (root; docs/jupyterhub.md)
+	$(BIN)/python -m bnlab.instructor.hub start --state $(HUB_STATE) --port $(HUB_PORT)
+
+hub-proxy: setup  ## JupyterHub's proxy (configurable-http-proxy, pinned in bnlab/instructor/hub.py) from npm into .venv
+	$(BIN)/python -m bnlab.instructor.hub proxy
 
 bundle: setup  ## what students receive: dist/bnlab-student-VERSION/ and .zip (release/ notebooks + library)
 	$(BIN)/python -m bnlab.instructor.bundle

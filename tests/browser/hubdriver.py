@@ -1,0 +1,145 @@
+"""The course's JupyterHub for the browser tests: prepared and started as `make hub` does it
+(bnlab.instructor.hub), with accounts prefixed ``bnhubt-`` and a state folder of their own, and
+stopped at the end whatever happens: the hub, its proxy, every server, kernel and grading process
+of its users, then the accounts and the folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from labdriver import HOST
+
+from bnlab.instructor import hub
+
+PREFIX = "bnhubt-"  # never the `make hub` accounts (bnhub-)
+
+
+def free_ports(count: int = 4) -> int:
+    """A port ``p`` such that ``p`` .. ``p + count - 1`` are free on loopback (the hub uses four)."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind((HOST, 0))
+            base = sock.getsockname()[1]
+        if base + count > 65535:
+            continue
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as sock:
+                try:
+                    sock.bind((HOST, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no four free consecutive ports on loopback")
+
+
+def why_not() -> str | None:
+    """Why the hub test cannot run here (one line), or ``None``."""
+    if os.geteuid() != 0:
+        return "the JupyterHub test creates Unix users and runs servers as them: run it as root (CI does)"
+    if not hub.PROXY.exists() and shutil.which("npm") is None:
+        return "JupyterHub's proxy comes from npm: apt-get install npm, then make hub-proxy"
+    return None
+
+
+def _stop(process: subprocess.Popen, layout: hub.Layout) -> list[int]:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)  # the hub stops its servers, the formgrader and the proxy
+    try:
+        process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # anything of the hub's own group (its proxy)
+    left = hub.stop_leftovers(layout)
+    deadline = time.monotonic() + 20
+    while hub.leftovers(layout) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+@contextlib.contextmanager
+def running_hub(log_path: Path, timeout: float = 180):
+    """Prepare (accounts, exchange, student environment, course) and start the hub; yield its layout.
+
+    ``layout.stopped`` (a list) receives the ids of processes that outlived the hub's own shutdown."""
+    state = Path(tempfile.mkdtemp(prefix="bnlab-hub-"))
+    layout = hub.Layout(str(state), PREFIX, free_ports(), short=True)
+    layout.stopped = []
+    process = None
+    log = open(log_path, "wb")
+    try:
+        hub.remove_users(layout)  # a run that was killed may have left them
+        hub.prepare(layout)
+        process = subprocess.Popen(
+            hub.hub_command(layout),
+            cwd=state,
+            env=hub.hub_env(layout),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        base = f"http://{HOST}:{layout.port}"
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"JupyterHub exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError, ValueError):
+                with urllib.request.urlopen(f"{base}/hub/api", timeout=2) as response:
+                    if "version" in json.load(response):
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"JupyterHub did not answer within {timeout:.0f} s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield layout
+    finally:
+        if process is not None:
+            layout.stopped.extend(_stop(process, layout))
+        hub.stop_leftovers(layout)
+        hub.remove_users(layout)
+        shutil.rmtree(state, ignore_errors=True)
+        log.close()
+
+
+def as_user(layout: hub.Layout, role: str, args: list[str], cwd: Path | None = None, timeout: float = 900):
+    """Run ``args`` as the hub user of ``role`` with the course's environment (as on the hub)."""
+    name = layout.user(role)
+    env = {**hub.course_env(layout), "HOME": hub.home(name), "USER": name, "LOGNAME": name, "LANG": "C.UTF-8"}
+    if name in layout.students:
+        env["PATH"] = f"{layout.student_env / 'bin'}:{env['PATH']}"
+        env["JUPYTER_CONFIG_PATH"] = str(Path(layout.state) / "student-config")
+    command = ["runuser", "-u", name, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *args]
+    return subprocess.run(
+        command, cwd=cwd or hub.home(name), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def login(browser, base: str, layout: hub.Layout, role: str):
+    """A new browser context for the user of ``role``, logged in at the hub's login page; its JupyterLab page."""
+    name = layout.user(role)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    page.goto(f"{base}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", layout.passwords[name])
+    page.click("#login_submit")
+    page.wait_for_url(f"**/user/{name}/lab**", timeout=240_000)
+    page.locator(".jp-LauncherCard, .jp-NotebookPanel").first.wait_for(timeout=120_000)
+    return page
