@@ -6,6 +6,7 @@ earn, leaves no file outside its folder and no process behind, and the honest an
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import textwrap
 import time
@@ -17,7 +18,7 @@ from submissions import ALL_TESTS
 
 from bnlab.instructor import isolation, notebooks, scratch
 from bnlab.instructor.autograde import coordinator, record
-from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.nbgrader import nbgrader, nbgrader_command, nbgrader_env
 
 pytestmark = [
     pytest.mark.slow,
@@ -229,3 +230,84 @@ def test_the_formgrader_route_sandboxes_too(tmp_path, monkeypatch):
     assert result["success"], result.get("error")
     scores = _scores(course, "steal")
     assert ALL_TESTS <= set(scores) and all(scores[name][0] == 0 for name in ALL_TESTS), scores
+
+
+# --- Resources (issue 27): every route, plain `nbgrader autograde` included, bounds what a submission takes.
+# The limits are set small for the test on nbgrader's command line, as an instructor would in nbgrader_config.py.
+LIMIT_FLAGS = [
+    "--SandboxedExecute.tmp_size=64",
+    "--SandboxedExecute.work_size=64",
+    "--SandboxedExecute.max_processes=64",
+    "--SandboxedExecute.memory_limit=3",
+]
+FILLER = textwrap.dedent(f"""
+    # {MARK}
+    def _fill(path, mib):
+        try:
+            with open(path, "wb") as handle:
+                for _ in range(mib):
+                    handle.write(b"1" * (1 << 20))
+        except OSError:
+            pass
+""")
+HOLD = "\nimport time as _time\n_time.sleep(30)\n"
+RESOURCE_ATTACKS = {  # each after the answer of the upstream-shift question, the last cell before its check
+    "tmpfill": FILLER + "_fill('/tmp/fill', 4608)" + HOLD,  # 4.5 GiB
+    "diskfill": FILLER + "_fill('fill', 2048)" + HOLD,  # 2 GiB in the working folder
+    "hog": "_blocks = [b'1' * (64 << 20) for _ in range(96)]" + HOLD,  # 6 GiB
+    "flood": f"import subprocess as _sp\n_procs = [_sp.Popen(['sleep', '120', '{MARK}']) for _ in range(500)]" + HOLD,
+}
+LIMIT_REASON = {
+    "tmpfill": "filled /tmp to its limit of 64 MiB",
+    "diskfill": "filled the working folder to its limit of 64 MiB",
+    "hog": "over the sandbox's limit of 3 GiB",
+    "flood": "processes, over the sandbox's limit of 64",
+}
+
+
+@pytest.fixture(scope="module")
+def limited(tmp_path_factory):
+    course = scratch.create_course(tmp_path_factory.mktemp("limited"))
+    release = scratch.release_notebook(course)
+    solution = notebooks.solution_answers()
+    for student, attack in {"honest": "", **RESOURCE_ATTACKS}.items():
+        answers = {**solution, "q_upstream_shift_answer": solution["q_upstream_shift_answer"] + "\n" + attack}
+        scratch.submit(course, student, notebooks.fill_in(release, answers))
+    env = nbgrader_env({"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "require", "BNLAB_COURSE_ROOT": str(course)})
+    before = shutil.disk_usage(course).used
+    result = subprocess.run(
+        nbgrader_command("autograde", scratch.EXERCISE, "--force", *LIMIT_FLAGS, root=course),
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    grown = shutil.disk_usage(course).used - before
+    return course, result.stdout + result.stderr, _scores(course), grown
+
+
+@pytest.mark.parametrize("student", sorted(RESOURCE_ATTACKS))
+def test_a_resource_attack_costs_only_its_own_cell_and_is_flagged(limited, student):
+    course, log, scores, _ = limited
+    assert student in scores, log[-3000:]
+    lost = {name for name in ALL_TESTS if scores[student][name][0] < scores[student][name][1]}
+    assert lost == {"test_q_upstream_shift"}, f"{student} lost {sorted(lost)}\n{log[-3000:]}"
+    assert LIMIT_REASON[student] in log, log[-3000:]
+    with record.gradebook(course) as gb:
+        assert gb.find_submission_notebook(scratch.NOTEBOOK, scratch.EXERCISE, student).flagged
+    graded = (course / "autograded" / student / scratch.EXERCISE / f"{scratch.NOTEBOOK}.ipynb").read_text()
+    assert LIMIT_REASON[student] in graded  # the reason is in the cell's output, for the formgrader and feedback
+
+
+def test_the_honest_solution_keeps_its_marks_under_the_limits(limited):
+    course, log, scores, grown = limited
+    assert all(scores["honest"][name][0] == scores["honest"][name][1] for name in ALL_TESTS), log[-3000:]
+    with record.gradebook(course) as gb:
+        assert not gb.find_submission_notebook(scratch.NOTEBOOK, scratch.EXERCISE, "honest").flagged
+    assert "SANDBOX LIMIT" not in "\n".join(line for line in log.splitlines() if "honest" in line)
+    assert grown < 256 * 1024**2, f"the course folder's disk grew by {grown} bytes"  # no fill reached the disk
+    assert not list(course.rglob("fill"))
+    deadline = time.monotonic() + 10
+    while _alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _alive() == [], "processes outlived grading"
