@@ -127,6 +127,29 @@ class SandboxLimits:
         )
 
 
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux's /proc/PID/task/TID/children: no scan of the whole process table)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as children:
+                    kids = [int(k) for k in children.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 class IsolationUnavailable(RuntimeError):
     """Student code would have to run without the sandbox, and the policy forbids it."""
 
@@ -288,28 +311,25 @@ class Sandbox:
 
     def usage(self, bwrap_pid: int) -> tuple[int, int, dict[str, tuple[int, int]]]:
         """``(resident bytes, processes, {tmpfs: (used, size)})`` of the sandbox started by ``bwrap_pid``."""
-        import psutil
-
-        try:
-            processes = psutil.Process(bwrap_pid).children(recursive=True)
-        except psutil.Error:
-            return 0, 0, {}
+        pids = _descendants(bwrap_pid)
         rss, inner = 0, None
-        for process in processes:
+        for pid in pids:
             try:
-                rss += process.memory_info().rss
-                inner = inner or (process.pid if process.name() != "bwrap" else None)
-            except psutil.Error:
+                with open(f"/proc/{pid}/statm") as statm:
+                    rss += int(statm.read().split()[1]) * PAGE
+                if inner is None:
+                    with open(f"/proc/{pid}/comm") as comm:
+                        inner = pid if comm.read().strip() != "bwrap" else None
+            except (OSError, IndexError, ValueError):
                 pass
         mounts = {}
-        for mount in ("/tmp", "/dev/shm", self.inside):
+        for mount in ("/tmp", "/dev/shm", self.inside) if inner else ():
             try:
-                st = os.statvfs(f"/proc/{inner}/root{mount}") if inner else None
+                st = os.statvfs(f"/proc/{inner}/root{mount}")
             except OSError:
                 continue
-            if st is not None:
-                mounts[mount] = ((st.f_blocks - st.f_bfree) * st.f_frsize, st.f_blocks * st.f_frsize)
-        return rss, len(processes), mounts
+            mounts[mount] = ((st.f_blocks - st.f_bfree) * st.f_frsize, st.f_blocks * st.f_frsize)
+        return rss, len(pids), mounts
 
     def watch(self, bwrap_pid: int, deadline: float | None = None, interval: float = 0.1) -> threading.Thread:
         """Sample the sandbox started by ``bwrap_pid`` every ``interval`` s and end it (SIGKILL to bwrap, whose
