@@ -7,6 +7,11 @@ cell that allocates faster than that can overshoot briefly; ``Limits.address_spa
 hard ``RLIMIT_AS`` on every process, off by default because TensorFlow reserves several GiB of
 address space it never touches).
 
+These limits surround the whole grading command under ``make autograde``. The sandbox around student code has
+its own, on every route (plain ``nbgrader autograde`` too): memory counting its tmpfs, tmpfs sizes, a process
+count and the notebook's wall time (:class:`bnlab.instructor.isolation.SandboxLimits`, set through
+``c.SandboxedExecute``).
+
 Network: on Linux with unprivileged user namespaces (``unshare -rn`` works), the command runs in a
 new network namespace whose only interface is loopback, brought up by ``python -m bnlab.instructor.autograde.limits``
 before it execs the command: the kernel still talks to nbgrader over 127.0.0.1, and student code
