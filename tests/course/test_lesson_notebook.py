@@ -106,6 +106,7 @@ PROBES = [
         "dict(shrink=float(shrink), bn_std=[float(s) for s in with_bn.preact_std[0]],"
         " bn_grad=float(with_bn.grad_norms[0][0]), plain_grad=float(plain.grad_norms[0][0]))",
     ),
+    ("init_table", "init_rows = gradients.initialization_runs(", "init_rows"),
     (
         "noise",
         "noise_results[kind] = lesson.train_demo(",
@@ -128,6 +129,20 @@ PROBES = [
         "torch_momentum, running_mean = 0.1, np.zeros(3)",
         "dict(keras=keras_bn.moving_mean.numpy(), torch=running_mean, moving_var=moving_var)",
     ),
+    (
+        "backward_check",
+        "by_tape = [g.numpy() for g in tape.gradient(",
+        "dict(graph=by_graph, compact=compact, finite=finite, tape=by_tape)",
+    ),
+    (
+        "backward_properties",
+        "cosine = (dx * x_hat).sum(axis=0)",
+        "dict(sums=float(np.abs(dx.sum(axis=0)).max()), dx_max=float(np.abs(dx).max()),"
+        " cosine=float(np.abs(cosine).max()), eps_share=float((eps / (x.var(axis=0) + eps)).max()))",
+    ),
+    ("weight_scale", "rows = gradients.weight_scale_rows(", "rows"),
+    ("stopped_one_layer", "rows = gradients.input_gradient_rows()", "rows"),
+    ("stopped_cnn", "through, skipped = (r.train_accuracy", "rows"),
 ]
 
 
@@ -453,3 +468,54 @@ def test_the_lesson_shows_what_it_computes_instead_of_asserting():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     asserting = [c.source for c in nb.cells if c.cell_type == "code" and re.search(r"\bassert", c.source)]
     assert not asserting, "the lesson prints what a run shows; the tests of this module guard it"
+
+
+# -- section 8's initialization table and section 12, the backward pass ------------------------------
+
+
+@slow
+def test_he_and_glorot_are_trained_over_seeds_next_to_batch_normalization(run):
+    from bnlab.gradients import SETTINGS
+
+    rows = run.values["init_table"]
+    seeds = sorted({row[1] for row in rows})
+    assert len(seeds) >= 2 and len(rows) == len(seeds) * len(SETTINGS)
+    assert {row[0] for row in rows} == set(SETTINGS)
+    assert all(0.0 <= row[2] <= 1.0 and 0.0 <= row[3] <= 1.0 for row in rows)
+
+
+@slow
+def test_the_backward_pass_matches_finite_differences_and_the_tape(run):
+    """The graph and the compact formula agree; both match finite differences at CS231n's float64 level
+    (its upper end, 1e-8, up to a factor for a larger batch) and TensorFlow's autodiff to rounding."""
+    from bnlab.grading.backward import relative_error
+
+    values = run.values["backward_check"]
+    for graph, compact in zip(values["graph"], values["compact"]):
+        assert np.allclose(graph, compact, rtol=1e-12, atol=1e-12)
+    for ours, finite, tape in zip(values["compact"], values["finite"], values["tape"]):
+        assert relative_error(ours, finite) < 1e-7
+        assert relative_error(ours, tape) < 1e-10
+
+
+@slow
+def test_the_gradient_sums_to_zero_and_is_orthogonal_to_x_hat_up_to_epsilon(run):
+    values = run.values["backward_properties"]
+    assert values["sums"] < 1e-12 * max(1.0, values["dx_max"])
+    assert values["cosine"] <= values["eps_share"]
+
+
+@slow
+def test_scaling_the_weights_keeps_the_output_and_divides_the_gradient(run):
+    for factor, change, ratio in run.values["weight_scale"]:
+        assert change < 1e-5
+        assert np.isclose(ratio, factor, rtol=1e-6)
+
+
+@slow
+def test_stopped_statistics_leave_the_directions_normalization_erases_in_the_gradient(run):
+    (through, sums_through, cos_through), (stopped, sums_stopped, cos_stopped) = run.values["stopped_one_layer"]
+    assert "through" in through and "stopped" in stopped
+    assert sums_through < 1e-4 and cos_through < 1e-3
+    assert sums_stopped > 1e-2 and cos_stopped > 1e-2
+    assert [row[0] for row in run.values["stopped_cnn"]] == ["through the statistics", "statistics stopped"]
