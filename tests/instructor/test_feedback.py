@@ -214,7 +214,7 @@ def _sanitized(cells, **options):
     nb = new_notebook(cells=cells)
     nb.metadata["signature"] = "sha256:forged"
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
-    nb, _ = sanitize.SanitizeSubmission(**options).preprocess(nb, {})
+    nb, _ = sanitize.SanitizeSubmission(**options)(nb, {})  # as nbconvert calls it (enabled by default)
     return nb
 
 
@@ -294,7 +294,7 @@ def test_submitted_files_a_browser_would_run_are_renamed(tmp_path):
         (folder / name).write_text("<script>x</script>")
     preprocessor = sanitize.SanitizeSubmission(config=config)
     assert CourseDirectory(config=config).root == str(tmp_path)
-    preprocessor.preprocess(new_notebook(), {"nbgrader": {"student": "ann", "assignment": "hw", "notebook": "n"}})
+    preprocessor(new_notebook(), {"nbgrader": {"student": "ann", "assignment": "hw", "notebook": "n"}})
     names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     assert names == ["data/pic.SVG.txt", "given.html", "helper.py", "notes.html.txt", "plot.png"]
 

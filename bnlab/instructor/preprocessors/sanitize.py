@@ -30,9 +30,10 @@ import re
 from pathlib import Path
 
 import bleach
-from nbconvert.preprocessors import Preprocessor
 from nbgrader.coursedir import CourseDirectory
-from traitlets import Integer
+from nbgrader.preprocessors import GetGrades
+from nbgrader.preprocessors.base import NbGraderPreprocessor
+from traitlets import Integer, List
 
 TAGS = frozenset(
     "a abbr b blockquote br code dd del div dl dt em h1 h2 h3 h4 h5 h6 hr i img kbd li ol p pre q s "
@@ -106,8 +107,11 @@ def _text_size(output) -> int:
     return size
 
 
-class SanitizeSubmission(Preprocessor):
+class SanitizeSubmission(NbGraderPreprocessor):
     """Make a graded notebook inert and bounded (module docstring); configured in ``nbgrader_config.py``."""
+
+    # configurable as nbconvert's HTMLExporter expects of every preprocessor (see feedback.HideHiddenTests)
+    display_data_priority = List(GetGrades.display_data_priority.default_value).tag(config=True)
 
     max_output_bytes = Integer(100_000, help="Bytes kept of each text of an output (stream, HTML, traceback...).").tag(
         config=True
