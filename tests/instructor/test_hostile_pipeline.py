@@ -129,12 +129,15 @@ def test_a_symlinked_notebook_earns_nothing_and_is_flagged(graded):
     scores = _scores(course, "linked")
     assert all(scores.get(name, (0,))[0] in (0, None) for name in ALL_TESTS), f"{route}: {scores}"
     assert _flagged(course, "linked"), f"{route}: not flagged"
+    if route == "grader":
+        reason = record.records(course, A)["linked"]["reason"]
+        assert reason.startswith("no notebook was handed in as a regular file") and f"{NB}, master.ipynb" in reason
 
 
 def test_links_beside_real_answers_are_not_read_and_the_answers_are_graded(graded):
     route, course, log, _ = graded
     scores = _scores(course, "mixed")
-    assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), f"{route}: {scores}"
+    assert scores == _scores(course, "honest"), f"{route}: the same answers as the control, other scores"
     assert _flagged(course, "mixed"), f"{route}: not flagged"
     if route == "grader":
         reason = record.records(course, A)["mixed"]["reason"]
@@ -171,5 +174,4 @@ def test_a_flood_with_forged_lines_keeps_the_coordinator_bounded_and_forges_no_n
         pytest.skip("the flood targets the coordinator (make autograde)")
     assert grown < 256 * 2**20, f"the coordinator grew by {grown / 2**20:.0f} MiB during a 512 MiB flood"
     assert "FORGED" not in log, log[-3000:]
-    scores = _scores(course, "flood")
-    assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), scores  # graded, not stopped
+    assert _scores(course, "flood") == _scores(course, "honest")  # graded like the control, not stopped

@@ -301,6 +301,13 @@ def grade_submission(
         if renamed.startswith("could not"):
             result.update(status="renamed", reason=renamed, seconds=time.perf_counter() - start)
             return _refusals(result, refused)
+        if not any(name.endswith(".ipynb") and "/" not in name for name in files):
+            result.update(
+                status="no notebook",
+                reason="no notebook was handed in as a regular file: nothing to grade",
+                seconds=time.perf_counter() - start,
+            )
+            return _refusals(result, refused)
         unreadable = _unreadable(files)
         if unreadable:
             result.update(status="unreadable", reason=unreadable, seconds=time.perf_counter() - start)
@@ -308,8 +315,8 @@ def grade_submission(
         token = secrets.token_hex(16)  # marks nbgrader's log records; student code never sees it
         cmd = nbgrader_command("autograde", assignment, "--student", student, "--force", root=course)
         cmd += [
-            f"--AutogradeApp.logfile={course / LOG}",
-            f"--AutogradeApp.log_format=%(color)s[%(name)s | %(levelname)s]%(end_color)s {token} %(message)s",
+            f"--NbGrader.logfile={course / LOG}",  # NbGrader: nbgrader moves AutogradeApp.* options elsewhere
+            f"--NbGrader.log_format=%(color)s[%(name)s | %(levelname)s]%(end_color)s {token} %(message)s",
         ]
         if limits.cell_timeout:
             cmd.append(f"--Execute.timeout={int(limits.cell_timeout)}")
