@@ -91,38 +91,17 @@ def export_layer(probe) -> dict:
     functions, library = {}, {}
     for name, (fn, specs, description) in _functions(probe).items():
         if specs[-1] is None:  # the upstream gradient has the output's shape: known once the output is traced
-            out = functions["train"]["output_shape"]
-            specs = [specs[0], tf.TensorSpec(out, tf.float32)]
-        concrete = probes.run(
-            description,
-            lambda fn=fn, specs=specs: tf.function(fn, autograph=False).get_concrete_function(*specs),
-            eager=None,
-        )
-        graph_variables = list(concrete.graph.variables)
-        captures = []
-        for tensor in concrete.captured_inputs:
-            if tensor.dtype == tf.resource:
-                owner = next((v for v in graph_variables if v.handle is tensor), None)
-                if owner is None:
-                    owner = next((v for v in roles.values() if v is not None and v.handle is tensor), None)
-                if owner is None:
-                    fail(
-                        f"{probe.where} uses a TensorFlow resource that is not a variable (a file, a table, a "
-                        "dataset...): a layer computes from its input and its variables only.",
-                        "by_hand",
-                    )
-                captures.append({"variable": index_of(owner)})
-            else:
-                captures.append({"constant": np.asarray(tensor.numpy()), "dtype": tensor.dtype.name})
-        outputs = [t for t in concrete.outputs if t is not None]
-        functions[name] = {
-            "def": _encode_bytes(concrete.function_def.SerializeToString()),
-            "captures": captures,
-            "outputs": len(outputs),
-            "output_shape": [d for d in (outputs[0].shape.as_list() if outputs else [])],
-        }
-        for function in concrete.graph.as_graph_def().library.function:
-            library.setdefault(function.signature.name, _encode_bytes(function.SerializeToString()))
+            if "error" in functions["train"]:
+                functions[name] = functions["train"]
+                continue
+            specs = [specs[0], tf.TensorSpec(functions["train"]["output_shape"], tf.float32)]
+        try:  # a mode that cannot be traced fails the checks that call it, as in the kernel
+            concrete = probes.run(description, lambda fn=fn, specs=specs: tf.function(fn).get_concrete_function(*specs))
+        except AssertionError as exc:
+            functions[name] = {"error": str(exc)}
+            continue
+        known = [*concrete.graph.variables, *(v for v in roles.values() if v is not None)]
+        functions[name] = _package(concrete, lambda handle: index_of(_owner(handle, known, probe.where)), library)
     return {
         "where": probe.where,
         "kind": probe.kind,
@@ -134,3 +113,114 @@ def export_layer(probe) -> dict:
         "functions": functions,
         "library": list(library.values()),
     }
+
+
+def _owner(handle, variables, where):
+    """The variable among ``variables`` whose handle a graph captured; anything else is not a layer's business."""
+    owner = next((v for v in variables if v is not None and v.handle is handle), None)
+    if owner is None:
+        fail(
+            f"{where} uses a TensorFlow resource that is not one of its variables (a file, a table, a dataset, a "
+            "variable of another object...): it should compute from its input and its own variables only.",
+            "by_hand",
+        )
+    return owner
+
+
+def _package(concrete, variable_index, library: dict) -> dict:
+    """One traced function as data: its FunctionDef, what it captures (``variable_index(handle)`` of a variable, or a
+    constant's value), its outputs; the functions it calls go into ``library``."""
+    captures = []
+    for tensor in concrete.captured_inputs:
+        if tensor.dtype == tf.resource:
+            captures.append({"variable": variable_index(tensor)})
+        else:
+            captures.append({"constant": np.asarray(tensor.numpy()), "dtype": tensor.dtype.name})
+    outputs = [t for t in concrete.outputs if t is not None]
+    for function in concrete.graph.as_graph_def().library.function:
+        library.setdefault(function.signature.name, _encode_bytes(function.SerializeToString()))
+    return {
+        "def": _encode_bytes(concrete.function_def.SerializeToString()),
+        "captures": captures,
+        "outputs": len(outputs),
+        "output_shape": outputs[0].shape.as_list() if outputs else [],
+    }
+
+
+def _index(variables: list, variable) -> int:
+    return next(i for i, known in enumerate(variables) if known is variable)
+
+
+def step_variables(model, optimizer) -> list:
+    """The variables a training step may touch, in an order both processes derive from the course's own model and
+    optimizer: the model's, then the optimizer's."""
+    from bnlab.training.adam import FusedAdam
+
+    found = [_tf_variable(v) for v in model.variables]
+    if isinstance(optimizer, FusedAdam):  # (tf.Module's order of its slots follows their ids: not the same in two
+        found += [optimizer.learning_rate, optimizer.iterations]  # processes)
+        for variable in optimizer._built:
+            found += optimizer._slots[id(_tf_variable(variable))][1:]
+    elif optimizer is not None:
+        found += [_tf_variable(v) for v in optimizer.variables]  # Keras: in the order it created them
+    return found
+
+
+def step_optimizers(model, learning_rate: float) -> dict:
+    """The two optimizers the checks run ``train_step`` with (:meth:`bnlab.grading.probes.StepProbe.train_step`),
+    built as it builds them: plain SGD, and the training run's Adam."""
+    from bnlab.training.adam import FusedAdam
+
+    sgd = tf.keras.optimizers.SGD(learning_rate)
+    sgd.build(model.trainable_variables)
+    adam = FusedAdam(learning_rate)
+    adam.build(model.trainable_variables)
+    return {"sgd": sgd, "adam": adam}
+
+
+def export_step(function, seed: int, learning_rate: float | None = None) -> dict:
+    """The student's ``train_step`` (with ``learning_rate``) or ``predict`` (without) traced on the checks' reference
+    model (:class:`bnlab.grading.probes.StepProbe`) as FunctionDefs; captures index :func:`step_variables`.
+
+    A trace that fails with the run's Adam is reported as ``{"error": message}`` for that function, as the check
+    reports it."""
+    __tracebackhide__ = True
+    probe = probes.StepProbe(seed)
+    model = probe.model
+    x = tf.TensorSpec([None, num.DENSE_FEATURES], tf.float32)
+    y = tf.TensorSpec([None, 3], tf.float32)
+    sample = (tf.zeros([2, num.DENSE_FEATURES]), tf.zeros([2, 3]))
+    functions, library = {}, {}
+    if learning_rate is None:
+        known = step_variables(model, None)
+        concrete = probes.run(
+            "predict(model, images)",
+            lambda x_: tf.function(function).get_concrete_function(model, x),
+            sample[0],
+            eager=lambda x_: function(model, x_),
+        )
+        functions["predict"] = _package(concrete, lambda h: _index(known, _owner(h, known, "predict")), library)
+    else:
+        for name, optimizer in step_optimizers(model, learning_rate).items():
+            known = step_variables(model, optimizer)
+
+            def trace(x_, y_, optimizer=optimizer):
+                return tf.function(function).get_concrete_function(model, optimizer, x, y)
+
+            if name == "sgd":
+                concrete = probes.run(
+                    "train_step(model, optimizer, images, labels)",
+                    trace,
+                    *sample,
+                    eager=lambda x_, y_, optimizer=optimizer: function(model, optimizer, x_, y_),
+                )
+            else:  # as the check reports a failure with the run's optimizer
+                try:
+                    concrete = trace(*sample)
+                except Exception as exc:  # noqa: BLE001 - student code can raise anything
+                    functions[name] = {"error": f"{type(exc).__name__}: {probes._first_line(exc)[:160]}"}
+                    continue
+            functions[name] = _package(
+                concrete, lambda h, known=known: _index(known, _owner(h, known, "train_step")), library
+            )
+    return {"functions": functions, "library": list(library.values())}

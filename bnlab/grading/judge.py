@@ -38,7 +38,19 @@ ALLOWED = frozenset(
     Tanh TanhGrad Tile TensorListElementShape TensorListFromTensor TensorListGetItem TensorListLength
     TensorListPopBack TensorListPushBack TensorListReserve TensorListSetItem TensorListStack Transpose Unpack
     VarIsInitializedOp While Xdivy Xlogy ZerosLike AssignVariableOp AssignAddVariableOp AssignSubVariableOp
-    Placeholder PreventGradient EnsureShape StringFormat
+    Placeholder PreventGradient EnsureShape StringFormat ResourceApplyAdam ResourceApplyGradientDescent
+    ResourceApplyMomentum ResourceApplyKerasMomentum ResourceApplyRMSProp ResourceApplyAdagradV2
+    ResourceApplyAdamWithAmsgrad
+    OptionalFromValue OptionalGetValue OptionalNone OptionalHasValue DynamicStitch ParallelDynamicStitch
+    UnsortedSegmentSum UnsortedSegmentMax Cumprod Reverse ReverseV2 GatherNd ScatterNd TensorScatterUpdate
+    TensorScatterAdd LogSoftmax SoftmaxCrossEntropyWithLogits SparseSoftmaxCrossEntropyWithLogits Sinh Cosh Rint
+    L2Loss MaxPool MaxPoolGrad MaxPoolV2 MaxPoolGradV2 AvgPool AvgPoolGrad Mean Square Softsign SoftsignGrad
+    Relu6Grad EluGrad SquaredDifference Squeeze Snapshot ReadVariableOp StridedSliceGrad ZerosLike OnesLike
+    Igamma Lgamma Digamma Erfc Tan Asin Acos Atan Asinh Acosh Atanh Floor Ceil TruncateDiv TruncateMod BitwiseAnd
+    MatrixDiag MatrixDiagPart MatrixDiagV3 MatrixDiagPartV3 MatrixBandPart MatrixSetDiagV3 Einsum BatchToSpaceND
+    SpaceToBatchND DepthToSpace SpaceToDepth ResizeBilinear ResizeNearestNeighbor ResizeBilinearGrad Empty
+    TensorListConcatV2 TensorListSplit TensorListResize Bincount SegmentSum SegmentMean Unique UniqueV2 Where
+    StatelessRandomUniformV2 StatelessRandomNormalV2 StatelessRandomGetKeyCounter StatelessTruncatedNormalV2
     """.split()
 )
 # tf.print is harmless where it writes to the judge's own (discarded) output streams, not to a file
@@ -49,15 +61,53 @@ class Unjudgeable(Exception):
     """The exported graph cannot be judged: it holds an operation that is not computation."""
 
 
-def _functions(package):
+def _register(package) -> dict:
+    """Decode the package's FunctionDefs, refuse them unless they are computation only, and register them under
+    names of the judge's own; returns ``{name: FunctionDef}`` of its main functions."""
     from tensorflow.core.framework import function_pb2
+    from tensorflow.python.eager import context
 
     library = [function_pb2.FunctionDef.FromString(base64.b64decode(s)) for s in package["library"]]
     main = {
         name: function_pb2.FunctionDef.FromString(base64.b64decode(spec["def"]))
         for name, spec in package["functions"].items()
+        if "def" in spec
     }
-    return library, main
+    why = refusal([*library, *main.values()])
+    if why:
+        raise Unjudgeable(why)
+    _rename([*library, *main.values()], f"judged{next(_LOADS)}_")
+    ctx = context.context()
+    for function in [*library, *main.values()]:
+        ctx.add_function_def(function)
+    return main
+
+
+def _call(function, inputs: list, captures: list):
+    """Run a registered FunctionDef on ``inputs`` and the captured values; its outputs (tensors)."""
+    import tensorflow as tf
+    from tensorflow.core.framework import attr_value_pb2
+
+    return tf.raw_ops.StatefulPartitionedCall(
+        args=[*inputs, *captures],
+        Tout=[tf.as_dtype(arg.type) for arg in function.signature.output_arg],
+        f=attr_value_pb2.NameAttrList(name=function.signature.name),
+    )
+
+
+def _captures(spec: dict, variables: list) -> list:
+    import tensorflow as tf
+
+    found = []
+    for capture in spec["captures"]:
+        if "variable" in capture:
+            index = int(capture["variable"])
+            if not 0 <= index < len(variables):
+                raise Unjudgeable("its graph captures a variable the judge does not have")
+            found.append(variables[index].handle)
+        else:
+            found.append(tf.constant(np.asarray(capture["constant"]), dtype=tf.as_dtype(capture["dtype"])))
+    return found
 
 
 def refusal(functions) -> str | None:
@@ -77,7 +127,7 @@ def refusal(functions) -> str | None:
     what = (
         "a Python callback (tf.numpy_function or tf.py_function), which runs Python outside the graph"
         if callbacks
-        else "operations that are not computation on the layer's input and variables (files, I/O, ...)"
+        else "operations that are not computation on its inputs and variables (files, I/O, ...)"
     )
     return f"its graph holds {what}: {', '.join(sorted(bad))}"
 
@@ -114,17 +164,9 @@ class JudgedLayer:
     def __init__(self, package: dict):
         import tensorflow as tf
         from tensorflow.core.framework import attr_value_pb2
-        from tensorflow.python.eager import context
 
         self._tf, self._attr = tf, attr_value_pb2
-        library, main = _functions(package)
-        why = refusal([*library, *main.values()])
-        if why:
-            raise Unjudgeable(why)
-        _rename([*library, *main.values()], f"judged{next(_LOADS)}_")
-        ctx = context.context()
-        for function in [*library, *main.values()]:
-            ctx.add_function_def(function)
+        main = _register(package)
         self.where, self.kind = str(package["where"]), str(package["kind"])
         self.epsilon = float(package["epsilon"])
         self.variables = [
@@ -132,27 +174,18 @@ class JudgedLayer:
             for v in package["variables"]
         ]
         self.roles = {role: (None if i is None else self.variables[int(i)]) for role, i in package["roles"].items()}
-        self._main = {}
-        for name, function in main.items():
-            spec = package["functions"][name]
-            captures = [
-                self.variables[int(c["variable"])].handle
-                if "variable" in c
-                else tf.constant(np.asarray(c["constant"]), dtype=tf.as_dtype(c["dtype"]))
-                for c in spec["captures"]
-            ]
-            types = [tf.as_dtype(arg.type) for arg in function.signature.output_arg]
-            self._main[name] = (function.signature.name, captures, types)
+        self._errors = {name: str(spec["error"]) for name, spec in package["functions"].items() if "error" in spec}
+        self._main = {
+            name: (function, _captures(package["functions"][name], self.variables)) for name, function in main.items()
+        }
 
     def _run(self, name, description, *inputs):
         tf = self._tf
-        function, captures, types = self._main[name]
+        if name not in self._main:
+            raise AssertionError(self._errors.get(name) or f"{description}: the re-run did not export this computation")
+        function, captures = self._main[name]
         try:
-            outputs = tf.raw_ops.StatefulPartitionedCall(
-                args=[tf.constant(np.asarray(x), tf.float32) for x in inputs] + captures,
-                Tout=types,
-                f=self._attr.NameAttrList(name=function),
-            )
+            outputs = _call(function, [tf.constant(np.asarray(x), tf.float32) for x in inputs], captures)
         except Exception as exc:  # noqa: BLE001 - the graph can fail on the inputs it is given
             text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise AssertionError(f"{description} raised {type(exc).__name__} in your code: {text}") from None
@@ -211,8 +244,58 @@ class JudgedLayer:
         }
 
 
+def judged_step(seed: int):
+    """The checks' reference model for ``train_step`` and ``predict`` (:class:`bnlab.grading.probes.StepProbe`, the
+    course's code, built here), whose methods take the student's exported graph in place of their function."""
+    from bnlab.grading import export, probes
+
+    class JudgedStep(probes.StepProbe):
+        def _student(self, package, name):
+            spec = package["functions"].get(name, {})
+            if "error" in spec:
+                raise RuntimeError(spec["error"])
+            if name not in self._graphs:
+                raise AssertionError(f"the re-run did not export {name.replace('sgd', 'train_step')}")
+            return self._graphs[name]
+
+        def _load(self, package):
+            self._graphs = _register(package)
+            self._package = package
+
+        def train_step(self, package, x, y, learning_rate):
+            self._load(package)
+
+            def step(model, optimizer, images, labels):
+                name = "sgd" if isinstance(optimizer, self._tf_keras_sgd) else "adam"
+                function = self._student(self._package, name)
+                variables = export.step_variables(model, optimizer)
+                return list(_call(function, [images, labels], _captures(self._package["functions"][name], variables)))
+
+            self._tf_keras_sgd = probes.keras.optimizers.SGD
+            return super().train_step(step, x, y, learning_rate)
+
+        def _with_run_optimizer(self, train_step, x, y, report, learning_rate) -> dict:
+            error = self._package["functions"].get("adam", {}).get("error")
+            if error:
+                return {"run_optimizer_error": error, "run_optimizer_weights": None, "run_optimizer_steps": 0}
+            return super()._with_run_optimizer(train_step, x, y, report, learning_rate)
+
+        def predict(self, package, x):
+            self._load(package)
+            function = self._student(package, "predict")
+
+            def predict(model, images):
+                variables = export.step_variables(model, None)
+                return _call(function, [images], _captures(package["functions"]["predict"], variables))[0]
+
+            return super().predict(predict, x)
+
+    return JudgedStep(seed)
+
+
 METHODS = frozenset(
     {"call", "call_explicit", "kernel_gradient", "statistics", "set_statistics", "set_scale_shift", "info", "where"}
+    | {"train_step", "predict", "warm_up"}
 )
 
 
@@ -233,6 +316,9 @@ def main(fd_in: int, fd_out: int) -> None:
             op = request["op"]
             if op == "load":
                 layers[len(layers)] = JudgedLayer(decode(request["package"]))
+                answer = {"ok": len(layers) - 1}
+            elif op == "step":
+                layers[len(layers)] = judged_step(int(request["seed"]))
                 answer = {"ok": len(layers) - 1}
             elif op == "call":
                 layer, method = layers[int(request["handle"])], str(request["method"])

@@ -48,7 +48,7 @@ def main(fd_in: int, fd_out: int) -> None:
             raise CheckFailed(f"name '{name}' is not defined: run the cell that defines it.")
         return namespace[name]
 
-    from bnlab.grading.export import export_layer
+    from bnlab.grading.export import export_layer, export_step
 
     factories = {"layer": probes.layer_probe, "step": probes.StepProbe}
     factories["backward"] = __import__("bnlab.grading.backward_probe", fromlist=["_"]).BackwardProbe  # Part 4
@@ -64,6 +64,8 @@ def main(fd_in: int, fd_out: int) -> None:
                 result = len(objects) - 1
             elif op == "export":  # a layer probe's graph, for the judge to run (bnlab.grading.judge)
                 result = export_layer(probes.layer_probe(*decode(request["args"], resolve)))
+            elif op == "export_step":  # train_step or predict traced on the checks' reference model
+                result = export_step(*decode(request["args"], resolve))
             elif op == "call":
                 target = objects[request["handle"]]
                 if request["method"] == "where":

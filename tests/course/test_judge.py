@@ -15,6 +15,7 @@ from submissions import ALTERNATIVES, BUGS
 from test_grading import grade_in_process
 
 import bnlab
+from bnlab import grading
 from bnlab.grading import export, judge, probes, wire
 
 tf = bnlab.tf
@@ -137,3 +138,65 @@ def test_the_graph_runs_on_the_judges_variables():
     assert np.allclose(layer.call(x, False), np.maximum(2 * z / np.sqrt(1 + 1e-3) + 1, 0), atol=1e-4)
     grad = layer.kernel_gradient(x, np.ones((16, 5), np.float32))
     assert grad.shape == (6, 5) and np.all(np.isfinite(grad))
+
+
+class _StepThroughTheJudge:
+    """The checks' step probe as the trusted re-run runs it: the student's function exported, the reference model
+    and the graph in the judge (in-process here)."""
+
+    def __init__(self, seed=0):
+        self.seed, self.judged = seed, judge.judged_step(seed)
+        self.warm_up, self.statistics = self.judged.warm_up, self.judged.statistics
+
+    def train_step(self, function, x, y, learning_rate):
+        package = wire.decode(wire.encode(export.export_step(function, self.seed, learning_rate)))
+        return self.judged.train_step(package, x, y, learning_rate)
+
+    def predict(self, function, x):
+        return self.judged.predict(wire.decode(wire.encode(export.export_step(function, self.seed))), x)
+
+
+@pytest.fixture
+def judged_steps(monkeypatch):
+    from bnlab.grading import step_checks
+
+    monkeypatch.setattr(step_checks, "_step_probe", lambda fn, seed: _StepThroughTheJudge(seed))
+
+
+STEP_CELLS = {"keras_training"}
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [v for v in BUGS + ALTERNATIVES if set(v.cells) & STEP_CELLS],
+    ids=lambda v: v.name,
+)
+def test_train_step_is_judged_the_same_through_its_graph(judged_steps, variant):
+    expected = set(variant.fails) if variant in BUGS else set()
+    assert _failed(grade_in_process(variant.cells)) == expected
+
+
+def test_predict_is_judged_through_its_graph(judged_steps):
+    def predict(model, images):
+        return model(images, training=False)
+
+    def predict_in_training_mode(model, images):
+        return model(images, training=True)
+
+    grading.check_predict(predict)
+    with pytest.raises(AssertionError, match="changed the population statistics"):
+        grading.check_predict(predict_in_training_mode)
+
+
+def test_a_step_graph_with_a_python_callback_is_refused(judged_steps):
+    def train_step(model, optimizer, images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = bnlab.training.loss_fn(logits, labels)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        tf.numpy_function(lambda v: v, [loss], tf.float32)
+        return loss, logits
+
+    with pytest.raises(judge.Unjudgeable, match="Python callback"):
+        grading.check_train_step(train_step)

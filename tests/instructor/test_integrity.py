@@ -293,3 +293,34 @@ def test_plain_assert_test_cells_are_judged_on_the_students_values():
     assert isinstance(verdicts["test_calls_student_code"], verify.Unverifiable)
     assert "square" in verdicts["test_calls_student_code"]
     assert "not defined" in verdicts["test_undefined"]
+
+
+def test_a_bnlab_package_in_the_submission_folder_does_not_replace_the_course_library(tmp_path):
+    """The worker starts with `python -I`: the submission's folder comes after the course's library, so its own
+    helper modules still import but a `bnlab` there is never loaded (issue 26)."""
+    from pathlib import Path
+
+    import bnlab
+
+    (tmp_path / "bnlab").mkdir()
+    (tmp_path / "bnlab" / "__init__.py").write_text("raise SystemExit('the submission\\'s bnlab was imported')\n")
+    (tmp_path / "helpers.py").write_text("ANSWER = 'b'\n")
+    cells = [
+        ("setup", "import bnlab\nfrom helpers import ANSWER\nWHERE = bnlab.__file__"),
+        ("test_a", ""),
+        ("test_b", ""),
+    ]
+    course = str(Path(bnlab.__file__).resolve())
+    tests = {"test_a": "grading.check_choice(ANSWER, 'b')", "test_b": f"assert WHERE == {course!r}, WHERE"}
+    assert verify.verify_cells(cells, tests, cwd=str(tmp_path), timeout=120) == {"test_a": None, "test_b": None}
+
+
+def test_a_graph_with_a_python_callback_is_refused_by_the_judge_process():
+    """The worker hands over each layer's graph; the judge process refuses one holding a Python callback, and the
+    cells of that layer are marked unjudgeable (scored nothing, flagged), the others judged as usual."""
+    callback = next(v for v in TAMPERING if v.name == "lie_py_function_in_nested_tf_function")
+    verdicts = trusted_verdicts({"nn_layers": callback.cells["nn_layers"]})
+    assert failed(verdicts) == set(callback.fails)
+    message = verdicts["test_nn_fc_population"]
+    assert isinstance(message, verify.Unjudgeable) and "Python callback" in message and "EagerPyFunc" in message
+    assert not isinstance(verdicts["test_keras_fc_outputs"], verify.Unjudgeable)

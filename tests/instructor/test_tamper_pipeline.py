@@ -1,40 +1,71 @@
-"""Tampering through the real nbgrader pipeline: a submission that rewrites the checks in its kernel
-fools the kernel, but scores only what its real answers earn, and the instructor sees it flagged."""
+"""Tampering and lying through the real nbgrader pipeline, on both routes: the course's grader (`make autograde`,
+through the coordinator) and plain `nbgrader autograde` in the course folder.
+
+A submission that rewrites the checks in its kernel fools the kernel, but scores only what its real answers earn,
+and the instructor sees it flagged. A submission that lies to the trusted re-run (fake probes in its worker, a
+`bnlab` package in its folder, layers whose graphs hold Python callbacks or file operations) scores only what its
+real answers earn too: layers are judged by running the graphs they build, in a judge process (issue 26)."""
 
 from __future__ import annotations
 
 import nbformat
 import pytest
 from submissions import ALL_TESTS, TAMPERING
+from submissions.tampering import FILES, LIES
 
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.autograde import record
+from bnlab.instructor.nbgrader import nbgrader
 
 pytestmark = pytest.mark.slow
 
-SUBMISSIONS = [
+KERNEL_TAMPERING = [
     v
     for v in TAMPERING
     if v.name in {"tamper_reassign_checks", "tamper_swallow_errors", "tamper_with_part_one_answered"}
 ]
+# how each lie is flagged: "tampered" where the kernel was fooled and the re-run was not, "unjudgeable" where the
+# judge refused the graph of cells the kernel passed, None where the kernel was not fooled either
+FLAGGED = {
+    "lie_fake_probes_kernel_and_worker": "tampered",
+    "lie_fake_probes_worker_only": None,
+    "lie_probe_shaped_inputs_numpy_callback": "unjudgeable",
+    "lie_py_function_in_nested_tf_function": "unjudgeable",
+    "lie_file_operations": "unjudgeable",
+    "lie_bnlab_package_in_submission": "tampered",
+}
+assert set(FLAGGED) == {v.name for v in LIES}
+ROUTES = {"grader": KERNEL_TAMPERING + LIES, "nbgrader": LIES}
+LOG_MARK = {"tampered": "TAMPERING: student {}:", "unjudgeable": "UNJUDGEABLE: student {}:"}
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    course = scratch.create_course(tmp_path_factory.mktemp("tamper_course"))
+@pytest.fixture(scope="module", params=sorted(ROUTES))
+def graded(request, tmp_path_factory):
+    route = request.param
+    course = scratch.create_course(tmp_path_factory.mktemp(f"tamper_{route}"))
     release = scratch.release_notebook(course)
     solution = notebooks.solution_answers()
     scratch.submit(course, "honest", notebooks.fill_in(release, solution))
-    for variant in SUBMISSIONS:
-        scratch.submit(course, variant.name, notebooks.fill_in(release, {**solution, **variant.cells}))
-    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": "2"})
-    assert not run.failed, run.failed
-    return course, run
+    for variant in ROUTES[route]:
+        folder = scratch.submit(course, variant.name, notebooks.fill_in(release, {**solution, **variant.cells})).parent
+        for path, text in FILES.get(variant.name, {}).items():
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_text(text)
+    env = {"BNLAB_SHORT_BATCHES": "2"}
+    if route == "grader":
+        run = scratch.autograde(course, env=env, jobs=2)
+        assert not run.failed, run.failed
+        notes = {student: "\n".join(lines) for student, lines in run.notes.items()}
+    else:
+        result = nbgrader("autograde", scratch.EXERCISE, "--force", root=course, check=False, env=env)
+        log = result.stdout + result.stderr
+        notes = {v.name: log for v in ROUTES[route]} | {"honest": log}
+    return route, course, notes
 
 
-def _tampering_noted(run, student) -> bool:
-    """Whether the grading log's lines worth a look for ``student`` report tampering."""
-    return any(note.startswith(f"TAMPERING: student {student}:") for note in run.notes.get(student, []))
+def _noted(notes, student, status) -> bool:
+    """Whether the grading log reports ``status`` ("tampered", "unjudgeable") for ``student``."""
+    return LOG_MARK[status].format(student) in notes.get(student, "")
 
 
 def _autograded(course, student):
@@ -48,30 +79,59 @@ def _lost(course, student):
     return {name for name in ALL_TESTS if scores[name][0] < scores[name][1]}
 
 
+def _statuses(nb) -> dict:
+    return {
+        c.metadata["nbgrader"]["grade_id"]: c.metadata["bnlab"]["verification"]
+        for c in nb.cells
+        if c.get("metadata", {}).get("bnlab", {}).get("verification")
+    }
+
+
 def test_honest_submission_is_confirmed_and_scores_full_marks(graded):
-    course, run = graded
+    route, course, notes = graded
     assert _lost(course, "honest") == set()
     nb = _autograded(course, "honest")
-    assert nb.metadata["bnlab"]["tampered"] is False
-    assert not _tampering_noted(run, "honest")
+    assert nb.metadata["bnlab"]["tampered"] is False and "unjudgeable" not in nb.metadata["bnlab"]
+    assert set(_statuses(nb).values()) <= {"confirmed", "kernel only"}
+    if route == "grader":
+        assert not _noted(notes, "honest", "tampered") and not _noted(notes, "honest", "unjudgeable")
     # the course config starts the re-run before the kernel, so the two overlap (StartVerification)
     assert nb.metadata["bnlab"]["started"] == "with the kernel"
 
 
-@pytest.mark.parametrize("variant", SUBMISSIONS, ids=lambda v: v.name)
+@pytest.mark.parametrize("variant", KERNEL_TAMPERING, ids=lambda v: v.name)
 def test_tampering_scores_what_its_answers_earn_and_is_flagged(graded, variant):
-    course, run = graded
+    route, course, notes = graded
+    if variant not in ROUTES[route]:
+        pytest.skip(f"graded on the grader's route only ({route})")
     assert _lost(course, variant.name) == set(variant.fails)
     nb = _autograded(course, variant.name)
     # the kernel was fooled: it passed cells that the trusted re-run failed; those are flagged
-    fooled = {
-        c.metadata["nbgrader"]["grade_id"]
-        for c in nb.cells
-        if c.get("metadata", {}).get("bnlab", {}).get("verification") == "tampered"
-    }
+    fooled = {name for name, status in _statuses(nb).items() if status == "tampered"}
     assert fooled <= set(variant.fails)
     assert nb.metadata["bnlab"]["tampered"] is bool(fooled)
     assert nb.metadata["bnlab"]["started"] == "with the kernel"
-    assert _tampering_noted(run, variant.name) is bool(fooled)
+    assert _noted(notes, variant.name, "tampered") is bool(fooled)
     if variant.name != "tamper_swallow_errors":  # nbgrader still sees the error a swallowed exception leaves
         assert fooled
+
+
+@pytest.mark.parametrize("variant", LIES, ids=lambda v: v.name)
+def test_a_lie_to_the_trusted_rerun_scores_what_its_answers_earn_and_is_flagged(graded, variant):
+    route, course, notes = graded
+    assert _lost(course, variant.name) == set(variant.fails), route
+    nb = _autograded(course, variant.name)
+    statuses = _statuses(nb)
+    flagged = {name for name, status in statuses.items() if status in ("tampered", "unjudgeable")}
+    assert flagged <= set(variant.fails)
+    expected = FLAGGED[variant.name]
+    if expected is None:
+        assert not flagged and nb.metadata["bnlab"]["tampered"] is False
+        return
+    assert {statuses[name] for name in flagged} == {expected}, statuses
+    assert nb.metadata["bnlab"]["tampered"] is (expected == "tampered")
+    assert bool(nb.metadata["bnlab"].get("unjudgeable")) is (expected == "unjudgeable")
+    assert _noted(notes, variant.name, expected)
+    if expected == "unjudgeable":
+        reasons = " ".join(nb.metadata["bnlab"]["unjudgeable"].values())
+        assert "Python callback" in reasons or "WriteFile" in reasons

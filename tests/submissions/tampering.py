@@ -312,4 +312,31 @@ LIES = [
         "batch normalization with tf.io.write_file (in a tf.cond branch) and tf.io.read_file in its graph",
     ),
 ]
+
+# a `bnlab` package shipped with the notebook: it loads the course's library, then installs the fake probes. A
+# kernel started in the submission's folder imports it; the trusted re-run's worker must not
+BNLAB_PACKAGE = (
+    """import os as _os
+import sys as _sys
+
+_here = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+_sys.path[:] = [p for p in _sys.path if _os.path.abspath(p or ".") != _here]
+del _sys.modules[__name__]
+import bnlab as _course  # noqa: E402 - the course's own package, found now that this folder is off the path
+
+_sys.modules[__name__] = _course
+exec(%r)
+"""
+    % FAKE_LAYER_PROBES
+)
+LIES.append(
+    lie(
+        "lie_bnlab_package_in_submission",
+        {"keras_layers": PLAIN_KERAS_LAYERS, "nn_layers": PLAIN_NN_LAYERS, "diagnose_fix": UNFIXED},
+        LAYER_CELLS_TESTS,
+        "no batch normalization; a bnlab/ package in the submission's folder answers the probes",
+    )
+)
+# files a variant ships beside its notebook: {variant name: {path in the submission's folder: text}}
+FILES = {"lie_bnlab_package_in_submission": {"bnlab/__init__.py": BNLAB_PACKAGE}}
 TAMPERING.extend(LIES)

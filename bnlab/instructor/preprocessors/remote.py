@@ -38,6 +38,25 @@ class RemoteProbe:
         return self._process.request("call", handle=self._handle, method="where", args=None)
 
 
+class RemoteStep(RemoteProbe):
+    """The checks' reference model for ``train_step`` and ``predict``, built in the judge; the student's function
+    is exported as a graph by the worker and handed to the judge with each call."""
+
+    def __init__(self, session: "Session", handle: int, seed: int):
+        super().__init__(session.judge, handle)
+        self._session, self._seed = session, seed
+
+    def train_step(self, function, x, y, learning_rate):
+        package = self._session.worker.request("export_step", args=encode([function, self._seed, learning_rate]))
+        return self._process.request(
+            "call", handle=self._handle, method="train_step", args=encode([package, x, y, learning_rate])
+        )
+
+    def predict(self, function, x):
+        package = self._session.worker.request("export_step", args=encode([function, self._seed]))
+        return self._process.request("call", handle=self._handle, method="predict", args=encode([package, x]))
+
+
 class _Process:
     """One sandboxed Python process of the course (``python -I -m MODULE IN OUT``) answering JSON lines within a
     total time budget."""
@@ -175,12 +194,16 @@ class Session:
         self.request("exec", source=source)
 
     def probe(self, kind: str, *args) -> RemoteProbe:
-        """A layer's probe is its graph, exported by the worker and run by the judge; a training step's is run in
-        the worker."""
+        """A layer's probe is its graph, exported by the worker and run by the judge; a training step's is the
+        course's reference model in the judge, given the graph of the student's function; any other probe (Part 4's
+        NumPy function) runs in the worker."""
         __tracebackhide__ = True
         if kind == "layer":
             package = self.worker.request("export", args=encode(args))
             return RemoteProbe(self.judge, int(self.judge.request("load", package=encode(package))))
+        if kind == "step":
+            seed = int(args[0]) if args else 0
+            return RemoteStep(self, int(self.judge.request("step", seed=seed)), seed)
         return RemoteProbe(self.worker, int(self.request("new", what=kind, args=encode(args))))
 
     def value(self, name: RemoteName):
