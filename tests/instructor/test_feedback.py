@@ -233,8 +233,10 @@ def test_markdown_answers_keep_their_formatting_and_lose_their_script():
                 "<a href='javascript:1'>l</a> <iframe srcdoc='<script>1</script>'></iframe> <svg onload=x>"
             ),
             new_raw_cell(f"<script>{SCRIPT}</script>", metadata={"format": "text/html"}),
+            new_markdown_cell(r"$\href{javascript:alert(1)}{x}$ and $\frac{a}{b}$"),
         ]
     )
+    assert nb.cells[5].source == r"$\href{#removed-link}{x}$ and $\frac{a}{b}$"
     assert nb.cells[0].source == answer
     assert nb.cells[1].source == 'ok <img src="x"> <b>bold</b> ' + SCRIPT
     assert "javascript" not in nb.cells[2].source.lower() and "https://example.org" in nb.cells[2].source
@@ -342,3 +344,14 @@ def test_a_loud_submission_keeps_its_marks_and_its_pages_stay_small_and_inert(lo
         assert "cut by the course's grader" in text
         assert not re.search(r"<script>fetch|<img[^>]*onerror", text), path.name
     assert (graded / "notes.html.txt").is_file() and not (graded / "notes.html").exists()
+
+
+def test_the_course_own_markdown_passes_unchanged():
+    """Every markdown cell of the masters (hints in <details>, tables, math, links) is left exactly as written."""
+    changed = [
+        (path.name, i)
+        for path in sorted(notebooks.ROOT.glob("source/*/*.ipynb"))
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+        if cell.cell_type == "markdown" and sanitize.clean_markup(cell.source) != cell.source
+    ]
+    assert changed == []

@@ -36,8 +36,9 @@ from nbgrader.preprocessors.base import NbGraderPreprocessor
 from traitlets import Integer, List
 
 TAGS = frozenset(
-    "a abbr b blockquote br code dd del div dl dt em h1 h2 h3 h4 h5 h6 hr i img kbd li ol p pre q s "
-    "samp small span strong sub sup table tbody td tfoot th thead tr u ul".split()
+    "a abbr b blockquote br caption cite code col colgroup dd del details div dl dt em figcaption figure h1 h2 h3 "
+    "h4 h5 h6 hr i img ins kbd li mark ol p pre q s samp small span strong sub summary sup table tbody td tfoot th "
+    "thead tr u ul".split()
 )
 ATTRIBUTES = {"a": ("href", "title"), "img": ("src", "alt", "title", "width", "height"), "*": ("class", "align")}
 PROTOCOLS = frozenset({"http", "https", "mailto", "attachment"})
@@ -47,6 +48,7 @@ TEXT_MIMES = ("text/plain", "text/latex", "application/json")
 TAG_LIKE = re.compile(r"<\s*[A-Za-z!/?]")
 # markdown link and image targets: [text](target ...), [ref]: target, <scheme:...>
 MD_TARGET = re.compile(r"(\]\(\s*<?|^\s{0,3}\[[^\]]+\]:\s*<?|<)([^\s)>]+)", re.MULTILINE)
+TEX_TARGET = re.compile(r"(\\(?:href|url)\s*\{)([^}]*)")  # MathJax's \href{target}{text} and \url{target}
 SCHEME = re.compile(r"^([a-z][a-z0-9+.\-]*):")
 # submitted files a browser would render or run when the formgrader serves them
 ACTIVE_SUFFIXES = frozenset(
@@ -87,7 +89,9 @@ def clean_markup(text: str) -> str:
         cleaned = _clean_html(text)
         if html.unescape(cleaned) != html.unescape(text):
             text = cleaned  # something was removed, not only escaped
-    return MD_TARGET.sub(lambda m: m.group(0) if safe_target(m.group(2)) else m.group(1) + "#removed-link", text)
+    for pattern in (MD_TARGET, TEX_TARGET):
+        text = pattern.sub(lambda m: m.group(0) if safe_target(m.group(2)) else m.group(1) + "#removed-link", text)
+    return text
 
 
 def _cap(text: str, limit: int) -> tuple[str, int]:
@@ -201,7 +205,7 @@ class SanitizeSubmission(NbGraderPreprocessor):
                 else:
                     self._budget -= size
             elif mime in TEXT_MIMES and isinstance(value, str):
-                data[mime] = self._text(value, index)
+                data[mime] = self._text(clean_markup(value) if mime == "text/latex" else value, index)
             elif mime.endswith("+json") or mime == "application/json":
                 if _text_size({"data": {mime: value}}) > self.max_output_bytes:
                     del data[mime]
