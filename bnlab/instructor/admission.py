@@ -32,7 +32,7 @@ from pathlib import Path
 TIMESTAMP = "timestamp.txt"
 REFUSED = ".refused"  # submitted/.refused/STAMP/STUDENT/ASSIGNMENT/: what the plain route moved aside
 SKIPPED = frozenset({".ipynb_checkpoints", "__pycache__"})  # editor and Python caches: left out, not flagged
-LIMITS = {"files": 500, "file_bytes": 64 * 2**20, "total_bytes": 128 * 2**20, "depth": 8}
+LIMITS = {"files": 500, "file_bytes": 64 * 2**20, "total_bytes": 128 * 2**20, "depth": 8, "entries": 5000}
 KINDS = {
     stat.S_IFIFO: "a named pipe (FIFO)",
     stat.S_IFSOCK: "a socket",
@@ -92,10 +92,15 @@ def _size(n: int) -> str:
     return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n} bytes"
 
 
+class _TooMany(Exception):
+    """More entries than LIMITS["entries"]: the submission is not read at all."""
+
+
 class _Walk:
     def __init__(self, read: bool):
         self.read, self.files, self.refused, self.paths, self.total, self.ctime = read, {}, {}, {}, 0, 0.0
         self.real = ""  # the real relative path of the entry being looked at
+        self.seen = 0  # entries looked at, against LIMITS["entries"]
 
     def refuse(self, name: str, reason: str) -> None:
         self.refused[name] = reason
@@ -103,9 +108,14 @@ class _Walk:
 
     def folder(self, fd: int, prefix: str, depth: int, real: str = "") -> None:
         self.ctime = max(self.ctime, os.fstat(fd).st_ctime)
+        names = []
         with os.scandir(fd) as entries:
-            names = sorted(entry.name for entry in entries)
-        for name in names:
+            for entry in entries:
+                self.seen += 1
+                if self.seen > LIMITS["entries"]:
+                    raise _TooMany
+                names.append(entry.name)
+        for name in sorted(names):
             shown = prefix + name if name.isprintable() else prefix + ascii(name)
             self.real = real + name
             try:
@@ -198,6 +208,8 @@ def admit(folder: str | os.PathLike, read: bool = True) -> Admitted:
     walk = _Walk(read)
     try:
         walk.folder(top, "", 0)
+    except _TooMany:
+        return Admitted({}, {".": f"more than {LIMITS['entries']} files and folders: nothing of it was read"})
     finally:
         os.close(top)
     if TIMESTAMP in walk.files:
@@ -216,6 +228,9 @@ def set_aside(folder: Path, admitted: Admitted, stamp: str) -> Path:
     ``REFUSED.txt`` that says why; return that folder."""
     target = folder.parents[1] / REFUSED / stamp / folder.parent.name / folder.name
     target.mkdir(parents=True, exist_ok=True)
+    if "." in admitted.refused:  # the whole of it: the student's link, or the submission folder itself
+        whole = folder.parent if folder.parent.is_symlink() else folder
+        os.rename(whole, target / ("STUDENT-FOLDER-LINK" if whole == folder.parent else "SUBMISSION"))
     for name in admitted.refused:
         real = admitted.paths.get(name, "")
         if real and os.path.lexists(folder / real):
@@ -259,7 +274,10 @@ def before_copy(assignment: str, student: str, notebooks: list) -> None:
         if not found:
             return
         folder = Path(os.path.dirname(os.path.abspath(found[0])))
-        admitted = admit(folder, read=False)
+        if folder.parent.is_symlink():  # submitted/STUDENT is a link: the folder nbgrader found is elsewhere
+            admitted = Admitted({}, {".": "the student's folder is a symbolic link, never followed"}, paths={".": ""})
+        else:
+            admitted = admit(folder, read=False)
         if admitted.refused:
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
             aside = set_aside(folder, admitted, stamp)

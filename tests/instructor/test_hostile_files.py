@@ -244,3 +244,34 @@ def test_log_records_need_the_run_token_and_a_line_of_their_own():
     ]
     notes, _ = job.classify_log(kept, {})
     assert not any("TAMPERING" in note for note in notes)
+
+
+def test_a_flood_of_entries_is_not_read_at_all_and_the_hook_moves_it_aside_whole(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])  # alembic
+    monkeypatch.setitem(admission.LIMITS, "entries", 20)
+    folder = tmp_path / "submitted" / "eve" / A
+    (folder / "many").mkdir(parents=True)
+    (folder / NB).write_bytes(notebook())
+    for i in range(30):
+        (folder / "many" / f"{i}.txt").write_text("x")
+    admitted = admission.admit(folder)
+    assert admitted.files == {} and admitted.refused["."].startswith("more than 20 files and folders")
+    listed = [str(folder / NB)]
+    admission.before_copy(assignment=A, student="eve", notebooks=listed)
+    assert listed == [] and not folder.exists()
+    aside = next((tmp_path / "submitted" / admission.REFUSED).glob(f"*/eve/{A}"))
+    assert (aside / "SUBMISSION" / NB).exists() and "more than 20" in (aside / "REFUSED.txt").read_text()
+
+
+def test_the_hook_never_follows_a_student_folder_that_is_a_link(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])  # alembic
+    eve = tmp_path / "submitted" / "eve" / A
+    eve.mkdir(parents=True)
+    (eve / NB).write_bytes(notebook("eve's own"))
+    (tmp_path / "submitted" / "mallory").symlink_to(tmp_path / "submitted" / "eve", target_is_directory=True)
+    listed = [str(tmp_path / "submitted" / "mallory" / A / NB)]
+    admission.before_copy(assignment=A, student="mallory", notebooks=listed)
+    assert listed == [] and not (tmp_path / "submitted" / "mallory").exists()
+    assert (eve / NB).read_bytes() == notebook("eve's own")  # the link moved, not what it points to
+    aside = next((tmp_path / "submitted" / admission.REFUSED).glob(f"*/mallory/{A}"))
+    assert (aside / "STUDENT-FOLDER-LINK").is_symlink()
