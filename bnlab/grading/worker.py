@@ -1,10 +1,12 @@
-"""The worker process of the trusted re-verification: runs the student's cells and answers probes.
+"""The worker process of the trusted re-verification: runs the student's cells and exports their computations.
 
-Started by :class:`bnlab.instructor.preprocessors.remote.Session` as ``python -m bnlab.grading.worker IN OUT``.
-It executes the notebook's cells (test cells excluded, they run in the parent) in one namespace,
-and builds :mod:`bnlab.grading.probes` on the student's functions when the parent asks. It judges
-nothing: whatever the student's code does here can change what the probes report, never the verdict
-of the checks, which the parent computes from that data.
+Started by :class:`bnlab.instructor.preprocessors.remote.Session` as ``python -I -m bnlab.grading.worker IN OUT``
+(so nothing in the submission's folder stands in for course code). It executes the notebook's cells (test cells
+excluded, they run in the parent) in one namespace. For a layer, ``train_step`` or ``predict`` it answers with
+the TensorFlow graphs the student's function builds (:mod:`bnlab.grading.export`), which the judge process
+(:mod:`bnlab.grading.judge`) runs; it reports data itself only for the answers' values and Part 4's probe. It
+judges nothing: whatever the student's code does here can change what it hands over, never the verdict of the
+checks, which the parent computes from the judge's data.
 """
 
 from __future__ import annotations
