@@ -103,8 +103,9 @@ collect: setup  ## ARCHIVE=path.zip: an LMS download into submitted/ (AGAIN=1 re
 # `make hub` (as root): a local JupyterHub with real Unix users for a class on one machine (docs/jupyterhub.md).
 HUB_STATE ?= /srv/bnlab-hub
 HUB_PORT ?= 8000
+HUB_ARGS ?=
 hub: setup data lab-settings  ## a local JupyterHub: teacher, grader, two students, exchange, formgrader (root; docs/jupyterhub.md)
-	$(BIN)/python -m bnlab.instructor.hub start --state $(HUB_STATE) --port $(HUB_PORT)
+	$(BIN)/python -m bnlab.instructor.hub start --state $(HUB_STATE) --port $(HUB_PORT) $(HUB_ARGS)
 
 hub-proxy: setup  ## JupyterHub's proxy (configurable-http-proxy, pinned in bnlab/instructor/hub.py) from npm into .venv
 	$(BIN)/python -m bnlab.instructor.hub proxy
