@@ -91,13 +91,9 @@ KEEP_PREFIXES: tuple[str, ...] = ()  # none: a prefix lets through whatever an i
 
 MiB, GiB = 1024**2, 1024**3
 SUBMISSION = "/run/bnlab-submission"  # the submission's files, read-only, copied into the working tmpfs at start
-# runs first inside the sandbox: copies the submission into the working tmpfs, caps processes, execs the command
-PROLOGUE = (
-    "import os, resource, shutil, sys; "
-    "shutil.copytree(sys.argv[1], '.', symlinks=True, dirs_exist_ok=True); "
-    "n = int(sys.argv[2]); n and resource.setrlimit(resource.RLIMIT_NPROC, (n, n)); "
-    "os.execvp(sys.argv[3], sys.argv[3:])"
-)
+# runs first inside the sandbox: copies the submission into the working tmpfs, then execs the command (through
+# util-linux's prlimit, which sets RLIMIT_NPROC, where it is installed)
+PROLOGUE = 'cp -a "$0"/. . && exec "$@"'
 
 
 def size(n: int | None) -> str:
@@ -306,7 +302,10 @@ class Sandbox:
         args += ["--remount-ro", "/", "--chdir", self.inside]
         # jupyter_client's launcher sets JPY_PARENT_PID to nbgrader's PID, which does not exist in here: the
         # kernel would think its parent gone. PID 1, the sandbox's init, lives exactly as long as the sandbox.
-        prologue = [sys.executable, "-I", "-S", "-c", PROLOGUE, SUBMISSION, str(self.limits.processes or 0)]
+        prologue = ["/bin/sh", "-c", PROLOGUE, SUBMISSION]
+        if self.limits.processes and shutil.which("prlimit"):
+            n = self.limits.processes
+            prologue += [shutil.which("prlimit"), f"--nproc={n}:{n}", "--"]
         return [*args, "--setenv", "JPY_PARENT_PID", "1", "--", *prologue, *cmd]
 
     def usage(self, bwrap_pid: int) -> tuple[int, int, dict[str, tuple[int, int]]]:

@@ -45,6 +45,7 @@ PROTOCOLS = frozenset({"http", "https", "mailto", "attachment"})
 # output types that are code, or that a renderer turns into live markup
 DROPPED_MIMES = ("javascript", "image/svg+xml", "application/vnd.jupyter.widget-state")
 TEXT_MIMES = ("text/plain", "text/latex", "application/json")
+CODE_BLOCK = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.S | re.I)  # their text is code: dropped too
 TAG_LIKE = re.compile(r"<\s*[A-Za-z!/?]")
 # markdown link and image targets: [text](target ...), [ref]: target, <scheme:...>
 MD_TARGET = re.compile(r"(\]\(\s*<?|^\s{0,3}\[[^\]]+\]:\s*<?|<)([^\s)>]+)", re.MULTILINE)
@@ -86,7 +87,7 @@ def clean_markup(text: str) -> str:
     if not isinstance(text, str):
         return text
     if TAG_LIKE.search(text):
-        cleaned = _clean_html(text)
+        cleaned = _clean_html(CODE_BLOCK.sub("", text))
         if html.unescape(cleaned) != html.unescape(text):
             text = cleaned  # something was removed, not only escaped
     for pattern in (MD_TARGET, TEX_TARGET):
