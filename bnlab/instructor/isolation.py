@@ -17,8 +17,8 @@ the formgrader's button, ``make autograde`` and ``make grade-demo`` all use it) 
 - an environment of the variables a kernel needs (no instructor secrets, ``HOME`` in ``/tmp``);
 - bounded resources (:class:`SandboxLimits`): ``/``, ``/dev`` read-only; ``/tmp``, ``/dev/shm`` and the working
   copy on size-limited tmpfs (bubblewrap's ``--size``), so a disk fill ends at the quota and never reaches the
-  host's disk; ``RLIMIT_NPROC`` (enforced by Linux for every user but root); and a watchdog
-  (:meth:`Sandbox.watch`) that ends the sandbox when its processes' memory plus what its tmpfs hold passes the
+  host's disk; ``RLIMIT_NPROC`` at twice the process limit (enforced by Linux for every user but root); and a
+  watchdog (:meth:`Sandbox.watch`) that ends the sandbox when its processes' memory plus what its tmpfs hold passes the
   memory limit, when it runs more processes than allowed, when a tmpfs is full, or at its deadline, and says
   which (:attr:`Sandbox.stopped`). cgroups are not used (see ``docs/integrity.md``).
 
@@ -304,7 +304,9 @@ class Sandbox:
         # kernel would think its parent gone. PID 1, the sandbox's init, lives exactly as long as the sandbox.
         prologue = ["/bin/sh", "-c", PROLOGUE, SUBMISSION]
         if self.limits.processes and shutil.which("prlimit"):
-            n = self.limits.processes
+            # a hard cap at twice the limit: the watchdog ends (and names) a sandbox over the limit, and a fork loop
+            # faster than its sampling stops at the cap (for every grading user but root, whom Linux exempts)
+            n = 2 * self.limits.processes
             prologue += [shutil.which("prlimit"), f"--nproc={n}:{n}", "--"]
         return [*args, "--setenv", "JPY_PARENT_PID", "1", "--", *prologue, *cmd]
 
