@@ -101,7 +101,9 @@ def export_layer(probe) -> dict:
             functions[name] = {"error": str(exc)}
             continue
         known = [*concrete.graph.variables, *(v for v in roles.values() if v is not None)]
-        functions[name] = _package(concrete, lambda handle: index_of(_owner(handle, known, probe.where)), library)
+        functions[name] = _package(
+            concrete, lambda handle: {"variable": index_of(_owner(handle, known, probe.where))}, library
+        )
     return {
         "where": probe.where,
         "kind": probe.kind,
@@ -127,13 +129,13 @@ def _owner(handle, variables, where):
     return owner
 
 
-def _package(concrete, variable_index, library: dict) -> dict:
-    """One traced function as data: its FunctionDef, what it captures (``variable_index(handle)`` of a variable, or a
+def _package(concrete, variable_capture, library: dict) -> dict:
+    """One traced function as data: its FunctionDef, what it captures (``variable_capture(handle)`` for a variable, a
     constant's value), its outputs; the functions it calls go into ``library``."""
     captures = []
     for tensor in concrete.captured_inputs:
         if tensor.dtype == tf.resource:
-            captures.append({"variable": variable_index(tensor)})
+            captures.append(variable_capture(tensor))
         else:
             captures.append({"constant": np.asarray(tensor.numpy()), "dtype": tensor.dtype.name})
     outputs = [t for t in concrete.outputs if t is not None]
@@ -145,10 +147,6 @@ def _package(concrete, variable_index, library: dict) -> dict:
         "outputs": len(outputs),
         "output_shape": outputs[0].shape.as_list() if outputs else [],
     }
-
-
-def _index(variables: list, variable) -> int:
-    return next(i for i, known in enumerate(variables) if known is variable)
 
 
 def step_variables(model, optimizer) -> list:
@@ -190,7 +188,22 @@ def export_step(function, seed: int, learning_rate: float | None = None) -> dict
     x = tf.TensorSpec([None, num.DENSE_FEATURES], tf.float32)
     y = tf.TensorSpec([None, 3], tf.float32)
     sample = (tf.zeros([2, num.DENSE_FEATURES]), tf.zeros([2, 3]))
-    functions, library = {}, {}
+    functions, library, own = {}, {}, []
+    graph_variables: list = []
+
+    def capture(handle, known) -> dict:
+        """The reference model's and the given optimizer's variables by their place; any other variable the function
+        keeps (an optimizer of its own, a counter) by its value, as its own."""
+        for i, variable in enumerate(known):
+            if variable.handle is handle:
+                return {"variable": i}
+        variable = _owner(handle, graph_variables, "the function")
+        for i, known_own in enumerate(own):
+            if known_own is variable:
+                return {"own": i}
+        own.append(variable)
+        return {"own": len(own) - 1}
+
     if learning_rate is None:
         known = step_variables(model, None)
         concrete = probes.run(
@@ -199,7 +212,8 @@ def export_step(function, seed: int, learning_rate: float | None = None) -> dict
             sample[0],
             eager=lambda x_: function(model, x_),
         )
-        functions["predict"] = _package(concrete, lambda h: _index(known, _owner(h, known, "predict")), library)
+        graph_variables[:] = list(concrete.graph.variables)
+        functions["predict"] = _package(concrete, lambda h: capture(h, known), library)
     else:
         for name, optimizer in step_optimizers(model, learning_rate).items():
             known = step_variables(model, optimizer)
@@ -220,7 +234,10 @@ def export_step(function, seed: int, learning_rate: float | None = None) -> dict
                 except Exception as exc:  # noqa: BLE001 - student code can raise anything
                     functions[name] = {"error": f"{type(exc).__name__}: {probes._first_line(exc)[:160]}"}
                     continue
-            functions[name] = _package(
-                concrete, lambda h, known=known: _index(known, _owner(h, known, "train_step")), library
-            )
-    return {"functions": functions, "library": list(library.values())}
+            graph_variables[:] = list(concrete.graph.variables)
+            functions[name] = _package(concrete, lambda h, known=known: capture(h, known), library)
+    return {
+        "functions": functions,
+        "library": list(library.values()),
+        "own": [{"value": np.asarray(v.numpy()), "dtype": v.dtype.name} for v in own],
+    }

@@ -95,12 +95,18 @@ def _call(function, inputs: list, captures: list):
     )
 
 
-def _captures(spec: dict, variables: list) -> list:
+def _captures(spec: dict, variables: list, own: list = ()) -> list:
+    """The values a function captured: ``variables`` by place, the function's ``own`` variables, constants."""
     import tensorflow as tf
 
     found = []
     for capture in spec["captures"]:
-        if "variable" in capture:
+        if "own" in capture:
+            index = int(capture["own"])
+            if not 0 <= index < len(own):
+                raise Unjudgeable("its graph captures a variable the judge does not have")
+            found.append(own[index].handle)
+        elif "variable" in capture:
             index = int(capture["variable"])
             if not 0 <= index < len(variables):
                 raise Unjudgeable("its graph captures a variable the judge does not have")
@@ -259,8 +265,14 @@ def judged_step(seed: int):
             return self._graphs[name]
 
         def _load(self, package):
+            import tensorflow as tf
+
             self._graphs = _register(package)
             self._package = package
+            self._own = [
+                tf.Variable(np.asarray(v["value"]), dtype=tf.as_dtype(v["dtype"]), trainable=False)
+                for v in package.get("own", [])
+            ]
 
         def train_step(self, package, x, y, learning_rate):
             self._load(package)
@@ -269,7 +281,8 @@ def judged_step(seed: int):
                 name = "sgd" if isinstance(optimizer, self._tf_keras_sgd) else "adam"
                 function = self._student(self._package, name)
                 variables = export.step_variables(model, optimizer)
-                return list(_call(function, [images, labels], _captures(self._package["functions"][name], variables)))
+                captured = _captures(self._package["functions"][name], variables, self._own)
+                return list(_call(function, [images, labels], captured))
 
             self._tf_keras_sgd = probes.keras.optimizers.SGD
             return super().train_step(step, x, y, learning_rate)
@@ -286,7 +299,7 @@ def judged_step(seed: int):
 
             def predict(model, images):
                 variables = export.step_variables(model, None)
-                return _call(function, [images], _captures(package["functions"]["predict"], variables))[0]
+                return _call(function, [images], _captures(package["functions"]["predict"], variables, self._own))[0]
 
             return super().predict(predict, x)
 
