@@ -237,7 +237,8 @@ RESOURCE_ATTACKS = {
     "memory_in_tmpfs": "open('/tmp/f', 'wb').write(b'1' * (56 << 20))\nopen('f', 'wb').write(b'1' * (56 << 20))\n"
     "block = b'1' * (100 << 20)\n" + HOLD,
     "memory": "blocks = [b'1' * (32 << 20) for _ in range(192)]\n" + HOLD,  # 6 GiB
-    "processes": "import subprocess\nprocs = [subprocess.Popen(['sleep', '60']) for _ in range(500)]\n" + HOLD,
+    "processes": "import subprocess\nprocs = []\ntry:\n    for _ in range(500):\n"
+    "        procs.append(subprocess.Popen(['sleep', '60']))\nexcept OSError:\n    pass\n" + HOLD,
     "wall": HOLD,
     "root_write": "open('/pwned', 'w')",
     "dev_write": "open('/dev/pwned', 'w')",

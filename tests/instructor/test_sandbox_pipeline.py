@@ -255,7 +255,8 @@ RESOURCE_ATTACKS = {  # each after the answer of the upstream-shift question, th
     "tmpfill": FILLER + "_fill('/tmp/fill', 4608)" + HOLD,  # 4.5 GiB
     "diskfill": FILLER + "_fill('fill', 2048)" + HOLD,  # 2 GiB in the working folder
     "hog": "_blocks = [b'1' * (64 << 20) for _ in range(96)]" + HOLD,  # 6 GiB
-    "flood": f"import subprocess as _sp\n_procs = [_sp.Popen(['sleep', '120', '{MARK}']) for _ in range(500)]" + HOLD,
+    "flood": f"import subprocess as _sp\n_procs = []\ntry:\n    for _ in range(500):\n"
+    f"        _procs.append(_sp.Popen(['sleep', '120', '{MARK}']))\nexcept OSError:\n    pass" + HOLD,
 }
 LIMIT_REASON = {
     "tmpfill": "filled /tmp to its limit of 64 MiB",
