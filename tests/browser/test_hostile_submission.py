@@ -197,7 +197,9 @@ def test_a_hostile_submission_changes_nothing_in_the_instructors_browser(hostile
         appears(palette, 30, "the command palette")
         palette.fill("Trust Notebook")
         page.keyboard.press("Enter")
-        page.get_by_role("button", name="Trust", exact=True).click()
+        trust = page.locator(".jp-Dialog-footer button", has_text="Trust")
+        appears(trust, 60, "JupyterLab's Trust dialog")
+        trust.click()
         settle(page, 3)
         page.keyboard.press("Control+s")  # the server signs the notebook when it saves it trusted
         settle(page, 5)
