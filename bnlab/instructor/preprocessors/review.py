@@ -60,7 +60,7 @@ def _after_nearest(nb, earlier: list[str]) -> int:
 
 def review_reasons(nb) -> list[str]:
     """What in the autograded notebook ``nb`` needs the instructor's look, one phrase each."""
-    restored, died, unconfirmed = [], [], []
+    restored, died, unconfirmed, unjudgeable = [], [], [], []
     for cell in nb.cells:
         name = cell.metadata.get("nbgrader", {}).get("grade_id") or "an ungraded cell"
         if utils.is_grade(cell) and RESTORED in cell.source.split("\n", 1)[0]:
@@ -69,6 +69,8 @@ def review_reasons(nb) -> list[str]:
             died.append(name)
         if cell.metadata.get("bnlab", {}).get("verification") == "tampered":
             unconfirmed.append(name)
+        if cell.metadata.get("bnlab", {}).get("verification") == "unjudgeable":
+            unjudgeable.append(name)
     reasons = []
     if restored:
         reasons.append("graded cells deleted in the submission were put back and graded: " + ", ".join(restored))
@@ -76,6 +78,8 @@ def review_reasons(nb) -> list[str]:
         reasons.append("the kernel died in " + ", ".join(died) + " (skipped, the rest graded)")
     if unconfirmed:
         reasons.append("checks the trusted re-run did not confirm: " + ", ".join(unconfirmed))
+    if unjudgeable:
+        reasons.append("checks whose graphs the trusted re-run's judge refused: " + ", ".join(unjudgeable))
     return reasons
 
 
