@@ -324,3 +324,21 @@ def test_a_graph_with_a_python_callback_is_refused_by_the_judge_process():
     message = verdicts["test_nn_fc_population"]
     assert isinstance(message, verify.Unjudgeable) and "Python callback" in message and "EagerPyFunc" in message
     assert not isinstance(verdicts["test_keras_fc_outputs"], verify.Unjudgeable)
+
+
+@pytest.mark.parametrize("kernel_passed", [True, False])
+def test_a_refused_graph_scores_nothing_and_is_flagged_for_review(monkeypatch, caplog, kernel_passed):
+    from bnlab.instructor.preprocessors.review import review_reasons
+
+    preprocessor = verify.VerifyChecks()
+    verdict = verify.Unjudgeable("Your code could not be judged: its graph holds a Python callback")
+    monkeypatch.setattr(preprocessor, "_trusted_sources", lambda resources: {"test_a": "..."})
+    monkeypatch.setattr(preprocessor, "_verify", lambda nb, tests, resources: {"test_a": verdict})
+    with caplog.at_level(logging.WARNING):
+        nb, _ = preprocessor.preprocess(_notebook(not kernel_passed), {"nbgrader": {"student": "mallory"}})
+    cell = nb.cells[0]
+    assert cell.metadata["bnlab"] == {"verification": "unjudgeable", "message": verdict}
+    assert nb.metadata["bnlab"]["unjudgeable"] == {"test_a": verdict}
+    assert any(o["output_type"] == "error" for o in cell.outputs)  # nbgrader scores it zero
+    assert "UNJUDGEABLE: student mallory: the judge refused to run the graphs of test_a" in caplog.text
+    assert any("judge refused: test_a" in reason for reason in review_reasons(nb))
