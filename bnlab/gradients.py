@@ -4,8 +4,9 @@
 - :func:`show_upstream_shift`: the exercise's demo after its Part 4 question (what a constant added to the
   upstream gradient changes), measured with TensorFlow's autodiff;
 - :func:`weight_scale_rows`: the previous layer's weights scaled by a factor: the output and the gradient;
-- :class:`StatisticsBN` and :func:`build_statistics_twins`: the exercise's CNN with batch normalization whose
-  gradient flows through the batch statistics or skips them (``tf.stop_gradient``);
+- :class:`StatisticsBN`, :func:`input_gradient_rows` and :func:`build_statistics_twins`: batch normalization whose
+  gradient flows through the batch statistics or skips them (``tf.stop_gradient``), on one batch and in the
+  exercise's CNN;
 - :func:`initialization_runs` and :func:`initialization_verdict`: the 20-layer network without batch
   normalization, He next to Glorot initialization, and with it, over seeds.
 
@@ -108,6 +109,25 @@ class StatisticsBN(keras.layers.Layer):
         else:
             mean, variance = self.moving_mean, self.moving_variance
         return tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma, self.epsilon)
+
+
+def input_gradient_rows(seed: int = 0) -> list[list]:
+    """A :class:`StatisticsBN` layer on a random batch (training mode), its statistics in the gradient and
+    stopped: ``[label, largest per-feature |sum of dx| / largest |dx|, largest |cosine(dx, x_hat)|]``."""
+    rng = np.random.default_rng(seed)
+    x = tf.constant((2 + 3 * rng.standard_normal((64, 8))).astype(np.float32))
+    dout = tf.constant(rng.standard_normal((64, 8)).astype(np.float32))
+    x_hat = (x.numpy() - x.numpy().mean(axis=0)) / x.numpy().std(axis=0)
+    rows = []
+    for label, stop in (("through the statistics", False), ("statistics stopped", True)):
+        layer = StatisticsBN(stop_gradient=stop)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=True)
+        dx = tape.gradient(out, x, output_gradients=dout).numpy()
+        cosine = (dx * x_hat).sum(axis=0) / (np.linalg.norm(dx, axis=0) * np.linalg.norm(x_hat, axis=0))
+        rows.append([label, float(np.abs(dx.sum(axis=0)).max() / np.abs(dx).max()), float(np.abs(cosine).max())])
+    return rows
 
 
 def build_statistics_twins(seed: int = 0) -> tuple[keras.Model, keras.Model]:
