@@ -65,6 +65,23 @@ def press(page, listing: str, button: str, seconds: float = 120) -> None:
     item.first.click()
 
 
+def running_pythons(layout, user: str) -> set[str]:
+    """The Python executables of ``user``'s single-user server and kernels (from /proc, as root)."""
+    uid = pwd.getpwnam(user).pw_uid
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid != uid:
+                    continue
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if any(word in b" ".join(argv) for word in (b"jupyterhub.singleuser", b"ipykernel_launcher")):
+                found.add(argv[0].decode())
+    return found
+
+
 def wait_for(condition, seconds: float, what: str):
     deadline = time.monotonic() + seconds
     while not (value := condition()):
@@ -125,6 +142,16 @@ def test_class_cycle_on_the_hub(browser, class_hub, tmp_path):
         message = verdict.inner_text()
         assert "validation-success" in (verdict.get_attribute("class") or ""), message[:1500]
         student.locator(".jp-Dialog .jp-mod-accept").click()
+
+    with steps("A's server and kernel run the student package; the teacher's the whole course"):
+        pythons = {name: running_pythons(layout, name) for name in (ada, teacher)}
+        assert pythons[ada] == {str(layout.student_env / "bin" / "python")}, pythons
+        assert pythons[teacher] == {str(hub.VENV / "bin" / "python")}, pythons
+        probe = "import bnlab, importlib.util as u; print(bnlab.__file__, u.find_spec('bnlab.instructor') is None)"
+        shipped = hubdriver.as_user(layout, "ada", [next(iter(pythons[ada])), "-c", probe])
+        where, no_tooling = shipped.stdout.split()
+        assert where.startswith(f"{layout.state}/bundle/") and where.endswith("/bnlab/__init__.py"), shipped
+        assert no_tooling == "True", "a student's kernel can import bnlab.instructor"
 
     with steps("student A submits from the Assignments list"):
         assignment_list(student)
