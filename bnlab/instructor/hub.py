@@ -214,6 +214,7 @@ def config_folder(layout: Layout, folder: Path, student: bool) -> None:
 def prepare(layout: Layout) -> Layout:
     """Accounts, exchange, data, student environment, the grader's course; ``STATE/hub.json``."""
     require_root()
+    check_reachable("nobody")  # before any account is made: can a user without rights run the course?
     install_proxy()
     state = Path(layout.state)
     state.mkdir(parents=True, exist_ok=True)
@@ -221,7 +222,6 @@ def prepare(layout: Layout) -> Layout:
     layout.passwords = {name: layout.passwords.get(name) or secrets.token_urlsafe(12) for name in layout.users}
     for name in layout.users:
         ensure_user(name, layout.passwords[name])
-    check_reachable(layout.user("ada"))
     layout.exchange.mkdir(exist_ok=True)
     os.chmod(layout.exchange, 0o1777)  # nbgrader: every user reads and writes the exchange root
     if layout.data.exists():

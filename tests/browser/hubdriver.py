@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -52,6 +53,25 @@ def why_not() -> str | None:
     if os.geteuid() != 0:
         return "the JupyterHub test creates Unix users and runs servers as them: run it as root (CI does)"
     return None  # without npm, bnlab.instructor.hub says how to install the proxy (the test fails, as in CI)
+
+
+@contextlib.contextmanager
+def searchable_course():
+    """Let every user pass through the folders above the course's Python and venv (``o+x``, never ``o+r``),
+    as a server for a class must (docs/jupyterhub.md, step 1); CI's Python may live under /root. Each
+    folder changed gets its mode back at the end."""
+    changed = {}
+    for target in (Path(os.path.realpath(sys.executable)), REPO / ".venv", Path(sys.prefix)):
+        for folder in [target, *target.parents] if target.is_dir() else target.parents:
+            mode = folder.stat().st_mode
+            if not mode & 0o001 and folder not in changed:
+                changed[folder] = stat.S_IMODE(mode)
+                os.chmod(folder, stat.S_IMODE(mode) | 0o001)
+    try:
+        yield sorted(changed)
+    finally:
+        for folder, mode in changed.items():
+            os.chmod(folder, mode)
 
 
 def group_alive(pgid: int) -> list[int]:

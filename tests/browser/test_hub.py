@@ -37,7 +37,7 @@ def class_hub(browser):
     if reason:
         pytest.skip(reason)
     log = ARTIFACTS / "hub.log"
-    with hubdriver.running_hub(log) as layout:
+    with hubdriver.searchable_course(), hubdriver.running_hub(log) as layout:
         printed = log.read_text()
         assert (
             f"http://127.0.0.1:{layout.port}/hub/login" in printed and layout.passwords[layout.user("ada")] in printed
