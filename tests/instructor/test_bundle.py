@@ -118,6 +118,7 @@ def test_graded_parts_cover_every_graded_function_cell():
         ("fully_connected", 3),
         ("conv_layer", 3),
         ("fixed_fully_connected", 2),
+        ("batchnorm_backward", 4),
     }
 
 
