@@ -60,6 +60,18 @@ def test_memory_limit_stops_a_hungry_command():
     assert out.status == "memory" and "over the limit of 1 GiB" in out.reason and out.seconds < 20
 
 
+def test_the_sandbox_follows_make_autogrades_memory_and_wall_time(tmp_path):
+    from traitlets.config.loader import KVArgParseConfigLoader
+
+    from bnlab.instructor.preprocessors.execute import SandboxedExecute
+
+    for given, memory in ((Limits(memory_bytes=6 * GiB, wall_seconds=900), 6), (Limits(memory_bytes=None), 0)):
+        cmd = job.grading_command(tmp_path, "a", "s", "token", given)
+        options = [arg for arg in cmd if arg.startswith("--SandboxedExecute.")]
+        execute = SandboxedExecute(config=KVArgParseConfigLoader(argv=options).load_config())
+        assert execute.memory_limit == memory and execute.wall_time == given.wall_seconds
+
+
 def test_grading_commands_end_when_the_coordinator_is_stopped(tmp_path):
     import signal
     import subprocess

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bnlab.grading.errors import KERNEL_DIED
 from bnlab.instructor import admission, isolation
-from bnlab.instructor.autograde.limits import Limits, capped_read, run_limited
+from bnlab.instructor.autograde.limits import GiB, Limits, capped_read, run_limited
 from bnlab.instructor.autograde.record import GRADEBOOK, TABLE, copy_database, gradebook, sql
 from bnlab.instructor.nbgrader import nbgrader_command, nbgrader_env
 
@@ -242,6 +242,21 @@ def _refusals(result: dict, refused: dict) -> dict:
     return result
 
 
+def grading_command(course: Path, assignment: str, student: str, token: str, limits: Limits) -> list[str]:
+    """The ``nbgrader autograde`` command of one submission: nbgrader's log to a file, each record marked by
+    ``token``; the sandbox's memory and wall time set to ``limits`` (``--memory-gib``, ``--wall-time``)."""
+    cmd = nbgrader_command("autograde", assignment, "--student", student, "--force", root=course)
+    cmd += [
+        f"--NbGrader.logfile={course / LOG}",  # NbGrader: nbgrader moves AutogradeApp.* options elsewhere
+        f"--NbGrader.log_format=%(color)s[%(name)s | %(levelname)s]%(end_color)s {token} %(message)s",
+        f"--SandboxedExecute.memory_limit={(limits.memory_bytes or 0) / GiB:g}",
+        f"--SandboxedExecute.wall_time={limits.wall_seconds:g}",
+    ]
+    if limits.cell_timeout:
+        cmd.append(f"--Execute.timeout={int(limits.cell_timeout)}")
+    return cmd
+
+
 def grade_submission(
     kit: bytes,
     assignment: str,
@@ -313,13 +328,7 @@ def grade_submission(
             result.update(status="unreadable", reason=unreadable, seconds=time.perf_counter() - start)
             return _refusals(result, refused)
         token = secrets.token_hex(16)  # marks nbgrader's log records; student code never sees it
-        cmd = nbgrader_command("autograde", assignment, "--student", student, "--force", root=course)
-        cmd += [
-            f"--NbGrader.logfile={course / LOG}",  # NbGrader: nbgrader moves AutogradeApp.* options elsewhere
-            f"--NbGrader.log_format=%(color)s[%(name)s | %(levelname)s]%(end_color)s {token} %(message)s",
-        ]
-        if limits.cell_timeout:
-            cmd.append(f"--Execute.timeout={int(limits.cell_timeout)}")
+        cmd = grading_command(course, assignment, student, token, limits)
         run_env = nbgrader_env({**(env or {}), "BNLAB_COURSE_ROOT": str(course), "BNLAB_ISOLATION": limits.isolation})
         sandbox_ok, sandbox_why = isolation.available()
         if limits.isolation == "require" and not sandbox_ok:
