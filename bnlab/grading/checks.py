@@ -169,7 +169,7 @@ def _statistics_fit(probe, kind: str, api: str, arg) -> None:
         return
     found = "x".join(str(d) for d in mean.shape) or "one"
     what = "units" if kind == "dense" else "feature maps (output channels)"
-    if mean.shape == num.input_shape(kind)[-1:]:
+    if mean.shape == num.input_shape(kind, arg)[-1:]:
         fail(
             f"{where}: its batch normalization keeps {found} statistics, one per feature of the layer's input, but "
             f"the layer has {n} {what}: it normalizes what goes into the layer. Batch normalization belongs on the "
@@ -201,7 +201,7 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
     beta trainable, population statistics not (starting at 0 and 1); the layer's output shape kept."""
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, 0)
-    where, n = probe.where, num.units(kind, arg)
+    where = probe.where
     info = probe.info()
     _statistics_fit(probe, kind, api, arg)
     mean, var = (np.asarray(s) for s in probe.statistics())
@@ -219,7 +219,7 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
             "needs after normalizing.",
             "variables",
         )
-    x = num.batches(kind, 1, 7)[0]
+    x = num.batches(kind, 1, 7, arg)[0]
     out = np.asarray(probe.call(x, False))
     moved = not all(np.allclose(a, b) for a, b in zip((mean, var), probe.statistics()))
     if not moved and not (np.allclose(mean, 0) and np.allclose(var, 1)):  # (moving at inference: another check)
@@ -236,7 +236,7 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
                 "normalization.",
                 "variables",
             )
-    expected = (len(x), n) if kind == "dense" else (len(x),) + (num.CONV_SIZE // num.stride(kind, arg),) * 2 + (n,)
+    expected = (len(x),) + num.output_shape(kind, arg)
     if out.shape != expected:
         fail(
             f"{where}: output shape {out.shape}, expected {expected}. Keep the layer's size, stride and 'same' "
@@ -276,7 +276,7 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
     where, info = probe.where, probe.info()
     _statistics_fit(probe, kind, api, arg)
-    inputs = num.batches(kind, steps, seed)
+    inputs = num.batches(kind, steps, seed, arg)
     records = [[np.asarray(s, np.float64) for s in probe.statistics()]]
     outputs = []
     for x in inputs:
@@ -374,7 +374,7 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     _statistics_fit(probe, kind, api, arg)
     _random_scale_shift(probe, kind, arg, seed)
     where, info = probe.where, probe.info()
-    x = num.batches(kind, 1, seed + 11)[0]
+    x = num.batches(kind, 1, seed + 11, arg)[0]
     out = np.asarray(probe.call(x, True))
     placement, unbiased = _match_contract(where, info, x, out, kind, arg, "training")
     upstream = np.random.default_rng(seed + 13).standard_normal(out.shape)
@@ -459,12 +459,12 @@ def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
     _statistics_fit(probe, kind, api, arg)
-    for x in num.batches(kind, 3, seed):
+    for x in num.batches(kind, 3, seed, arg):
         probe.call(x, True)
     _random_scale_shift(probe, kind, arg, seed)
     where, info = probe.where, probe.info()
     before = [np.asarray(s, np.float64) for s in probe.statistics()]
-    x = num.batches(kind, 1, seed + 23)[0]
+    x = num.batches(kind, 1, seed + 23, arg)[0]
     out = probe.call(x, False)
     after = [np.asarray(s, np.float64) for s in probe.statistics()]
     if not all(a.shape == b.shape and np.allclose(a, b) for a, b in zip(before, after)):

@@ -52,7 +52,7 @@ def _roles(probe) -> dict:
 
 def _functions(probe) -> dict:
     """name: (python function, input specs, description of the call for messages)."""
-    shape = [None, *num.input_shape(probe.kind)]
+    shape = [None, *num.input_shape(probe.kind, probe.arg)]
     x = tf.TensorSpec(shape, tf.float32)
     found = {
         "train": (lambda x: probe._forward(x, True), [x], f"{probe.where} in training mode"),

@@ -6,18 +6,49 @@ Nothing here imports TensorFlow or runs student code, so the trusted re-verifica
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import numpy as np
 
 from bnlab.reference import batch_norm_formula
 
-DENSE_BATCH, DENSE_FEATURES, DENSE_UNITS = 16, 6, 5
-CONV_BATCH, CONV_SIZE, CONV_CHANNELS = 8, 6, 3
-CONV_DEPTHS = (2, 3)  # 8 feature maps with stride 1, 12 with stride 2
+# The checks probe a layer with what the exercise's network feeds it (bnlab.exercise): a training batch of 64 float32
+# activations after a ReLU, shaped as the layer's real call. conv_layer(prev, depth) for depth 1..19 on 28x28x1
+# images gets (depth - 1) * 4 feature maps (1 for depth 1), halved in size after every third depth; its default
+# depths are two real calls at 4x4 (stride 1, then stride 2), which keep the NumPy judging cheap. fully_connected
+# gets the flattened 1x1x76 map of depth 19 and has 100 units.
+BATCH = 64
+IMAGE_SIZE, IMAGE_CHANNELS, CONV_LAYERS = 28, 1, 19
+DENSE_FEATURES, DENSE_UNITS = 76, 100
+CONV_DEPTHS = (11, 12)  # inputs 4x4x40 (44 feature maps, stride 1) and 4x4x44 (48 feature maps, stride 2)
 ATOL = RTOL = 2e-3
+
+# mixed into the seeds of the checks' inputs when set (the trusted re-run: a fresh secret per submission, drawn in
+# nbgrader's process after the submission's cells ran and never sent to the worker); unset in the notebook's kernel
+_SALT: contextvars.ContextVar = contextvars.ContextVar("bnlab_probe_salt", default=None)
+
+
+@contextlib.contextmanager
+def salted(salt: int | None):
+    """Within this block the checks' inputs (:func:`batches`) are drawn from their seeds mixed with ``salt``."""
+    if salt is not None and (not isinstance(salt, int) or salt < 0):
+        raise ValueError(f"the salt must be a non-negative int, got {salt!r}")
+    token = _SALT.set(salt)
+    try:
+        yield
+    finally:
+        _SALT.reset(token)
 
 
 def layer_arg(kind: str, arg):
-    return arg if arg is not None else (DENSE_UNITS if kind == "dense" else CONV_DEPTHS[0])
+    if arg is None:
+        return DENSE_UNITS if kind == "dense" else CONV_DEPTHS[0]
+    if kind == "conv" and not (isinstance(arg, int) and 1 <= arg <= CONV_LAYERS):
+        raise ValueError(f"a conv layer's depth is an int from 1 to {CONV_LAYERS} (the network's layers), got {arg!r}")
+    if kind == "dense" and not (isinstance(arg, int) and arg >= 1):
+        raise ValueError(f"a dense layer's size is a positive int (its number of units), got {arg!r}")
+    return arg
 
 
 def units(kind: str, arg) -> int:
@@ -29,17 +60,35 @@ def stride(kind: str, arg) -> int:
     return 1 if kind == "dense" or layer_arg(kind, arg) % 3 else 2
 
 
-def input_shape(kind: str) -> tuple:
-    return (DENSE_FEATURES,) if kind == "dense" else (CONV_SIZE, CONV_SIZE, CONV_CHANNELS)
+def input_shape(kind: str, arg=None) -> tuple:
+    """The shape (without the batch axis) of what the exercise's network feeds the layer: the flattened last
+    feature map for ``fully_connected``, the output of depth ``arg - 1`` for ``conv_layer(prev, arg)``."""
+    if kind == "dense":
+        return (DENSE_FEATURES,)
+    depth, size = layer_arg(kind, arg), IMAGE_SIZE
+    for before in range(1, depth):
+        size = -(-size // stride("conv", before))
+    return (size, size, IMAGE_CHANNELS if depth == 1 else (depth - 1) * 4)
 
 
-def batches(kind: str, steps: int, seed: int, batch: int | None = None) -> list:
-    """Input batches with a per-feature offset and scale, so the statistics are distinctive."""
-    rng = np.random.default_rng(seed)
-    shape = (batch or (DENSE_BATCH if kind == "dense" else CONV_BATCH),) + input_shape(kind)
+def output_shape(kind: str, arg=None) -> tuple:
+    """The layer's output shape without the batch axis ('same' padding: the size divided by the stride, rounded up)."""
+    if kind == "dense":
+        return (units(kind, arg),)
+    size = -(-input_shape(kind, arg)[0] // stride(kind, arg))
+    return (size, size, units(kind, arg))
+
+
+def batches(kind: str, steps: int, seed: int, arg=None, batch: int | None = None) -> list:
+    """``steps`` float32 batches shaped as the layer's real input (:func:`input_shape`), ``batch`` (default
+    :data:`BATCH`) examples each: activations after a ReLU, non-negative with many zeros, with a per-feature offset
+    and scale so that their statistics are distinctive. Drawn from ``seed``, mixed with the salt of :func:`salted`."""
+    salt = _SALT.get()
+    rng = np.random.default_rng(seed if salt is None else [seed, salt])
+    shape = (batch or BATCH,) + input_shape(kind, arg)
     offset = rng.uniform(-1.0, 2.0, size=shape[-1])
-    scale = rng.uniform(1.0, 3.0, size=shape[-1])
-    return [(offset + scale * rng.standard_normal(shape)).astype(np.float32) for _ in range(steps)]
+    scale = rng.uniform(0.5, 3.0, size=shape[-1])
+    return [relu(offset + scale * rng.standard_normal(shape)).astype(np.float32) for _ in range(steps)]
 
 
 def axes(z) -> tuple:
@@ -129,12 +178,11 @@ FORWARDS = {
 DIFFERENCE_STEP = 1e-5
 
 
-def _variant_statistics(x, variant):
-    rule, unbiased, _, _ = FORWARDS[variant]
-    over = axes(x) if rule == "all" else (0,)
-    n = int(np.prod([x.shape[a] for a in over]))
-    mean = x.mean(axis=over, keepdims=True)
-    return mean, ((x - mean) ** 2).mean(axis=over, keepdims=True) * (n / (n - 1) if unbiased else 1.0)
+def _groups(x, variant):
+    """``x`` as (values in a statistics group, groups): a column per feature, or per position and feature for the
+    variant whose statistics are taken over the batch axis only."""
+    rule = FORWARDS[variant][0]
+    return x.reshape(-1, x.shape[-1]) if rule == "all" else x.reshape(x.shape[0], -1)
 
 
 def differences(variant: str, dout, x, gamma, eps, step: float = DIFFERENCE_STEP) -> dict:
@@ -142,25 +190,32 @@ def differences(variant: str, dout, x, gamma, eps, step: float = DIFFERENCE_STEP
     (forward pass ``variant``, a key of :data:`FORWARDS`): ``{"dx", "dgamma", "dbeta"}`` in float64.
 
     There is no analytic backward pass in the library (Part 4 asks students for one): the checks differentiate
-    the forward pass numerically. The features (last axis) are independent, so one perturbation per position
-    of the other axes gives the derivative for every feature at once, the loss kept per feature."""
+    the forward pass numerically. Each value of ``x`` is moved by ``+-step`` and the forward pass evaluated again;
+    the values of a statistics group (a feature's column) are independent of the other groups, and the group's
+    loss ``gamma * sum(dout * (x - mean)) / sqrt(var + eps)`` is a function of four sums over the group (of
+    ``dout * x``, ``dout``, ``x`` and ``x**2``), so the forward pass at every moved value is evaluated at once
+    from those sums moved by that one value."""
+    _, unbiased, hold_mean, hold_var = FORWARDS[variant]
     dout, x, gamma = (np.asarray(a, dtype=np.float64) for a in (dout, x, gamma))
-    held = _variant_statistics(x, variant)
     lead = axes(x)
+    cols, douts = _groups(x, variant), _groups(dout, variant)
+    cols = cols - cols.mean(axis=0)  # (the loss does not change when a group is shifted: sums of small values)
+    n = cols.shape[0]
+    g = _groups(np.broadcast_to(gamma, x.shape), variant)[0]
+    s_dx, s_d, s_x, s_xx = (douts * cols).sum(0), douts.sum(0), cols.sum(0), (cols * cols).sum(0)
+    mean0, var0 = s_x / n, s_xx / n - (s_x / n) ** 2
+    correction = n / (n - 1) if unbiased else 1.0
 
-    def loss(xv, g):
-        mean, var = _variant_statistics(xv, variant)
-        mean = held[0] if FORWARDS[variant][2] else mean
-        var = held[1] if FORWARDS[variant][3] else var
-        return (dout * g * (xv - mean) / np.sqrt(var + eps)).sum(axis=lead)
+    def loss(h, gain=g):
+        """The group's loss with each value moved by ``h`` in turn (one loss per value): shape of ``cols``."""
+        moved_x = s_x + h
+        mean = mean0 if hold_mean else moved_x / n
+        var = var0 if hold_var else (s_xx + 2 * cols * h + h * h) / n - (moved_x / n) ** 2
+        return gain * (s_dx + douts * h - mean * s_d) / np.sqrt(var * correction + eps)
 
-    dx = np.empty_like(x)
-    for index in np.ndindex(*x.shape[:-1]):
-        plus, minus = x.copy(), x.copy()
-        plus[index] += step
-        minus[index] -= step
-        dx[index] = (loss(plus, gamma) - loss(minus, gamma)) / (2 * step)
-    dgamma = (loss(x, gamma + step) - loss(x, gamma - step)) / (2 * step)
+    dx = ((loss(step) - loss(-step)) / (2 * step)).reshape(x.shape)
+    by_group = (loss(0.0, g + step) - loss(0.0, g - step))[0] / (2 * step)
+    dgamma = by_group.reshape(-1, x.shape[-1]).sum(axis=0)  # a feature's groups (one per position, or just one)
     return {"dx": dx, "dgamma": dgamma, "dbeta": dout.sum(axis=lead)}  # out + beta: d/dbeta is exact
 
 

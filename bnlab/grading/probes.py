@@ -1,4 +1,4 @@
-"""TensorFlow side of the checks: a student's function run on small inputs, reported as NumPy data.
+"""TensorFlow side of the checks: a student's function run on the inputs the network feeds it, reported as NumPy data.
 
 A probe builds a student's layer (or wraps a ``train_step`` / ``predict``), runs it the way the notebook's training
 does, inside ``tf.function``, and answers with plain arrays: outputs, statistics, parameters, gradients. It judges
@@ -122,11 +122,12 @@ class LayerProbe:
     kernel = None
     bias = None
 
-    def _start(self, layer_fn, kind: str, seed: int) -> None:
-        """Seed; name the layer function by its own name, or the exercise's for its kind (a lambda, a partial)."""
+    def _start(self, layer_fn, kind: str, seed: int, arg=None) -> None:
+        """Seed; keep the layer's size argument (None: the checks' default); name the layer function by its own
+        name, or the exercise's for its kind (a lambda, a partial)."""
         __tracebackhide__ = True
         keras.utils.set_random_seed(seed)
-        self.kind = kind
+        self.kind, self.arg = kind, num.layer_arg(kind, arg)
         name = getattr(layer_fn, "__name__", "")
         self.where = name if name.isidentifier() else ("fully_connected" if kind == "dense" else "conv_layer")
 
@@ -213,9 +214,9 @@ class KerasLayerProbe(LayerProbe):
 
     def __init__(self, layer_fn, kind, arg, seed=0):
         __tracebackhide__ = True
-        self._start(layer_fn, kind, seed)
-        inputs = keras.Input(num.input_shape(kind))
-        outputs = run(f"{self.where}(prev_layer, ...) on a Keras input", layer_fn, inputs, num.layer_arg(kind, arg))
+        self._start(layer_fn, kind, seed, arg)
+        inputs = keras.Input(num.input_shape(kind, self.arg))
+        outputs = run(f"{self.where}(prev_layer, ...) on a Keras input", layer_fn, inputs, self.arg)
         if not isinstance(outputs, keras.KerasTensor):
             fail(
                 f"{self.where} must return the output of Keras layers applied to prev_layer (a symbolic Keras tensor); "
@@ -310,10 +311,10 @@ class NNLayerProbe(LayerProbe):
 
     def __init__(self, layer_fn, kind, arg, seed=0):
         __tracebackhide__ = True
-        self._start(layer_fn, kind, seed)
-        arg = num.layer_arg(kind, arg)
+        self._start(layer_fn, kind, seed, arg)
+        arg = self.arg
         self.network = Network(lambda x, is_training: layer_fn(x, arg, is_training), name=f"probe_{self.where}")
-        first = num.batches(kind, 1, seed + 1000)[0]
+        first = num.batches(kind, 1, seed + 1000, arg)[0]
         # the first pass creates the variables; inference mode, so no statistics should move
         run(f"{self.where}(prev_layer, ..., is_training=False)", self.network, tf.constant(first), False)
         variables = list(self.network.variables)

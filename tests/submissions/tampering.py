@@ -116,7 +116,7 @@ class _FakeLayer:
         rng = _np.random.default_rng(seed)
         self.kind, self.step = kind, _num.stride(kind, arg)
         self.where = getattr(layer_fn, "__name__", "fully_connected")
-        self.epsilon, n, c = 1e-3, _num.units(kind, arg), _num.input_shape(kind)[-1]
+        self.epsilon, n, c = 1e-3, _num.units(kind, arg), _num.input_shape(kind, arg)[-1]
         self.kernel = rng.standard_normal((c, n) if kind == "dense" else (3, 3, c, n)) * 0.3
         self.bias, self.gamma, self.beta = None, _np.ones(n), _np.zeros(n)
         self.mean, self.var = _np.zeros(n), _np.ones(n)

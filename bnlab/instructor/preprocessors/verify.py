@@ -13,6 +13,9 @@ executed the notebook, :class:`VerifyChecks` runs each graded test cell again:
   function builds (:mod:`bnlab.grading.export`), which a separate judge process (:mod:`bnlab.grading.judge`),
   where no student Python runs, refuses unless it is computation only, and runs on the checks' inputs to report
   data (outputs, statistics, gradients) for the checks to judge; a refused graph scores nothing and is flagged;
+- the checks' inputs are drawn here, after the student's cells before the test cell ran, from the checks' seeds
+  mixed with a fresh secret salt per test cell (:func:`bnlab.grading.numeric.salted`): the salt never reaches the
+  worker, so the graph it exported cannot know the inputs it will be judged on (only the judge sees them, as arrays);
 - a cell that passed in the kernel but fails here gets an error output, so
   :class:`nbgrader.preprocessors.SaveAutoGrades` gives it zero, and the submission is flagged as
   tampered: a warning in nbgrader's log, ``metadata.bnlab`` on the cell and the notebook.
@@ -28,6 +31,7 @@ the notebook (on 2 cores this hides most of the re-run's time), and :class:`Veri
 from __future__ import annotations
 
 import builtins
+import secrets
 import threading
 import time
 from concurrent.futures import Future
@@ -42,6 +46,7 @@ import bnlab
 from bnlab import grading as trusted_grading
 from bnlab import settings
 from bnlab.exercise import DEMO_CELLS, TRAINING_RUNS
+from bnlab.grading import numeric
 from bnlab.grading.errors import CheckFailed
 from bnlab.instructor.autograde.record import gradebook
 from bnlab.instructor.notebooks import digest
@@ -141,16 +146,18 @@ def is_check_cell(source: str) -> bool:
     return True
 
 
-def run_test_cell(source: str, session: Session) -> str | None:
+def run_test_cell(source: str, session: Session, salt: int | None = None) -> str | None:
     """Execute a trusted test cell against the worker; None if it passes, else the failure message.
 
     A cell of ``grading.*`` calls gets student names as references the checks hand to the worker. Any
     other cell (an instructor's plain ``assert``) runs here on the values of the student's names; where a
-    name is not data it returns :class:`Unverifiable`."""
+    name is not data it returns :class:`Unverifiable`. The checks draw their inputs with ``salt`` mixed into their
+    seeds (:func:`bnlab.grading.numeric.salted`); None draws a fresh secret one."""
     check_cell = is_check_cell(source)
     names = _StudentNames(session) if check_cell else _StudentValues(session)
     try:
-        exec(compile(source, "<test cell>", "exec"), {"__builtins__": builtins}, names)
+        with numeric.salted(secrets.randbits(64) if salt is None else salt):
+            exec(compile(source, "<test cell>", "exec"), {"__builtins__": builtins}, names)
     except _NotData as exc:
         return Unverifiable(
             f"the test cell uses {exc.args[0]!r}, which is not plain data, so only the kernel judged it"
