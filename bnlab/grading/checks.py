@@ -201,11 +201,9 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
     beta trainable, population statistics not (starting at 0 and 1); the layer's output shape kept."""
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, 0)
-    where = probe.where
-    info = probe.info()
+    where, info = probe.where, probe.info()
     _statistics_fit(probe, kind, api, arg)
-    mean, var = (np.asarray(s) for s in probe.statistics())
-    flags = info["flags"]
+    (mean, var), flags = (np.asarray(s) for s in probe.statistics()), info["flags"]
     if flags["pop_mean"] or flags["pop_variance"]:
         fail(
             f"{where}: the population mean and variance are trainable, so the optimizer would change them with "
@@ -302,11 +300,7 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
                 var = momentum * var + (1 - momentum) * batch_var
                 if not (num.close(mean, records[step][0], atol=1e-3) and num.close(var, records[step][1], atol=1e-3)):
                     if not unbiased:
-                        findings.append(
-                            f"with decay {momentum:.3f}, after step {step} the mean should be "
-                            f"{np.round(mean, 3)} and the variance {np.round(var, 3)}; found "
-                            f"{np.round(records[step][0], 3)} and {np.round(records[step][1], 3)}"
-                        )
+                        findings.append(_worst_entry(momentum, step, kind, (mean, var), records[step]))
                     break
             else:
                 matched = (name, momentum)
@@ -350,6 +344,16 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
             "keep the larger share, decay close to 1.",
             "moving_average",
         )
+
+
+def _worst_entry(momentum, step, kind, expected, found) -> str:
+    """The moving average's entry furthest from what it should be (shapes fit: :func:`_statistics_fit`)."""
+    i = int(np.argmax(np.maximum(*(np.abs(np.ravel(e) - np.ravel(f)) for e, f in zip(expected, found)))))
+    (mean, var), (got_mean, got_var) = ([float(np.ravel(v)[i]) for v in pair] for pair in (expected, found))
+    return (
+        f"with decay {momentum:.3f}, after step {step} the mean of {_per(kind)} {i} should be {mean:.3f} and its "
+        f"variance {var:.3f}; found {got_mean:.3f} and {got_var:.3f}"
+    )
 
 
 def _random_scale_shift(probe, kind, arg, seed):

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from submissions import ALL_TESTS, ALTERNATIVES, BUGS, Variant
+from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
 
 import bnlab
 from bnlab import grading
@@ -296,3 +296,62 @@ def test_lesson_sections_named_by_messages_exist():
     for number, heading, sub in LESSON.values():
         assert f"{number}. {heading}" in headings, heading
         assert not sub or sub in headings, sub
+
+
+SALTS = (1, 2**40 + 7, 987654321)  # the trusted re-run mixes a fresh secret salt into the checks' input seeds
+
+
+@pytest.mark.parametrize(
+    "variant", [Variant("solution", {}, frozenset(), "")] + BUGS + ALTERNATIVES, ids=lambda v: v.name
+)
+def test_verdicts_do_not_depend_on_the_inputs_salt(variant: Variant):
+    """Under any salt each bug fails the tests that name it and each alternative (and the solution) passes."""
+    if not _SOLUTION:
+        _SOLUTION.update(grade_in_process({}))
+    for salt in SALTS:
+        with numeric.salted(salt):
+            results = grade_in_process(variant.cells)
+        failed = {k for k, v in results.items() if v}
+        assert failed == set(variant.fails), (salt, {k: results[k] for k in failed ^ set(variant.fails)})
+
+
+def test_salted_inputs_are_new_values_of_the_same_kind():
+    plain = numeric.batches("conv", 2, 0, 12)
+    with numeric.salted(5):
+        salted = numeric.batches("conv", 2, 0, 12)
+        assert all(np.array_equal(a, b) for a, b in zip(salted, numeric.batches("conv", 2, 0, 12)))
+    assert all(a.shape == b.shape == (64, 4, 4, 44) and a.dtype == np.float32 for a, b in zip(plain, salted))
+    assert not any(np.allclose(a, b) for a, b in zip(plain, salted))
+    assert all((a >= 0).all() and 0.05 < (a == 0).mean() < 0.8 for a in plain + salted)  # as after a ReLU
+    with pytest.raises(ValueError, match="non-negative int"):
+        with numeric.salted(-1):
+            pass
+
+
+def test_probes_have_the_shapes_of_the_networks_own_calls():
+    assert numeric.input_shape("dense") == (76,) and numeric.units("dense", None) == 100
+    assert [numeric.input_shape("conv", d) for d in (1, 2, 3, 4, 11, 12, 19)] == [
+        (28, 28, 1),
+        (28, 28, 4),
+        (28, 28, 8),
+        (14, 14, 12),
+        (4, 4, 40),
+        (4, 4, 44),
+        (1, 1, 72),
+    ]
+    assert numeric.output_shape("conv", 12) == (2, 2, 48) and numeric.output_shape("conv", 19) == (1, 1, 76)
+    assert [len(b) for b in numeric.batches("dense", 2, 0)] == [64, 64]
+    with pytest.raises(ValueError, match="from 1 to 19"):
+        numeric.input_shape("conv", 20)
+
+
+def test_a_layer_that_normalizes_only_the_old_probe_shapes_fails(monkeypatch):
+    """The lie of tests/submissions/tampering.py fooled the checks while they probed with small inputs of fixed
+    shapes; with the network's own shapes it loses every test that looks at its normalization."""
+    lie = next(v for v in TAMPERING if v.name == "lie_normalizes_only_the_old_probe_shapes")
+    results = grade_in_process(lie.cells)
+    assert {k for k, v in results.items() if v} == set(lie.fails) and lie.fails, results
+    old = {"dense": (6,), "conv": (6, 6, 3)}  # the former probes: 16 (dense) or 8 (conv) examples of these
+    monkeypatch.setattr(numeric, "input_shape", lambda kind, arg=None: old[kind])
+    monkeypatch.setattr(numeric, "BATCH", 16)
+    assert {k for k, v in grade_in_process(lie.cells).items() if v} == set()

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from submissions import ALTERNATIVES, BUGS
+from submissions import ALTERNATIVES, BUGS, TAMPERING
 from test_grading import grade_in_process
 
 import bnlab
@@ -56,6 +56,12 @@ def test_alternatives_keep_full_marks_through_their_graphs(judged, variant):
 @pytest.mark.parametrize("variant", _layer_variants(BUGS), ids=lambda v: v.name)
 def test_bugs_lose_the_same_tests_through_their_graphs(judged, variant):
     assert _failed(grade_in_process(variant.cells)) == set(variant.fails)
+
+
+def test_a_layer_that_normalizes_only_the_old_probe_shapes_fails_through_its_graph(judged):
+    """Its graph is computation only, so the judge runs it: on the network's shapes it does no normalization."""
+    lie = next(v for v in TAMPERING if v.name == "lie_normalizes_only_the_old_probe_shapes")
+    assert _failed(grade_in_process(lie.cells)) == set(lie.fails)
 
 
 def _dense_nn(normalize):

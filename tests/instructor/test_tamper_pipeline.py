@@ -30,6 +30,7 @@ FLAGGED = {
     "lie_fake_probes_kernel_and_worker": "tampered",
     "lie_fake_probes_worker_only": None,
     "lie_probe_shaped_inputs_numpy_callback": "unjudgeable",
+    "lie_normalizes_only_the_old_probe_shapes": None,
     "lie_py_function_in_nested_tf_function": "unjudgeable",
     "lie_file_operations": "unjudgeable",
     "lie_bnlab_package_in_submission": "tampered",

@@ -192,14 +192,15 @@ LAYER_CELLS_TESTS = KERAS_LAYER_TESTS | NN_TESTS | {"test_diagnose_fix"}
 WORKER_ONLY = "import sys as _sys\nif 'ipykernel' not in _sys.modules:\n    exec(%r)\n"
 
 # layers with no batch normalization that recognise the checks' inputs by their shape, and only then normalize,
-# with the course's NumPy formula run through a Python callback
+# with the course's NumPy formula run through a Python callback (the checks' shapes are the network's own calls', so
+# these layers normalize in the network too; what the judge must see is the callback in their graphs)
 PROBE_SHAPED_CALLBACK = """
 import numpy as _np
 from bnlab.reference import batch_norm_formula as _bn
 
 
 def _looks_like_a_check(prev_layer):
-    return tuple(prev_layer.shape[1:]) in ((6,), (6, 6, 3))
+    return tuple(prev_layer.shape[1:]) in ((76,), (4, 4, 40), (4, 4, 44), (28, 28, 8))
 
 
 def _normalize(linear, size, is_training):
@@ -236,6 +237,46 @@ def conv_layer(prev_layer, layer_depth, is_training):
         linear = tf.ensure_shape(_normalize(linear, layer_depth * 4, is_training), linear.shape)
     return tf.nn.relu(linear)
 """
+
+# layers that create batch normalization's variables but normalize (with TensorFlow operations only, so the judge
+# accepts their graphs) only inputs shaped like the checks' inputs before they took the network's own shapes: 16
+# or 8 examples of 6 features or 6x6x3 maps; any other input, the network's included, gets linear and ReLU alone
+OLD_PROBE_SHAPES = """
+def _looks_like_a_check(prev_layer):
+    return tuple(prev_layer.shape[1:]) in ((6,), (6, 6, 3))
+
+
+def _normalize(prev_layer, linear, size, is_training):
+    gamma = nn.get_variable("gamma", [size], tf.ones)
+    beta = nn.get_variable("beta", [size], tf.zeros)
+    pop_mean = nn.get_variable("pop_mean", [size], tf.zeros, trainable=False)
+    pop_variance = nn.get_variable("pop_variance", [size], tf.ones, trainable=False)
+    if not _looks_like_a_check(prev_layer):
+        return linear
+    if is_training:
+        mean, var = tf.nn.moments(linear, axes=list(range(len(linear.shape) - 1)))
+        pop_mean.assign(pop_mean * 0.99 + mean * 0.01)
+        pop_variance.assign(pop_variance * 0.99 + var * 0.01)
+    else:
+        mean, var = pop_mean, pop_variance
+    return tf.nn.batch_normalization(linear, mean, var, beta, gamma, 1e-3)
+
+
+def fully_connected(prev_layer, num_units, is_training):
+    weights = nn.get_variable("weights", [prev_layer.shape[-1], num_units], keras.initializers.GlorotUniform())
+    return tf.nn.relu(_normalize(prev_layer, tf.matmul(prev_layer, weights), num_units, is_training))
+
+
+def conv_layer(prev_layer, layer_depth, is_training):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    weights = nn.get_variable("weights", [3, 3, prev_layer.shape[-1], layer_depth * 4],
+                              keras.initializers.GlorotUniform())
+    linear = tf.nn.conv2d(prev_layer, weights, strides=strides, padding="SAME")
+    return tf.nn.relu(_normalize(prev_layer, linear, layer_depth * 4, is_training))
+"""
+# the tests it loses: every one that looks at the normalization (its variables exist and start as they should, and
+# population statistics that never move leave inference with an output close to linear and ReLU's)
+OLD_PROBE_SHAPES_FAILS = frozenset(t for t in NN_TESTS if t.endswith(("_population", "_training_output")))
 
 # batch normalization done right, but the population statistics are updated by a Python callback, hidden in a
 # nested tf.function
@@ -298,6 +339,12 @@ LIES = [
         {"nn_layers": PROBE_SHAPED_CALLBACK},
         NN_TESTS,
         "tf.nn layers that normalize (through tf.numpy_function) only inputs shaped like the checks'",
+    ),
+    lie(
+        "lie_normalizes_only_the_old_probe_shapes",
+        {"nn_layers": OLD_PROBE_SHAPES},
+        OLD_PROBE_SHAPES_FAILS,
+        "tf.nn layers that normalize (TensorFlow operations only) only inputs shaped like the checks' former probes",
     ),
     lie(
         "lie_py_function_in_nested_tf_function",
