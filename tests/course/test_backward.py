@@ -28,6 +28,37 @@ def test_numerical_gradient_matches_tensorflow_autodiff(kind):
             assert backward.relative_error(numerical[key], tape[key]) < 1e-5, key
 
 
+def _moved_one_at_a_time(variant, dout, x, gamma, eps, step=numeric.DIFFERENCE_STEP):
+    """d sum(dout * out) / dx by moving one value at a time and running the whole forward pass again."""
+    rule, unbiased, hold_mean, hold_var = numeric.FORWARDS[variant]
+    over = tuple(range(x.ndim - 1)) if rule == "all" else (0,)
+
+    def loss(xv):
+        mean, var = xv.mean(axis=over), xv.var(axis=over, ddof=1 if unbiased else 0)
+        mean, var = (
+            (x.mean(axis=over) if hold_mean else mean),
+            (x.var(axis=over, ddof=int(unbiased)) if hold_var else var),
+        )
+        return float((dout * gamma * (xv - mean) / np.sqrt(var + eps)).sum())
+
+    dx = np.empty_like(x)
+    for index in np.ndindex(*x.shape):
+        moved = [x.copy(), x.copy()]
+        moved[0][index] += step
+        moved[1][index] -= step
+        dx[index] = (loss(moved[0]) - loss(moved[1])) / (2 * step)
+    return dx
+
+
+@pytest.mark.parametrize("shape", [(12, 5), (6, 3, 3, 4)])
+def test_differences_from_group_sums_are_those_of_moving_one_value_at_a_time(shape):
+    rng = np.random.default_rng(3)
+    x, dout, gamma = 1.5 + 2 * rng.standard_normal(shape), rng.standard_normal(shape), rng.uniform(0.5, 2, shape[-1])
+    for variant in numeric.FORWARDS:
+        fast = numeric.differences(variant, dout, x, gamma, 1e-3)["dx"]
+        assert backward.relative_error(fast, _moved_one_at_a_time(variant, dout, x, gamma, 1e-3)) < 1e-6, variant
+
+
 def test_every_mistake_differs_from_the_right_gradient_beyond_the_tolerance():
     """Each mistake's gradient differs from the right one by far more than the tolerance, for every draw."""
     for kind in ("dense", "conv"):

@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
 
-from bnlab.grading import wire
+from bnlab.grading import numeric, wire
 from bnlab.instructor.notebooks import code_cells
 from bnlab.instructor.preprocessors import verify
 
@@ -36,10 +36,15 @@ def combine(*variants: Variant) -> tuple[dict, set]:
     return cells, fails
 
 
-def test_solution_is_confirmed():
+def test_solution_is_confirmed(monkeypatch):
+    salts = []  # the salt each draw of the checks' inputs was mixed with, in this (nbgrader's) process
+    draw = numeric.batches
+    monkeypatch.setattr(numeric, "batches", lambda *args, **kw: salts.append(numeric._SALT.get()) or draw(*args, **kw))
     verdicts = trusted_verdicts({})
     assert set(verdicts) == ALL_TESTS
     assert failed(verdicts) == set(), verdicts
+    # a fresh secret salt per test cell: never unsalted, and not one salt for the whole notebook
+    assert salts and None not in salts and len(set(salts)) > 5
 
 
 @pytest.mark.parametrize("variant", TAMPERING, ids=lambda v: v.name)
