@@ -16,7 +16,7 @@ from test_grading import grade_in_process
 
 import bnlab
 from bnlab import grading
-from bnlab.grading import export, judge, probes, wire
+from bnlab.grading import export, judge, numeric, probes, wire
 
 tf = bnlab.tf
 keras = tf.keras
@@ -132,18 +132,19 @@ def test_the_graph_runs_on_the_judges_variables():
     judge resets as the checks ask."""
     package = export.export_layer(probes.layer_probe(_dense_nn(_bn), "dense", "nn"))
     layer = judge.JudgedLayer(wire.decode(wire.encode(package)))
-    x = np.random.default_rng(0).uniform(0, 2, (16, 6)).astype(np.float32)
+    f, n = numeric.DENSE_FEATURES, numeric.DENSE_UNITS
+    x = np.random.default_rng(0).uniform(0, 2, (16, f)).astype(np.float32)
     assert layer.info()["epsilon"] == pytest.approx(1e-3) and layer.info()["flags"]["pop_mean"] is False
     out = layer.call(x, True)
     z = x @ layer.info()["kernel"]
     expected = np.maximum((z - z.mean(0)) / np.sqrt(z.var(0) + 1e-3), 0)
     assert np.allclose(out, expected, atol=1e-4)
     assert np.allclose(layer.statistics()[0], 0.01 * z.mean(0), atol=1e-5)
-    layer.set_statistics(np.zeros(5), np.ones(5))
-    layer.set_scale_shift(2 * np.ones(5), np.ones(5))
+    layer.set_statistics(np.zeros(n), np.ones(n))
+    layer.set_scale_shift(2 * np.ones(n), np.ones(n))
     assert np.allclose(layer.call(x, False), np.maximum(2 * z / np.sqrt(1 + 1e-3) + 1, 0), atol=1e-4)
-    grad = layer.kernel_gradient(x, np.ones((16, 5), np.float32))
-    assert grad.shape == (6, 5) and np.all(np.isfinite(grad))
+    grad = layer.kernel_gradient(x, np.ones((16, n), np.float32))
+    assert grad.shape == (f, n) and np.all(np.isfinite(grad))
 
 
 class _StepThroughTheJudge:
