@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
+from submissions import ALL_TESTS, ALTERNATIVES, BUGS, NN_TESTS, TAMPERING, Variant
 
 import bnlab
 from bnlab import grading
@@ -354,4 +354,5 @@ def test_a_layer_that_normalizes_only_the_old_probe_shapes_fails(monkeypatch):
     old = {"dense": (6,), "conv": (6, 6, 3)}  # the former probes: 16 (dense) or 8 (conv) examples of these
     monkeypatch.setattr(numeric, "input_shape", lambda kind, arg=None: old[kind])
     monkeypatch.setattr(numeric, "BATCH", 16)
-    assert {k for k, v in grade_in_process(lie.cells).items() if v} == set()
+    fooled = grade_in_process(lie.cells)  # (the step checks' reference model keeps the new sizes: not asked)
+    assert {k for k, v in fooled.items() if v and k in lie.fails | NN_TESTS} == set()
