@@ -195,10 +195,12 @@ def base_command(network: bool = False, limits: SandboxLimits | None = None) -> 
     if not network:
         args.append("--unshare-net")
     args += _system_binds()
+    # the private /tmp first: a course, a venv or an MNIST cache that lives under /tmp is bound on top of it
+    args += ["--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--dir", "/tmp/home"]
     for path in readable_paths():
         args += ["--ro-bind", str(path), str(path)]
     args += ["--dev", "/dev", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
-    return args + ["--proc", "/proc", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--dir", "/tmp/home"]
+    return args + ["--proc", "/proc"]
 
 
 def missing_tool(command: str, what: str, install: str) -> str | None:
