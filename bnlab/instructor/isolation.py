@@ -361,13 +361,15 @@ class Sandbox:
         total = rss + sum(used for used, _ in mounts.values())
         self.peak_bytes = max(self.peak_bytes, total)
         limits = self.limits
+        # the process count first: a flood's many small processes also add up their resident pages (shared
+        # ones each time), so a late sample would otherwise name it as memory
+        if limits.processes and count > limits.processes + 2:  # bwrap's own two processes do not count
+            return f"ran {count - 2} processes, over the sandbox's limit of {limits.processes}"
         if limits.memory_bytes and total > limits.memory_bytes:
             return (
                 f"used {size(total)} of memory (processes {size(rss)}, files in memory {size(total - rss)}), "
                 f"over the sandbox's limit of {size(limits.memory_bytes)}"
             )
-        if limits.processes and count > limits.processes + 2:  # bwrap's own two processes do not count
-            return f"ran {count - 2} processes, over the sandbox's limit of {limits.processes}"
         for mount, (used, total_size) in mounts.items():
             if total_size and used >= total_size - 64 * 1024:
                 where = "the working folder" if mount == self.inside else mount
