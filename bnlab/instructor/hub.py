@@ -21,6 +21,7 @@ The configuration is :func:`configure`, which ``jupyter/jupyterhub_config.py`` c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
@@ -29,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -294,6 +296,10 @@ def configure(c, state: Path) -> None:
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 120
     c.Spawner.pre_spawn_hook = partial(_pre_spawn, layout)
+    # Ctrl+C: each server gets time to shut its kernels down before SIGTERM (JupyterHub's default is 10 s, which
+    # a loaded machine can exceed; a server killed then leaves its kernels running as the user)
+    c.LocalProcessSpawner.interrupt_timeout = 45
+    c.LocalProcessSpawner.term_timeout = 15
     c.JupyterHub.load_groups = {GROUP: {"users": [layout.user("teacher"), layout.user("grader")]}}
     c.JupyterHub.load_roles = [
         {"name": "formgrader", "groups": [GROUP], "scopes": [f"access:services!service={COURSE_ID}"]},
@@ -329,27 +335,32 @@ def hub_env(layout: Layout) -> dict:
 
 
 def leftovers(layout: Layout) -> list[int]:
-    """Process ids still running as one of the hub's users."""
+    """Process ids still running as one of the hub's users (a zombie, already ended, is not counted)."""
     uids = {pwd.getpwnam(n).pw_uid for n in layout.users if exists(n)}
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid in uids:
+                if entry.stat().st_uid in uids and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
                     found.append(int(entry.name))
-            except FileNotFoundError:
+            except (OSError, IndexError):
                 continue
     return found
 
 
-def stop_leftovers(layout: Layout) -> list[int]:
-    """End what still runs as the hub's users (after the hub stopped); return their ids."""
-    pids = leftovers(layout)
+def stop_leftovers(layout: Layout, grace: float = 20) -> list[int]:
+    """After the hub stopped: wait up to ``grace`` seconds for its users' processes to end on their own (a
+    server may still be shutting its kernels down), then kill what is left and wait until it is gone; return
+    the ids that had to be killed."""
+    deadline = time.monotonic() + grace
+    while (pids := leftovers(layout)) and time.monotonic() < deadline:
+        time.sleep(0.5)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    deadline = time.monotonic() + 30
+    while leftovers(layout) and time.monotonic() < deadline:
+        time.sleep(0.2)
     return pids
 
 
@@ -397,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         return process.wait()
     except KeyboardInterrupt:
         process.send_signal(signal.SIGTERM)  # the hub stops its servers, the formgrader and the proxy
-        return process.wait(timeout=120)
+        return process.wait(timeout=180)
     finally:
         ended = stop_leftovers(layout)
         if ended:
