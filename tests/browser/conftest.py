@@ -10,11 +10,9 @@ step; the folder is emptied when the session starts and printed when it ends.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -84,15 +82,6 @@ def page(browser):
     context.close()
 
 
-def shutdown_kernels(base: str) -> None:
-    """End every kernel of the server (each notebook's TensorFlow kernel holds a lot of memory)."""
-    with urllib.request.urlopen(f"{base}/api/sessions", timeout=10) as response:
-        sessions = json.load(response)
-    for session in sessions:
-        request = urllib.request.Request(f"{base}/api/sessions/{session['id']}", method="DELETE")
-        urllib.request.urlopen(request, timeout=30).close()
-
-
 @pytest.fixture(scope="session")
 def student_lab(browser, tmp_path_factory):
     """``make lab`` on a scratch copy of release/ (the tests type into the notebooks and save them).
@@ -111,7 +100,7 @@ def student_lab(browser, tmp_path_factory):
     with labdriver.jupyter_lab(cmd, REPO, env, port, ARTIFACTS / "student-lab.log") as base:
         yield base, root
         with contextlib.suppress(OSError):
-            shutdown_kernels(base)
+            labdriver.shutdown_kernels(base)
 
 
 @pytest.fixture(scope="session")
@@ -133,22 +122,11 @@ def instructor_lab(browser, tmp_path_factory):
     scratch.submit(course, "ada", notebooks.fill_in(scratch.release_notebook(course), notebooks.solution_answers()))
     graded = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": GRADING_BATCHES})
     assert graded.graded == ["ada"], f"autograde failed in the fixture:\n{summary(graded)}"
-    port = labdriver.free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "jupyter"),
-        "lab",
-        f"--ServerApp.root_dir={course}",
-        f"--port={port}",
-        *labdriver.lab_args(work),
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    env = labdriver.lab_env(work, {"BNLAB_COURSE_ROOT": str(course), "BNLAB_SHORT_BATCHES": GRADING_BATCHES})
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # nbgrader needs alembic
-    with labdriver.jupyter_lab(cmd, course, env, port, ARTIFACTS / "instructor-lab.log") as base:
+    with labdriver.course_lab(course, work, {"BNLAB_SHORT_BATCHES": GRADING_BATCHES}, "instructor-lab.log") as (
+        base,
+        _,
+    ):
         yield base, course
-        with contextlib.suppress(OSError):
-            shutdown_kernels(base)
 
 
 def pytest_terminal_summary(terminalreporter):

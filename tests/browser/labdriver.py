@@ -15,6 +15,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -113,6 +114,33 @@ def jupyter_lab(cmd: list[str], cwd: Path, env: dict, port: int, log_path: Path,
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         log.close()
+
+
+@contextlib.contextmanager
+def course_lab(course: Path, work: Path, extra_env: dict, log_name: str):
+    """JupyterLab (the formgrader with it) served from the nbgrader course ``course``, as an instructor runs it
+    there; ``work`` holds its settings. Yields the base URL and the server's environment; its kernels are shut
+    down at the end."""
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "jupyter"), "lab", f"--ServerApp.root_dir={course}", f"--port={port}"]
+    cmd += lab_args(work)
+    if os.geteuid() == 0:
+        cmd.append("--allow-root")
+    env = lab_env(work, {"BNLAB_COURSE_ROOT": str(course), **extra_env})
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # nbgrader needs alembic
+    with jupyter_lab(cmd, course, env, port, ARTIFACTS / log_name) as base:
+        yield base, env
+        with contextlib.suppress(OSError):
+            shutdown_kernels(base)
+
+
+def shutdown_kernels(base: str) -> None:
+    """End every kernel of the server (each notebook's TensorFlow kernel holds a lot of memory)."""
+    with urllib.request.urlopen(f"{base}/api/sessions", timeout=10) as response:
+        sessions = json.load(response)
+    for session in sessions:
+        request = urllib.request.Request(f"{base}/api/sessions/{session['id']}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()
 
 
 def slug(text: str) -> str:

@@ -14,9 +14,7 @@ serves the same payload unsanitized on the same origin and shows that it would h
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
@@ -26,8 +24,8 @@ from pathlib import Path
 import labdriver
 import nbformat
 import pytest
-from conftest import GRADING_BATCHES, shutdown_kernels
-from labdriver import ARTIFACTS, Steps, appears
+from conftest import GRADING_BATCHES
+from labdriver import Steps, appears
 
 from bnlab import exercise
 from bnlab.instructor import notebooks, scratch
@@ -103,22 +101,8 @@ def hostile_lab(browser, tmp_path_factory):
     env = {"BNLAB_SHORT_BATCHES": GRADING_BATCHES, "BNLAB_COURSE_ROOT": str(course)}
     result = nbgrader("autograde", exercise.ASSIGNMENT, "--force", root=course, check=False, env=env)
     assert (course / "autograded" / STUDENT).is_dir(), result.stdout[-3000:] + result.stderr[-3000:]
-    port = labdriver.free_port()
-    cmd = [
-        str(Path(sys.executable).parent / "jupyter"),
-        "lab",
-        f"--ServerApp.root_dir={course}",
-        f"--port={port}",
-        *labdriver.lab_args(work),
-    ]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    env = labdriver.lab_env(work, {"BNLAB_COURSE_ROOT": str(course), "BNLAB_SHORT_BATCHES": GRADING_BATCHES})
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    with labdriver.jupyter_lab(cmd, course, env, port, ARTIFACTS / "hostile-lab.log") as base:
+    with labdriver.course_lab(course, work, {"BNLAB_SHORT_BATCHES": GRADING_BATCHES}, "hostile-lab.log") as (base, env):
         yield base, course, env, result.stdout + result.stderr
-        with contextlib.suppress(OSError):
-            shutdown_kernels(base)
 
 
 def settle(page, seconds: float = 4.0) -> None:
