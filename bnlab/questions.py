@@ -1,20 +1,17 @@
 """The exercise's "predict, then run" questions and its "diagnose this" task.
 
 A student answers a multiple-choice question by setting a variable to a letter (for example
-``ANSWER_SINGLE_IMAGES = "b"``). :func:`bnlab.grading.check_choice` checks it: the visible check only
-that it is one of the options, the hidden one (whose expected letter is in the hidden test region, so
-the released notebook never states it) that it is right. For a wrong letter the message comes from
-:func:`teach` here: it explains what the choice overlooks, without naming the right option. The
-messages themselves are grader side only: ``make bundle`` leaves their block (``TEACH``) out of the
-student's copy of this module, since the letter of each question without a message is the answer.
+``ANSWER_SINGLE_IMAGES = "b"``); the check in the notebook says whether it is one of the options. For a
+wrong letter, :func:`teach` explains what the choice overlooks and which lesson section to reread, without
+naming the right option.
 
-:func:`show_single_images` and :func:`show_symptom` show what really happens, after the student has
-committed to an answer. They run on the notebook's kernel and are not graded.
+:func:`show_single_images`, :func:`show_averaged_count` and the cells after the questions show what really
+happens. Part 3 works from what a classmate recorded of their layer (:data:`CLASSMATE`):
+:func:`show_classmate_symptom` and :func:`show_classmate_trace` print it, and :func:`trace_statistics`
+measures the student's own fix the same way.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 
@@ -24,11 +21,12 @@ __all__ = [
     "TEACH",
     "teach",
     "show_single_images",
-    "buggy_fully_connected",
-    "show_symptom",
-    "trace_statistics",
-    "share_of_new_batch",
     "show_averaged_count",
+    "CLASSMATE",
+    "show_classmate_symptom",
+    "show_classmate_trace",
+    "output_moves",
+    "trace_statistics",
 ]
 
 
@@ -92,12 +90,12 @@ TEACH = {
     },
 }
 # END GRADER SIDE
-TEACH = globals().get("TEACH", {})  # {} in the student bundle, whose copy lacks the block above
+TEACH = globals().get("TEACH", {})  # {} where the messages above are not installed
 
 
 def teach(question: str, answer) -> str:
     """What a wrong ``answer`` to ``question`` overlooks (never the right option); a generic line where
-    there is no message (always in the student bundle: the messages reach students with the feedback)."""
+    there is no message for it."""
     letter = str(answer).strip().lower()
     hint = TEACH.get(question, {}).get(letter)
     if hint is None:
@@ -121,13 +119,13 @@ def show_single_images(model, data, count: int = 100) -> dict:
     batch statistics) and all together as one batch normalized with its own statistics.
 
     Prints each accuracy and how many different digits each way predicts; returns them as a dict
-    (empty under nbgrader, where nothing of it is graded and it is skipped). The model's population
-    statistics are left as they were.
+    (empty while the notebook is being graded, when it is skipped). The model's population statistics
+    are left as they were.
     """
     from bnlab import settings
 
     if settings.grading():  # nothing here is graded (the question is): skip its two traces
-        print("(Single images are not scored under nbgrader: run the notebook yourself to see them.)")
+        print("(Single images are not scored while the notebook is graded: run the notebook yourself to see them.)")
         return {}
     images, labels = data.test.images[:count], np.asarray(data.test.labels[:count])
     ways = {
@@ -188,37 +186,26 @@ def show_averaged_count(shape=(64, 14, 14, 20), seed: int = 0) -> int:
 # --------------------------------------------------------------------------------------------
 # "diagnose this": what a layer's population statistics do from one training batch to the next
 
-_DEMO = {"depth": 0}  # > 0 while show_symptom builds the layers it compares
-
-
-@contextlib.contextmanager
-def _classmate_demo():
-    _DEMO["depth"] += 1
-    try:
-        yield
-    finally:
-        _DEMO["depth"] -= 1
-
-
-def buggy_fully_connected(prev_layer, num_units):
-    """The classmate's dense layer of Part 3: it trains, but its population statistics are broken.
-
-    The notebook shows what it does (:func:`show_symptom`, :func:`trace_statistics`), not its code or its
-    settings: the student finds the fault from its behaviour. It builds only inside those two demos and
-    only when passed itself: anywhere else (as a layer of the student's network, or
-    under a check) it raises, so that it does not double as an answer to Part 1, whose structure and
-    output checks its correct parts would pass."""
-    import bnlab
-
-    if not _DEMO["depth"]:
-        raise RuntimeError(
-            "buggy_fully_connected is the classmate's layer of Part 3: it is for "
-            "questions.show_symptom and questions.trace_statistics only, not a layer for your "
-            "network. Write your own layer."
-        )
-    keras = bnlab.tf.keras
-    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)
-    return keras.layers.BatchNormalization(momentum=0.1)(layer)
+# What the classmate's dense layer did, recorded on the demo data below (seed 0): after WARMUP training batches
+# (forward passes only, so the weights stay fixed), how much its inference-mode output on the same 64 examples
+# moved after each further training batch, next to a layer that works; then one unit's population mean around
+# four more training batches. Only the numbers are here: the layer itself is not part of the course.
+# tests/course/test_questions.py records them again from a layer built that way and compares.
+WARMUP = 300
+CLASSMATE = {
+    "symptom": {
+        "the classmate's layer": [0.154104, 0.119634, 0.123376, 0.092343, 0.079225, 0.079018],
+        "a layer that works": [0.000612, 0.00057, 0.000481, 0.000343, 0.000461, 0.000613],
+    },
+    "unit": 1,
+    "trace": [
+        {"before": 2.998136, "batch": 2.575526, "after": 2.617788},
+        {"before": 2.617788, "batch": 2.845453, "after": 2.822686},
+        {"before": 2.822686, "batch": 2.361213, "after": 2.407361},
+        {"before": 2.407361, "batch": 2.844424, "after": 2.800718},
+    ],
+}
+CLASSMATE_NAME = "the classmate's layer"
 
 
 def _features(rng, batch, offset, scale):
@@ -233,122 +220,81 @@ def _demo_data(seed: int, count: int):
 
 
 def _demo_model(fn, num_units: int, seed: int):
-    """A one-layer Keras model built with ``fn(prev_layer, num_units)`` (the classmate's layer may build)."""
+    """A one-layer Keras model built with ``fn(prev_layer, num_units)``."""
     import bnlab
 
     keras = bnlab.tf.keras
     keras.utils.set_random_seed(seed)
     inputs = keras.Input(shape=(6,))
-    # only the classmate's layer itself builds here: wrapped in another function it would hand out its share
-    with _classmate_demo() if fn is buggy_fully_connected else contextlib.nullcontext():
-        return keras.Model(inputs, fn(inputs, num_units))
+    return keras.Model(inputs, fn(inputs, num_units))
 
 
-def _reference_layer(prev_layer, units):
+def output_moves(layer_fn, num_units: int = 4, warmup: int = WARMUP, steps: int = 6, seed: int = 0) -> list[float]:
+    """Train a one-layer model built with ``layer_fn`` for ``warmup`` batches (forward passes only: the weights
+    stay put), then return the mean absolute change of its inference-mode output on a fixed set of examples
+    after each of ``steps`` further training batches. Only the population statistics can move it."""
     import bnlab
 
-    keras = bnlab.tf.keras
-    linear = keras.layers.Dense(units, use_bias=False)(prev_layer)
-    return keras.layers.ReLU()(keras.layers.BatchNormalization()(linear))
-
-
-REFERENCE = "a correct layer, for comparison"
-NOT_NORMALIZING = (
-    "Note: {name} gives the same output in training mode as in inference mode, so it does not "
-    "normalize with each batch's statistics while it trains: a small change above does not mean "
-    "it works (lesson, section 2)."
-)
-
-
-def show_symptom(
-    layer_fn, num_units: int = 4, warmup: int = 300, steps: int = 6, seed: int = 0, skip_when_grading: bool = False
-) -> dict:
-    """Train a one-layer Keras model built with ``layer_fn(prev_layer, num_units)`` for ``warmup``
-    batches, then show how much its inference-mode output on a fixed set of examples moves after each
-    further training batch, next to a correct layer.
-
-    Only the forward passes run (no optimizer), so the weights stay put and any change comes from the
-    population statistics. Returns ``{name: mean absolute change per batch}``. ``skip_when_grading``
-    marks a demo of given code only (the classmate's layer): under nbgrader it grades nothing, so it
-    prints a note instead and returns ``{}``.
-    """
-    import bnlab
-    from bnlab import settings
-
-    if settings.skip_given_code("The symptom demo", skip_when_grading):
-        return {}
     tf = bnlab.tf
     probe, batches = _demo_data(seed, warmup + steps)
-    changes, same = {}, {}
-    for name, fn in ((getattr(layer_fn, "__name__", "your layer"), layer_fn), (REFERENCE, _reference_layer)):
-        model = _demo_model(fn, num_units, seed)
-        train = tf.function(lambda x, model=model: model(x, training=True))
-        infer = tf.function(lambda x, model=model: model(x, training=False))
-        for batch in batches[:warmup]:
-            train(batch)
-        before = np.asarray(infer(probe))
-        moves = []
-        for batch in batches[warmup:]:
-            train(batch)
-            after = np.asarray(infer(probe))
-            moves.append(float(np.mean(np.abs(after - before))))
-            before = after
-        changes[name] = moves
-        # a layer whose training-mode output is its inference-mode output never normalizes with a batch's own
-        # statistics while it trains (a frozen BatchNormalization does that): a still output then proves nothing
-        same[name] = bool(
-            np.allclose(
-                np.asarray(model(batches[-1], training=True)), np.asarray(model(batches[-1], training=False)), atol=1e-6
-            )
-        )
+    model = _demo_model(layer_fn, num_units, seed)
+    train = tf.function(lambda x: model(x, training=True))
+    infer = tf.function(lambda x: model(x, training=False))
+    for batch in batches[:warmup]:
+        train(batch)
+    before, moves = np.asarray(infer(probe)), []
+    for batch in batches[warmup:]:
+        train(batch)
+        after = np.asarray(infer(probe))
+        moves.append(float(np.mean(np.abs(after - before))))
+        before = after
+    return moves
+
+
+def show_classmate_symptom(recording: dict = CLASSMATE) -> None:
+    """Print the recorded symptom: how much each layer's inference-mode output moved after each training batch."""
+    moves = recording["symptom"]
+    steps = len(next(iter(moves.values())))
     print(
-        f"Inference-mode output on the same {len(probe)} examples: mean absolute change after each of "
-        f"{steps} more training batches\n(after {warmup} training batches; weights fixed, so only the "
-        "population statistics can move it)"
+        f"Inference-mode output on the same 64 examples: mean absolute change after each of {steps} more training "
+        f"batches\n(recorded after {WARMUP} training batches; weights fixed, so only the population statistics can "
+        "move it)"
     )
-    width = max(len(name) for name in changes)
-    for name, moves in changes.items():
-        print(f"  {name:<{width}}  " + "  ".join(f"{m:.4f}" for m in moves))
-    for name, identical in same.items():
-        if identical:
-            print(NOT_NORMALIZING.format(name=name))
-    return {name: float(np.mean(moves)) for name, moves in changes.items()}
+    width = max(len(name) for name in moves)
+    for name, row in moves.items():
+        print(f"  {name:<{width}}  " + "  ".join(f"{m:.4f}" for m in row))
+
+
+def _print_trace(name: str, unit: int, table: list[dict], first: int) -> None:
+    print(f"{name}: population mean of unit {unit} around {len(table)} training batches (after {first - 1} of them)")
+    print(f"  {'batch':>5}  {'population mean before':>22}  {'mean of this batch':>18}  {'population mean after':>21}")
+    for i, row in enumerate(table, first):
+        print(f"  {i:>5}  {row['before']:>22.4f}  {row['batch']:>18.4f}  {row['after']:>21.4f}")
+
+
+def show_classmate_trace(recording: dict = CLASSMATE) -> list[dict]:
+    """Print the recorded trace of one unit's population mean in the classmate's layer; return its rows."""
+    _print_trace(CLASSMATE_NAME, recording["unit"], recording["trace"], WARMUP + 1)
+    return [dict(row) for row in recording["trace"]]
 
 
 # the largest share of a new batch in the population statistics that the checks accept (their decay bound)
 MAX_SHARE = 1 - MIN_MOMENTUM
 
 
-def trace_statistics(
-    layer_fn,
-    num_units: int = 4,
-    warmup: int = 300,
-    rows: int = 4,
-    seed: int = 0,
-    verdict: bool = False,
-    skip_when_grading: bool = False,
-) -> list[dict]:
-    """Follow one unit's population mean through ``rows`` training batches of a one-layer model built with
-    ``layer_fn`` (after ``warmup`` batches): before each batch, that batch's own mean of the tensor the
-    BatchNormalization layer normalizes, and after it. Prints a table; returns its rows.
-
-    ``verdict=True`` also measures the share of each new batch in the population mean and compares it with
-    what the course accepts (at most :data:`MAX_SHARE`). The classmate's layer gets the table only: its
-    share is the Part 3 question. ``skip_when_grading`` skips the given-code demo under nbgrader.
-    """
+def population_trace(layer_fn, num_units: int = 4, warmup: int = WARMUP, rows: int = 4, seed: int = 0):
+    """``(unit, rows)``: one unit's population mean through ``rows`` training batches of a one-layer model built
+    with ``layer_fn`` (after ``warmup`` batches), each row holding its value ``before`` the batch, that batch's own
+    mean (``batch``) of the tensor the BatchNormalization layer normalizes, and its value ``after``; ``None`` when
+    the layer has no Keras BatchNormalization layer."""
     import bnlab
-    from bnlab import settings
 
-    if settings.skip_given_code("The statistics trace", skip_when_grading):
-        return []
-    name = getattr(layer_fn, "__name__", "your layer")
     model = _demo_model(layer_fn, num_units, seed)
     norms = [layer for layer in model.layers if isinstance(layer, bnlab.tf.keras.layers.BatchNormalization)]
     if not norms:
-        print(f"{name} has no Keras BatchNormalization layer: there are no population statistics to follow.")
-        return []
+        return None
     norm = norms[-1]
-    normalized = bnlab.tf.keras.Model(model.inputs, norm.input)  # the tensor its statistics describe
+    normalized = bnlab.tf.keras.Model(model.input, norm.input)  # the tensor its statistics describe
     train = bnlab.tf.function(lambda x: model(x, training=True))
     _, batches = _demo_data(seed, warmup + rows)
     for batch in batches[:warmup]:
@@ -360,33 +306,34 @@ def trace_statistics(
         batch_mean = float(np.mean(np.asarray(normalized(batch))[:, unit]))
         train(batch)
         table.append({"before": before, "batch": batch_mean, "after": float(norm.moving_mean.numpy()[unit])})
-    print(f"{name}: population mean of unit {unit} around {rows} training batches (after {warmup} of them)")
-    print(f"  {'batch':>5}  {'population mean before':>22}  {'mean of this batch':>18}  {'population mean after':>21}")
-    for i, row in enumerate(table, warmup + 1):
-        print(f"  {i:>5}  {row['before']:>22.4f}  {row['batch']:>18.4f}  {row['after']:>21.4f}")
+    return unit, table
+
+
+def trace_statistics(
+    layer_fn, num_units: int = 4, warmup: int = WARMUP, rows: int = 4, seed: int = 0, verdict: bool = False
+) -> list[dict]:
+    """Print :func:`population_trace` of ``layer_fn`` as a table and return its rows.
+
+    ``verdict=True`` also measures the share of each new batch in the population mean and says whether it is
+    within what the course accepts (at most :data:`MAX_SHARE`).
+    """
+    name = getattr(layer_fn, "__name__", "your layer")
+    traced = population_trace(layer_fn, num_units, warmup, rows, seed)
+    if traced is None:
+        print(f"{name} has no Keras BatchNormalization layer: there are no population statistics to follow.")
+        return []
+    unit, table = traced
+    _print_trace(name, unit, table, warmup + 1)
     if verdict:
-        _print_verdict(name, layer_fn, table)
+        _print_verdict(name, table)
     return table
 
 
-def share_of_new_batch(table: list[dict]) -> float:
-    """The median share of each batch's mean in the population mean after it: (after - before) / (batch -
-    before), from rows where the batch's mean differs from the old population mean."""
+def _print_verdict(name, table) -> None:
     shares = [
         (r["after"] - r["before"]) / (r["batch"] - r["before"]) for r in table if abs(r["batch"] - r["before"]) > 1e-6
     ]
-    return float(np.median(shares)) if shares else 0.0
-
-
-def _print_verdict(name, layer_fn, table) -> None:
-    if layer_fn is buggy_fully_connected:
-        print("Work out the classmate's share from the rows above: that is the question of Part 3.")
-        return
-    share = share_of_new_batch(table)
-    print(
-        f"Each training batch makes up {share:.0%} of the population mean after it "
-        f"(the population statistics remember about {1 / max(share, 1e-9):.0f} batches)."
-    )
+    share = float(np.median(shares)) if shares else 0.0
     if share <= 1e-6:
         print(
             f"The symptom is gone, but so is learning: {name}'s population statistics do not move in training "
@@ -394,12 +341,13 @@ def _print_verdict(name, layer_fn, table) -> None:
         )
     elif share <= MAX_SHARE + MOMENTUM_TOLERANCE:
         print(
-            f"Fixed: the course accepts at most {MAX_SHARE:.0%} per batch (decay {1 - MAX_SHARE:g} or more). The "
-            "smaller the share (Keras' default: 1%), the more batches the average spans and the steadier the "
-            "inference-mode output."
+            f"Fixed: each training batch makes up at most {MAX_SHARE:.0%} of the population mean after it (decay "
+            f"{1 - MAX_SHARE:g} or more). The smaller the share (Keras' default: 1%), the more batches the average "
+            "spans and the steadier the inference-mode output."
         )
     else:
         print(
-            f"Not fixed: more than {MAX_SHARE:.0%} per batch, so the last batch outweighs the whole history "
+            f"Not fixed: each training batch makes up more than {MAX_SHARE:.0%} of the population mean after it, so "
+            "the last batches outweigh the whole history "
             "(lesson, section 2, 'Population statistics as a moving average')."
         )

@@ -38,9 +38,8 @@ def test_a_change_in_source_is_reported_as_stale(tmp_path):
     assert "release/stray.txt: not generated from source/ (remove it)" in release.stale_files(tmp_path)
 
 
-# Text that would hand over an answer: Part 1's layers (also through Part 3's buggy layer, whose code lives
-# in bnlab.questions) and training flag, Part 2's statistics, update and normalization calls, and the
-# letters of the multiple-choice answers. None of it may appear in the
+# Text that would hand over an answer: Part 1's layers and training flag, Part 2's statistics, update and
+# normalization calls, and the letters of the multiple-choice answers. None of it may appear in the
 # released notebook outside the collapsed hints; the hints hold enough of it to finish.
 GIVEAWAY = [
     r"\btraining=True",
