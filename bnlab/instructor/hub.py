@@ -296,10 +296,9 @@ def configure(c, state: Path) -> None:
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 120
     c.Spawner.pre_spawn_hook = partial(_pre_spawn, layout)
-    # Ctrl+C: each server gets time to shut its kernels down before SIGTERM (JupyterHub's default is 10 s, which
+    # Ctrl+C: each server gets time to shut its kernels down before SIGTERM (JupyterHub's default is 30 s, which
     # a loaded machine can exceed; a server killed then leaves its kernels running as the user)
     c.LocalProcessSpawner.interrupt_timeout = 45
-    c.LocalProcessSpawner.term_timeout = 15
     c.JupyterHub.load_groups = {GROUP: {"users": [layout.user("teacher"), layout.user("grader")]}}
     c.JupyterHub.load_roles = [
         {"name": "formgrader", "groups": [GROUP], "scopes": [f"access:services!service={COURSE_ID}"]},
@@ -346,6 +345,12 @@ def leftovers(layout: Layout) -> list[int]:
             except (OSError, IndexError):
                 continue
     return found
+
+
+def _command(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
+    return str(pid)
 
 
 def stop_leftovers(layout: Layout, grace: float = 20) -> list[int]:
@@ -410,9 +415,11 @@ def main(argv: list[str] | None = None) -> int:
         process.send_signal(signal.SIGTERM)  # the hub stops its servers, the formgrader and the proxy
         return process.wait(timeout=180)
     finally:
+        commands = {pid: _command(pid) for pid in leftovers(layout)}
         ended = stop_leftovers(layout)
         if ended:
-            print(f"ended {len(ended)} process(es) the hub left running as its users")
+            named = "; ".join(commands.get(pid) or str(pid) for pid in ended)
+            print(f"ended {len(ended)} process(es) the hub left running as its users: {named}")
 
 
 if __name__ == "__main__":
