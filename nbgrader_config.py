@@ -3,9 +3,14 @@
 import os
 
 from bnlab import settings  # the environment variables, read in one place (no TensorFlow)
+from bnlab.exercise import explain_validation  # Validate lists what is graded only after submission
 from bnlab.instructor.admission import before_copy  # nbgrader's pre-convert hook: only regular files get in
 
 c = get_config()  # noqa: F821 - provided by nbgrader
+
+# `nbgrader validate` and JupyterLab's Validate button: where nbgrader would say a bare "Success!", they list the
+# multiple-choice and written answers, which are graded only after submission (nbgrader has no setting for that line).
+explain_validation()
 
 here = os.path.dirname(os.path.abspath(__file__))
 

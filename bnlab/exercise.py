@@ -1,10 +1,12 @@
 """The graded exercise, defined once: its names, its training schedule and its demonstration cells.
 
-Kernels and tooling both read these; the module imports nothing, so either stays light. Where the
-notebooks live and how their cells are read is instructor tooling: :mod:`bnlab.instructor.notebooks`.
+The notebook's kernel and the course's tools both read these; the module imports only `re`, so either stays
+light.
 """
 
 from __future__ import annotations
+
+import re
 
 ASSIGNMENT = "batch_norm_exercises"
 NOTEBOOK = "Batch_Normalization_Exercises"
@@ -42,3 +44,86 @@ TRAINING_RUNS = frozenset({"keras_baseline_run", "keras_bn_run", "nn_bn_run"})
 DEMO_CELLS = frozenset(
     {"diagnose_symptom", "diagnose_trace", "statistics_demo", "diagnose_fix_check", "upstream_shift_demo"}
 )
+
+
+# --------------------------------------------------------------------------------------------
+# What Validate can and cannot tell a student
+
+# A multiple-choice answer's check in the notebook says only whether the letter is one of the options; a
+# written answer has no check at all. Both are graded after the notebook is handed in.
+CHOICE_CHECK = re.compile(r"\bcheck_choice\(\s*(ANSWER_\w+)")
+LATER = (
+    "Not checked here: {name} = {value} is one of the options, but whether it is the right one is graded after "
+    "you submit ({points:g} points)."
+)
+WRITTEN = "Not checked here: your written answer ({points:g} points) is graded by your instructor after you submit."
+
+
+def graded_after_submission(nb) -> list[dict]:
+    """The answers of notebook ``nb`` (an nbformat notebook) that no check can judge before it is handed in:
+    ``{"source", "message"}`` for each multiple-choice answer and each written answer, in notebook order."""
+    answers = {}
+    for cell in nb.cells:
+        for name, value in re.findall(r"^(ANSWER_\w+)\s*=\s*(.+?)\s*$", cell.source, re.M):
+            answers[name] = value
+    found = []
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("grade"):
+            continue
+        points = float(meta.get("points", 0))
+        if cell.cell_type == "markdown":
+            found.append({"source": cell.source.strip()[:200], "message": WRITTEN.format(points=points)})
+            continue
+        for name in CHOICE_CHECK.findall(cell.source):
+            value = answers.get(name, "(not set)")
+            found.append(
+                {"source": f"{name} = {value}", "message": LATER.format(name=name, value=value, points=points)}
+            )
+    return found
+
+
+def explain_validation() -> None:
+    """Make nbgrader's Validator (``nbgrader validate`` and JupyterLab's *Validate* button, which both use it)
+    list the answers graded only after submission where it would say a bare "Success!".
+
+    nbgrader 0.9.6 has no setting for that line (its CLI and its JupyterLab dialog hard-code it), so an
+    nbgrader configuration file calls this: a validation that finds nothing wrong then reports each such
+    answer as an entry the dialog shows, with what is and is not checked, and the CLI prints them under a
+    heading that says no check failed. Failures, changed cells and changed cell types are reported as before.
+    """
+    import nbformat
+    from nbgrader.validator import Validator
+
+    if getattr(Validator, "explains_later_grading", False):
+        return
+    validate, validate_and_print = Validator.validate, Validator.validate_and_print
+
+    def validate_explained(self, filename):
+        results = validate(self, filename)
+        if results or self.invert:
+            return results
+        later = graded_after_submission(nbformat.read(filename, as_version=4))
+        if not later:
+            return results
+        return {
+            "failed": [
+                {"source": a["source"], "error": a["message"], "raw_error": a["message"], "later": True} for a in later
+            ]
+        }
+
+    def print_explained(self, filename):
+        results = self.validate(filename)
+        if list(results) == ["failed"] and all(entry.get("later") for entry in results["failed"]):
+            self.stream.write("Success! Every check in the notebook passes. Graded only after you submit:\n")
+            for entry in results["failed"]:
+                self.stream.write(f"- {entry['raw_error']}\n")
+            return
+        self.validate = lambda _filename: results  # nbgrader prints what was found, without running it again
+        try:
+            validate_and_print(self, filename)
+        finally:
+            del self.validate
+
+    Validator.validate, Validator.validate_and_print = validate_explained, print_explained
+    Validator.explains_later_grading = True

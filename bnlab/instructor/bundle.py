@@ -276,8 +276,9 @@ def graded_parts(source: Path | None = None) -> list[dict]:
 
 
 def _notebook_functions(path: Path) -> list[tuple[str, object]]:
-    """``(label, function)`` for every function defined at the top of a code cell of the notebook at ``path``,
-    defined after the notebook's imports (and plain ``name = module.attribute`` aliases) in one namespace."""
+    """``(label, function)`` for every function defined at the top of a code cell of the notebook at ``path``
+    (``def`` or a lambda assigned to a name, private names included), defined after the notebook's imports (and
+    plain ``name = module.attribute`` aliases) in one namespace."""
     import nbformat
 
     cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
@@ -297,16 +298,38 @@ def _notebook_functions(path: Path) -> list[tuple[str, object]]:
     found = []
     for number, tree in enumerate(trees, 1):
         for node in tree.body:
+            lambdas = isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda)
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)] if lambdas else []
             if isinstance(node, ast.FunctionDef):
-                with contextlib.suppress(Exception):
-                    exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
-                    found.append((f"{path.name}, code cell {number}: {node.name}", namespace[node.name]))
+                names = [node.name]
+            if not names:
+                continue
+            with contextlib.suppress(Exception):
+                exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+                found += [(f"{path.name}, code cell {number}: {name}", namespace[name]) for name in names]
     return found
 
 
-def _library_functions(bundle: Path) -> list[tuple[str, object]]:
-    """``(label, function)`` for every public function of the modules the bundle's ``bnlab`` holds."""
+def _bundle_module(bundle: Path, path: Path, name: str):
+    """The module ``name`` as the bundle's file ``path`` defines it: the course's own module where the two files
+    are the same, else the bundle's file run as a module of that name (a shipped module that differs, such as
+    ``bnlab/questions.py`` without its grader-side block)."""
     import importlib
+    import importlib.util
+
+    ours = ROOT / path.relative_to(bundle)
+    if ours.is_file() and ours.read_bytes() == path.read_bytes():
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _library_functions(bundle: Path) -> list[tuple[str, object]]:
+    """``(label, function)`` for every function of the modules the bundle's ``bnlab`` holds, private names
+    included (a student can import ``bnlab.questions._anything`` as well as a public name): module-level
+    functions, lambdas bound to a name, and the static and class methods of the modules' classes."""
 
     found = []
     for path in sorted((Path(bundle) / "bnlab").rglob("*.py")):
@@ -314,10 +337,16 @@ def _library_functions(bundle: Path) -> list[tuple[str, object]]:
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         if any(name == skip or name.startswith(skip + ".") for skip in NOT_CALLED):
             continue
-        module = importlib.import_module(name)
+        module = _bundle_module(Path(bundle), path, name)
         for attr, obj in sorted(vars(module).items()):
-            if not attr.startswith("_") and inspect.isfunction(obj) and obj.__module__ == name:
+            if attr.startswith("__"):
+                continue
+            if inspect.isfunction(obj) and obj.__module__ == name:
                 found.append((f"{name}.{attr}", obj))
+            elif inspect.isclass(obj) and obj.__module__ == name:
+                for method, raw in sorted(vars(obj).items()):
+                    if isinstance(raw, (staticmethod, classmethod)):
+                        found.append((f"{name}.{attr}.{method}", getattr(obj, method)))
     return found
 
 
@@ -329,16 +358,36 @@ def _fits(fn, count: int) -> bool:
         return False
 
 
+# seconds one candidate may take to answer one graded cell (the solution's slowest cell takes a few): a candidate
+# that runs longer, a training loop handed integers for instance, counts as failing
+PAIR_SECONDS = 120
+
+
+class _TooLong(Exception):
+    pass
+
+
+def _too_long(signum, frame):
+    raise _TooLong
+
+
 def _try(fn, part) -> bool:
-    """Whether every check of ``part`` passes with ``fn`` as the answer."""
+    """Whether every check of ``part`` passes with ``fn`` as the answer (within :data:`PAIR_SECONDS`)."""
+    import signal
+
     from bnlab import grading
 
+    previous = signal.signal(signal.SIGALRM, _too_long)
+    signal.alarm(PAIR_SECONDS)
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             for check, args, kwargs in part["calls"]:
                 getattr(grading, check)(fn, *args, **kwargs)
     except Exception:  # noqa: BLE001 - failing, in any way, is what is wanted
         return False
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     return True
 
 
@@ -357,11 +406,14 @@ def _candidates(bundle: Path) -> list[tuple[str, object]]:
     return found + _library_functions(bundle)
 
 
-def _answer_worker(bundle: Path, start: int) -> None:
+def _answer_worker(bundle: Path, start: int, only: tuple[str, ...] = ()) -> None:
     """Try the (candidate, part) pairs from number ``start`` on, printing ``try N`` before each and
-    ``pass N LABEL GRADE_ID`` for each that passes (the parent restarts after a pair that kills the process)."""
+    ``pass N LABEL GRADE_ID`` for each that passes (the parent restarts after a pair that kills the process).
+    ``only``: the candidates whose label starts with one of these (all by default)."""
     parts, number = graded_parts(), 0
     for label, fn in _candidates(bundle):
+        if only and not label.startswith(only):
+            continue
         for part in parts:
             if not _fits(fn, part["params"]):
                 continue
@@ -373,8 +425,9 @@ def _answer_worker(bundle: Path, start: int) -> None:
     print("done", flush=True)
 
 
-def answer_leaks(bundle: Path) -> list[str]:
-    """Functions of the bundle (its notebooks' code cells, its library) that pass a graded cell's checks.
+def answer_leaks(bundle: Path, only: tuple[str, ...] = ()) -> list[str]:
+    """Functions of the bundle (its notebooks' code cells, its library, private names included) that pass a
+    graded cell's checks; ``only`` limits the candidates to labels that start with one of these (planted leaks).
 
     The pairs run in a child process: some wrong answers abort TensorFlow itself (``tf.nn.conv2d`` on
     a dense layer's 2-D input), and such a pair counts as failing; the child then resumes after it."""
@@ -383,7 +436,8 @@ def answer_leaks(bundle: Path) -> list[str]:
     problems, start = [], 0
     while True:
         child = subprocess.run(
-            [sys.executable, "-m", "bnlab.instructor.bundle", "--answer-worker", str(bundle), "--start", str(start)],
+            [sys.executable, "-m", "bnlab.instructor.bundle", "--answer-worker", str(bundle), "--start", str(start)]
+            + [arg for prefix in only for arg in ("--only", prefix)],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -407,9 +461,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder (default dist/)")
     parser.add_argument("--answer-worker", type=Path, help=argparse.SUPPRESS)  # answer_leaks' child process
     parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--only", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.answer_worker:
-        _answer_worker(args.answer_worker, args.start)
+        _answer_worker(args.answer_worker, args.start, tuple(args.only))
         return 0
     try:
         target = build(args.dist)

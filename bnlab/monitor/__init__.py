@@ -25,8 +25,7 @@ The package keeps one responsibility per module:
 ``"text"`` otherwise. A monitor never crashes training: if the panel fails, the monitor prints
 one warning line to stdout and swaps it for the text display.
 
-Instructors can measure the plotting cost with ``python -m bnlab.instructor.bench monitor`` or through
-:attr:`TrainingMonitor.redraw_count` and :attr:`TrainingMonitor.draw_seconds`.
+:attr:`TrainingMonitor.redraw_count` and :attr:`TrainingMonitor.draw_seconds` measure the plotting cost.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class WidgetDisplay:
     """The live panel of a :class:`~bnlab.monitor.TrainingMonitor` (its ``"widget"`` mode).
 
     With ``monitor.render_only``, or outside a Jupyter kernel, it renders and updates the widgets
-    without displaying them (what ``python -m bnlab.instructor.bench monitor`` measures). It adds its
+    without displaying them (what the course's monitor benchmark measures). It adds its
     chart renders to ``monitor.redraw_count`` and its whole drawing time to ``monitor.draw_seconds``.
     """
 

@@ -5,8 +5,8 @@ exercise's schedule (:func:`bnlab.exercise.due`): the training loss and accuracy
 ``log_every`` batches and after the last one, the validation loss and accuracy every
 ``validate_every`` batches and after the last one. The exercise's loop (:func:`bnlab.training.train`),
 the lesson's demos (:func:`bnlab.lesson.train_demo`), the per-layer recording
-(:func:`bnlab.diagnostics.train_and_record`) and the monitor's simulated workload
-(:func:`bnlab.instructor.bench.monitor.simulate`) all run it; what differs between them (the step, the
+(:func:`bnlab.diagnostics.train_and_record`) and the monitor's simulated workload (the course's
+benchmark) all run it; what differs between them (the step, the
 validation, what happens after the last batch or after every batch) comes in as functions.
 
 This module imports no TensorFlow: a step may return tensors, and they are read on the host once

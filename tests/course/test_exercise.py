@@ -96,3 +96,150 @@ def test_each_check_states_its_own_points_and_the_instructors_guide_the_totals()
     total, automatic, cells = _points(notebooks.SOURCE)
     guide = (notebooks.ROOT / "docs" / "instructors.md").read_text()
     assert f"{cells} graded cells, {total} points: {automatic} checked automatically" in guide
+
+
+# -- what Validate says ---------------------------------------------------------------------
+
+
+def test_the_answers_graded_after_submission_are_every_choice_and_the_written_answer():
+    later = exercise.graded_after_submission(nbformat.read(notebooks.RELEASE, as_version=4))
+    choices = {
+        name
+        for cell in notebooks.read().cells
+        if cell.metadata.get("nbgrader", {}).get("grade")
+        for name in exercise.CHOICE_CHECK.findall(cell.source)
+    }
+    assert len(choices) >= 5
+    assert {a["source"].split(" = ")[0] for a in later if a["source"].startswith("ANSWER_")} == choices
+    assert sum("written answer" in a["message"] for a in later) == 1
+    assert all("after you submit" in a["message"] and "points)" in a["message"] for a in later)
+    assert any(a["source"] == "ANSWER_PLAIN_NETWORK = (not set)" for a in later)  # the release leaves them unset
+
+
+def _tiny_notebook(path, answer: str, cell_check: str) -> None:
+    """A graded notebook of one multiple-choice answer and its check, with nbgrader's checksums."""
+    from nbgrader import utils
+
+    def cell(source, grade_id, **meta):
+        made = nbformat.v4.new_code_cell(source)
+        made.metadata["nbgrader"] = {"grade_id": grade_id, "schema_version": 3, "locked": False, "task": False, **meta}
+        made.metadata["nbgrader"]["checksum"] = utils.compute_checksum(made)
+        return made
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        cell(
+            "def check_choice(answer, options):\n    assert answer in options, answer",
+            "given",
+            grade=False,
+            solution=False,
+            locked=True,
+        ),
+        cell(f"ANSWER_X = {answer!r}", "answer", grade=False, solution=True),
+        cell(cell_check, "test_answer", grade=True, solution=False, locked=True, points=2),
+    ]
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def explained_validator(monkeypatch):
+    from nbgrader.validator import Validator
+
+    for name in ("validate", "validate_and_print"):  # restored after the test
+        monkeypatch.setattr(Validator, name, getattr(Validator, name))
+    monkeypatch.setattr(Validator, "explains_later_grading", False, raising=False)
+    exercise.explain_validation()
+    return Validator
+
+
+@pytest.mark.slow
+def test_validate_names_the_answers_graded_later_instead_of_a_bare_success(explained_validator, tmp_path):
+    import io
+
+    path = tmp_path / "tiny.ipynb"
+    _tiny_notebook(path, "c", "check_choice(ANSWER_X, 'abcd')")
+    validator = explained_validator()
+    results = validator.validate(str(path))  # what JupyterLab's Validate button shows
+    assert [entry["source"] for entry in results["failed"]] == ["ANSWER_X = 'c'"]
+    assert "whether it is the right one is graded after you submit (2 points)" in results["failed"][0]["error"]
+    validator.stream = io.StringIO()
+    validator.validate_and_print(str(path))  # what `nbgrader validate` prints
+    out = validator.stream.getvalue()
+    assert "Every check in the notebook passes. Graded only after you submit:" in out and "ANSWER_X = 'c'" in out
+    assert "Your notebook passes all the tests" not in out and "FAILED" not in out
+
+    _tiny_notebook(path, "e", "check_choice(ANSWER_X, 'abcd')")  # a letter that is not an option: a real failure
+    validator.stream = io.StringIO()
+    validator.validate_and_print(str(path))
+    out = validator.stream.getvalue()
+    assert "VALIDATION FAILED ON 1 CELL(S)" in out and "Graded only after you submit" not in out
+
+
+# -- the training run shows the student's own population statistics ----------------------------
+
+
+def _small_mnist():
+    """A small learnable stand-in for MNIST: each class lights up its own block of pixels."""
+    import numpy as np
+
+    from bnlab.data import Mnist, Split
+
+    rng = np.random.default_rng(0)
+
+    def split(n):
+        labels = rng.integers(0, 10, n)
+        images = rng.normal(0.0, 0.3, (n, 28, 28, 1)).astype(np.float32)
+        for i, label in enumerate(labels):
+            images[i, 2 * label : 2 * label + 4, :8, 0] += 1.0
+        return Split(images, labels.astype(np.int64))
+
+    return Mnist(split(1024), split(300), split(300))
+
+
+def _run_with_momentum(data, momentum, refresh_batches):
+    import bnlab
+    from bnlab import training
+    from bnlab.monitor import TrainingMonitor
+
+    tf = bnlab.tf
+    keras = tf.keras
+
+    def build():
+        images = keras.Input((28, 28, 1))
+        x = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, strides=2, use_bias=False)(images))
+        x = keras.layers.Dense(16, use_bias=False)(x)
+        x = keras.layers.ReLU()(keras.layers.BatchNormalization(momentum=momentum)(x))
+        return keras.Model(images, keras.layers.Dense(10)(x))
+
+    def step(model, optimizer, images, labels):
+        with tf.GradientTape() as tape:
+            loss = training.loss_fn(model(images, training=True), labels)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
+        return loss, model(images, training=True)
+
+    return training.train(
+        build,
+        step,
+        lambda m, x: m(x, training=False),
+        data=data,
+        num_batches=30,
+        seed=1,
+        monitor=TrainingMonitor(mode="silent"),
+        validation_size=300,
+        refresh_batches=refresh_batches,
+    )
+
+
+def test_the_run_reports_the_figures_of_the_layers_own_moving_averages_next_to_the_refreshed_ones(capsys):
+    """Keras' momentum changes only the moving averages (training normalizes with the batch), so two runs that
+    differ in it train the same weights: the refresh gives both the same final figures, and only the figures
+    with the layers' own moving averages tell a momentum of 0.1 from one of 0.99."""
+    data = _small_mnist()
+    right, wrong = _run_with_momentum(data, 0.99, 4), _run_with_momentum(data, 0.1, 4)
+    assert right.test_accuracy == wrong.test_accuracy  # what the refresh alone would show
+    assert right.own_test_accuracy != wrong.own_test_accuracy
+    out = capsys.readouterr().out
+    assert out.count("With the population statistics your layers' own moving averages kept") == 2
+    assert f"test accuracy: {wrong.own_test_accuracy:>3.5f}" in out
+    graded = _run_with_momentum(data, 0.1, 0)  # no refresh (as while grading): one set of figures, the layers' own
+    assert graded.own_test_accuracy != graded.own_test_accuracy and "own moving averages" not in graded.report()

@@ -138,6 +138,69 @@ def test_the_answer_check_catches_the_solutions(built, tmp_path):
     assert passed == {p["grade_id"] for p in bundle.graded_parts()}, found
 
 
+def _planted(cell_id: str, prefix: str) -> str:
+    """The solution's code cell ``cell_id`` with each function it defines renamed ``prefix + name`` (calls too)."""
+    import ast
+
+    import nbformat
+
+    cell = next(c for c in nbformat.read(notebooks.SOLUTIONS, as_version=4).cells if notebooks.grade_id(c) == cell_id)
+    tree = ast.parse(cell.source)
+    tree.body = [node for node in tree.body if not isinstance(node, (ast.Import, ast.ImportFrom))]  # PLANT_HEADER's
+    names = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            node.name = prefix + node.name
+        elif isinstance(node, ast.Name) and node.id in names:
+            node.id = prefix + node.id
+    return ast.unparse(tree)
+
+
+PLANT_HEADER = (
+    "\nimport numpy as np\nimport bnlab as _bnlab\nfrom bnlab import nn, training\ntf = _bnlab.tf\nkeras = tf.keras\n"
+)
+
+
+@pytest.mark.slow
+def test_the_answer_check_catches_a_planted_leak_of_each_kind(built, tmp_path):
+    """Every graded function answered by code hidden where a student can still reach it: private functions of a
+    shipped module, Part 3's fix among the Part 3 helpers, a static method, a lambda in a notebook cell."""
+    import nbformat
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(built, copy)
+    tables, questions = copy / "bnlab" / "tables.py", copy / "bnlab" / "questions.py"
+    planted = [_planted(cell, f"_planted_{cell}_") for cell in ("keras_layers", "keras_training", "nn_layers")]
+    backward = _planted("backward_answer", "").replace("\n", "\n    ")
+    tables.write_text(
+        tables.read_text()
+        + PLANT_HEADER
+        + "\n\n".join(planted)
+        + f"\n\n\nclass _Kept:\n    @staticmethod\n    {backward}\n"
+    )
+    questions.write_text(questions.read_text() + PLANT_HEADER + _planted("diagnose_fix", "_classmate_"))
+    release = nbformat.read(copy / "notebooks" / notebooks.RELATIVE, as_version=4)
+    release.cells.append(
+        nbformat.v4.new_code_cell(
+            "_dense = lambda prev_layer, num_units: keras.layers.ReLU()(keras.layers.BatchNormalization()("
+            "keras.layers.Dense(num_units, use_bias=False)(prev_layer)))"
+        )
+    )
+    nbformat.write(release, copy / "notebooks" / "oops.ipynb")
+    found = bundle.answer_leaks(copy, only=("bnlab.tables._", "bnlab.questions._classmate_", "oops.ipynb"))
+    passed: dict[str, set] = {}
+    for line in found:
+        label, grade_id = line.split(" passes the checks of graded cell ")
+        passed.setdefault(label, set()).add(grade_id.strip("'"))
+    parts = {p["grade_id"]: p["name"] for p in bundle.graded_parts()}
+    assert set().union(*passed.values()) == set(parts), found
+    assert "test_diagnose_fix" in passed["bnlab.questions._classmate_fixed_fully_connected"]
+    backward = {g for g, name in parts.items() if name == "batchnorm_backward"}
+    assert passed["bnlab.tables._Kept.batchnorm_backward"] == backward
+    lambdas = [label for label in passed if label.startswith("oops.ipynb") and label.endswith(": _dense")]
+    assert lambdas and "test_keras_fc_structure" in passed[lambdas[0]]
+
+
 def test_modules_left_uncalled_by_the_answer_check_build_no_layer():
     """bundle.NOT_CALLED is not a hiding place: those modules hold no layer, variable or tf.nn code."""
     layer_code = re.compile(r"keras\.layers\.|BatchNormalization|tf\.Variable|get_variable|tf\.nn\.|\.assign\(")
@@ -245,6 +308,72 @@ def test_the_students_nbgrader_finds_its_configuration_and_stays_quiet(built, tm
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["300", "batchnorm"]
     assert "No nbgrader_config.py file found" not in result.stdout + result.stderr
+
+
+# -- what students read speaks of the subject ------------------------------------------------
+
+# names of the instructor's tools, which students neither have nor need, and words of the grading machinery
+INSTRUCTOR_ONLY = re.compile(r"bnlab[./]instructor|answer_leaks|make bundle|make (?:autograde|collect|release)")
+PLUMBING = re.compile(
+    r"cost(?:s)? points|zero points|grader[- ]side|hidden[- ]tests?\b|gradebook|formgrader|autograd", re.I
+)
+# shipped modules owned elsewhere that still name them: {file: the words found}. Each entry must still be true
+# (the test fails when a file is cleaned and its entry stays), and the list only shrinks.
+PENDING = {
+    "bnlab/__init__.py": {"cost points", "bnlab.instructor", "autograd"},
+    "bnlab/_quiet.py": {"zero points"},
+    "bnlab/diagnostics.py": {"bnlab.instructor", "answer_leaks"},
+    "bnlab/settings.py": {"autograd"},
+    "bnlab/grading/__init__.py": {"bnlab.instructor"},
+    "bnlab/grading/errors.py": {"bnlab.instructor", "hidden test"},
+    "bnlab/grading/judge.py": {"bnlab.instructor"},
+    "bnlab/grading/numeric.py": {"bnlab.instructor"},
+    "bnlab/grading/wire.py": {"bnlab.instructor"},
+    "bnlab/grading/worker.py": {"bnlab.instructor"},
+}
+
+
+def _student_text(root: Path) -> dict[str, str]:
+    """``{path: text}`` of what a student reads in ``root``: the library's modules, the notebooks' cells
+    (source and outputs, not nbgrader's cell metadata) and the Markdown files; the JupyterLab and nbgrader
+    configuration files of ``jupyter/`` are settings, not text."""
+    import nbformat
+
+    found = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if not path.is_file() or rel.startswith("jupyter/"):
+            continue
+        if path.suffix in (".py", ".md"):
+            found[rel] = path.read_text(errors="replace")
+        elif path.suffix == ".ipynb":
+            cells = nbformat.read(path, as_version=4).cells
+            outputs = [o.get("text", "") + str(o.get("data", {})) for c in cells for o in c.get("outputs", [])]
+            found[rel] = "\n".join([c.source for c in cells] + outputs)
+    return found
+
+
+def _plumbing(text: str) -> set[str]:
+    words = {m.group(0).lower() for pattern in (INSTRUCTOR_ONLY, PLUMBING) for m in pattern.finditer(text)}
+    return {
+        "bnlab.instructor" if w.startswith("bnlab") else "hidden test" if w.startswith("hidden") else w for w in words
+    }
+
+
+def test_what_students_read_names_no_instructor_tool_and_no_grading_plumbing(built):
+    found = {rel: words for rel, text in _student_text(built).items() if (words := _plumbing(text))}
+    assert {rel: words for rel, words in found.items() if rel not in PENDING} == {}
+    assert {rel: found.get(rel, set()) for rel in PENDING} == PENDING, "PENDING is out of date: remove what is clean"
+
+
+def test_the_plumbing_scan_finds_what_it_looks_for(built, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(built, copy, ignore=shutil.ignore_patterns("*.zip"))
+    (copy / "bnlab" / "tables.py").write_text('"""Log noise would cost points under nbgrader (bnlab.instructor)."""\n')
+    (copy / "notebooks" / "note.md").write_text("After grading, see the gradebook and the hidden tests.\n")
+    found = _student_text(copy)
+    assert _plumbing(found["bnlab/tables.py"]) == {"cost points", "bnlab.instructor"}
+    assert _plumbing(found["notebooks/note.md"]) == {"gradebook", "hidden test"}
 
 
 # -- what the released notebooks name exists in the bundle ----------------------------------
