@@ -108,7 +108,7 @@ class Results:
 
     def report(self) -> str:
         def single(value):
-            return f"{value:>3.5f}" if value == value else "not measured while the notebook is graded"
+            return f"{value:>3.5f}" if value == value else "not measured under nbgrader"
 
         report = (
             f"Final validation accuracy: {self.validation_accuracy:>3.5f}\n"
