@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 
 import numpy as np
 
@@ -15,17 +16,20 @@ from bnlab.reference import batch_norm_formula
 
 # The checks probe a layer with what the exercise's network feeds it (bnlab.exercise): a training batch of 64 float32
 # activations after a ReLU, shaped as the layer's real call. conv_layer(prev, depth) for depth 1..19 on 28x28x1
-# images gets (depth - 1) * 4 feature maps (1 for depth 1), halved in size after every third depth; its default
-# depths are two real calls at 4x4 (stride 1, then stride 2), which keep the NumPy judging cheap. fully_connected
-# gets the flattened 1x1x76 map of depth 19 and has 100 units.
+# images gets (depth - 1) * 4 feature maps (1 for depth 1), halved in size after every third depth; in the kernel its
+# default depth is a real call at 4x4 (stride 1; 12 is the stride-2 call beside it), and in the trusted re-run a
+# depth drawn with the test cell's salt among all 19 (salted_depth). fully_connected gets the flattened 1x1x76 map of
+# depth 19 and has 100 units.
 BATCH = 64
 IMAGE_SIZE, IMAGE_CHANNELS, CONV_LAYERS = 28, 1, 19
 DENSE_FEATURES, DENSE_UNITS = 76, 100
 CONV_DEPTHS = (11, 12)  # inputs 4x4x40 (44 feature maps, stride 1) and 4x4x44 (48 feature maps, stride 2)
 ATOL = RTOL = 2e-3
+DEPTH_STREAM = 19  # mixed with the salt for the depth, so that it is drawn apart from the inputs' values
 
-# mixed into the seeds of the checks' inputs when set (the trusted re-run: a fresh secret per submission, drawn in
-# nbgrader's process after the submission's cells ran and never sent to the worker); unset in the notebook's kernel
+# mixed into the seeds of the checks' inputs, and the default conv depth drawn from it, when set (the trusted re-run:
+# a fresh secret per test cell, drawn in nbgrader's process after the submission's cells ran and never sent to the
+# worker); unset in the notebook's kernel
 _SALT: contextvars.ContextVar = contextvars.ContextVar("bnlab_probe_salt", default=None)
 
 
@@ -42,13 +46,27 @@ def salted(salt: int | None):
 
 
 def layer_arg(kind: str, arg):
+    """The layer's size argument: ``arg``, or the checks' default when it is None. A conv layer's default depth is
+    ``CONV_DEPTHS[0]`` in the notebook's kernel, and in the trusted re-run (under :func:`salted`) a depth
+    drawn with the salt among all the network's depths (:func:`salted_depth`)."""
     if arg is None:
-        return DENSE_UNITS if kind == "dense" else CONV_DEPTHS[0]
+        if kind == "dense":
+            return DENSE_UNITS
+        salt = _SALT.get()
+        return CONV_DEPTHS[0] if salt is None else salted_depth(salt)
     if kind == "conv" and not (isinstance(arg, int) and 1 <= arg <= CONV_LAYERS):
         raise ValueError(f"a conv layer's depth is an int from 1 to {CONV_LAYERS} (the network's layers), got {arg!r}")
     if kind == "dense" and not (isinstance(arg, int) and arg >= 1):
         raise ValueError(f"a dense layer's size is a positive int (its number of units), got {arg!r}")
     return arg
+
+
+@functools.lru_cache(maxsize=64)
+def salted_depth(salt: int) -> int:
+    """The conv depth (1 to :data:`CONV_LAYERS`, every one a real call of the network) that the checks' default
+    probes in a test cell whose salt is ``salt``: the worker builds the layer at this depth without knowing the salt,
+    so a layer cannot normalize only at the depths the checks use by default."""
+    return int(np.random.default_rng([salt, DEPTH_STREAM]).integers(1, CONV_LAYERS + 1))
 
 
 def units(kind: str, arg) -> int:

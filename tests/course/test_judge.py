@@ -147,6 +147,29 @@ def test_the_graph_runs_on_the_judges_variables():
     assert grad.shape == (f, n) and np.all(np.isfinite(grad))
 
 
+def test_a_graph_judged_again_is_registered_once_and_runs_on_fresh_variables():
+    """The checks that build the same probe get the same graph: the judge registers (and TensorFlow optimizes) its
+    functions once, and each check's layer still starts from the exported values of the variables. A graph it refused
+    is refused again."""
+    package = export.export_layer(probes.layer_probe(_dense_nn(_bn), "dense", "nn"))
+    x = np.random.default_rng(1).uniform(0, 2, (64, numeric.DENSE_FEATURES)).astype(np.float32)
+    first = judge.JudgedLayer(wire.decode(wire.encode(package)))
+    out = first.call(x, True)
+    moved = first.statistics()[0]
+    again = judge.JudgedLayer(wire.decode(wire.encode(package)))
+    assert again._main["train"][0] is first._main["train"][0]  # the same registered function
+    assert np.array_equal(again.statistics()[0], np.zeros(numeric.DENSE_UNITS))  # its own variables, as exported
+    assert np.allclose(again.call(x, True), out) and np.allclose(again.statistics()[0], moved)
+    doubled = _dense_nn(lambda linear, size, is_training: _bn(2.0 * linear, size, is_training))  # another graph
+    other = judge.JudgedLayer(wire.decode(wire.encode(export.export_layer(probes.layer_probe(doubled, "dense", "nn")))))
+    assert other._main["train"][0] is not first._main["train"][0]
+
+    def sneaky(linear, size, is_training):
+        return _bn(tf.reshape(tf.numpy_function(lambda a: a, [linear], tf.float32), [-1, size]), size, is_training)
+
+    assert _refusal(_dense_nn(sneaky)) == _refusal(_dense_nn(sneaky)) is not None
+
+
 class _StepThroughTheJudge:
     """The checks' step probe as the trusted re-run runs it: the student's function exported, the reference model
     and the graph in the judge (in-process here)."""

@@ -3,12 +3,15 @@ with the kernel on honest code, and a disagreement is flagged and scored zero.""
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+import types
 
 import nbformat
 import pytest
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
+from submissions.tampering import DEFAULT_DEPTHS, LIE_AT_THE_CHECKS_DEPTHS
 
 from bnlab.grading import numeric, wire
 from bnlab.instructor.notebooks import code_cells
@@ -51,6 +54,50 @@ def test_solution_is_confirmed(monkeypatch):
 def test_tampering_earns_only_what_its_answers_earn(variant: Variant):
     verdicts = trusted_verdicts(variant.cells)
     assert failed(verdicts) == set(variant.fails), verdicts
+
+
+def _salts_drawing(depths: list, drawn: list):
+    """A stand-in for ``secrets.randbits`` in the re-run: the n-th call gives a salt whose conv depth
+    (:func:`bnlab.grading.numeric.salted_depth`, as the re-run draws it) is ``depths[n % len(depths)]``, and notes its
+    depth in ``drawn``."""
+    calls = itertools.count()
+
+    def randbits(bits):
+        depth = depths[next(calls) % len(depths)]
+        salt = next(salt for salt in itertools.count(1) if numeric.salted_depth(salt) == depth)
+        drawn.append(depth)
+        return salt
+
+    return randbits
+
+
+def test_a_layer_that_normalizes_only_at_the_checks_depths_loses_at_a_drawn_depth(monkeypatch):
+    """A conv check without a depth probes, in the re-run, a depth drawn with the test cell's secret salt among all
+    the network's depths: layers that normalize only at the checks' default calls (11, 12, the hidden cells' 3) lose
+    every conv cell whose draw falls elsewhere, while the honest Part 1 in the same notebook keeps its marks there
+    (the 28x28 depths 1 and 2 included)."""
+    elsewhere = [2, 1, 16, 7, 19]  # the conv cells (5th to 7th, 15th to 18th test cells) get 19, 2, 1 and 19, 2, 1, 16
+    assert not set(elsewhere) & set(DEFAULT_DEPTHS)
+    drawn = []
+    monkeypatch.setattr(verify, "secrets", types.SimpleNamespace(randbits=_salts_drawing(elsewhere, drawn)))
+    verdicts = trusted_verdicts(LIE_AT_THE_CHECKS_DEPTHS.cells)
+    assert failed(verdicts) == set(LIE_AT_THE_CHECKS_DEPTHS.fails), verdicts
+    assert len(drawn) == len(ALL_TESTS) and set(drawn) == set(elsewhere)  # a salt per test cell, as drawn
+
+
+def test_the_layer_that_normalizes_only_at_the_checks_depths_fools_them_there():
+    """The control of the test above: in the kernel (no salt) the lie passes the conv checks at their default depth
+    and the hidden cells' 3, and fails at another depth of the network."""
+    import bnlab
+    from bnlab import grading, nn
+
+    namespace = {"tf": bnlab.tf, "keras": bnlab.tf.keras, "nn": nn}  # what the notebook's setup cell defines
+    exec(LIE_AT_THE_CHECKS_DEPTHS.cells["nn_layers"], namespace)
+    conv = namespace["conv_layer"]
+    for depth in (None, 3):
+        grading.check_training_output(conv, "conv", "nn", arg=depth)
+    with pytest.raises(AssertionError, match="conv_layer"):
+        grading.check_training_output(conv, "conv", "nn", arg=2)
 
 
 def _by_name(names, pool):
@@ -106,6 +153,21 @@ def test_wire_format_round_trips_and_rejects_unknown_objects():
         wire.encode(object())
     with pytest.raises(ValueError):
         wire.decode({"$name": "fully_connected"})  # the parent never resolves names
+    # arrays travel as their bytes (float32 kept float32 on the wire) and come back as exact float64 arrays
+    batch = np.random.default_rng(0).standard_normal((64, 28, 28, 8)).astype(np.float32)
+    encoded = wire.encode(batch)
+    assert encoded["dtype"] == "f4" and len(encoded["$array"]) == 4 * -(-batch.nbytes // 3)  # base64 of 4 bytes each
+    back = wire.decode(encoded)
+    assert back.dtype == np.float64 and back.shape == batch.shape and np.array_equal(back, batch)
+    assert np.array_equal(wire.decode(wire.encode(np.array([np.nan, np.inf, 1 / 3]))), [np.nan, np.inf, 1 / 3], True)
+    for malformed in (
+        {**encoded, "shape": [64, 28, 28, 9]},  # bytes that do not fill the shape
+        {**encoded, "dtype": "O"},  # only float32 and float64 bytes are read
+        {**encoded, "shape": [-1]},
+        {**encoded, "$array": "not base64!"},
+    ):
+        with pytest.raises(ValueError, match="malformed"):
+            wire.decode(malformed)
 
 
 def test_a_worker_that_dies_is_replaced_without_the_cell_that_ended_it():

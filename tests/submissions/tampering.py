@@ -386,3 +386,25 @@ LIES.append(
 # files a variant ships beside its notebook: {variant name: {path in the submission's folder: text}}
 FILES = {"lie_bnlab_package_in_submission": {"bnlab/__init__.py": BNLAB_PACKAGE}}
 TAMPERING.extend(LIES)
+
+# layers that normalize (TensorFlow operations only) only the inputs of the checks' own calls in the kernel: the dense
+# layer's 76 features and the conv layer at the depths the test cells name or default to (11, 12 and the hidden
+# cells' 3); at every other depth of the network they do linear and ReLU alone. In the trusted re-run a conv check
+# without a depth probes one drawn with the test cell's secret salt among all 19, so the lie wins such a cell only
+# when the draw falls on one of its three depths (3 in 19). Not in TAMPERING: what it earns depends on the draws, so
+# tests/instructor/test_integrity.py fixes the salts
+DEFAULT_DEPTHS = (3, 11, 12)
+CHECKS_DEPTHS = OLD_PROBE_SHAPES.replace(
+    "((6,), (6, 6, 3))", "((76,), (4, 4, 40), (4, 4, 44), (28, 28, 8))  # depths 11, 12, 3: the checks' calls"
+)
+assert CHECKS_DEPTHS != OLD_PROBE_SHAPES
+# what it loses when the drawn depths are not its own: every conv test that looks at the normalization
+CHECKS_DEPTHS_FAILS = frozenset(
+    {"test_nn_conv_population", "test_nn_conv_training_output", "test_nn_conv_inference_output"}
+)
+LIE_AT_THE_CHECKS_DEPTHS = lie(
+    "lie_normalizes_only_at_the_checks_depths",
+    {"nn_layers": CHECKS_DEPTHS},
+    CHECKS_DEPTHS_FAILS,
+    "tf.nn layers that normalize (TensorFlow operations only) only at the dense and conv calls the checks make by default",
+)

@@ -16,6 +16,8 @@ executed the notebook, :class:`VerifyChecks` runs each graded test cell again:
 - the checks' inputs are drawn here, after the student's cells before the test cell ran, from the checks' seeds
   mixed with a fresh secret salt per test cell (:func:`bnlab.grading.numeric.salted`): the salt never reaches the
   worker, so the graph it exported cannot know the inputs it will be judged on (only the judge sees them, as arrays);
+  a conv check without a depth asks the worker for the layer at a depth drawn with the salt among all the network's
+  (:func:`bnlab.grading.numeric.salted_depth`), so a layer cannot normalize only where the checks look by default;
 - a cell that passed in the kernel but fails here gets an error output, so
   :class:`nbgrader.preprocessors.SaveAutoGrades` gives it zero, and the submission is flagged as
   tampered: a warning in nbgrader's log, ``metadata.bnlab`` on the cell and the notebook.
@@ -167,6 +169,20 @@ def run_test_cell(source: str, session: Session, salt: int | None = None) -> str
     except Exception as exc:  # noqa: BLE001 - e.g. a name the test needs is not a function
         return f"{type(exc).__name__}: {str(exc)[:300]}"
     return None
+
+
+class _ProbeAtDrawnSize(Session):
+    """The re-run's worker and judge (:class:`~bnlab.instructor.preprocessors.remote.Session`), asked for a layer's
+    probe at the size the checks judge it at: a check's default size is resolved here, under the test cell's salt
+    (:func:`bnlab.grading.numeric.layer_arg`), so the worker builds a conv layer at the depth drawn with the salt
+    without ever seeing the salt."""
+
+    def probe(self, kind: str, *args):
+        __tracebackhide__ = True
+        if kind == "layer":
+            layer_fn, layer_kind, api, arg, seed = args
+            args = (layer_fn, layer_kind, api, numeric.layer_arg(layer_kind, arg), seed)
+        return super().probe(kind, *args)
 
 
 def kernel_failed(cell) -> bool:
@@ -427,7 +443,7 @@ def verify_cells(
     env = {"NBGRADER_EXECUTION": settings.grading() or "autograde"}
 
     def start(replay=()):
-        session = Session(cwd=cwd, timeout=max(1.0, deadline - time.monotonic()), env=env, log=log)
+        session = _ProbeAtDrawnSize(cwd=cwd, timeout=max(1.0, deadline - time.monotonic()), env=env, log=log)
         if on_session is not None:
             on_session(session)
         for source in replay:
