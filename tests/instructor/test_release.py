@@ -40,7 +40,7 @@ def test_a_change_in_source_is_reported_as_stale(tmp_path):
 
 # Text that would hand over an answer: Part 1's layers and training flag, Part 2's statistics, update and
 # normalization calls, and the letters of the multiple-choice answers. None of it may appear in the
-# released notebook outside the collapsed hints; the hints hold enough of it to finish.
+# released notebook outside the collapsed hints; the hints name the API (in another example, never the answer).
 GIVEAWAY = [
     r"\btraining=True",
     r"BatchNormalization\(",
@@ -91,7 +91,7 @@ def test_released_text_outside_the_hints_gives_no_answer_away():
     found = [pattern for pattern in GIVEAWAY if re.search(pattern, outside)]
     assert found == [], f"the released notebook gives answers away outside the hints: {found}"
     hints = "\n".join(h for c in nb.cells if c.cell_type == "markdown" for h in DETAILS.findall(c.source))
-    assert [t for t in IN_HINTS if t not in hints] == [], "the hints must still let a stuck student finish"
+    assert [t for t in IN_HINTS if t not in hints] == [], "the hints must still name the API a stuck student needs"
 
 
 def test_hints_are_collapsed_and_progressive():
@@ -169,3 +169,120 @@ def test_the_tf1_appendix_is_an_after_deadline_handout_in_solutions_only():
         if ".ipynb_checkpoints" not in p.parts
     }
     assert released == set(release.released_notebooks(ROOT)) and EXERCISE in released
+
+
+# -- hints teach without giving the line ------------------------------------------------------
+
+STUB = re.compile(r"^( *)# YOUR CODE HERE.*\n *raise NotImplementedError\(.*\)$", re.M)
+HINT_CODE = re.compile(r"```(?:python)?\n(.*?)```|`([^`\n]+)`", re.S)
+
+
+def _hint_snippets(hint: str) -> list[str]:
+    """The code of a hint: its code blocks, and its inline code that is a Python statement."""
+    import ast
+
+    found = []
+    for block, inline in HINT_CODE.findall(hint):
+        try:
+            ast.parse(block or inline)
+        except SyntaxError:
+            continue
+        found.append(block or inline)
+    return found
+
+
+def _as_body(snippets: list[str], indent: str) -> str:
+    """The snippets as the body a student would paste: a ``return`` as it is, every other statement kept only where
+    it runs (a name the hint leaves for the student to fill in does not stop the lines after it)."""
+    lines = []
+    for snippet in snippets:
+        for line in snippet.splitlines():
+            if line.lstrip().startswith("return"):
+                lines.append(f"{indent}{line.strip()}")
+            else:
+                lines += [
+                    f"{indent}try:",
+                    f"{indent}    {line.strip()}",
+                    f"{indent}except Exception:",
+                    f"{indent}    pass",
+                ]
+    return "\n".join(lines)
+
+
+def _pasted_answers(release_path: Path) -> list[tuple[str, str, str]]:
+    """``(hint label, answer cell id, cell source)``: every hint's code (each hint alone, and all hints of a task
+    together) pasted in place of every stub of every answer cell of the released notebook at ``release_path``."""
+    import ast
+
+    solutions = {
+        notebooks.grade_id(c): c.source for c in nbformat.read(ROOT / "solutions" / EXERCISE, as_version=4).cells
+    }
+    nb = nbformat.read(release_path, as_version=4)
+    tasks = [(notebooks.grade_id(c), DETAILS.findall(c.source)) for c in nb.cells if c.cell_type == "markdown"]
+    answers = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    pasted = []
+    for task, hints in tasks:
+        codes = [(f"{task}, hint {i}", _hint_snippets(h)) for i, h in enumerate(hints, 1)]
+        codes.append((f"{task}, all hints", [s for _, snippets in codes for s in snippets]))
+        for label, snippets in codes:
+            if not snippets:
+                continue
+            for cell in answers:
+                cell_id = notebooks.grade_id(cell)
+                if "    # YOUR CODE HERE" in cell.source:
+                    source = STUB.sub(lambda m: _as_body(snippets, m.group(1)), cell.source)
+                else:  # a stub outside any function: the functions the solution defines there, with the hint as body
+                    defs = [n for n in ast.parse(solutions[cell_id]).body if isinstance(n, ast.FunctionDef)]
+                    if not defs:
+                        continue
+                    source = "\n\n".join(
+                        f"def {d.name}({', '.join(a.arg for a in d.args.args)}):\n{_as_body(snippets, '    ')}"
+                        for d in defs
+                    )
+                pasted.append((label, cell_id, source))
+    return pasted
+
+
+def _hints_that_pass(release_path: Path) -> list[str]:
+    import ast
+
+    from bnlab.instructor import bundle
+
+    nb = nbformat.read(release_path, as_version=4)
+    namespace: dict = {}
+    for cell in nb.cells:  # the notebook's imports and aliases (tf, keras, grading, nn, training)
+        if cell.cell_type != "code":
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or (
+                isinstance(node, ast.Assign) and isinstance(node.value, ast.Attribute)
+            ):
+                exec(compile(ast.Module(body=[node], type_ignores=[]), "setup", "exec"), namespace)
+    parts = bundle.graded_parts()
+    passing = []
+    for label, cell_id, source in _pasted_answers(release_path):
+        scope = dict(namespace)
+        try:
+            exec(source, scope)
+        except Exception:  # noqa: BLE001 - code that does not even define the function answers nothing
+            continue
+        for part in parts:
+            fn = scope.get(part["name"])
+            if callable(fn) and bundle.passing_parts(fn, [part]):
+                passing.append(f"{label} pasted into {cell_id} passes {part['grade_id']}")
+    return passing
+
+
+def test_no_hint_passes_a_graded_check_when_pasted_as_the_answer():
+    assert _pasted_answers(ROOT / "release" / EXERCISE), "the hints' code should be tried"
+    assert _hints_that_pass(ROOT / "release" / EXERCISE) == []
+
+
+def test_a_hint_that_gives_the_line_is_caught(tmp_path):
+    nb = _release()
+    task = next(c for c in nb.cells if notebooks.grade_id(c) == "part1_task_training")
+    task.source += "\n\n<details><summary>Hint 9</summary>\n\n`logits = model(images, training=True)`\n</details>\n"
+    nbformat.write(nb, tmp_path / "release.ipynb")
+    found = _hints_that_pass(tmp_path / "release.ipynb")
+    assert found and all(line.startswith("part1_task_training, ") for line in found), found
+    assert any("keras_training passes test_keras_train_step" in line for line in found), found
