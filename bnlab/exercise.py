@@ -92,6 +92,8 @@ def explain_validation() -> None:
     answer as an entry the dialog shows, with what is and is not checked, and the CLI prints them under a
     heading that says no check failed. Failures, changed cells and changed cell types are reported as before.
     """
+    import html
+
     import nbformat
     from nbgrader.validator import Validator
 
@@ -108,7 +110,9 @@ def explain_validation() -> None:
             return results
         return {
             "failed": [
-                {"source": a["source"], "error": a["message"], "raw_error": a["message"], "later": True} for a in later
+                # JupyterLab's dialog shows "error" as HTML (nbgrader escapes its own); the answer is the student's text
+                {"source": a["source"], "error": html.escape(a["message"]), "raw_error": a["message"], "later": True}
+                for a in later
             ]
         }
 

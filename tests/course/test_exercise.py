@@ -162,6 +162,9 @@ def test_validate_names_the_answers_graded_later_instead_of_a_bare_success(expla
     results = validator.validate(str(path))  # what JupyterLab's Validate button shows
     assert [entry["source"] for entry in results["failed"]] == ["ANSWER_X = 'c'"]
     assert "whether it is the right one is graded after you submit (2 points)" in results["failed"][0]["error"]
+    _tiny_notebook(path, "<b>", "check_choice(ANSWER_X, ['<b>'])")  # shown as text, never as markup
+    assert "&lt;b&gt;" in validator.validate(str(path))["failed"][0]["error"]
+    _tiny_notebook(path, "c", "check_choice(ANSWER_X, 'abcd')")
     validator.stream = io.StringIO()
     validator.validate_and_print(str(path))  # what `nbgrader validate` prints
     out = validator.stream.getvalue()
