@@ -10,44 +10,22 @@ Keras inference as the given ``predict`` runs it (``model(images)``, no flag, so
 inside a layer function shows), ``train_step`` traced and also with the run's optimizer
 (:class:`bnlab.training.adam.FusedAdam`). They judge behaviour, not spelling: batch normalization before or after
 the ReLU, with or without a bias, Keras layers in nested blocks, a biased or Bessel-corrected
-population variance, ``tf.nn.batch_normalization`` or the formula by hand, any decay in [0.5, 1).
+population variance, ``tf.nn.batch_normalization`` or the formula by hand, any decay from 0.5 to MAX_MOMENTUM.
 """
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 
-from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE
+from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
 from bnlab.grading import numeric as num
-from bnlab.grading.errors import fail
+from bnlab.grading.errors import fail, flag_fixed_inside, never_moved, one_for_all, stats_named, worst_entry
+from bnlab.grading.errors import judged as _judged  # (the step and backward checks import these two from here)
+from bnlab.grading.errors import name_of as _name_of  # noqa: F401
+from bnlab.grading.errors import per as _per
 
-
-def _judged(check):
-    """Judging errors on malformed data (shapes that do not fit) become a CheckFailed, not a crash."""
-
-    @functools.wraps(check)
-    def wrapper(*args, **kwargs):
-        __tracebackhide__ = True
-        try:
-            return check(*args, **kwargs)
-        except (ValueError, IndexError, KeyError, TypeError):
-            fail(
-                f"{_name_of(args[0] if args else None, 'the function')}: its batch normalization's parameters or "
-                "statistics do not fit the layer's output, so they cannot be applied to it. Batch normalization keeps "
-                "one mean, variance, gamma and beta per unit (dense) or per feature map (conv) of the layer's own "
-                "output.",
-                "conv",
-            )
-
-    return wrapper
-
-
-def _name_of(fn, default: str) -> str:
-    """The judged function's own name (a remote name's too), or ``default``."""
-    name = getattr(fn, "__name__", None) or getattr(fn, "name", None)
-    return name if isinstance(name, str) and name.isidentifier() else default
+# the largest decay accepted: after the exercise's run the initial statistics weigh at most a half (0.999: 0.45)
+MAX_MOMENTUM = 0.5 ** (1 / NUM_BATCHES)
 
 
 def _remote(obj):
@@ -64,19 +42,6 @@ def _layer_probe(layer_fn, kind, api, arg, seed):
     from bnlab.grading import probes
 
     return probes.layer_probe(layer_fn, kind, api, arg, seed)
-
-
-def _step_probe(fn, seed):
-    session = _remote(fn)
-    if session is not None:
-        return session.probe("step", seed)
-    from bnlab.grading import probes
-
-    return probes.StepProbe(seed)
-
-
-def _per(kind):
-    return "unit" if kind == "dense" else "feature map (output channel)"
 
 
 def _candidates(info, x, kind, arg):
@@ -135,6 +100,18 @@ def _match_contract(where, info, x, out, kind, arg, mode, population=None):
                     "is linear, batch normalization and a ReLU (before or after the normalization).",
                     "math",
                 )
+            slope = _negative_slope(out, normalized) if relu_after else None
+            if slope is not None:
+                fail(
+                    f"{where}: its output is batch normalization with {stats_named(mode)}, but the nonlinearity "
+                    f"after it is not a ReLU: negative values come out multiplied by {slope:.2g} instead of set to "
+                    "zero (a LeakyReLU?). The exercise's network uses a ReLU, max(0, x), in every layer.",
+                    "plain_network",
+                )
+            if population is None and not unbiased:
+                shared = num.bn_forward(z, gamma, beta, z.mean(), z.var(), eps)
+                if num.close(out, num.relu(shared) if relu_after else shared):
+                    fail(one_for_all(where, kind), "conv")
             no_sqrt = (z - mean) / (var + eps) * gamma + beta
             if num.close(out, num.relu(no_sqrt) if relu_after else no_sqrt):
                 fail(
@@ -145,17 +122,23 @@ def _match_contract(where, info, x, out, kind, arg, mode, population=None):
                 )
             if population is not None:
                 break
-    stats = (
-        "the batch's own mean and variance"
-        if mode == "training"
-        else "the population mean and variance, not the batch's"
-    )
     fail(
-        f"{where}: in {mode} mode its output is not batch normalization with {stats} (then gamma and beta, and a "
-        f"ReLU before or after it); it differs from that by up to {best:.3g}. Compare each step of your layer with "
-        "the lesson's four equations.",
+        f"{where}: in {mode} mode its output is not batch normalization with {stats_named(mode)} (then gamma and "
+        f"beta, and a ReLU before or after it); it differs from that by up to {best:.3g}. Compare each step of your "
+        "layer with the lesson's four equations.",
         "inference" if mode == "inference" else "math",
     )
+
+
+def _negative_slope(out, normalized):
+    """The slope ``a`` for which ``out`` is ``normalized`` where positive and ``a * normalized`` where negative, with
+    ``0 < a < 1`` (a leaky ReLU: not the ReLU's 0, not the identity); None if there is none."""
+    negative = normalized < -0.1
+    if not negative.any():
+        return None
+    slope = float(np.median(out[negative] / normalized[negative]))
+    leaky = np.where(normalized < 0, slope * normalized, normalized)
+    return slope if 1e-3 < slope < 0.99 and num.close(out, leaky) else None
 
 
 def _statistics_fit(probe, kind: str, api: str, arg) -> None:
@@ -226,14 +209,27 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
             "inference starts from no shift and no scaling. Check the initial values of the two variables.",
             "variables",
         )
-    if api == "nn":
-        gamma, beta = _scale_shift(info)
-        if not (np.allclose(gamma, 1) and np.allclose(beta, 0)):
-            fail(
-                f"{where}: gamma should start at ones and beta at zeros, so that training starts from plain "
-                "normalization.",
-                "variables",
+    if info["gamma"] is None or info["beta"] is None:
+        missing, option = ("gamma", "scale") if info["gamma"] is None else ("beta", "center")
+        fail(
+            f"{where}: its BatchNormalization has no {missing} ({option}=False). The layer's output is the normalized "
+            "value scaled by gamma and shifted by beta, both learned: beta does the job of the bias the linear layer "
+            "gave up, gamma sets each unit's own scale.",
+            "variables",
+        )
+    gamma, beta = _scale_shift(info)
+    if not (np.allclose(gamma, 1) and np.allclose(beta, 0)):
+        fail(
+            f"{where}: gamma should start at ones and beta at zeros, so that training starts from plain normalization"
+            + (
+                ": with gamma at zero every normalized output is beta, every ReLU outputs zero and no gradient "
+                "reaches the weights, so nothing trains."
+                if np.allclose(gamma, 0)
+                else "."
             )
+            + (" Look at gamma_initializer and beta_initializer." if api == "keras" else ""),
+            "variables",
+        )
     expected = (len(x),) + num.output_shape(kind, arg)
     if out.shape != expected:
         fail(
@@ -241,21 +237,6 @@ def check_structure(layer_fn, kind: str, api: str, arg=None) -> None:
             "padding as in the network without batch normalization; normalizing never changes a shape.",
             "math",
         )
-
-
-def _never_moved(where: str, api: str, steps: int) -> str:
-    if api == "keras":
-        return (
-            f"{where}: the moving mean and variance of its BatchNormalization never changed during {steps} "
-            "training-mode calls of the model. Keras updates them itself whenever the layer runs in training "
-            "mode, so something inside the layer function keeps it from training mode (a fixed flag, a frozen "
-            "layer)."
-        )
-    return (
-        f"{where}: pop_mean and pop_variance never changed during {steps} training-mode calls, so inference would "
-        "normalize with their initial values. In training mode, move both a small step towards this batch's "
-        "mean and variance (a moving average with decay close to 1)."
-    )
 
 
 @_judged
@@ -281,12 +262,13 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
         outputs.append(probe.call(x, True))
         records.append([np.asarray(s, np.float64) for s in probe.statistics()])
     if all(np.allclose(r[0], records[0][0]) and np.allclose(r[1], records[0][1]) for r in records):
-        fail(_never_moved(where, api, steps), "moving_average")
+        fail(never_moved(where, api, steps), "moving_average")
     try:
         placement = _match_contract(where, info, inputs[0], outputs[0], kind, arg, "training")[0]
     except AssertionError:
         placement = None  # the training output is wrong (another check says how): judge the statistics alone
     per_batch = [_candidates(info, x, kind, arg)[0] for x in inputs]
+    _moves_per_unit_and_enough(where, kind, api, records, per_batch[0], placement)
     matched, findings = None, []
     for name in per_batch[0]:
         for unbiased in (False, True):
@@ -300,7 +282,7 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
                 var = momentum * var + (1 - momentum) * batch_var
                 if not (num.close(mean, records[step][0], atol=1e-3) and num.close(var, records[step][1], atol=1e-3)):
                     if not unbiased:
-                        findings.append(_worst_entry(momentum, step, kind, (mean, var), records[step]))
+                        findings.append(worst_entry(momentum, step, kind, (mean, var), records[step]))
                     break
             else:
                 matched = (name, momentum)
@@ -346,14 +328,25 @@ def check_population_statistics(layer_fn, kind: str, api: str, arg=None, steps: 
         )
 
 
-def _worst_entry(momentum, step, kind, expected, found) -> str:
-    """The moving average's entry furthest from what it should be (shapes fit: :func:`_statistics_fit`)."""
-    i = int(np.argmax(np.maximum(*(np.abs(np.ravel(e) - np.ravel(f)) for e, f in zip(expected, found)))))
-    (mean, var), (got_mean, got_var) = ([float(np.ravel(v)[i]) for v in pair] for pair in (expected, found))
-    return (
-        f"with decay {momentum:.3f}, after step {step} the mean of {_per(kind)} {i} should be {mean:.3f} and its "
-        f"variance {var:.3f}; found {got_mean:.3f} and {got_var:.3f}"
-    )
+def _moves_per_unit_and_enough(where, kind, api, records, candidates, placement) -> None:
+    """Fail when the population statistics move as one number shared by every unit (moments over all axes), or so
+    little per batch (a decay of the normalized tensor's statistics, or of any candidate's, above MAX_MOMENTUM) that
+    the exercise's run would leave them near their initial values."""
+    __tracebackhide__ = True
+    (mean, var), n = records[-1], np.size(records[-1][0])
+    if n > 1 and np.allclose(mean, np.ravel(mean)[0], atol=1e-6) and np.allclose(var, np.ravel(var)[0], atol=1e-6):
+        fail(one_for_all(where, kind), "conv")
+    moves = [num.infer_momentum(records[0][0], records[1][0], num.moments(candidates[k][0])[0]) for k in candidates]
+    decays = [m for k, m in zip(candidates, moves) if m is not None and 0 <= m < 1 and placement in (None, k)]
+    if decays and min(decays) > MAX_MOMENTUM + MOMENTUM_TOLERANCE:
+        m, word = min(decays), "momentum" if api == "keras" else "decay"
+        fail(
+            f"{where}: its population statistics barely move: each training batch moves them {1 - m:.2g} of the way "
+            f"to the batch's statistics ({word} {m:.5f}), so after the exercise's {NUM_BATCHES} training batches their "
+            f"initial zeros and ones still weigh {m**NUM_BATCHES:.0%} and inference would normalize with about those. "
+            f"Choose a {word} that lets the start fade within the run (it weighs {word}^n after n batches).",
+            "moving_average",
+        )
 
 
 def _random_scale_shift(probe, kind, arg, seed):
@@ -376,6 +369,7 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     __tracebackhide__ = True
     probe = _layer_probe(layer_fn, kind, api, arg, seed)
     _statistics_fit(probe, kind, api, arg)
+    start = probe.info()
     _random_scale_shift(probe, kind, arg, seed)
     where, info = probe.where, probe.info()
     x = num.batches(kind, 1, seed + 11, arg)[0]
@@ -406,7 +400,7 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
 
     # the variance kind the forward pass matched first, then the other (they differ little in the forward pass)
     if any(num.close_rel(grad, reference(u, True)) for u in (unbiased, not unbiased)):
-        return
+        return _learns_from_the_start(probe, where, start, x, upstream, grad)
     if any(num.close_rel(grad, reference(u, False)) for u in (unbiased, not unbiased)):
         fail(
             f"{where}: the gradient does not flow through the batch mean and variance (were they wrapped in "
@@ -421,6 +415,28 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
     )
 
 
+def _learns_from_the_start(probe, where, start, x, upstream, grad) -> None:
+    """Fail when, with gamma and beta at their initial values, (almost) no gradient reaches the layer's weights:
+    the network could not start to learn."""
+    __tracebackhide__ = True
+    gamma, beta = _scale_shift(start)
+    probe.set_scale_shift(gamma, beta)
+    initial = probe.kernel_gradient(x, upstream)
+    share = 0.0 if initial is None else float(np.linalg.norm(initial) / max(np.linalg.norm(grad), 1e-30))
+    if share < 1e-3:
+        fail(
+            f"{where}: with its initial gamma and beta almost no gradient reaches its weights in training mode "
+            f"(its size is {share:.1g} of that with other values), so the network cannot start to learn"
+            + (
+                ": gamma starts at zero, so every normalized output is beta and every ReLU outputs zero."
+                if np.allclose(gamma, 0)
+                else "."
+            )
+            + " Batch normalization starts from gamma = 1 and beta = 0.",
+            "variables",
+        )
+
+
 def _explicit_flag_works(probe, x, stats) -> bool:
     """Whether an explicit ``model(x, training=False)`` (which overrides a flag fixed inside the layers) leaves
     the statistics alone and scores a batch of one like the same sample in the batch; starts from ``stats``."""
@@ -430,22 +446,6 @@ def _explicit_flag_works(probe, x, stats) -> bool:
     single = np.asarray(probe.call_explicit(x[:1]))
     probe.set_statistics(*stats)
     return not moved and num.close(single, out[:1])
-
-
-def _flag_fixed_inside(where: str, effect: str, overridable: bool) -> str:
-    if overridable:
-        return (
-            f"{where}: called as the notebook's predict calls the model (no training flag), the layer {effect}. "
-            "A training flag fixed inside the layer function overrides the mode the model is called in, so at "
-            "inference every image is judged by the batch around it. Let the model's call decide the mode: "
-            "Keras passes it on to every layer."
-        )
-    return (
-        f"{where}: at inference the layer {effect}, even when the model is called with training=False: its "
-        "BatchNormalization runs in training mode whatever the model's mode (a training flag fixed inside the "
-        "layer function, or a custom layer that does not pass its own on), so every image is judged by the "
-        "batch around it. Let the model's mode reach the BatchNormalization."
-    )
 
 
 @_judged
@@ -474,7 +474,7 @@ def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 
     if not all(a.shape == b.shape and np.allclose(a, b) for a, b in zip(before, after)):
         if api == "keras":
             fail(
-                _flag_fixed_inside(where, "moves its moving mean and variance", _explicit_flag_works(probe, x, before)),
+                flag_fixed_inside(where, "moves its moving mean and variance", _explicit_flag_works(probe, x, before)),
                 "inference",
             )
         fail(
@@ -486,7 +486,7 @@ def check_inference_output(layer_fn, kind: str, api: str, arg=None, seed: int = 
     if not num.close(single, np.asarray(out)[:2]):
         if api == "keras":
             fail(
-                _flag_fixed_inside(
+                flag_fixed_inside(
                     where, "normalizes with the batch's own statistics", _explicit_flag_works(probe, x, before)
                 ),
                 "batch_of_one",

@@ -9,14 +9,13 @@ raises) end the check with :class:`~bnlab.grading.errors.CheckFailed`.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 import bnlab
 from bnlab import training
 from bnlab.grading import numeric as num
-from bnlab.grading.errors import fail
+from bnlab.grading.errors import explain, fail, per
+from bnlab.grading.errors import first_line as _first_line  # (export reports traced errors with it)
 from bnlab.nn import Network
 
 tf = bnlab.tf
@@ -32,53 +31,6 @@ GRAPH_HINT = (
 
 def _np(x):
     return np.asarray(x.numpy() if hasattr(x, "numpy") else x)
-
-
-def _first_line(exc: BaseException) -> str:
-    """The sentence that says most: TensorFlow's traced errors start with "in user code:" and end with the
-    cause; a repeated "ValueError: " prefix and the advice TensorFlow appends are left out."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    if not lines:
-        return ""
-    line = lines[-1] if lines[0].startswith("in user code") else lines[0]
-    line = re.sub(r"^(\w+(Error|Exception): )+", "", line)
-    line = re.split(r"(?<=[.!?]) (?=[A-Z])", line)[0].rstrip(".")
-    return line[:200]
-
-
-def _keras_layer_files(exc: BaseException) -> set:
-    """The Keras layer modules the error passed through ("batch_normalization", "conv2d", ...)."""
-    found, tb = set(), exc.__traceback__
-    while tb is not None:
-        path = tb.tb_frame.f_code.co_filename.replace("\\", "/")
-        if "/keras/src/layers/" in path:
-            found.add(path.rsplit("/", 1)[-1].removesuffix(".py"))
-        tb = tb.tb_next
-    return found
-
-
-def _explain(description: str, exc: BaseException) -> str:
-    """What went wrong in the student's call, in terms of their code (no traceback, no grader frames)."""
-    text = _first_line(exc)
-    who = description.split()[0].split("(")[0]
-    if isinstance(exc, TypeError) and re.match(r"^\S+\(\) (takes|missing|got)", text):
-        return (
-            f"{description} could not be called: {text}. Check the function's signature against the one "
-            "given in the exercise (the notebook's code calls it that way)."
-        )
-    if "batch_normalization" in _keras_layer_files(exc) or re.search(r"'batch_normalization(_\d+)?/", str(exc)):
-        return (
-            f"{who}: keras.layers.BatchNormalization did not accept its axis. Keras' axis names the one axis that "
-            "keeps its own statistics (the units of a dense layer, the feature maps of a convolution), not the "
-            "axes averaged over as in tf.nn.moments. Find which axis holds them in this layer's output."
-        )
-    hint = ""
-    if any(word in text.lower() for word in ("shape", "incompatible", "dimension")):
-        hint = (
-            " A shape error usually means the statistics were taken over the wrong axes or a variable has the "
-            "wrong shape (one entry per unit, or per feature map for a conv layer)."
-        )
-    return f"{description} raised {type(exc).__name__} in your code: {text[:160]}.{hint}"
 
 
 def run(description: str, fn, *args, eager=None, **kwargs):
@@ -99,7 +51,7 @@ def run(description: str, fn, *args, eager=None, **kwargs):
                     f"{description}: {GRAPH_HINT} (Inside tf.function: {type(exc).__name__}: {_first_line(exc)[:120]})",
                     "inference" if description.startswith(("train_step", "predict")) else "by_hand",
                 )
-        explained = _explain(description, exc)
+        explained = explain(description, exc)
         fail(
             explained,
             "inference"
@@ -225,6 +177,7 @@ class KerasLayerProbe(LayerProbe):
                 "variables",
             )
         self.model = keras.Model(inputs, outputs)
+        self._fresh_layers(layer_fn)
         norms = [
             layer
             for layer in self.model._flatten_layers(include_self=False, recursive=True)
@@ -254,6 +207,22 @@ class KerasLayerProbe(LayerProbe):
             self.where, kind, _weights_except(self.model.trainable_weights, own)
         )
         self._setup_traced()
+
+    def _fresh_layers(self, layer_fn) -> None:
+        """Fail unless a second call builds layers of its own: weights the first call's model holds again are
+        layers kept between calls (a cache), which every model built with the function would share."""
+        __tracebackhide__ = True
+        inputs = keras.Input(num.input_shape(self.kind, self.arg))
+        again = run(f"{self.where}(prev_layer, ...) called a second time", layer_fn, inputs, self.arg)
+        first = {id(w) for w in self.model.weights}
+        if isinstance(again, keras.KerasTensor) and any(id(w) in first for w in keras.Model(inputs, again).weights):
+            fail(
+                f"{self.where}: a second call returned layers the first call had built (their weights are the same "
+                "objects), so every model built with it shares one set of weights and statistics: a second network "
+                "would train and overwrite the first one's. Create new Keras layers inside the function on every "
+                "call.",
+                "variables",
+            )
 
     def _forward(self, x, training):
         # inference as the notebook's given predict runs it: model(images), no flag (a flag fixed inside the
@@ -306,6 +275,29 @@ def _role(variable) -> str:
     return ""
 
 
+def _vectors_per_unit(where, kind, arg, variables) -> None:
+    """Fail when variables named as batch normalization's own (gamma, beta, the population mean and variance) are
+    not vectors: a scalar, (1, C), or one per position (H, W, C) instead of (C,). (A kernel is none of these, whatever
+    its name.)"""
+    __tracebackhide__ = True
+    n, positions = num.units(kind, arg), num.output_shape(kind, arg)[:-1]
+    misfits = [
+        v
+        for v in variables
+        if _role(v)
+        and len(v.shape) != 1
+        and (len(v.shape) == 0 or (v.shape[-1] == n and (set(v.shape[:-1]) <= {1} or v.shape[:-1] == positions)))
+    ]
+    if misfits:
+        found = ", ".join(f"{v.name.split(':')[0].split('/')[-1]} {tuple(v.shape)}" for v in misfits)
+        fail(
+            f"{where}: its batch normalization variables exist but have the wrong shape ({found}). Batch "
+            f"normalization keeps one gamma, beta, mean and variance per {per(kind)}: each is a vector of shape ({n},)"
+            + (", not one value per position of the feature maps." if len(misfits[0].shape) > 2 else "."),
+            "conv",
+        )
+
+
 class NNLayerProbe(LayerProbe):
     """``layer_fn(prev_layer, arg, is_training)`` inside a :class:`bnlab.nn.Network`."""
 
@@ -318,6 +310,7 @@ class NNLayerProbe(LayerProbe):
         # the first pass creates the variables; inference mode, so no statistics should move
         run(f"{self.where}(prev_layer, ..., is_training=False)", self.network, tf.constant(first), False)
         variables = list(self.network.variables)
+        _vectors_per_unit(self.where, kind, arg, variables)
         rank1 = [v for v in variables if len(v.shape) == 1]
         by_role = {}
         for v in rank1:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from bnlab.grading import numeric as num
-from bnlab.grading.checks import _judged, _name_of, _remote, _step_probe
-from bnlab.grading.errors import fail
+from bnlab.grading.checks import _remote
+from bnlab.grading.errors import fail, judged, name_of
 
 STEP_MOMENTUM = 0.9  # the momentum of the reference model's BatchNormalization (probes.StepProbe)
 STEP_LEARNING_RATE = 0.1
@@ -24,18 +24,27 @@ QUESTION_SECTIONS = {
 }  # where each question's idea is taught
 
 
+def _step_probe(fn, seed):
+    session = _remote(fn)
+    if session is not None:
+        return session.probe("step", seed)
+    from bnlab.grading import probes
+
+    return probes.StepProbe(seed)
+
+
 def _one_hot(n, seed):
     return np.eye(3, dtype=np.float32)[(np.arange(n) + seed) % 3]
 
 
-@_judged
+@judged
 def check_train_step(train_step, fully_connected=None, seed: int = 0) -> None:
     """``train_step`` trains in training mode: the population statistics take one moving-average step
     from the batch statistics, and the weights move along the gradient of the training-mode loss; it also
     runs, traced, with the training run's optimizer (:class:`bnlab.training.adam.FusedAdam`) and moves the weights.
     (``fully_connected`` is accepted and ignored: the check uses a reference model of its own.)"""
     __tracebackhide__ = True
-    name = _name_of(train_step, "train_step")
+    name = name_of(train_step, "train_step")
     probe = _step_probe(train_step, seed)
     x = num.batches("dense", 1, seed + 5)[0]
     report = probe.train_step(train_step, x, _one_hot(len(x), seed), STEP_LEARNING_RATE)
@@ -108,13 +117,13 @@ def check_train_step(train_step, fully_connected=None, seed: int = 0) -> None:
         )
 
 
-@_judged
+@judged
 def check_predict(predict, fully_connected=None, seed: int = 0) -> None:
     """``predict`` runs the model in inference mode: it uses the population statistics, does not change
     them, and scores a batch of one like the same sample inside a bigger batch.
     (``fully_connected`` is accepted and ignored: the check uses a reference model of its own.)"""
     __tracebackhide__ = True
-    name = _name_of(predict, "predict")
+    name = name_of(predict, "predict")
     probe = _step_probe(predict, seed)
     probe.warm_up(num.batches("dense", 3, seed + 3))
     report = probe.predict(predict, num.batches("dense", 1, seed + 9)[0])
@@ -137,7 +146,7 @@ def check_predict(predict, fully_connected=None, seed: int = 0) -> None:
         fail(f"{name} gives a different answer for a batch of one than for the same sample in a batch.", "batch_of_one")
 
 
-@_judged
+@judged
 def check_choice(answer, options, expected=None, question=None) -> None:
     """``answer`` is one of ``options`` (compared without case and surrounding spaces); with ``expected``,
     it is that one, and a wrong choice is answered with :func:`bnlab.questions.teach` for ``question``."""

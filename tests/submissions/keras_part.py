@@ -118,6 +118,44 @@ def train_step(model, optimizer, images, labels):
     return loss, logits
 """
 
+CACHED_LAYERS = """
+_built = {}
+
+
+def _layers(key, make):
+    if key not in _built:  # built once, handed out again to every later call
+        _built[key] = make()
+    return _built[key]
+
+
+def fully_connected(prev_layer, num_units):
+    linear, norm = _layers(("fc", num_units, prev_layer.shape[-1]), lambda: (
+        keras.layers.Dense(num_units, use_bias=False), keras.layers.BatchNormalization()))
+    return keras.layers.ReLU()(norm(linear(prev_layer)))
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    linear, norm = _layers(("conv", layer_depth, prev_layer.shape[-1]), lambda: (
+        keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", use_bias=False),
+        keras.layers.BatchNormalization()))
+    return keras.layers.ReLU()(norm(linear(prev_layer)))
+"""
+
+SHARED_RELU = """
+relu = keras.layers.ReLU()
+
+
+def fully_connected(prev_layer, num_units):
+    return relu(keras.layers.BatchNormalization()(keras.layers.Dense(num_units, use_bias=False)(prev_layer)))
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    linear = keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", use_bias=False)
+    return relu(keras.layers.BatchNormalization()(linear(prev_layer)))
+"""
+
 K = "test_keras_train_step"
 KERAS_BUGS = [
     Variant(
@@ -457,6 +495,50 @@ def train_step(model, optimizer, images, labels):
         frozenset({"test_diagnose_fix"}),
         "momentum fixed, but the ReLU dropped",
     ),
+    Variant(
+        "keras_gamma_starts_at_zero",
+        {"keras_layers": keras_bn(norm='keras.layers.BatchNormalization(gamma_initializer="zeros")')},
+        frozenset(
+            {"test_keras_fc_structure", "test_keras_conv_structure", "test_keras_fc_outputs", "test_keras_conv_outputs"}
+        ),
+        "gamma starts at zero: every output is beta, every ReLU outputs zero, no gradient reaches the weights",
+    ),
+    Variant(
+        "keras_no_beta",
+        {"keras_layers": keras_bn(norm="keras.layers.BatchNormalization(center=False)")},
+        frozenset({"test_keras_fc_structure", "test_keras_conv_structure"}),
+        "center=False: no beta takes over the shift of the removed bias",
+    ),
+    Variant(
+        "keras_layers_cached_across_calls",
+        {"keras_layers": CACHED_LAYERS},
+        KERAS_LAYER_TESTS,
+        "layers cached by size and reused by every later call: a second model shares the first's weights and "
+        "statistics",
+    ),
+    Variant(
+        "keras_leaky_relu",
+        {"keras_layers": keras_bn(relu="keras.layers.LeakyReLU()")},
+        frozenset({"test_keras_fc_outputs", "test_keras_conv_outputs"}),
+        "a LeakyReLU in place of the ReLU (the normalization is right)",
+    ),
+    Variant(
+        "keras_momentum_barely_moves",
+        {"keras_layers": keras_bn(norm="keras.layers.BatchNormalization(momentum=0.99999)")},
+        frozenset({"test_keras_fc_population", "test_keras_conv_population"}),
+        "momentum 0.99999: after the run's 800 batches the statistics are still almost their initial 0 and 1",
+    ),
+    Variant(
+        "diagnose_momentum_barely_moves",
+        {
+            "diagnose_fix": fix(
+                '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
+                "    return keras.layers.BatchNormalization(momentum=0.99999)(layer)\n"
+            )
+        },
+        frozenset({"test_diagnose_fix"}),
+        "momentum 0.99999: 'a large enough decay', but the statistics barely move",
+    ),
 ]
 
 
@@ -590,5 +672,33 @@ def train_step(model, optimizer, images, labels):
         },
         frozenset(),
         "the diagnosed layer rewritten with batch normalization before the ReLU",
+    ),
+    Variant(
+        "alt_keras_explicit_initializers_momentum_0_999",
+        {
+            "keras_layers": keras_bn(
+                norm='keras.layers.BatchNormalization(momentum=0.999, gamma_initializer="ones", '
+                'beta_initializer="zeros")'
+            )
+        },
+        frozenset(),
+        "gamma and beta initializers spelled out (ones, zeros); momentum 0.999, still moving within the run",
+    ),
+    Variant(
+        "alt_keras_one_relu_layer_object",
+        {"keras_layers": SHARED_RELU},
+        frozenset(),
+        "one ReLU layer object reused by every call: it has no weights, so no model shares another's",
+    ),
+    Variant(
+        "alt_diagnose_momentum_0_999",
+        {
+            "diagnose_fix": fix(
+                '    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)\n'
+                "    return keras.layers.BatchNormalization(momentum=0.999)(layer)\n"
+            )
+        },
+        frozenset(),
+        "the diagnosed layer with momentum 0.999: slow, but the statistics still move within the run",
     ),
 ]

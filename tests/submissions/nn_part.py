@@ -86,6 +86,13 @@ def body(*replacements) -> str:
     return text
 
 
+def variables_shaped(shape: str) -> dict:
+    """The correct layers, with gamma, beta, pop_mean and pop_variance created in the shape ``shape``."""
+    layers = nn_layers()
+    assert layers["nn_layers"].count("[size]") == 4
+    return {"nn_layers": layers["nn_layers"].replace("[size]", shape)}
+
+
 BY_HAND_TF_COND = """
     def train():
         batch_mean, batch_variance = tf.nn.moments(linear, axes)
@@ -247,6 +254,42 @@ NN_BUGS = [
         nn_tests(whats=("population",)),
         "keeps a moving average of the standard deviation",
     ),
+    Variant(
+        "nn_variables_shape_1_by_c",
+        variables_shaped("[1, size]"),
+        NN_TESTS,
+        "gamma, beta and the population statistics created with shape (1, C) instead of (C,)",
+    ),
+    Variant(
+        "nn_conv_variables_per_position",
+        variables_shaped("linear.shape[1:]"),
+        nn_tests(parts=("conv",)),
+        "conv: gamma, beta and the population statistics of shape (H, W, C), one per position and feature map",
+    ),
+    Variant(
+        "nn_leaky_relu",
+        nn_layers(relu="tf.nn.leaky_relu"),
+        nn_tests(whats=("training_output", "inference_output")),
+        "a LeakyReLU in place of the ReLU (the normalization is right)",
+    ),
+    Variant(
+        "nn_conv_moments_over_all_four_axes",
+        nn_layers(conv_axes="[0, 1, 2, 3]"),
+        nn_tests(parts=("conv",), whats=("population", "training_output")),
+        "conv moments over all four axes: one mean and variance shared by every feature map",
+    ),
+    Variant(
+        "nn_gamma_starts_at_zero",
+        {"nn_layers": nn_layers()["nn_layers"].replace('"gamma", [size], tf.ones', '"gamma", [size], tf.zeros')},
+        nn_tests(whats=("variables", "training_output")),
+        "gamma starts at zero: every ReLU outputs zero and no gradient reaches the weights",
+    ),
+    Variant(
+        "nn_decay_barely_moves",
+        nn_layers(decay="0.99999"),
+        nn_tests(whats=("population",)),
+        "decay 0.99999: after the run's 800 batches the statistics are still almost their initial 0 and 1",
+    ),
 ]
 
 UNBIASED = """
@@ -301,5 +344,11 @@ NN_ALTERNATIVES = [
         nn_layers(BY_HAND_KEEPDIMS, epsilon="1e-5", decay="0.95"),
         frozenset(),
         "reduce_mean with keepdims, assign_sub update, epsilon 1e-5, decay 0.95",
+    ),
+    Variant(
+        "alt_nn_decay_0_999",
+        nn_layers(decay="0.999"),
+        frozenset(),
+        "decay 0.999: slow, but the population statistics still move within the run",
     ),
 ]
