@@ -9,25 +9,21 @@ instructor's ``TF_TOKEN_*``/``TF_VAR_*`` reaches no kernel; a bad ``timestamp.tx
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
+import shared_grading
 from submissions import ALL_TESTS
 
 from bnlab.instructor import admission, isolation, notebooks, scratch
-from bnlab.instructor.autograde import coordinator, record
-from bnlab.instructor.nbgrader import nbgrader
+from bnlab.instructor.autograde import record
 
+RUNS = isolation.available()[0] or os.environ.get("CI") == "true"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not isolation.available()[0] and os.environ.get("CI") != "true",
-        reason=f"no sandbox on this machine: {isolation.available()[1]}",
-    ),
+    pytest.mark.skipif(not RUNS, reason=f"no sandbox on this machine: {isolation.available()[1]}"),
 ]
 
 MARK = f"bnlab-hostile-{uuid.uuid4().hex[:12]}"
@@ -59,53 +55,42 @@ def _links(folder: Path, outside: Path) -> None:
     os.mkfifo(folder / "pipe")
 
 
-def _submit(course: Path, tmp: Path, flood: bool) -> None:
-    outside = tmp / "outside-secret.txt"
-    outside.write_text(f"outside the course {MARK}")
-    release = scratch.release_notebook(course)
-    solution = notebooks.solution_answers()
-    scratch.submit(course, "honest", notebooks.fill_in(release, solution))
-    linked = course / "submitted" / "linked" / A  # the notebook is the master itself, and links beside it
-    linked.mkdir(parents=True)
-    (linked / NB).symlink_to(f"../../../source/{A}/{NB}")
-    _links(linked, outside)
-    mixed = scratch.submit(course, "mixed", notebooks.fill_in(release, {**solution, FIRST: solution[FIRST] + SHOW_ENV}))
-    _links(mixed.parent, outside)
-    (mixed.parent / "timestamp.txt").write_text("late? never")
-    if flood:
-        scratch.submit(course, "flood", notebooks.fill_in(release, {**solution, FIRST: solution[FIRST] + FLOOD}))
+def _submitter(flood: bool):
+    def submit(course: Path, tmp: Path) -> None:
+        outside = tmp / "outside-secret.txt"
+        outside.write_text(f"outside the course {MARK}")
+        release = scratch.release_notebook(course)
+        solution = notebooks.solution_answers()
+        linked = course / "submitted" / "linked" / A  # the notebook is the master itself, and links beside it
+        linked.mkdir(parents=True)
+        (linked / NB).symlink_to(f"../../../source/{A}/{NB}")
+        _links(linked, outside)
+        answers = {**solution, FIRST: solution[FIRST] + SHOW_ENV}
+        mixed = scratch.submit(course, "mixed", notebooks.fill_in(release, answers))
+        _links(mixed.parent, outside)
+        (mixed.parent / "timestamp.txt").write_text("late? never")
+        if flood:
+            scratch.submit(course, "flood", notebooks.fill_in(release, {**solution, FIRST: solution[FIRST] + FLOOD}))
+
+    return submit
 
 
-def _grade(tmp_path_factory, route: str):
-    tmp = tmp_path_factory.mktemp(f"hostile_{route}")
-    course = scratch.create_course(tmp / "course")
-    _submit(course, tmp, flood=route == "grader")
-    env = {"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "require", **SECRETS}
-    grown, log = 0, ""
-    if route == "nbgrader":
-        result = nbgrader("autograde", A, "--force", root=course, check=False, env=env)
-        log = result.stdout + result.stderr
-        nbgrader("generate_feedback", A, "--force", root=course, check=False)
-    else:
-        me, peak, done = psutil.Process(), [0], threading.Event()
-        before = me.memory_info().rss
-
-        def sample():
-            while not done.wait(0.1):
-                peak[0] = max(peak[0], me.memory_info().rss)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        run = scratch.autograde(course, env=env, jobs=2)
-        done.set()
-        sampler.join()
-        grown, log = peak[0] - before, coordinator.summary(run) + "\n" + repr(run.notes)
-    return route, course, log, grown
+# Graded in the shared run of each route (shared_grading.py), with the instructor's secrets in the environment and
+# the sandbox required; its honest control is the solution. The grader's route samples the coordinator's memory
+# for the whole run; the nbgrader route runs generate_feedback after autograde.
+if RUNS:
+    for _route in shared_grading.ROUTES:
+        flood = _route == "grader"
+        students = ["linked", "mixed"] + ["flood"] * flood
+        env = {"BNLAB_ISOLATION": "require", **SECRETS}
+        shared_grading.register(_route, __name__, students, _submitter(flood), env)
+HONEST = shared_grading.HONEST
 
 
 @pytest.fixture(scope="module", params=["nbgrader", "grader"])
-def graded(request, tmp_path_factory):
-    return _grade(tmp_path_factory, request.param)
+def graded(request):
+    grading = request.getfixturevalue(f"{request.param}_grading")
+    return request.param, grading.course, grading.log, grading.grown
 
 
 def _scores(course, student):
@@ -119,7 +104,7 @@ def _flagged(course, student) -> bool:
 
 def test_the_honest_solution_keeps_full_marks(graded):
     route, course, log, _ = graded
-    scores = _scores(course, "honest")
+    scores = _scores(course, HONEST)
     assert ALL_TESTS <= set(scores), log[-3000:]
     assert all(scores[name][0] == scores[name][1] for name in ALL_TESTS), f"{route}: {scores}"
 
@@ -137,7 +122,7 @@ def test_a_symlinked_notebook_earns_nothing_and_is_flagged(graded):
 def test_links_beside_real_answers_are_not_read_and_the_answers_are_graded(graded):
     route, course, log, _ = graded
     scores = _scores(course, "mixed")
-    assert scores == _scores(course, "honest"), f"{route}: the same answers as the control, other scores"
+    assert scores == _scores(course, HONEST), f"{route}: the same answers as the control, other scores"
     assert _flagged(course, "mixed"), f"{route}: not flagged"
     if route == "grader":
         reason = record.records(course, A)["mixed"]["reason"]
@@ -174,4 +159,4 @@ def test_a_flood_with_forged_lines_keeps_the_coordinator_bounded_and_forges_no_n
         pytest.skip("the flood targets the coordinator (make autograde)")
     assert grown < 256 * 2**20, f"the coordinator grew by {grown / 2**20:.0f} MiB during a 512 MiB flood"
     assert "FORGED" not in log, log[-3000:]
-    assert _scores(course, "flood") == _scores(course, "honest")  # graded like the control, not stopped
+    assert _scores(course, "flood") == _scores(course, HONEST)  # graded like the control, not stopped

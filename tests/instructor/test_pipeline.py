@@ -6,13 +6,15 @@ untouched release notebook (zero on every graded cell), known-buggy submissions 
 the tests that name its bugs), the accepted alternatives (full marks), and a submission that kills its
 kernel (reported, kept, and the others are still graded). Then ``generate_feedback`` (hidden
 tests not shown) and ``export`` (the CSV holds the expected scores).
+
+The run is the grader's route of shared_grading.py: the other pipeline modules' submissions are graded in the
+same run, and its controls (the solution, the untouched release notebook) are this module's.
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
+import shared_grading
 
 # one bug per kind of check and four alternatives (tests/test_grading.py runs every variant in-process)
 from submissions import ALL_TESTS, KERAS_LAYER_TESTS
@@ -59,21 +61,27 @@ ALTERNATIVE = _combine(ALTERNATIVES, "alt")
 CRASH = "import os\nos._exit(1)  # the kernel dies here\n"
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    course = scratch.create_course(tmp_path_factory.mktemp("course"))
+SOLUTION, UNTOUCHED = shared_grading.HONEST, shared_grading.UNTOUCHED  # the shared run's controls
+
+
+def _submit(course, _scratch):
     release = scratch.release_notebook(course)
     solution = notebooks.solution_answers()
-    scratch.submit(course, "solution", notebooks.fill_in(release, solution))
-    scratch.submit(course, "untouched", release)
     for name, cells, _ in BUGGY:
         scratch.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
     for name, cells, _ in ALTERNATIVE:
         scratch.submit(course, name, notebooks.fill_in(release, {**solution, **cells}))
     scratch.submit(course, "crashes_kernel", notebooks.fill_in(release, {**solution, "keras_layers": CRASH}))
-    # the length of the training runs does not matter to the checks; two submissions at a time
-    run = scratch.autograde(course, env={"BNLAB_SHORT_BATCHES": os.environ.get("BNLAB_SHORT_BATCHES", "3")}, jobs=2)
-    return course, run
+
+
+# the length of the training runs does not matter to the checks; two submissions at a time
+shared_grading.register("grader", __name__, [b[0] for b in BUGGY + ALTERNATIVE] + ["crashes_kernel"], _submit)
+MINE = {SOLUTION, UNTOUCHED} | shared_grading.students("grader", __name__)
+
+
+@pytest.fixture(scope="module")
+def graded(grader_grading):
+    return grader_grading.course, grader_grading.run
 
 
 def _scores(course, student):
@@ -88,13 +96,13 @@ def _failed(course, student):
 
 def test_solution_scores_full_marks(graded):
     course, run = graded
-    scores = _scores(course, "solution")
+    scores = _scores(course, SOLUTION)
     assert sum(scores[name][0] for name in ALL_TESTS) == AUTO_MAX, scores
 
 
 def test_untouched_release_scores_zero_everywhere(graded):
     course, _ = graded
-    scores = _scores(course, "untouched")
+    scores = _scores(course, UNTOUCHED)
     assert all(not score for score, _ in scores.values()), scores
 
 
@@ -114,25 +122,25 @@ def test_crashing_submission_is_reported_kept_and_others_graded(graded):
     course, run = graded
     assert "crashes_kernel" in run.failed and "submitted/crashes_kernel" in run.failed["crashes_kernel"]
     assert (course / "submitted" / "crashes_kernel" / scratch.EXERCISE / f"{scratch.NOTEBOOK}.ipynb").exists()
-    assert {"solution", "untouched"} <= set(run.graded)
-    assert len(run.graded) == 2 + len(BUGGY) + len(ALTERNATIVE)
+    assert {SOLUTION, UNTOUCHED} <= set(run.graded)
+    assert len(MINE & set(run.graded)) == 2 + len(BUGGY) + len(ALTERNATIVE)
     last = record.records(course, scratch.EXERCISE)["crashes_kernel"]  # the failure is in the gradebook
     assert last["status"] == "crashed" and "kernel died in keras_layers" in last["reason"]
     assert _failed(course, "crashes_kernel") == KERAS_LAYER_TESTS  # only what the crashed cell defines is lost
 
 
-def test_feedback_hides_hidden_tests_and_export_has_scores(graded):
+def test_feedback_hides_hidden_tests_and_export_has_scores(graded, grader_grading):
     course, _ = graded
-    files, rows = scratch.feedback_and_export(course)
-    solution_html = [f for f in files if "/solution/" in str(f)]
+    files, rows = grader_grading.feedback()
+    solution_html = [f for f in files if f"/{SOLUTION}/" in str(f)]
     assert solution_html, files
     html = solution_html[0].read_text()
     assert "BEGIN HIDDEN TESTS" not in html and "seed=11" not in html
     assert "hidden tests ran here" in html
     assert "check_population_statistics" in html  # the visible tests stay
     by_student = {row["student_id"]: row for row in rows if row["assignment"] == scratch.EXERCISE}
-    assert float(by_student["solution"]["score"]) == AUTO_MAX
-    assert float(by_student["untouched"]["score"]) == 0.0
+    assert float(by_student[SOLUTION]["score"]) == AUTO_MAX
+    assert float(by_student[UNTOUCHED]["score"]) == 0.0
     for name, _, fails in BUGGY:
         lost = sum(_scores(course, name)[t][1] for t in fails)
         assert float(by_student[name]["score"]) == AUTO_MAX - lost

@@ -14,18 +14,17 @@ import uuid
 from pathlib import Path
 
 import pytest
+import shared_grading
 from submissions import ALL_TESTS
 
 from bnlab.instructor import isolation, notebooks, scratch
-from bnlab.instructor.autograde import coordinator, record
+from bnlab.instructor.autograde import record
 from bnlab.instructor.nbgrader import nbgrader, nbgrader_command, nbgrader_env
 
+RUNS = isolation.available()[0] or os.environ.get("CI") == "true"
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not isolation.available()[0] and os.environ.get("CI") != "true",
-        reason=f"no sandbox on this machine: {isolation.available()[1]}",
-    ),
+    pytest.mark.skipif(not RUNS, reason=f"no sandbox on this machine: {isolation.available()[1]}"),
 ]
 
 MARK = f"bnlab-attack-{uuid.uuid4().hex[:12]}"  # in every file and process name an attack leaves
@@ -153,24 +152,23 @@ def _nbgrader_autograde(course, env: dict) -> tuple[list, str]:
     return graded, result.stdout + result.stderr
 
 
-def _grade(tmp_path_factory, route: str):
-    course = scratch.create_course(tmp_path_factory.mktemp(f"sandbox_{route}"))
+def _submit(course, _scratch):
     release = scratch.release_notebook(course)
     for student, cells in _submissions().items():
         scratch.submit(course, student, notebooks.fill_in(release, cells))
-    env = {"BNLAB_SHORT_BATCHES": "2", "BNLAB_ISOLATION": "require"}
-    if route == "nbgrader":
-        graded, log = _nbgrader_autograde(course, env)
-    else:
-        run = scratch.autograde(course, env=env, jobs=2)
-        graded, log = run.graded, coordinator.summary(run)
-    time.sleep(3)  # a rewriter that survived would have rewritten the gradebook by now
-    return course, graded, log, _scores(course)
+
+
+# graded in the shared run of each route (shared_grading.py), which then waits 3 s for a surviving rewriter
+# before it reads the scores; the sandbox is required there
+if RUNS:
+    for _route in shared_grading.ROUTES:
+        shared_grading.register(_route, __name__, sorted(EXPECTED_LOST), _submit, {"BNLAB_ISOLATION": "require"})
 
 
 @pytest.fixture(scope="module", params=["nbgrader", "grader"])
-def graded(request, tmp_path_factory):
-    return request.param, *_grade(tmp_path_factory, request.param)
+def graded(request):
+    grading = request.getfixturevalue(f"{request.param}_grading")
+    return request.param, grading.course, grading.graded, grading.log, grading.scores
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED_LOST))

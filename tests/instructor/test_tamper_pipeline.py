@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import nbformat
 import pytest
+import shared_grading
 from submissions import ALL_TESTS, TAMPERING
 from submissions.tampering import FILES, LIES
 
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.autograde import record
-from bnlab.instructor.nbgrader import nbgrader
 
 pytestmark = pytest.mark.slow
 
@@ -40,28 +40,34 @@ ROUTES = {"grader": KERNEL_TAMPERING + LIES, "nbgrader": LIES}
 LOG_MARK = {"tampered": "TAMPERING: student {}:", "unjudgeable": "UNJUDGEABLE: student {}:"}
 
 
+def _submitter(route):
+    def submit(course, _scratch):
+        release = scratch.release_notebook(course)
+        solution = notebooks.solution_answers()
+        for variant in ROUTES[route]:
+            path = scratch.submit(course, variant.name, notebooks.fill_in(release, {**solution, **variant.cells}))
+            for name, text in FILES.get(variant.name, {}).items():
+                (path.parent / name).parent.mkdir(parents=True, exist_ok=True)
+                (path.parent / name).write_text(text)
+
+    return submit
+
+
+# graded in the shared run of each route (shared_grading.py), whose honest control is the solution
+for _route in ROUTES:
+    shared_grading.register(_route, __name__, [v.name for v in ROUTES[_route]], _submitter(_route))
+HONEST = shared_grading.HONEST
+
+
 @pytest.fixture(scope="module", params=sorted(ROUTES))
-def graded(request, tmp_path_factory):
+def graded(request):
     route = request.param
-    course = scratch.create_course(tmp_path_factory.mktemp(f"tamper_{route}"))
-    release = scratch.release_notebook(course)
-    solution = notebooks.solution_answers()
-    scratch.submit(course, "honest", notebooks.fill_in(release, solution))
-    for variant in ROUTES[route]:
-        folder = scratch.submit(course, variant.name, notebooks.fill_in(release, {**solution, **variant.cells})).parent
-        for path, text in FILES.get(variant.name, {}).items():
-            (folder / path).parent.mkdir(parents=True, exist_ok=True)
-            (folder / path).write_text(text)
-    env = {"BNLAB_SHORT_BATCHES": "2"}
+    grading = request.getfixturevalue(f"{route}_grading")
     if route == "grader":
-        run = scratch.autograde(course, env=env, jobs=2)
-        assert not run.failed, run.failed
-        notes = {student: "\n".join(lines) for student, lines in run.notes.items()}
-    else:
-        result = nbgrader("autograde", scratch.EXERCISE, "--force", root=course, check=False, env=env)
-        log = result.stdout + result.stderr
-        notes = {v.name: log for v in ROUTES[route]} | {"honest": log}
-    return route, course, notes
+        mine = shared_grading.students(route, __name__) | {HONEST}
+        failed = {student: why for student, why in grading.failed.items() if student in mine}
+        assert not failed, failed
+    return route, grading.course, grading.notes
 
 
 def _noted(notes, student, status) -> bool:
@@ -90,12 +96,12 @@ def _statuses(nb) -> dict:
 
 def test_honest_submission_is_confirmed_and_scores_full_marks(graded):
     route, course, notes = graded
-    assert _lost(course, "honest") == set()
-    nb = _autograded(course, "honest")
+    assert _lost(course, HONEST) == set()
+    nb = _autograded(course, HONEST)
     assert nb.metadata["bnlab"]["tampered"] is False and "unjudgeable" not in nb.metadata["bnlab"]
     assert set(_statuses(nb).values()) <= {"confirmed", "kernel only"}
     if route == "grader":
-        assert not _noted(notes, "honest", "tampered") and not _noted(notes, "honest", "unjudgeable")
+        assert not _noted(notes, HONEST, "tampered") and not _noted(notes, HONEST, "unjudgeable")
     # the course config starts the re-run before the kernel, so the two overlap (StartVerification)
     assert nb.metadata["bnlab"]["started"] == "with the kernel"
 
