@@ -18,8 +18,8 @@ from bnlab.reference import batch_norm_formula
 # activations after a ReLU, shaped as the layer's real call. conv_layer(prev, depth) for depth 1..19 on 28x28x1
 # images gets (depth - 1) * 4 feature maps (1 for depth 1), halved in size after every third depth; in the kernel its
 # default depth is a real call at 4x4 (stride 1; 12 is the stride-2 call beside it), and in the trusted re-run a
-# depth drawn with the test cell's salt among all 19 (salted_depth). fully_connected gets the flattened 1x1x76 map of
-# depth 19 and has 100 units.
+# depth drawn with the test cell's salt among the 14 whose output is more than 1x1 (salted_depth). fully_connected
+# gets the flattened 1x1x76 map of depth 19 and has 100 units.
 BATCH = 64
 IMAGE_SIZE, IMAGE_CHANNELS, CONV_LAYERS = 28, 1, 19
 DENSE_FEATURES, DENSE_UNITS = 76, 100
@@ -48,7 +48,7 @@ def salted(salt: int | None):
 def layer_arg(kind: str, arg):
     """The layer's size argument: ``arg``, or the checks' default when it is None. A conv layer's default depth is
     ``CONV_DEPTHS[0]`` in the notebook's kernel, and in the trusted re-run (under :func:`salted`) a depth
-    drawn with the salt among all the network's depths (:func:`salted_depth`)."""
+    drawn with the salt among the network's (:func:`salted_depth`)."""
     if arg is None:
         if kind == "dense":
             return DENSE_UNITS
@@ -63,10 +63,18 @@ def layer_arg(kind: str, arg):
 
 @functools.lru_cache(maxsize=64)
 def salted_depth(salt: int) -> int:
-    """The conv depth (1 to :data:`CONV_LAYERS`, every one a real call of the network) that the checks' default
-    probes in a test cell whose salt is ``salt``: the worker builds the layer at this depth without knowing the salt,
-    so a layer cannot normalize only at the depths the checks use by default."""
-    return int(np.random.default_rng([salt, DEPTH_STREAM]).integers(1, CONV_LAYERS + 1))
+    """The conv depth that the checks' default probes in a test cell whose salt is ``salt``, one of
+    :func:`drawn_depths`: the worker builds the layer at this depth without knowing the salt, so a layer cannot
+    normalize only at the depths the checks use by default."""
+    depths = drawn_depths()
+    return depths[int(np.random.default_rng([salt, DEPTH_STREAM]).integers(len(depths)))]
+
+
+def drawn_depths() -> tuple:
+    """The depths a conv check's default is drawn from in the trusted re-run: every real call of the network whose
+    output is still a map (more than 1x1, depths 1 to 14). From depth 15 on the output is 1x1, where statistics per
+    position and per feature map are the same, so the checks could not tell a layer that mixes them up."""
+    return tuple(d for d in range(1, CONV_LAYERS + 1) if output_shape("conv", d)[0] > 1)
 
 
 def units(kind: str, arg) -> int:

@@ -390,9 +390,9 @@ TAMPERING.extend(LIES)
 # layers that normalize (TensorFlow operations only) only the inputs of the checks' own calls in the kernel: the dense
 # layer's 76 features and the conv layer at the depths the test cells name or default to (11, 12 and the hidden
 # cells' 3); at every other depth of the network they do linear and ReLU alone. In the trusted re-run a conv check
-# without a depth probes one drawn with the test cell's secret salt among all 19, so the lie wins such a cell only
-# when the draw falls on one of its three depths (3 in 19). Not in TAMPERING: what it earns depends on the draws, so
-# tests/instructor/test_integrity.py fixes the salts
+# without a depth probes one drawn with the test cell's secret salt among 14 (bnlab.grading.numeric.drawn_depths), so
+# the lie wins such a cell only when the draw falls on one of its three depths (3 in 14). Not in TAMPERING: what it
+# earns depends on the draws, so tests/instructor/test_integrity.py fixes the salts
 DEFAULT_DEPTHS = (3, 11, 12)
 CHECKS_DEPTHS = OLD_PROBE_SHAPES.replace(
     "((6,), (6, 6, 3))", "((76,), (4, 4, 40), (4, 4, 44), (28, 28, 8))  # depths 11, 12, 3: the checks' calls"
