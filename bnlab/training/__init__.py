@@ -35,6 +35,8 @@ from bnlab.data import Mnist, load_mnist
 from bnlab.exercise import (  # noqa: F401
     BATCH_SIZE,
     LEARNING_RATE,
+    MIN_MOMENTUM,
+    MOMENTUM_TOLERANCE,
     NUM_BATCHES,
     SINGLE_SAMPLES,
     TRAIN_LOG_EVERY,
@@ -122,6 +124,19 @@ class Results:
                 f"  test accuracy: {self.own_test_accuracy:>3.5f}\n"
                 f"  {SINGLE_SAMPLES} samples (one at a time): {single(self.own_single_sample_accuracy)}"
             )
+        decays = self.refresh.get("decay", [])
+        if decays:  # measured through the student's own train_step (bnlab.training.population)
+            low, high = min(decays), max(decays)
+            spread = f"{low:.3g}" if high - low < 5e-4 else f"{low:.3g} to {high:.3g}"
+            report += (
+                f"\nYour population statistics keep {spread} of their old value at each training batch (the decay, "
+                f"measured through your train_step); the course accepts {MIN_MOMENTUM:g} or more."
+            )
+            if low < MIN_MOMENTUM - MOMENTUM_TOLERANCE:
+                report += (
+                    " Below that they follow the last few batches only (lesson, section 2, 'Population statistics "
+                    "as a moving average')."
+                )
         return report
 
 

@@ -216,9 +216,10 @@ def _run_with_momentum(data, momentum, refresh_batches):
 
     def step(model, optimizer, images, labels):
         with tf.GradientTape() as tape:
-            loss = training.loss_fn(model(images, training=True), labels)
+            logits = model(images, training=True)
+            loss = training.loss_fn(logits, labels)
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-        return loss, model(images, training=True)
+        return loss, logits
 
     return training.train(
         build,
@@ -244,5 +245,7 @@ def test_the_run_reports_the_figures_of_the_layers_own_moving_averages_next_to_t
     out = capsys.readouterr().out
     assert out.count("With the population statistics your layers' own moving averages kept") == 2
     assert f"test accuracy: {wrong.own_test_accuracy:>3.5f}" in out
+    assert "keep 0.99 of their old value" in right.report() and "follow the last few batches" not in right.report()
+    assert "keep 0.1 of their old value" in wrong.report() and "follow the last few batches" in wrong.report()
     graded = _run_with_momentum(data, 0.1, 0)  # no refresh (as while grading): one set of figures, the layers' own
     assert graded.own_test_accuracy != graded.own_test_accuracy and "own moving averages" not in graded.report()
