@@ -14,10 +14,11 @@ batches, and TensorFlow's op determinism). Another machine or version may round 
 its figures can differ in the last digits and, over 800 batches, by more.
 
 After the last batch the test figures are measured twice. First with the population statistics as the
-network's own moving averages left them. Then the population statistics are refreshed (:mod:`bnlab.training.population`): with the final weights frozen,
-they are set to the average of the batch statistics over a few training batches, as Algorithm 2 of
-Ioffe & Szegedy (2015) prescribes for inference, rather than left as a moving average that still mixes
-in the statistics of earlier weights; the final figures use them. The refresh measures the decay of the
+network's own moving averages left them. Then the population statistics are refreshed
+(:mod:`bnlab.training.population`): with the final weights frozen, they are set to the average of the batch
+statistics over a few training batches, as Algorithm 2 of Ioffe & Szegedy (2015) prescribes for inference,
+rather than left as a moving average that still mixes in the statistics of earlier weights; the final
+figures use them. The refresh measures the decay of the
 student's update on the way, and the report prints it: a decay of 0.1 in Part 2's layers changes the figures
 little (96.5% against 96.6% test accuracy after 800 batches, 2026-12-06), but it shows in that number.
 """
