@@ -3,8 +3,8 @@
 Grading a submission through nbgrader costs a kernel, a training run and a trusted re-run; a scratch course
 costs ``nbgrader generate_assignment``. So the modules that grade submissions through the real pipeline
 (test_pipeline, test_tamper_pipeline, test_sandbox_pipeline, test_hostile_pipeline, test_feedback) do not
-each build a course and grade their own honest control: at import (collection) time each module
-:func:`register`\\ s the students it needs on a route, and the session fixtures of ``conftest.py`` grade them
+each build a course and grade their own honest control: at import (collection) time each module registers
+(:func:`register`) the students it needs on a route, and the session fixtures of ``conftest.py`` grade them
 all in one course per route, with one honest control (:data:`HONEST`, the solution) and, on the grader's
 route, the untouched release notebook (:data:`UNTOUCHED`). Running one module grades only what it registered.
 
@@ -144,7 +144,7 @@ def grade(route: str, folder: Path) -> Graded:
         log, run, grown, failed = result.stdout + result.stderr, None, 0, {}
         nbgrader("generate_feedback", scratch.EXERCISE, "--force", root=course, check=False)
         graded = sorted(p.parent.name for p in (course / "autograded").glob(f"*/{scratch.EXERCISE}"))
-        notes = {b: log for batch in _BATCHES[route] for b in batch.students} | {s: log for s in CONTROLS[route]}
+        notes = {student: log for batch in _BATCHES[route] for student in batch.students + CONTROLS[route]}
     time.sleep(3)  # a process that outlived grading and rewrites gradebooks would have done it by now
     scores = record.cell_scores(course, scratch.EXERCISE)
     return Graded(route, course, graded, failed, log, notes, scores, grown, run)
