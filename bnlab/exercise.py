@@ -83,14 +83,16 @@ def graded_after_submission(nb) -> list[dict]:
     return found
 
 
-def explain_validation() -> None:
-    """Make nbgrader's Validator (``nbgrader validate`` and JupyterLab's *Validate* button, which both use it)
-    list the answers graded only after submission where it would say a bare "Success!".
+def explain_validation(dialog: bool = True) -> None:
+    """Make nbgrader's Validator list the answers graded only after submission where it would say a bare
+    "Success!": ``nbgrader validate`` always, and JupyterLab's *Validate* button (the same Validator) when
+    ``dialog`` is true.
 
     nbgrader 0.9.6 has no setting for that line (its CLI and its JupyterLab dialog hard-code it), so an
-    nbgrader configuration file calls this: a validation that finds nothing wrong then reports each such
-    answer as an entry the dialog shows, with what is and is not checked, and the CLI prints them under a
-    heading that says no check failed. Failures, changed cells and changed cell types are reported as before.
+    nbgrader configuration file calls this. A validation that finds nothing wrong then reports each such
+    answer with what is and is not checked: the CLI under a heading that says every check passes, the dialog
+    as entries of its list (the only text it shows besides its fixed "Success!", under nbgrader's own heading
+    "The following cell failed:"). Failures, changed cells and changed cell types are reported as before.
     """
     import html
 
@@ -101,8 +103,7 @@ def explain_validation() -> None:
         return
     validate, validate_and_print = Validator.validate, Validator.validate_and_print
 
-    def validate_explained(self, filename):
-        results = validate(self, filename)
+    def with_notices(self, filename, results):
         if results or self.invert:
             return results
         later = graded_after_submission(nbformat.read(filename, as_version=4))
@@ -116,8 +117,11 @@ def explain_validation() -> None:
             ]
         }
 
+    def validate_explained(self, filename):
+        return with_notices(self, filename, validate(self, filename))
+
     def print_explained(self, filename):
-        results = self.validate(filename)
+        results = with_notices(self, filename, self.validate(filename))
         if list(results) == ["failed"] and all(entry.get("later") for entry in results["failed"]):
             self.stream.write("Success! Every check in the notebook passes. Graded only after you submit:\n")
             for entry in results["failed"]:
@@ -129,5 +133,7 @@ def explain_validation() -> None:
         finally:
             del self.validate
 
-    Validator.validate, Validator.validate_and_print = validate_explained, print_explained
+    if dialog:
+        Validator.validate = validate_explained
+    Validator.validate_and_print = print_explained
     Validator.explains_later_grading = True

@@ -142,14 +142,33 @@ def _tiny_notebook(path, answer: str, cell_check: str) -> None:
 
 
 @pytest.fixture
-def explained_validator(monkeypatch):
+def fresh_validator(monkeypatch):
     from nbgrader.validator import Validator
 
     for name in ("validate", "validate_and_print"):  # restored after the test
         monkeypatch.setattr(Validator, name, getattr(Validator, name))
     monkeypatch.setattr(Validator, "explains_later_grading", False, raising=False)
-    exercise.explain_validation()
     return Validator
+
+
+@pytest.fixture
+def explained_validator(fresh_validator):
+    exercise.explain_validation()
+    return fresh_validator
+
+
+@pytest.mark.slow
+def test_without_the_dialog_only_the_command_line_lists_the_answers_graded_later(fresh_validator, tmp_path):
+    import io
+
+    exercise.explain_validation(dialog=False)
+    path = tmp_path / "tiny.ipynb"
+    _tiny_notebook(path, "c", "check_choice(ANSWER_X, 'abcd')")
+    validator = fresh_validator()
+    assert validator.validate(str(path)) == {}  # JupyterLab's dialog: nbgrader's own "Success!"
+    validator.stream = io.StringIO()
+    validator.validate_and_print(str(path))
+    assert "Graded only after you submit:\n- Not checked here: ANSWER_X = 'c'" in validator.stream.getvalue()
 
 
 @pytest.mark.slow
