@@ -1,8 +1,8 @@
 """bnlab: the course library of *Batch Normalization in TensorFlow*.
 
 Notebooks import it first. ``bnlab.tf`` is TensorFlow, imported quietly on first use (no log noise
-on stderr, which would cost points under nbgrader); tooling that needs no TensorFlow (release,
-feedback, the autograding coordinator) imports its modules without loading it. The modules:
+on stderr under the cells); tools that need no TensorFlow import their modules without loading it. The
+modules:
 
 - :mod:`bnlab.data`: MNIST, verified and split 55,000 / 5,000 / 10,000;
 - :mod:`bnlab.device`: the one-line report of what TensorFlow trains on;
@@ -22,7 +22,7 @@ __version__ = "1.0.0"
 # a level the user chose is kept.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# imported on first access (PEP 562), so that `import bnlab.instructor.release` stays free of TensorFlow
+# imported on first access (PEP 562), so that importing a module that needs no TensorFlow stays free of it
 _LAZY_MODULES = {"data", "device"}
 
 

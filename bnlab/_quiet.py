@@ -1,8 +1,9 @@
 """Import TensorFlow without the log noise it writes to stderr.
 
-nbgrader gives zero points to a test cell that writes anything to stderr, and TensorFlow's C++
-runtime prints notes (oneDNN, CUDA drivers, CPU features) straight to file descriptor 2 while it
-is imported, before any log level applies. We import it once with fd 2 pointed at /dev/null, then
+TensorFlow's C++ runtime prints notes (oneDNN, CUDA drivers, CPU features) straight to file
+descriptor 2 while it is imported, before any log level applies; in a notebook they show as red
+error text under a cell that did nothing wrong, and a check cell counts anything on stderr as an error.
+We import it once with fd 2 pointed at /dev/null, then
 raise the log thresholds so that later cells stay quiet too. ``TF_CPP_MIN_LOG_LEVEL`` set by the
 user beforehand is respected.
 """

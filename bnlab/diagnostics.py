@@ -42,8 +42,8 @@ def build_exercise_cnn(batch_norm: bool, seed: int = 0, momentum: float = 0.99) 
 
     Without BN each weight layer is ``Conv2D/Dense (bias) -> ReLU``; with BN it is
     ``Conv2D/Dense (no bias) -> BatchNormalization -> ReLU``, the paper's placement. It builds the whole
-    network at once, with no function of the exercise's signatures (``bnlab.instructor.bundle.answer_leaks`` checks
-    that nothing of the library passes a graded cell). Layers are
+    network at once, with no function of the exercise's signatures: it is the lesson's network, not an answer to
+    the exercise's tasks. Layers are
     named ``conv1`` ... ``conv19``, ``dense``, ``logits``; the ReLUs ``relu1`` ... ``relu19``,
     ``relu_dense``; their inputs are the pre-activations. Kernels are Glorot uniform from ``seed``.
     """

@@ -18,7 +18,7 @@ variable                 default                     effect
 ``NBGRADER_EXECUTION``   (set by nbgrader)           read only: nbgrader is executing the notebook
 =======================  ==========================  ===============================================
 
-Under nbgrader (autograde and validate) nothing reads the accuracy of the training runs, so they
+While nbgrader runs or validates a notebook nothing reads the accuracy of the training runs, so they
 only have to show that the network trains: :func:`short_batches` is 10 and :func:`evaluation_images`
 500 there. ``python -m bnlab.settings`` prints the values in effect. This module imports only the
 standard library, so the grading tools and ``nbgrader_config.py`` can use it without TensorFlow.
@@ -54,7 +54,7 @@ def _flag(name: str, default: bool) -> bool:
 
 
 def grading() -> str | None:
-    """What nbgrader is doing with this notebook (``"autograde"``, ``"validate"``), or None."""
+    """What nbgrader is doing with this notebook (its ``NBGRADER_EXECUTION``), or None."""
     return os.environ.get("NBGRADER_EXECUTION") or None
 
 
@@ -65,7 +65,7 @@ def skip_given_code(what: str, asked: bool) -> bool:
     if not (asked and grading()):
         return False
     print(
-        f"{what}: skipped under nbgrader ({grading()}). It runs only the notebook's given code, so it grades "
+        f"{what}: skipped while nbgrader checks the notebook. It runs only the notebook's given code, so it grades "
         "nothing of yours; run the notebook yourself to see it."
     )
     return True

@@ -12,10 +12,9 @@ why it matters, what to try and which lesson section explains it, with no grader
 - :mod:`bnlab.grading.numeric`: test inputs, the reference forward pass and its numerical gradients;
 - :mod:`bnlab.grading.probes`: the TensorFlow side: student functions run and reported as arrays;
 - :mod:`bnlab.grading.errors`: :class:`CheckFailed` and the lesson sections its messages point to;
-- :mod:`bnlab.instructor.preprocessors.verify`: the nbgrader preprocessor that re-runs every graded check out of the
-  student's reach and flags a submission whose kernel said otherwise;
-- :mod:`bnlab.instructor.preprocessors.remote`, :mod:`bnlab.grading.worker` and :mod:`bnlab.grading.wire`: the
-  process boundary it uses, and the JSON lines that cross it.
+- where the course is graded (not in a student's copy): every check runs again out of the notebook's reach, on the
+  computation exported by :mod:`bnlab.grading.worker` and :mod:`bnlab.grading.export` and run by
+  :mod:`bnlab.grading.judge`, with :mod:`bnlab.grading.wire` between the processes (docs/integrity.md).
 
 ``api="keras"`` (Part 1): ``fully_connected(prev_layer, num_units)`` and ``conv_layer(prev_layer,
 layer_depth)`` apply Keras layers; ``train_step(model, optimizer, images, labels)`` and

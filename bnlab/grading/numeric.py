@@ -1,7 +1,7 @@
 """NumPy-only helpers of the checks: test inputs, the reference forward pass and its numerical gradients.
 
 Nothing here imports TensorFlow or runs student code, so the trusted re-verification
-(:mod:`bnlab.instructor.preprocessors.verify`) computes every reference in a process the student's code never ran in.
+computes every reference in a process the student's code never ran in.
 """
 
 from __future__ import annotations

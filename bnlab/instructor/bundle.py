@@ -34,6 +34,9 @@ from bnlab.instructor.notebooks import ROOT
 
 # the folder of instructor tooling (it reads source/ or drives nbgrader); never shipped to students
 INSTRUCTOR_FOLDER = "instructor"
+# the trusted re-run's processes (the worker and the judge) and what they exchange: they run only where the course
+# is graded, never in a student's kernel, so they are not shipped either
+GRADER_MODULES = ("grading/worker.py", "grading/judge.py", "grading/wire.py", "grading/export.py")
 # lines of shipped modules between these markers stay out of the bundle (bnlab/questions.py: the teaching messages
 # for wrong multiple-choice letters, whose missing letter is the answer)
 GRADER_SIDE = re.compile(r"^# BEGIN GRADER SIDE\b.*?^# END GRADER SIDE\n", re.M | re.S)
@@ -119,6 +122,8 @@ def _copy_library(target: Path) -> None:
         return {n for n in names if n == "__pycache__" or n.endswith(".pyc") or (top and n == INSTRUCTOR_FOLDER)}
 
     shutil.copytree(ROOT / "bnlab", target / "bnlab", ignore=ignore)
+    for module in GRADER_MODULES:
+        (target / "bnlab" / module).unlink()
     for path in (target / "bnlab").rglob("*.py"):
         text = path.read_text()
         if GRADER_SIDE.search(text):
@@ -209,6 +214,7 @@ def leaks(bundle: Path, source: Path = ROOT / "source") -> list[str]:
                 break
     if (bundle / "bnlab" / INSTRUCTOR_FOLDER).exists():
         problems.append(f"the instructor tooling bnlab/{INSTRUCTOR_FOLDER}/ is in the bundle")
+    problems += [f"the grader's bnlab/{m} is in the bundle" for m in GRADER_MODULES if (bundle / "bnlab" / m).exists()]
     return problems
 
 

@@ -185,7 +185,12 @@ def conv_layer(prev_layer, layer_depth, is_training):
                               keras.initializers.GlorotUniform())
     return tf.nn.relu(tf.nn.conv2d(prev_layer, weights, strides=strides, padding="SAME"))
 """
-UNFIXED = "fixed_fully_connected = questions.buggy_fully_connected\n"
+# the classmate's layer, unfixed (Part 3: its population statistics keep only a tenth of their old value)
+UNFIXED = """
+def fixed_fully_connected(prev_layer, num_units):
+    layer = keras.layers.Dense(num_units, activation="relu")(prev_layer)
+    return keras.layers.BatchNormalization(momentum=0.1)(layer)
+"""
 LAYER_CELLS_TESTS = KERAS_LAYER_TESTS | NN_TESTS | {"test_diagnose_fix"}
 
 # in the worker only: the worker runs no IPython kernel
