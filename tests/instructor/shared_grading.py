@@ -12,7 +12,7 @@ The routes:
 
 - ``grader``: the course's grader (``make autograde``: the coordinator, two submissions at a time);
 - ``nbgrader``: plain ``nbgrader autograde`` in the course folder (what the formgrader's button runs), then
-  ``nbgrader generate_feedback``.
+  ``nbgrader generate_feedback`` for the students of the batches registered with ``feedback=True``.
 
 Every run uses ``BNLAB_SHORT_BATCHES=2`` (unless the environment sets it; no check depends on the length of the
 training runs) and the environment the modules register (``BNLAB_ISOLATION=require`` where a module checks the
@@ -47,21 +47,30 @@ class Batch:
     students: tuple[str, ...]
     submit: Callable[[Path, Path], None]  # (course, a scratch folder outside it) -> places the submissions
     env: dict
+    feedback: bool  # nbgrader's route: generate_feedback for these students after autograde
 
 
 _BATCHES: dict[str, list[Batch]] = {route: [] for route in ROUTES}
 
 
-def register(route: str, owner: str, students, submit: Callable[[Path, Path], None], env: dict | None = None) -> None:
+def register(
+    route: str,
+    owner: str,
+    students,
+    submit: Callable[[Path, Path], None],
+    env: dict | None = None,
+    feedback: bool = False,
+) -> None:
     """Have the shared grading of ``route`` grade ``students``, which ``submit(course, scratch)`` places in
-    ``course/submitted/`` (``scratch`` is a folder outside the course, for files a submission links to)."""
+    ``course/submitted/`` (``scratch`` is a folder outside the course, for files a submission links to); with
+    ``feedback``, nbgrader's route runs ``generate_feedback`` for them after ``autograde``."""
     if route not in ROUTES:
         raise ValueError(f"{owner}: unknown route {route!r}; the routes are {ROUTES}")
     taken = {s: b.owner for b in _BATCHES[route] for s in b.students} | {s: "shared_grading" for s in CONTROLS[route]}
     clash = {s: taken[s] for s in students if s in taken}
     if clash:
         raise ValueError(f"{owner}: students already registered on the {route} route: {clash}")
-    _BATCHES[route].append(Batch(owner, tuple(students), submit, dict(env or {})))
+    _BATCHES[route].append(Batch(owner, tuple(students), submit, dict(env or {}), feedback))
 
 
 def students(route: str, owner: str) -> set[str]:
@@ -142,7 +151,8 @@ def grade(route: str, folder: Path) -> Graded:
     else:
         result = nbgrader("autograde", scratch.EXERCISE, "--force", root=course, check=False, env=env)
         log, run, grown, failed = result.stdout + result.stderr, None, 0, {}
-        nbgrader("generate_feedback", scratch.EXERCISE, "--force", root=course, check=False)
+        for student in (student for batch in _BATCHES[route] if batch.feedback for student in batch.students):
+            nbgrader("generate_feedback", scratch.EXERCISE, "--force", f"--student={student}", root=course, check=False)
         graded = sorted(p.parent.name for p in (course / "autograded").glob(f"*/{scratch.EXERCISE}"))
         notes = {student: log for batch in _BATCHES[route] for student in batch.students + CONTROLS[route]}
     time.sleep(3)  # a process that outlived grading and rewrites gradebooks would have done it by now

@@ -77,13 +77,13 @@ def _submitter(flood: bool):
 
 # Graded in the shared run of each route (shared_grading.py), with the instructor's secrets in the environment and
 # the sandbox required; its honest control is the solution. The grader's route samples the coordinator's memory
-# for the whole run; the nbgrader route runs generate_feedback after autograde.
+# for the whole run; the nbgrader route runs generate_feedback for its students after autograde.
 if RUNS:
     for _route in shared_grading.ROUTES:
         flood = _route == "grader"
         students = ["linked", "mixed"] + ["flood"] * flood
         env = {"BNLAB_ISOLATION": "require", **SECRETS}
-        shared_grading.register(_route, __name__, students, _submitter(flood), env)
+        shared_grading.register(_route, __name__, students, _submitter(flood), env, feedback=_route == "nbgrader")
 HONEST = shared_grading.HONEST
 
 
