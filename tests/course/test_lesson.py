@@ -290,9 +290,7 @@ def test_appendix_sets_legacy_keras_before_tensorflow_and_is_stored_without_outp
 
 
 @pytest.mark.slow
-# the lesson itself: tests/course/test_lesson_notebook.py checks, on the run it shares, that every cell ran
-# without an error (what nbval --nbval-lax checks: the notebook has no NBVAL markers)
-@pytest.mark.parametrize("notebook", [APPENDIX])
+@pytest.mark.parametrize("notebook", [NOTEBOOK, APPENDIX])
 def test_lesson_notebook_executes_under_nbval_in_short_mode(notebook):
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", notebook],

@@ -222,20 +222,6 @@ def test_the_lesson_writes_nothing_to_stderr(run):
 
 
 @slow
-def test_every_cell_of_the_lesson_runs_without_an_error(run):
-    """What ``nbval --nbval-lax`` checks (the lesson has no NBVAL markers; tests/course/test_lesson.py runs nbval
-    on the appendix): every code cell ran, and none raised (the fixture's client stops at a raising cell)."""
-    code = [
-        (index, cell) for index, cell in enumerate(run.nb.cells) if cell.cell_type == "code" and cell.source.strip()
-    ]
-    assert [index for index, cell in code if not cell.execution_count] == [], "code cells that did not run"
-    errors = [
-        (index, o.get("ename"), o.get("evalue")) for index, c in code for o in c.outputs if o.output_type == "error"
-    ]
-    assert errors == [], f"cells raised: {errors}"
-
-
-@slow
 def test_the_tables_print_a_header_and_one_line_per_row(run):
     sweep = run.table_after("sweep = normalization.batch_size_sweep(", "batch size")
     assert sweep[0].endswith("BN population error")

@@ -24,3 +24,18 @@ def test_trusted_rerun_accepts_keras_3_spellings():
         *_by_name(["alt_keras_explicit_last_axis", "alt_keras_train_step_apply_built_variables"], ALTERNATIVES)
     )
     assert failed(trusted_verdicts(cells)) == set()
+
+
+def test_trusted_rerun_agrees_on_networks_that_cannot_learn():
+    """The checks that see a network that cannot learn (gamma at zero, cached layers, misshapen variables, moments
+    over every axis, statistics that barely move) give the kernel's verdicts in the re-run too, and its valid
+    neighbours pass there."""
+    for names in (
+        ["keras_layers_cached_across_calls", "nn_variables_shape_1_by_c", "diagnose_momentum_barely_moves"],
+        ["keras_gamma_starts_at_zero", "nn_conv_moments_over_all_four_axes"],
+    ):
+        cells, fails = combine(*_by_name(names, BUGS))
+        assert failed(trusted_verdicts(cells)) == fails, names
+    valid = ["alt_keras_explicit_initializers_momentum_0_999", "alt_nn_decay_0_999", "alt_diagnose_momentum_0_999"]
+    cells, _ = combine(*_by_name(valid, ALTERNATIVES))
+    assert failed(trusted_verdicts(cells)) == set()
