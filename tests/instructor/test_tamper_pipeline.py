@@ -25,11 +25,13 @@ KERNEL_TAMPERING = [
     if v.name in {"tamper_reassign_checks", "tamper_swallow_errors", "tamper_with_part_one_answered"}
 ]
 # how each lie is flagged: "tampered" where the kernel was fooled and the re-run was not, "unjudgeable" where the
-# judge refused the graph of cells the kernel passed, None where the kernel was not fooled either
+# judge refused the graph of cells the kernel passed, None where the kernel was not fooled either. A pair: the
+# first status always shows, the second may too (the probe-shaped lie's callback is in the graph only where the
+# re-run's drawn conv depth is one it recognises; elsewhere it does plain ReLU, which the re-run fails)
 FLAGGED = {
     "lie_fake_probes_kernel_and_worker": "tampered",
     "lie_fake_probes_worker_only": None,
-    "lie_probe_shaped_inputs_numpy_callback": "unjudgeable",
+    "lie_probe_shaped_inputs_numpy_callback": ("unjudgeable", "tampered"),
     "lie_normalizes_only_the_old_probe_shapes": None,
     "lie_py_function_in_nested_tf_function": "unjudgeable",
     "lie_file_operations": "unjudgeable",
@@ -135,10 +137,12 @@ def test_a_lie_to_the_trusted_rerun_scores_what_its_answers_earn_and_is_flagged(
     if expected is None:
         assert not flagged and nb.metadata["bnlab"]["tampered"] is False
         return
-    assert {statuses[name] for name in flagged} == {expected}, statuses
-    assert nb.metadata["bnlab"]["tampered"] is (expected == "tampered")
-    assert bool(nb.metadata["bnlab"].get("unjudgeable")) is (expected == "unjudgeable")
-    assert _noted(notes, variant.name, expected)
-    if expected == "unjudgeable":
+    always, *maybe = expected if isinstance(expected, tuple) else (expected,)
+    seen = {statuses[name] for name in flagged}
+    assert always in seen and seen <= {always, *maybe}, statuses
+    assert nb.metadata["bnlab"]["tampered"] is ("tampered" in seen)
+    assert bool(nb.metadata["bnlab"].get("unjudgeable")) is ("unjudgeable" in seen)
+    assert all(_noted(notes, variant.name, status) for status in seen)
+    if "unjudgeable" in seen:
         reasons = " ".join(nb.metadata["bnlab"]["unjudgeable"].values())
         assert "Python callback" in reasons or "WriteFile" in reasons
