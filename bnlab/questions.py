@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE
+from bnlab.exercise import MAX_MOMENTUM, MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
 
 __all__ = [
     "TEACH",
@@ -280,6 +280,8 @@ def show_classmate_trace(recording: dict = CLASSMATE) -> list[dict]:
 
 # the largest share of a new batch in the population statistics that the checks accept (their decay bound)
 MAX_SHARE = 1 - MIN_MOMENTUM
+# ... and the smallest (a decay above MAX_MOMENTUM leaves the initial statistics weighing more than half after the run)
+MIN_SHARE = 1 - MAX_MOMENTUM
 
 
 def population_trace(layer_fn, num_units: int = 4, warmup: int = WARMUP, rows: int = 4, seed: int = 0):
@@ -338,6 +340,12 @@ def _print_verdict(name, table) -> None:
         print(
             f"The symptom is gone, but so is learning: {name}'s population statistics do not move in training "
             "mode. A frozen layer normalizes nothing while it trains (lesson, section 2)."
+        )
+    elif share < MIN_SHARE - MOMENTUM_TOLERANCE:
+        print(
+            f"Not fixed the other way: each training batch makes up less than {MIN_SHARE:.2%} of the population mean "
+            f"after it (decay above {MAX_MOMENTUM:.5f}), so after the exercise's {NUM_BATCHES} batches the population "
+            "statistics still hold more than half of their starting zeros and ones (lesson, section 2)."
         )
     elif share <= MAX_SHARE + MOMENTUM_TOLERANCE:
         print(

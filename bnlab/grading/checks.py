@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from bnlab.exercise import MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
+from bnlab.exercise import MAX_MOMENTUM, MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
 from bnlab.grading import numeric as num
 from bnlab.grading.errors import fail, flag_fixed_inside, never_moved, one_for_all, stats_named, worst_entry
 from bnlab.grading.errors import judged as _judged  # (the step and backward checks import these two from here)
 from bnlab.grading.errors import name_of as _name_of  # noqa: F401
 from bnlab.grading.errors import per as _per
-
-# the largest decay accepted: after the exercise's run the initial statistics weigh at most a half (0.999: 0.45)
-MAX_MOMENTUM = 0.5 ** (1 / NUM_BATCHES)
 
 
 def _remote(obj):

@@ -176,6 +176,15 @@ def test_the_trace_says_a_momentum_below_the_accepted_range_is_not_fixed(momentu
     assert "Not fixed" in out and f"{1 - momentum:.0%}" not in out  # the verdict names the bound, not the share
 
 
+@pytest.mark.parametrize("momentum", [0.9999, 0.99999])
+def test_the_trace_says_a_momentum_above_the_accepted_range_barely_moves(momentum, capsys):
+    """The checks fail a decay above MAX_MOMENTUM (its statistics barely move in the run); the trace agrees."""
+    assert momentum > grading.checks.MAX_MOMENTUM
+    questions.trace_statistics(_layer(momentum), warmup=30, verdict=True)
+    out = capsys.readouterr().out
+    assert "Not fixed the other way" in out and "Fixed:" not in out
+
+
 def test_the_classmates_kind_of_layer_fails_the_check_that_names_its_bug():
     with pytest.raises(AssertionError, match=r"wrong way round|0\.100"):
         grading.check_population_statistics(_layer(0.1), "dense", api="keras")
