@@ -9,3 +9,9 @@ c = get_config()  # noqa: F821 - provided by nbgrader
 
 c.CourseDirectory.course_id = "batchnorm"
 c.Execute.timeout = 300
+
+# `nbgrader validate` in a terminal lists the answers graded only after submission where it would say a bare
+# "Success!" (the Validate button's dialog keeps nbgrader's own "Success!"; see the course's nbgrader_config.py)
+from bnlab.exercise import explain_validation  # noqa: E402 - after get_config, as nbgrader reads the file
+
+explain_validation(dialog=False)

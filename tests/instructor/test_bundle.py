@@ -294,13 +294,16 @@ def test_bundle_makefile_lab_target_runs_setup_then_data_then_jupyter(built):
 
 
 def test_the_students_nbgrader_finds_its_configuration_and_stays_quiet(built, tmp_path):
-    """nbgrader's apps warn at JupyterLab's start without a configuration; the bundle's one is found and read."""
+    """nbgrader's apps warn at JupyterLab's start without a configuration; the bundle's one is found and read (and
+    makes the command line's Validate list the answers graded only after submission)."""
     etc = tmp_path / "etc" / "jupyter"
     etc.mkdir(parents=True)
     shutil.copy(built / "jupyter" / "nbgrader_student_config.py", etc / "nbgrader_config.py")
     code = (
-        "from nbgrader.apps.baseapp import NbGrader\napp = NbGrader()\napp.load_config_file()\n"
-        "print(app.config.Execute.timeout, app.config.CourseDirectory.course_id)"
+        "from nbgrader.apps.baseapp import NbGrader\nfrom nbgrader.validator import Validator\n"
+        "app = NbGrader()\napp.load_config_file()\n"
+        "print(app.config.Execute.timeout, app.config.CourseDirectory.course_id, "
+        "getattr(Validator, 'explains_later_grading', False))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -310,7 +313,7 @@ def test_the_students_nbgrader_finds_its_configuration_and_stays_quiet(built, tm
         env={**os.environ, "JUPYTER_CONFIG_PATH": str(etc)},
     )  # where .venv/etc/jupyter stands
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["300", "batchnorm"]
+    assert result.stdout.split() == ["300", "batchnorm", "True"]  # `nbgrader validate` lists what is graded later
     assert "No nbgrader_config.py file found" not in result.stdout + result.stderr
 
 
