@@ -1,8 +1,8 @@
 """Batch normalization's gradients, measured: the lesson's section 12 and section 8's initialization table.
 
 - :func:`numerical_gradient`: centred finite differences of any array function (float64), for gradient checks;
-- :func:`show_upstream_shift`: the exercise's demo after its Part 4 question (what a constant added to the
-  upstream gradient changes), measured with TensorFlow's autodiff;
+- :func:`show_input_shift`: the exercise's demo after its Part 4 question, a neighbouring case (what a constant
+  added to a feature's *inputs* changes in the gradients), measured with TensorFlow's autodiff;
 - :func:`weight_scale_rows`: the previous layer's weights scaled by a factor: the output and the gradient;
 - :class:`StatisticsBN`, :func:`input_gradient_rows` and :func:`build_statistics_twins`: batch normalization whose
   gradient flows through the batch statistics or skips them (``tf.stop_gradient``), on one batch and in the
@@ -44,18 +44,18 @@ def numerical_gradient(f: Callable, x, dout, step: float = 1e-5) -> np.ndarray:
     return grad
 
 
-def show_upstream_shift(shift: float = 0.5, seed: int = 0) -> dict:
-    """Add ``shift`` to every upstream gradient of feature 0 of a dense batch and print what changes in
-    ``dx``, ``dgamma`` and ``dbeta`` (TensorFlow's gradients, float64); returns the largest changes."""
+def show_input_shift(shift: float = 0.5, seed: int = 0) -> dict:
+    """Add ``shift`` to every input of feature 0 of a dense batch (the same upstream gradient) and print what
+    changes in ``dx``, ``dgamma`` and ``dbeta`` (TensorFlow's gradients, float64); returns the largest changes."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 2, 4) + rng.uniform(0.5, 2, 4) * rng.standard_normal((32, 4))
     gamma, dout = rng.uniform(0.5, 2, 4), rng.standard_normal((32, 4))
-    shifted = dout.copy()
+    shifted = x.copy()
     shifted[:, 0] += shift
-    before, after = autodiff(dout, x, gamma, 1e-3), autodiff(shifted, x, gamma, 1e-3)
+    before, after = autodiff(dout, x, gamma, 1e-3), autodiff(dout, shifted, gamma, 1e-3)
     change = {key: float(np.max(np.abs(after[key] - before[key]))) for key in before}
     rows = [[key, change[key], float(np.max(np.abs(before[key])))] for key in ("dx", "dgamma", "dbeta")]
-    print(f"every upstream gradient of feature 0 (of 4) raised by {shift}, a batch of {len(x)}:")
+    print(f"every input of feature 0 (of 4) raised by {shift}, the same upstream gradient, a batch of {len(x)}:")
     print(table(rows, ["gradient", "largest change", "largest entry before"], ["", ".1e", ".2f"]))
     return change
 

@@ -132,3 +132,14 @@ def test_every_backward_bug_is_named_by_its_message():
             assert MESSAGES[variant.name] in str(info.value), (variant.name, str(info.value))
             assert "lesson, section 12, *The backward pass by hand*" in str(info.value)
     assert len([v for v in BACKWARD_BUGS if v.name.startswith("bw_")]) >= 8
+
+
+def test_the_demo_after_the_upstream_question_shows_a_neighbouring_case_not_the_answer(capsys):
+    """The exercise asks what a constant added to ``dout`` changes; the demo after it adds the constant to the
+    inputs (nothing changes, as x_hat does not), and nothing shipped measures the question's own case."""
+    from bnlab import gradients
+
+    change = gradients.show_input_shift()
+    assert max(change.values()) < 1e-9
+    assert "every input of feature 0" in capsys.readouterr().out
+    assert not hasattr(gradients, "show_upstream_shift")
