@@ -161,7 +161,7 @@ def _in_batches(model, images, size: int) -> np.ndarray:
         return np.concatenate([np.argmax(np.asarray(model(batch, training=True)), axis=1) for batch in batches])
 
 
-def show_averaged_count(shape=(64, 14, 14, 20), seed: int = 0) -> int:
+def show_averaged_count(shape=(64, 7, 7, 32), seed: int = 0) -> int:
     """Measure how many numbers of a convolution's output of ``shape`` one entry of its batch mean averages:
     change one number by 1.0 and see how far Keras' BatchNormalization moves that feature map's batch mean
     (a layer with momentum 0 keeps the last batch's mean). Prints and returns the count."""
