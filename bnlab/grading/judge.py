@@ -335,35 +335,30 @@ def main(fd_in: int, fd_out: int) -> None:
     import bnlab
 
     bnlab.tf  # noqa: B018 - import TensorFlow now, while the kernel and the worker start
-    from bnlab.grading.wire import decode, encode
+    from bnlab.grading.wire import decode, encode, serve
 
     layers: dict = {}
-    for line in reader:
+
+    def handle(request: dict) -> dict:
+        op = request["op"]
         try:
-            request = json.loads(line)
-            op = request["op"]
             if op == "load":
                 layers[len(layers)] = JudgedLayer(decode(request["package"]))
-                answer = {"ok": len(layers) - 1}
-            elif op == "step":
+                return {"ok": len(layers) - 1}
+            if op == "step":
                 layers[len(layers)] = judged_step(int(request["seed"]))
-                answer = {"ok": len(layers) - 1}
-            elif op == "call":
+                return {"ok": len(layers) - 1}
+            if op == "call":
                 layer, method = layers[int(request["handle"])], str(request["method"])
                 if method not in METHODS:
                     raise ValueError(f"no probe method {method!r}")
                 result = layer.where if method == "where" else getattr(layer, method)(*decode(request["args"]))
-                answer = {"ok": encode(result)}
-            else:
-                raise ValueError(op)
+                return {"ok": encode(result)}
         except Unjudgeable as exc:
-            answer = {"unjudgeable": str(exc)[:1000]}
-        except AssertionError as exc:
-            answer = {"fail": str(exc)}
-        except BaseException as exc:  # noqa: BLE001 - report, keep serving
-            answer = {"fail": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
-        writer.write((json.dumps(answer) + "\n").encode())
-        writer.flush()
+            return {"unjudgeable": str(exc)[:1000]}
+        raise ValueError(op)
+
+    serve(reader, writer, handle)
 
 
 if __name__ == "__main__":

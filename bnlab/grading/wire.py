@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
 import numpy as np
 
@@ -62,6 +63,21 @@ def _array(obj: dict) -> np.ndarray:
     if len(data) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
         raise ValueError("malformed array: its values do not fill its shape")
     return np.frombuffer(data, dtype=dtype).astype(np.float64).reshape(shape)
+
+
+def serve(reader, writer, handle) -> None:
+    """Answer each JSON line read from ``reader`` with the dict ``handle(request)`` returns, one JSON line each on
+    ``writer`` (the worker's and the judge's loop). An error never stops the loop: an AssertionError (a check's
+    verdict) answers ``{"fail": message}``, any other ``{"fail": "Type: message"}``."""
+    for line in reader:
+        try:
+            answer = handle(json.loads(line))
+        except AssertionError as exc:
+            answer = {"fail": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - report, keep serving
+            answer = {"fail": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
+        writer.write((json.dumps(answer) + "\n").encode())
+        writer.flush()
 
 
 class RemoteName:

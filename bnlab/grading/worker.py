@@ -11,7 +11,6 @@ checks, which the parent computes from the judge's data.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -36,7 +35,7 @@ def main(fd_in: int, fd_out: int) -> None:
     os.dup2(devnull, 2)
     from bnlab.grading import probes
     from bnlab.grading.errors import CheckFailed
-    from bnlab.grading.wire import decode, encode
+    from bnlab.grading.wire import decode, encode, serve
 
     # started with `python -I`: the submission's folder is not on sys.path. Its own helper modules may still be
     # imported, after the course's library and the environment's packages, never instead of them
@@ -55,42 +54,37 @@ def main(fd_in: int, fd_out: int) -> None:
     from bnlab.grading.export import export_layer, export_step
 
     factories = {"layer": probes.layer_probe, "step": probes.StepProbe, "backward": BackwardProbe}
-    for line in reader:
-        request = json.loads(line)
-        try:
-            op = request["op"]
-            if op == "exec":
-                _run_cell(request["source"], namespace)
-                result = None
-            elif op == "new":
-                objects[len(objects)] = factories[request["what"]](*decode(request["args"], resolve))
-                result = len(objects) - 1
-            elif op == "export":  # a layer probe's graph, for the judge to run (bnlab.grading.judge)
-                args = decode(request["args"], resolve)
-                # checks that build the same probe (same function, size and seed) get the same graph: exported once
-                key = (id(args[0]), *(repr(a) for a in args[1:]))
-                if key not in exported:
-                    exported[key] = (args[0], export_layer(probes.layer_probe(*args)))  # (keeps the function alive)
-                result = exported[key][1]
-            elif op == "export_step":  # train_step or predict traced on the checks' reference model
-                result = export_step(*decode(request["args"], resolve))
-            elif op == "call":
-                target = objects[request["handle"]]
-                if request["method"] == "where":
-                    result = target.where
-                else:
-                    result = getattr(target, request["method"])(*decode(request["args"], resolve))
-            elif op == "value":
-                result = resolve(request["name"])
+
+    def handle(request: dict) -> dict:
+        op = request["op"]
+        if op == "exec":
+            _run_cell(request["source"], namespace)
+            result = None
+        elif op == "new":
+            objects[len(objects)] = factories[request["what"]](*decode(request["args"], resolve))
+            result = len(objects) - 1
+        elif op == "export":  # a layer probe's graph, for the judge to run (bnlab.grading.judge)
+            args = decode(request["args"], resolve)
+            # checks that build the same probe (same function, size and seed) get the same graph: exported once
+            key = (id(args[0]), *(repr(a) for a in args[1:]))
+            if key not in exported:
+                exported[key] = (args[0], export_layer(probes.layer_probe(*args)))  # (keeps the function alive)
+            result = exported[key][1]
+        elif op == "export_step":  # train_step or predict traced on the checks' reference model
+            result = export_step(*decode(request["args"], resolve))
+        elif op == "call":
+            target = objects[request["handle"]]
+            if request["method"] == "where":
+                result = target.where
             else:
-                raise ValueError(op)
-            answer = {"ok": encode(result)}
-        except AssertionError as exc:
-            answer = {"fail": str(exc)}
-        except BaseException as exc:  # noqa: BLE001 - report, keep serving
-            answer = {"fail": f"{type(exc).__name__}: {str(exc).strip()[:300]}"}
-        writer.write((json.dumps(answer) + "\n").encode())
-        writer.flush()
+                result = getattr(target, request["method"])(*decode(request["args"], resolve))
+        elif op == "value":
+            result = resolve(request["name"])
+        else:
+            raise ValueError(op)
+        return {"ok": encode(result)}
+
+    serve(reader, writer, handle)
 
 
 if __name__ == "__main__":
