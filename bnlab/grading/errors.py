@@ -35,8 +35,7 @@ LESSON = {
 }
 
 
-# the error a cell that ended the graded kernel gets (bnlab.instructor.preprocessors.execute), which the grading
-# job reports
+# the error a cell that ended the notebook's kernel gets when the notebook is graded
 KERNEL_DIED = (
     "KernelDied",
     "the Python process ended while this cell ran (os._exit, sys.exit in a thread, a crash "
@@ -56,7 +55,7 @@ class CheckFailed(AssertionError):
 
     IPython shows an exception through its ``_render_traceback_`` when it has one: this one shows
     only its message (what is wrong, why, what to try, where to read), with no grader frames and no
-    line of the test cell, so a hidden test's code or arguments never reach a student's output.
+    line of the check cell.
     """
 
     def _render_traceback_(self) -> list:
