@@ -6,6 +6,7 @@ import shutil
 
 import nbformat
 import pytest
+from fakes import learnable_mnist
 
 from bnlab import exercise
 from bnlab.instructor import notebooks, release
@@ -201,21 +202,7 @@ def test_validate_names_the_answers_graded_later_instead_of_a_bare_success(expla
 
 
 def _small_mnist():
-    """A small learnable stand-in for MNIST: each class lights up its own block of pixels."""
-    import numpy as np
-
-    from bnlab.data import Mnist, Split
-
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        labels = rng.integers(0, 10, n)
-        images = rng.normal(0.0, 0.3, (n, 28, 28, 1)).astype(np.float32)
-        for i, label in enumerate(labels):
-            images[i, 2 * label : 2 * label + 4, :8, 0] += 1.0
-        return Split(images, labels.astype(np.int64))
-
-    return Mnist(split(1024), split(300), split(300))
+    return learnable_mnist(1024, 300)
 
 
 def _run_with_momentum(data, momentum, refresh_batches):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fakes import learnable_mnist
 
 import bnlab
 from bnlab import nn, training
-from bnlab.data import Mnist, Split
 from bnlab.monitor import TrainingMonitor
 from bnlab.training import population
 
@@ -17,17 +17,8 @@ keras = tf.keras
 
 @pytest.fixture(scope="module")
 def small_data():
-    """A small, fixed, learnable stand-in for MNIST: each class lights up its own block of pixels."""
-    rng = np.random.default_rng(0)
-
-    def split(n):
-        labels = rng.integers(0, 10, n)
-        images = rng.normal(0.0, 0.3, (n, 28, 28, 1)).astype(np.float32)
-        for i, label in enumerate(labels):
-            images[i, 2 * label : 2 * label + 4, :8, 0] += 1.0
-        return Split(images, labels.astype(np.int64))
-
-    return Mnist(split(2048), split(500), split(500))
+    """A small, fixed, learnable stand-in for MNIST (tests/fakes.py)."""
+    return learnable_mnist()
 
 
 def build_keras():
