@@ -347,10 +347,14 @@ def leftovers(layout: Layout) -> list[int]:
     return found
 
 
-def _command(pid: int) -> str:
-    with contextlib.suppress(OSError):
-        return f"{pid} " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:160]
-    return str(pid)
+def describe_process(pid: int) -> str:
+    """``pid``, its owner and its command line (for reports of what was left running); ``pid (gone)`` if ended."""
+    try:
+        owner = pwd.getpwuid(Path(f"/proc/{pid}").stat().st_uid).pw_name
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, KeyError):
+        return f"{pid} (gone)"
+    return f"{pid} {owner}: {command[:200]}"
 
 
 def stop_leftovers(layout: Layout, grace: float = 20) -> list[int]:
@@ -415,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         process.send_signal(signal.SIGTERM)  # the hub stops its servers, the formgrader and the proxy
         return process.wait(timeout=180)
     finally:
-        commands = {pid: _command(pid) for pid in leftovers(layout)}
+        commands = {pid: describe_process(pid) for pid in leftovers(layout)}
         ended = stop_leftovers(layout)
         if ended:
             named = "; ".join(commands.get(pid) or str(pid) for pid in ended)

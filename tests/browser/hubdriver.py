@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -75,16 +74,6 @@ def searchable_course():
             os.chmod(folder, mode)
 
 
-def describe(pid: int) -> str:
-    """``pid``, its owner and its command line, for a failure message."""
-    try:
-        owner = pwd.getpwuid(Path(f"/proc/{pid}").stat().st_uid).pw_name
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, KeyError):
-        return f"{pid} (gone)"
-    return f"{pid} {owner}: {command[:200]}"
-
-
 def group_alive(pgid: int) -> list[int]:
     """Process ids still in process group ``pgid`` (the hub's own: it, its proxy)."""
     found = []
@@ -144,7 +133,7 @@ def running_hub(log_path: Path, timeout: float = 300):
             process.wait(timeout=300)
         except subprocess.TimeoutExpired:
             pass
-        layout.left = [describe(pid) for pid in group_alive(process.pid) + hub.leftovers(layout)]
+        layout.left = [hub.describe_process(pid) for pid in group_alive(process.pid) + hub.leftovers(layout)]
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
