@@ -15,6 +15,10 @@ LAB_ROOT ?= release
 LAB_PREFIX ?= $(VENV)
 LAB_ARGS ?=
 PYTEST_ARGS ?=
+# `make test` and `make test-fast` run the tests on TEST_WORKERS processes (pytest-xdist; tests/conftest.py says
+# which tests share one); TEST_WORKERS=0 runs them in one process, as plain `pytest` does.
+TEST_WORKERS ?= 2
+XDIST := -n $(TEST_WORKERS) --dist loadgroup
 # Jupyter refuses to run as root (containers) unless told to.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
@@ -47,7 +51,7 @@ lab-settings:  ## install the course's quiet, offline JupyterLab settings into $
 	@echo "Course JupyterLab settings installed in $(LAB_PREFIX) (no news prompt, no news or update checks)."
 
 test: setup data  ## set up, then run the whole test suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 lint: setup  ## ruff: is the library and its tests formatted and free of lint? (CI runs it; `make format` fixes)
 	$(BIN)/ruff format --check --diff .
@@ -58,7 +62,7 @@ format: setup  ## ruff: format the code and apply the safe lint fixes
 	$(BIN)/ruff check --fix .
 
 test-fast: setup data  ## the unit tests only (no notebook execution, no nbgrader pipeline)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 release: setup  ## regenerate release/ and solutions/ from source/ (commit them); a release that fails changes nothing
 	$(BIN)/python -m bnlab.instructor.release

@@ -127,9 +127,3 @@ def instructor_lab(browser, tmp_path_factory):
         _,
     ):
         yield base, course
-
-
-def pytest_terminal_summary(terminalreporter):
-    shots = sorted(ARTIFACTS.glob("*.png")) if ARTIFACTS.is_dir() else []
-    if shots:
-        terminalreporter.write_line(f"browser tests: {len(shots)} screenshots and the JupyterLab logs in {ARTIFACTS}")
