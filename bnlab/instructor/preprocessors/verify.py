@@ -33,6 +33,7 @@ the notebook (on 2 cores this hides most of the re-run's time), and :class:`Veri
 from __future__ import annotations
 
 import builtins
+import re
 import secrets
 import threading
 import time
@@ -46,7 +47,7 @@ from traitlets import Bool, Float, List, Unicode
 
 import bnlab
 from bnlab import grading as trusted_grading
-from bnlab import settings
+from bnlab import settings, variants
 from bnlab.exercise import DEMO_CELLS, TRAINING_RUNS
 from bnlab.grading import numeric
 from bnlab.grading.errors import CheckFailed
@@ -289,6 +290,17 @@ class VerifyChecks(NbGraderPreprocessor):
                 cell.metadata["bnlab"]["message"] = verdict
             if status not in ("confirmed", "failed"):
                 report["disagreements"][name] = status
+        # the variants are the graded student's (bnlab.variants): a notebook answered for another id (the one it
+        # entered, or its submitted outputs show) loses its answers, and the answer cells it lost are flagged
+        others = sorted((set(resources.get("bnlab", {}).get("answered_for", ())) | variants.entered_in(nb)) - {student})
+        if others:
+            report["answered_for"] = others
+            self.log.warning("ANSWERED FOR ANOTHER STUDENT: %s's notebook says %s", student, ", ".join(others))
+            for cell in nb.cells:
+                name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                if re.search(r"grading\.check_(choice|number)\(", tests.get(name, "")) and kernel_failed(cell):
+                    why = f"answered for student {others[0]!r}, graded as {student!r}"
+                    cell.metadata["bnlab"] = {"verification": "tampered", "message": why}
         report["seconds"], report["waited_seconds"] = round(seconds, 1), round(waited, 1)
         nb.metadata["bnlab"] = report
         if report["tampered"]:
@@ -334,17 +346,21 @@ class VerifyChecks(NbGraderPreprocessor):
         ]
         key = _key(resources)
         cancelled = _CANCELLED.setdefault(key, threading.Event())  # made fresh by _start
+        student = resources.get("nbgrader", {}).get("student")  # whose variants: the checks here, the worker's cells
+        if student:
+            cells = [(None, f"__import__('os').environ[{variants.STUDENT_VARIABLE!r}] = {student!r}"), *cells]
         try:
-            return verify_cells(
-                cells,
-                tests,
-                cwd=resources.get("metadata", {}).get("path") or None,
-                timeout=self.timeout,
-                skip=set(self.skip_cells),
-                on_session=lambda session: _WORKERS.__setitem__(key, session),
-                log=self.log,
-                cancelled=cancelled,
-            )
+            with variants.graded_as(student):
+                return verify_cells(
+                    cells,
+                    tests,
+                    cwd=resources.get("metadata", {}).get("path") or None,
+                    timeout=self.timeout,
+                    skip=set(self.skip_cells),
+                    on_session=lambda session: _WORKERS.__setitem__(key, session),
+                    log=self.log,
+                    cancelled=cancelled,
+                )
         finally:
             _WORKERS.pop(key, None)
 
