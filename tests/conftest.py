@@ -1,8 +1,7 @@
 """Which tests share a worker when the suite runs on two (``make test``: pytest-xdist, ``-n 2 --dist loadgroup``).
 
 A worker is a pytest process of its own, with its own session fixtures. So the tests that share an expensive
-session fixture, or must never run beside each other, go to one worker as one group (the ``xdist_group`` mark,
-given here from their path and fixtures rather than in each module):
+session fixture, or must never run beside each other, go to one worker as one group (:data:`GROUPS`):
 
 - ``grading``: the modules graded by the shared gradings of tests/instructor/shared_grading.py (one course per
   route, minutes each), with tests/instructor/test_autograde.py, whose gradings and Dask cluster also use both
@@ -13,6 +12,11 @@ given here from their path and fixtures rather than in each module):
 Every other test goes with its module, as under ``--dist loadscope``, so a module's fixtures are built once.
 The workers take the groups first (longest first), then the modules in the order pytest collects them.
 A run without ``-n`` (plain ``pytest tests/x.py``) runs as before, in collection order.
+
+The groups are told by path, in the scheduler (:func:`pytest_xdist_make_scheduler`), not by pytest-xdist's
+``xdist_group`` mark: xdist 3.8 writes the mark into ``item._nodeid``, which pytest 9.2's items no longer read,
+so the mark groups nothing. Every collection checks that the modules which use the shared gradings are in
+``grading`` (:func:`pytest_collection_modifyitems`), so a new one cannot land on a second worker unnoticed.
 """
 
 from __future__ import annotations
@@ -23,16 +27,29 @@ from pathlib import Path
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+# group -> the test paths (files or folders, from the repository root) in it; longest group first
+GROUPS = {
+    "grading": (
+        "tests/instructor/test_feedback.py",
+        "tests/instructor/test_hostile_pipeline.py",
+        "tests/instructor/test_pipeline.py",
+        "tests/instructor/test_sandbox_pipeline.py",
+        "tests/instructor/test_tamper_pipeline.py",
+        "tests/instructor/test_autograde.py",  # grades on both cores: with the shared gradings
+    ),
+    "browser": ("tests/browser/",),
+}
 SHARED_GRADINGS = ("grader_grading", "nbgrader_grading")  # tests/instructor/conftest.py
-GROUPS = ("grading", "browser")  # the order the workers take them in: longest first
-MULTIPROCESS = {"instructor/test_autograde.py"}  # graded on both cores: with the shared gradings
 
 
-def group_of(item: pytest.Item) -> str | None:
-    """The named group of ``item`` (one of :data:`GROUPS`), or ``None``: it goes with its module."""
-    if not item.path.is_relative_to(TESTS):
-        return None
-    path = item.path.relative_to(TESTS).as_posix()
+def group_of(nodeid: str) -> str | None:
+    """The group of the test ``nodeid`` (one of :data:`GROUPS`), or ``None``: it goes with its module."""
+    path = nodeid.split("::", 1)[0]
+    return next((group for group, paths in GROUPS.items() if any(path.startswith(p) for p in paths)), None)
+
+
+def uses_shared_grading(item: pytest.Item) -> bool:
+    """Does ``item`` use a shared grading: as a fixture, or its module registered students for one?"""
     module = getattr(item, "module", None)
     shared_grading = sys.modules.get("shared_grading")  # imported by the modules that register gradings
     registered = (
@@ -40,38 +57,35 @@ def group_of(item: pytest.Item) -> str | None:
         and shared_grading is not None
         and any(batch.owner == module.__name__ for batches in shared_grading._BATCHES.values() for batch in batches)
     )
-    if registered or path in MULTIPROCESS or set(SHARED_GRADINGS) & set(item.fixturenames):
-        return "grading"
-    if path.startswith("browser/"):
-        return "browser"
-    return None
+    return registered or bool(set(SHARED_GRADINGS) & set(item.fixturenames))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks into the test ids
+@pytest.hookimpl(trylast=True)  # the items that will run (after -k and -m)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not hasattr(config, "workerinput"):  # not an xdist worker: plain pytest, order and ids unchanged
-        return
-    groups = {}
-    for item in items:
-        groups[item] = group_of(item)
-        if groups[item] is not None:
-            item.add_marker(pytest.mark.xdist_group(groups[item]))
-    # Both workers collect the same list; the controller hands out work units in this order.
-    items.sort(key=lambda item: GROUPS.index(groups[item]) if groups[item] else len(GROUPS))
+    strays = sorted(
+        {item.nodeid.split("::", 1)[0] for item in items if uses_shared_grading(item)} - set(GROUPS["grading"])
+    )
+    if strays:
+        raise pytest.UsageError(
+            f"{', '.join(strays)} use the shared gradings of tests/instructor/shared_grading.py: add them to "
+            "GROUPS['grading'] in tests/conftest.py (on a second worker they would grade everything again)"
+        )
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller hands out work units in this order
+        order = list(GROUPS)
+        items.sort(key=lambda item: order.index(group_of(item.nodeid)) if group_of(item.nodeid) else len(order))
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist's: absent without it
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """``--dist loadgroup``, with every test outside a named group in its module's group (one work unit per
-    module, as ``--dist loadscope``), and the work units in collection order (not by their number of tests)."""
+    """``--dist loadgroup`` with :data:`GROUPS`: one work unit per group, and one per module for every other
+    test (as ``--dist loadscope``), in the order the workers collected them (not by their number of tests)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadGroupScheduling
 
     class ModuleOrGroupScheduling(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            scope = super()._split_scope(nodeid)
-            return nodeid.split("::", 1)[0] if scope == nodeid else scope
+            return group_of(nodeid) or nodeid.split("::", 1)[0]
 
     config.option.loadscopereorder = False
     return ModuleOrGroupScheduling(config, log)
