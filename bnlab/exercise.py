@@ -51,11 +51,12 @@ DEMO_CELLS = frozenset(
 # --------------------------------------------------------------------------------------------
 # What Validate can and cannot tell a student
 
-# A multiple-choice answer's check in the notebook says only whether the letter is one of the options; a
-# written answer has no check at all. Both are graded after the notebook is handed in.
-CHOICE_CHECK = re.compile(r"\bcheck_choice\(\s*(ANSWER_\w+)")
+# A multiple-choice answer's check in the notebook says only whether the letter is one of the options, a numeric
+# answer's only whether it is a number; a written answer has no check at all. All are graded after the notebook is
+# handed in, each student's against their own variant (bnlab.variants).
+CHOICE_CHECK = re.compile(r"\bcheck_(?:choice|number)\(\s*(ANSWER_\w+)")
 LATER = (
-    "Not checked here: {name} = {value} is one of the options, but whether it is the right one is graded after "
+    "Not checked here: {name} = {value} has the form of an answer, but whether it is the right one is graded after "
     "you submit ({points:g} points)."
 )
 WRITTEN = "Not checked here: your written answer ({points:g} points) is graded by your instructor after you submit."
@@ -63,7 +64,8 @@ WRITTEN = "Not checked here: your written answer ({points:g} points) is graded b
 
 def graded_after_submission(nb) -> list[dict]:
     """The answers of notebook ``nb`` (an nbformat notebook) that no check can judge before it is handed in:
-    ``{"source", "message"}`` for each multiple-choice answer and each written answer, in notebook order."""
+    ``{"source", "message"}`` for each multiple-choice or numeric answer and each written answer, in notebook
+    order."""
     answers = {}
     for cell in nb.cells:
         for name, value in re.findall(r"^(ANSWER_\w+)\s*=\s*(.+?)\s*$", cell.source, re.M):

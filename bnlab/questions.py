@@ -1,33 +1,72 @@
-"""The exercise's "predict, then run" questions and its "diagnose this" task.
+"""The exercise's "predict, then run" questions and its "diagnose this" task, drawn per student.
 
-A student answers a multiple-choice question by setting a variable to a letter (for example
-``ANSWER_SINGLE_IMAGES = "b"``); the check in the notebook says whether it is one of the options. For a
-wrong letter, :func:`teach` explains what the choice overlooks and which lesson section to reread, without
-naming the right option.
+Each student gets their own variant of every question (:mod:`bnlab.variants` draws it from their id): the
+multiple-choice questions show their options in an order drawn for the student (:func:`show_options`), the
+statistics question a layer shape drawn among the network's (:func:`show_statistics_case`), and Part 3 one of
+a few classmates' recordings (:func:`classmate`). This module knows the student's order and case, never which
+answer is right. For a wrong answer, :func:`teach` explains what the choice overlooks and which lesson section
+to reread, without naming the right option.
 
 :func:`show_single_images`, :func:`show_averaged_count` and the cells after the questions show what really
-happens. Part 3 works from what a classmate recorded of their layer (:data:`CLASSMATE`):
-:func:`show_classmate_symptom` and :func:`show_classmate_trace` print it, and :func:`trace_statistics`
-measures the student's own fix the same way.
+happens. Part 3 works from what a classmate recorded of their layer: :func:`show_classmate_symptom` and
+:func:`show_classmate_trace` print it, and :func:`trace_statistics` measures the student's own fix the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from bnlab import variants
 from bnlab.exercise import MAX_MOMENTUM, MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
 
 __all__ = [
+    "OPTIONS",
     "TEACH",
     "teach",
+    "choices",
+    "show_options",
+    "find_option",
+    "statistics_case",
+    "candidates",
+    "show_statistics_case",
     "show_single_images",
     "show_averaged_count",
-    "CLASSMATE",
+    "CLASSMATES",
+    "classmate",
     "show_classmate_symptom",
     "show_classmate_trace",
     "output_moves",
     "trace_statistics",
 ]
+
+LETTERS = "abcd"
+# The options of each multiple-choice question, by a key that says what the option claims (not whether it
+# holds). The notebook shows them in the order drawn for the student; the grader names the right key.
+OPTIONS = {
+    "plain_network": {
+        "diverges": "The learning rate of 0.002 is too high for 20 layers: the weights grow from step to step and "
+        "the loss diverges.",
+        "shrinks": "At the initial weights the spread of the pre-activations shrinks by orders of magnitude from "
+        "layer to layer, so the last layers see almost the same input for every image, and the first layers get "
+        "gradients so small that Adam's steps for them are tiny.",
+        "dead_relus": "Almost every ReLU is dead from the first batch on: in every layer the share of positive "
+        "pre-activations is close to zero, so no gradient flows.",
+        "overfits": "The network overfits: it learns its training batches well, but what it learns does not carry "
+        "over to the validation images.",
+    },
+    "single_images": {
+        "same": "about the same as with the population statistics (within a few points)",
+        "lower": "clearly lower: between 50% and 90%",
+        "much_lower": "between 16% and 50%",
+        "chance": "15% or lower",
+    },
+    "upstream_shift": {
+        "all_three": "All three: every entry of dx shifts by c * gamma / sqrt(var + eps), and dgamma and dbeta grow.",
+        "dbeta_only": "Only dbeta (by c times the count); dx and dgamma stay exactly as they were.",
+        "parameters": "dbeta and dgamma change; dx stays as it was.",
+        "dx_only": "dx changes; dgamma and dbeta do not.",
+    },
+}
 
 
 # BEGIN GRADER SIDE (bnlab.instructor.bundle leaves these lines out of the student bundle)
@@ -39,68 +78,148 @@ SECTION_PLAIN = (
     '''lesson, section 8, "Inside the exercise's network: why it does not learn without batch normalization"'''
 )
 
-# question -> {wrong letter: what that choice overlooks}; the right letter has no entry
+# question -> {key of a wrong answer: what that answer overlooks}; the right key has no entry. The keys are those
+# of OPTIONS (multiple choice) or of the candidate values a numeric answer is compared with. No message names a
+# letter or a number of a student's variant, so each is true whatever order or case was drawn.
 TEACH = {
     "plain_network": {
-        "a": "Look at the plain network's loss in the run above: it does not grow, it levels off (at the chance "
-        "level the text computes). Diverging weights would look different. What do the per-layer views show "
-        f"about the signal that reaches the last layers? ({SECTION_PLAIN})",
-        "c": "The views show the share of positive pre-activations layer by layer: is it near zero? Many ReLUs "
-        "still pass a signal. Look instead at how large that signal is, layer after layer, and at the "
+        "diverges": "Look at the plain network's loss in the run above: it does not grow, it levels off (at the "
+        "chance level the text computes). Diverging weights would look different. What do the per-layer views "
+        f"show about the signal that reaches the last layers? ({SECTION_PLAIN})",
+        "dead_relus": "The views show the share of positive pre-activations layer by layer: is it near zero? Many "
+        "ReLUs still pass a signal. Look instead at how large that signal is, layer after layer, and at the "
         f"gradients of the first layers. ({SECTION_PLAIN})",
-        "d": "Overfitting needs a training accuracy far above the validation accuracy. Compare the two in the run "
-        f"above: does the network learn its training batches? ({SECTION_PLAIN})",
+        "overfits": "Overfitting needs a training accuracy far above the validation accuracy. Compare the two in "
+        f"the run above: does the network learn its training batches? ({SECTION_PLAIN})",
     },
     "single_images": {
-        "b": "A batch of 100 different test images is not a batch of one. Compare its mean and variance per "
+        "lower": "A batch of 100 different test images is not a batch of one. Compare its mean and variance per "
         "unit with the population statistics, which average training batches of 64: how far apart can "
         f"they be? ({SECTION_BATCH_OF_ONE})",
-        "c": "The collapse of section 2 needs a batch whose variance is zero, one value per unit. What are the "
-        "mean and the variance of 100 different digits, compared with those of the training batches? "
+        "much_lower": "The collapse of section 2 needs a batch whose variance is zero, one value per unit. What "
+        "are the mean and the variance of 100 different digits, compared with those of the training batches? "
         f"({SECTION_BATCH_OF_ONE})",
-        "d": "Batch statistics at inference are not wrong in themselves: a batch of one is, because its variance "
-        "is zero. Would 100 different test images have the same problem? Compare their statistics with the "
-        f"population statistics. ({SECTION_BATCH_OF_ONE})",
+        "chance": "Batch statistics at inference are not wrong in themselves: a batch of one is, because its "
+        "variance is zero. Would 100 different test images have the same problem? Compare their statistics with "
+        f"the population statistics. ({SECTION_BATCH_OF_ONE})",
     },
     "statistics": {
-        "a": "64 values would be one per image: averaging over the batch axis only, as for a dense layer. A "
+        "batch": "That is one value per image: averaging over the batch axis only, as for a dense layer. A "
         "feature map has a value at every position too, and a convolution applies one filter at all of "
         f"them. ({SECTION_CONV})",
-        "b": "196 averages over the positions of one image only. The batch statistics are statistics of the "
-        f"batch: which images do they take values from? ({SECTION_CONV})",
-        "d": "That is every number of the tensor: one mean for the whole layer. How many means does the layer "
-        f"keep, and what does each one average? ({SECTION_CONV})",
+        "positions": "That averages over the positions of one image only. The batch statistics are statistics of "
+        f"the batch: which images do they take values from? ({SECTION_CONV})",
+        "tensor": "That is every number of the tensor: one mean for the whole layer. How many means does the "
+        f"layer keep, and what does each one average? ({SECTION_CONV})",
     },
     "diagnose_memory": {
-        "a": "Compute it from the printed rows: how far did the population mean move, compared with the distance "
-        "from its old value to the batch's mean? A share of 1% would keep almost all of the old value. "
-        f"({SECTION_MOVING})",
-        "b": "Check it on a second row of the printout: (after - before) / (batch mean - before). Does every "
-        f"row give about the same share? ({SECTION_MOVING})",
-        "c": "Halfway would leave the mean after the batch midway between its old value and the batch's mean. "
-        f"Is that where the printed values are? ({SECTION_MOVING})",
+        "old_share": "That is the share of its old value the population mean keeps, not the share of the new "
+        f"batch: compute (after - before) / (batch mean - before) on a printed row. ({SECTION_MOVING})",
+        "other": "Check it on every row of the printout: (after - before) / (batch mean - before). Does every "
+        f"row give about the same share, and is it the number you entered? ({SECTION_MOVING})",
     },
     "upstream_shift": {
-        "a": "Write the extra loss term out: c * sum(out) = c * gamma * sum(x_hat) + c * count * beta. What is "
-        f"sum(x_hat) over the batch, for any batch? Does the term depend on x at all? ({SECTION_BACKWARD})",
-        "c": "dgamma is the sum of dout * x_hat: what does the extra c contribute to it, given what x_hat sums to "
-        f"over the batch? ({SECTION_BACKWARD})",
-        "d": "The extra term c * sum(out) equals c * gamma * sum(x_hat) + c * count * beta, and x_hat sums to zero "
-        f"over the batch whatever x is: which variable does it still depend on? ({SECTION_BACKWARD})",
+        "all_three": "Write the extra loss term out: c * sum(out) = c * gamma * sum(x_hat) + c * count * beta. "
+        f"What is sum(x_hat) over the batch, for any batch? Does the term depend on x at all? ({SECTION_BACKWARD})",
+        "parameters": "dgamma is the sum of dout * x_hat: what does the extra c contribute to it, given what x_hat "
+        f"sums to over the batch? ({SECTION_BACKWARD})",
+        "dx_only": "The extra term c * sum(out) equals c * gamma * sum(x_hat) + c * count * beta, and x_hat sums to "
+        f"zero over the batch whatever x is: which variable does it still depend on? ({SECTION_BACKWARD})",
     },
 }
 # END GRADER SIDE
 TEACH = globals().get("TEACH", {})  # {} where the messages above are not installed
 
 
-def teach(question: str, answer) -> str:
+def choices(question: str, student: str | None = None) -> dict[str, str]:
+    """``{letter: option key}`` of a multiple-choice question, in the order drawn for the student."""
+    return dict(zip(LETTERS, variants.order(question, OPTIONS[question], student)))
+
+
+def show_options(question: str) -> dict[str, str]:
+    """Print the options of ``question`` as this notebook's student sees them; return ``{letter: text}``."""
+    shown = {letter: OPTIONS[question][key] for letter, key in choices(question).items()}
+    for letter, text in shown.items():
+        print(f"({letter}) {text}")
+    return shown
+
+
+def find_option(question: str, words: str) -> str:
+    """The letter of the one option of ``question`` whose text contains ``words`` (in this notebook's order)."""
+    found = [letter for letter, key in choices(question).items() if words.lower() in OPTIONS[question][key].lower()]
+    if len(found) != 1:
+        raise ValueError(f"{len(found)} options of {question!r} contain {words!r}: give words of exactly one.")
+    return found[0]
+
+
+def teach(question: str, answer, key: str | None = None) -> str:
     """What a wrong ``answer`` to ``question`` overlooks (never the right option); a generic line where
-    there is no message for it."""
+    there is no message for it. ``key`` names what the answer claims (an option's key, or which candidate a
+    number matched); for a multiple-choice letter it is found from the student's order of the options."""
     letter = str(answer).strip().lower()
-    hint = TEACH.get(question, {}).get(letter)
+    if key is None and question in OPTIONS and letter in LETTERS:
+        key = choices(question)[letter]
+    hint = TEACH.get(question, {}).get(key)
     if hint is None:
         return f"{answer!r} is not the expected answer. Reread the question and the lesson section it points to."
     return f"{letter!r} is not the expected answer. {hint}"
+
+
+# --------------------------------------------------------------------------------------------
+# "how much does one statistic average?": a conv layer of the exercise's network, drawn per student
+
+# batch sizes the network can be called with, and the depths whose linear output is 28x28, 14x14, 4x4 or 2x2. The
+# 7x7 layers are left out (the cell after the question measures one of them: 64 * 7 * 7 numbers), and so is a batch
+# of 16, whose 14x14 layers average that many numbers too.
+STATISTICS_BATCHES = (32, 48, 64, 96, 100, 128, 200, 256)
+STATISTICS_DEPTHS = (1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14)
+
+
+def conv_output_shape(layer_depth: int, batch: int) -> tuple[int, int, int, int]:
+    """The shape of the linear output of the exercise's ``conv_layer`` at ``layer_depth`` for ``batch`` images."""
+    size = 28
+    for depth in range(1, layer_depth + 1):
+        if depth % 3 == 0:
+            size = -(-size // 2)  # stride 2, "same" padding
+    return batch, size, size, layer_depth * 4
+
+
+def statistics_case(student: str | None = None) -> dict:
+    """The statistics question's case for the student: ``{"layer_depth", "shape"}``."""
+    depth = STATISTICS_DEPTHS[variants.draw("statistics_depth", len(STATISTICS_DEPTHS), student)]
+    batch = STATISTICS_BATCHES[variants.draw("statistics_batch", len(STATISTICS_BATCHES), student)]
+    return {"layer_depth": depth, "shape": conv_output_shape(depth, batch)}
+
+
+def candidates(question: str, student: str | None = None) -> dict:
+    """The values a numeric answer to ``question`` may name in the student's case, by what each would mean (the
+    statistics question; {} for a question whose case has no such list)."""
+    if question == "statistics":
+        return statistics_candidates(statistics_case(student)["shape"])
+    return {}
+
+
+def statistics_candidates(shape) -> dict[str, int]:
+    """The counts an answer to the statistics question may name for a linear output of ``shape``, by what each
+    would average: one value per image, the positions of one image, the batch at every position, the tensor."""
+    batch, height, width, maps = shape
+    return {
+        "batch": batch,
+        "positions": height * width,
+        "batch_and_positions": batch * height * width,
+        "tensor": batch * height * width * maps,
+    }
+
+
+def show_statistics_case() -> dict:
+    """Print the statistics question's case as this notebook's student sees it; return it."""
+    case = statistics_case()
+    batch, height, width, maps = case["shape"]
+    print(
+        f"For a batch of {batch} images, conv_layer with layer_depth={case['layer_depth']} computes a linear output "
+        f"of shape {case['shape']}: {batch} examples, {height}x{width} positions, {maps} feature maps."
+    )
+    return case
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,25 +309,76 @@ def show_averaged_count(shape=(64, 7, 7, 32), seed: int = 0) -> int:
 # --------------------------------------------------------------------------------------------
 # "diagnose this": what a layer's population statistics do from one training batch to the next
 
-# What the classmate's dense layer did, recorded on the demo data below (seed 0): after WARMUP training batches
+# What a classmate's dense layer did, recorded on the demo data below (seed 0): after WARMUP training batches
 # (forward passes only, so the weights stay fixed), how much its inference-mode output on the same 64 examples
 # moved after each further training batch, next to a layer that works; then one unit's population mean around
-# four more training batches. Only the numbers are here: the layer itself is not part of the course.
-# tests/course/test_questions.py records them again from a layer built that way and compares.
+# four more training batches. Each student is shown one of these classmates (:func:`classmate`): their layers
+# have the same bug, each with its own setting of the argument at fault, and a share of each new batch between
+# three quarters and nine tenths. Only the numbers are here: the layers themselves are not part of the course.
+# tests/course/test_questions.py records them again from layers built that way and compares.
 WARMUP = 300
-CLASSMATE = {
-    "symptom": {
-        "the classmate's layer": [0.154104, 0.119634, 0.123376, 0.092343, 0.079225, 0.079018],
-        "a layer that works": [0.000612, 0.00057, 0.000481, 0.000343, 0.000461, 0.000613],
+WORKING = [0.000612, 0.00057, 0.000481, 0.000343, 0.000461, 0.000613]
+CLASSMATES = [
+    {
+        "symptom": {
+            "the classmate's layer": [0.154104, 0.119634, 0.123376, 0.092343, 0.079225, 0.079018],
+            "a layer that works": WORKING,
+        },
+        "unit": 1,
+        "trace": [
+            {"before": 2.998136, "batch": 2.575526, "after": 2.617788},
+            {"before": 2.617788, "batch": 2.845453, "after": 2.822686},
+            {"before": 2.822686, "batch": 2.361213, "after": 2.407361},
+            {"before": 2.407361, "batch": 2.844424, "after": 2.800718},
+        ],
     },
-    "unit": 1,
-    "trace": [
-        {"before": 2.998136, "batch": 2.575526, "after": 2.617788},
-        {"before": 2.617788, "batch": 2.845453, "after": 2.822686},
-        {"before": 2.822686, "batch": 2.361213, "after": 2.407361},
-        {"before": 2.407361, "batch": 2.844424, "after": 2.800718},
-    ],
-}
+    {
+        "symptom": {
+            "the classmate's layer": [0.139997, 0.107858, 0.113564, 0.084304, 0.073225, 0.07241],
+            "a layer that works": WORKING,
+        },
+        "unit": 1,
+        "trace": [
+            {"before": 2.992077, "batch": 2.575526, "after": 2.638009},
+            {"before": 2.638009, "batch": 2.845453, "after": 2.814336},
+            {"before": 2.814336, "batch": 2.361213, "after": 2.429182},
+            {"before": 2.429182, "batch": 2.844424, "after": 2.782138},
+        ],
+    },
+    {
+        "symptom": {
+            "the classmate's layer": [0.126725, 0.096709, 0.1056, 0.076617, 0.067711, 0.066092],
+            "a layer that works": WORKING,
+        },
+        "unit": 1,
+        "trace": [
+            {"before": 2.984324, "batch": 2.575526, "after": 2.657286},
+            {"before": 2.657286, "batch": 2.845453, "after": 2.807819},
+            {"before": 2.807819, "batch": 2.361213, "after": 2.450535},
+            {"before": 2.450535, "batch": 2.844424, "after": 2.765646},
+        ],
+    },
+    {
+        "symptom": {
+            "the classmate's layer": [0.114251, 0.086061, 0.097984, 0.069059, 0.062841, 0.060341],
+            "a layer that works": WORKING,
+        },
+        "unit": 1,
+        "trace": [
+            {"before": 2.974855, "batch": 2.575526, "after": 2.675359},
+            {"before": 2.675359, "batch": 2.845453, "after": 2.802929},
+            {"before": 2.802929, "batch": 2.361213, "after": 2.471642},
+            {"before": 2.471642, "batch": 2.844424, "after": 2.751229},
+        ],
+    },
+]
+
+
+def classmate(student: str | None = None) -> dict:
+    """The recording of the classmate drawn for the student."""
+    return CLASSMATES[variants.draw("diagnose_memory", len(CLASSMATES), student)]
+
+
 CLASSMATE_NAME = "the classmate's layer"
 
 
@@ -255,9 +425,10 @@ def output_moves(layer_fn, num_units: int = 4, warmup: int = WARMUP, steps: int 
     return moves
 
 
-def show_classmate_symptom(recording: dict = CLASSMATE) -> None:
-    """Print the recorded symptom: how much each layer's inference-mode output moved after each training batch."""
-    moves = recording["symptom"]
+def show_classmate_symptom(recording: dict | None = None) -> None:
+    """Print the recorded symptom: how much each layer's inference-mode output moved after each training batch
+    (of the classmate drawn for this notebook's student, unless ``recording`` is given)."""
+    moves = (recording or classmate())["symptom"]
     steps = len(next(iter(moves.values())))
     print(
         f"Inference-mode output on the same 64 examples: mean absolute change after each of {steps} more training "
@@ -276,8 +447,10 @@ def _print_trace(name: str, unit: int, table: list[dict], first: int) -> None:
         print(f"  {i:>5}  {row['before']:>22.4f}  {row['batch']:>18.4f}  {row['after']:>21.4f}")
 
 
-def show_classmate_trace(recording: dict = CLASSMATE) -> list[dict]:
-    """Print the recorded trace of one unit's population mean in the classmate's layer; return its rows."""
+def show_classmate_trace(recording: dict | None = None) -> list[dict]:
+    """Print the recorded trace of one unit's population mean in the classmate's layer (the one drawn for this
+    notebook's student, unless ``recording`` is given); return its rows."""
+    recording = recording or classmate()
     _print_trace(CLASSMATE_NAME, recording["unit"], recording["trace"], WARMUP + 1)
     return [dict(row) for row in recording["trace"]]
 

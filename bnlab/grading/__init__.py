@@ -6,7 +6,8 @@ on failure raises :class:`CheckFailed` (an :class:`AssertionError`) whose messag
 why it matters, what to try and which lesson section explains it, with no grader frames. The modules:
 
 - :mod:`bnlab.grading.checks`: the layer checks and their judging (NumPy only);
-- :mod:`bnlab.grading.step_checks`: the checks of ``train_step``, ``predict`` and the answers;
+- :mod:`bnlab.grading.step_checks`: the checks of ``train_step``, ``predict`` and the answers
+  (multiple choice and numeric, each student's own: :mod:`bnlab.variants`);
 - :mod:`bnlab.grading.backward`: Part 4's check of a NumPy backward pass (NumPy only), with its probe in
   :mod:`bnlab.grading.backward_probe`;
 - :mod:`bnlab.grading.numeric`: test inputs, the reference forward pass and its numerical gradients;
@@ -32,7 +33,7 @@ from bnlab.grading.checks import (
     check_training_output,
 )
 from bnlab.grading.errors import CheckFailed
-from bnlab.grading.step_checks import check_choice, check_predict, check_train_step
+from bnlab.grading.step_checks import check_choice, check_number, check_predict, check_train_step
 
 __all__ = [
     "check_structure",
@@ -42,6 +43,7 @@ __all__ = [
     "check_train_step",
     "check_predict",
     "check_choice",
+    "check_number",
     "check_backward",
     "CheckFailed",
     "MIN_MOMENTUM",

@@ -146,24 +146,78 @@ def check_predict(predict, fully_connected=None, seed: int = 0) -> None:
         fail(f"{name} gives a different answer for a batch of one than for the same sample in a batch.", "batch_of_one")
 
 
+def _answer_value(answer):
+    session = _remote(answer)
+    return session.value(answer) if session is not None else answer
+
+
+def _teaching(question, value, key=None) -> str:
+    """What :func:`bnlab.questions.teach` says of a wrong ``value`` (the generic line where it cannot say)."""
+    message = "This is not what happens. Run the experiment, compare with your prediction, and think about why."
+    if question is not None:
+        try:
+            from bnlab.questions import teach
+
+            message = str(teach(question, value, key))
+        except Exception:  # noqa: BLE001 - the generic line then
+            pass
+    return message
+
+
 @judged
 def check_choice(answer, options, expected=None, question=None) -> None:
     """``answer`` is one of ``options`` (compared without case and surrounding spaces); with ``expected``,
-    it is that one, and a wrong choice is answered with :func:`bnlab.questions.teach` for ``question``."""
+    it is that one, and a wrong choice is answered with :func:`bnlab.questions.teach` for ``question``.
+
+    For a question whose options are shown in an order drawn per student (:data:`bnlab.questions.OPTIONS`),
+    ``expected`` names the right option by its key, and the letter it has for the student graded
+    (:func:`bnlab.variants.student_id`) is the expected one."""
     __tracebackhide__ = True
-    session = _remote(answer)
-    value = session.value(answer) if session is not None else answer
+    value = _answer_value(answer)
     allowed = [str(o).strip().lower() for o in options]
     given = value.strip().lower() if isinstance(value, str) else None
     if given not in allowed:
         fail(f"Answer with one of {', '.join(repr(str(o)) for o in options)} (a string); found {value!r}.")
-    if expected is not None and given != str(expected).strip().lower():
-        message = "This is not what happens. Run the experiment, compare with your prediction, and think about why."
-        if question is not None:
-            try:
-                from bnlab.questions import teach
+    if expected is None:
+        return
+    from bnlab import questions
 
-                message = str(teach(question, value))
-            except Exception:  # noqa: BLE001 - the generic line then
-                pass
+    if question in questions.OPTIONS:
+        letters = {key: letter for letter, key in questions.choices(question).items()}
+        if expected not in letters:
+            fail(f"The test names {expected!r}, which is not an option of {question!r} ({', '.join(sorted(letters))}).")
+        expected = letters[expected]
+    if given != str(expected).strip().lower():
+        message = _teaching(question, value)
         fail(message, None if "lesson, section" in message else QUESTION_SECTIONS.get(question))
+
+
+@judged
+def check_number(answer, question, expected=None, within: float = 0.0, wrong=None) -> None:
+    """``answer`` is a number; with ``expected``, it is the student's right one, give or take ``within``.
+
+    ``expected`` is either the key of the right value among :func:`bnlab.questions.candidates` of the student's
+    case, or a list of the right values of each variant of ``question`` (the one drawn for the student graded,
+    :func:`bnlab.variants.draw`, is expected); ``wrong`` maps what a wrong answer may claim to such a list,
+    for its teaching message."""
+    __tracebackhide__ = True
+    value = _answer_value(answer)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        fail(f"Answer with a number, such as 12 or 0.5 (not in quotes); found {value!r}.")
+    if not np.isfinite(value):
+        fail(f"Answer with a finite number; found {value!r}.")
+    if expected is None:
+        return
+    from bnlab import questions, variants
+
+    if isinstance(expected, str):
+        found = questions.candidates(question)
+        right, others = found[expected], {key: v for key, v in found.items() if key != expected}
+    else:
+        drawn = variants.draw(question, len(expected))
+        right, others = expected[drawn], {key: values[drawn] for key, values in (wrong or {}).items()}
+    if abs(float(value) - right) <= within:
+        return
+    claimed = next((key for key, v in others.items() if abs(float(value) - v) <= within), "other")
+    message = _teaching(question, value, claimed)
+    fail(message, None if "lesson, section" in message else QUESTION_SECTIONS.get(question))

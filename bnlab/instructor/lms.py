@@ -17,6 +17,9 @@ nbgrader student id. The rules, each printed in the summary:
 - **backups**: a ``submitted/STUDENT/ASSIGNMENT/`` that would change is moved to
   ``submitted/.backup/STAMP/STUDENT/ASSIGNMENT/`` first (identical ones are left alone);
 - **nothing dropped silently**: every file of the archive that names no student is listed;
+- **whose notebook**: a notebook whose ``STUDENT_ID`` (or the id its outputs show its questions were drawn for) is
+  not the student id of its file name is named in the summary as answered for another id; it is collected all the
+  same, and graded as the file name's student (:mod:`bnlab.variants`), whose questions differ;
 - **late work**: Canvas names carry only a LATE marker, no time. With a due date (``c.LatePenalty.duedates``
   in ``nbgrader_config.py``, written into the gradebook as ``nbgrader db assignment add --duedate``
   would), ``timestamp.txt`` says *due date + 1 s* for a LATE file and *the due date* for the others:
@@ -53,6 +56,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from bnlab import variants
 from bnlab.instructor.admission import KINDS, TIMESTAMP, admit, note
 from bnlab.instructor.exchange import claimed_note, exchange_course, hand_ins
 
@@ -100,6 +104,9 @@ class Collected:
     unknown_notebooks: list = dataclasses.field(default_factory=list)  # (student, notebook) not in release/
     refused: list = dataclasses.field(default_factory=list)  # (archive name, reason): not a regular file
     late: list = dataclasses.field(default_factory=list)  # students Canvas marked LATE
+    other_ids: list = dataclasses.field(
+        default_factory=list
+    )  # (student, notebook, [ids the notebook was answered for])
     duedate: datetime.datetime | None = None
     kept_at: Path | None = None
 
@@ -308,6 +315,10 @@ def _place_all(course: Path, assignment: str, kept: list[Found], result: Collect
             result.unknown_notebooks.append((item.student, item.notebook))
     for student, items in sorted(per_student.items()):
         files = {item.notebook: item.path.read_bytes() for item in items}
+        for notebook, content in files.items():
+            others = answered_for(content) - {student}
+            if others:
+                result.other_ids.append((student, notebook, sorted(others)))
         late = any(item.late for item in items)
         if late:
             result.late.append(student)
@@ -319,6 +330,17 @@ def _place_all(course: Path, assignment: str, kept: list[Found], result: Collect
             result.replaced[student] = moved
         else:
             getattr(result, outcome).append(student)
+
+
+def answered_for(content: bytes) -> set[str]:
+    """The student ids a notebook file says it was answered for (:func:`bnlab.variants.entered_in`: its
+    ``STUDENT_ID`` and the ids its outputs show); empty for a file that is not a readable notebook."""
+    import nbformat
+
+    try:
+        return variants.entered_in(nbformat.reads(content.decode("utf-8"), as_version=4))
+    except Exception:  # noqa: BLE001 - not a notebook: nothing to compare, and it is collected all the same
+        return set()
 
 
 def summary(result: Collected, course: Path) -> str:
@@ -338,6 +360,15 @@ def summary(result: Collected, course: Path) -> str:
             for student, kept, dropped in result.duplicates
         ]
     lines += _late_lines(result)
+    if result.other_ids:
+        lines.append(
+            "  ANSWERED FOR ANOTHER ID (collected all the same; graded as the file name's student, whose questions "
+            "differ, and flagged):"
+        )
+        lines += [
+            f"    {student}: {notebook} was answered for {', '.join(repr(i) for i in ids)}"
+            for student, notebook, ids in result.other_ids
+        ]
     lines += [
         f"  {student}: {notebook} is not a notebook of release/ (renamed?); collected under that name"
         for student, notebook in result.unknown_notebooks

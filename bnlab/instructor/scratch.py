@@ -1,8 +1,9 @@
 """The grading pipeline end to end, on a scratch course: for tests, demos and instructors.
 
 ``python -m bnlab.instructor.scratch demo`` (``make grade-demo``) creates a scratch course directory,
-submits the solution as student ``demo``, grades it, runs ``generate_feedback`` and ``export``, then
-prints the scores, the feedback file and the CSV. The functions below are what the tests use to grade
+submits the solution as two students (each with their own questions, :mod:`bnlab.variants`), prints each
+one's variants, grades them, runs ``generate_feedback`` and ``export``, then prints the scores, the feedback
+files and the CSV. The functions below are what the tests use to grade
 known-buggy submissions.
 
 Grading takes the one route ``make autograde`` takes (:func:`bnlab.instructor.autograde.coordinator.grade_class`):
@@ -140,26 +141,54 @@ def feedback_and_export(course: Path, assignment: str = EXERCISE) -> tuple[list[
     return feedback, rows
 
 
-def demo(directory: Path) -> int:
-    """Grade the solution as student ``demo`` and show every output of the pipeline."""
+DEMO_STUDENTS = ("12345", "67890")  # two Canvas user ids: two students, each with their own questions
+
+
+def describe_variants(student: str) -> list[str]:
+    """What the questions look like for ``student`` (:mod:`bnlab.variants`): the order of each multiple-choice
+    question's options, the layer of the statistics question, the classmate of Part 3."""
+    from bnlab import questions
+
+    lines = [
+        f"    {question}: "
+        + ", ".join(f"({letter}) {key}" for letter, key in questions.choices(question, student).items())
+        for question in questions.OPTIONS
+    ]
+    case = questions.statistics_case(student)
+    lines.append(f"    statistics: layer_depth={case['layer_depth']}, linear output {case['shape']}")
+    position = questions.CLASSMATES.index(questions.classmate(student))
+    lines.append(f"    diagnose_memory: classmate {position + 1} of {len(questions.CLASSMATES)}")
+    return lines
+
+
+def demo(directory: Path, students=DEMO_STUDENTS) -> int:
+    """Grade the solution as two students, each with their own questions, and show every output of the pipeline."""
     directory = Path(directory)
     if directory.exists():
         shutil.rmtree(directory)
     print(f"Scratch course in {directory}")
     course = create_course(directory)
-    submit(course, "demo", fill_in(release_notebook(course), solution_answers()))
-    print("Autograding the solution as student 'demo' (shortened training under nbgrader) ...", flush=True)
-    run = autograde(course)
+    for student in students:
+        submit(course, student, fill_in(release_notebook(course), solution_answers()))
+        print(f"Student {student}'s questions (drawn from the id, bnlab.variants):")
+        print("\n".join(describe_variants(student)))
+    print(
+        f"Autograding the solution as students {', '.join(students)} (shortened training under nbgrader) ...",
+        flush=True,
+    )
+    run = autograde(course, jobs=min(2, len(students)))
     if run.failed:
         print(summary(run))
         return 1
-    lines, totals = score_report(course, "demo")
-    print("\n".join(lines))
-    print(
-        f"Autograded: {totals['auto']:g} / {totals['auto_max']:g}"
-        + (f"; {totals['manual_max']:g} more points to grade by hand" if totals["manual_max"] else "")
-        + f"; autograde took {run.seconds:.1f} s"
-    )
+    for student in students:
+        lines, totals = score_report(course, student)
+        print(f"Student {student}:")
+        print("\n".join(lines))
+        print(
+            f"Autograded: {totals['auto']:g} / {totals['auto_max']:g}"
+            + (f"; {totals['manual_max']:g} more points to grade by hand" if totals["manual_max"] else "")
+        )
+    print(f"autograde took {run.seconds:.1f} s")
     feedback, rows = feedback_and_export(course)
     print("Feedback:", ", ".join(str(f) for f in feedback))
     print("grades.csv:", course / "grades.csv")
@@ -171,7 +200,7 @@ def demo(directory: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="nbgrader pipeline helpers")
     sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="grade the solution as a demo student in a scratch course")
+    d = sub.add_parser("demo", help="grade the solution as two demo students in a scratch course")
     d.add_argument("--dir", default=str(ROOT / ".grade-demo"), help="scratch course directory (recreated)")
     args = parser.parse_args(argv)
     return demo(Path(args.dir))

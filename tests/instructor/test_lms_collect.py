@@ -84,6 +84,32 @@ def test_duplicates_keep_the_latest_attempt_and_are_named(course, tmp_path):
     assert f"12345: kept doejane_12345_3_{STEM}-2.ipynb; not collected: doejane_12345_1_{NB}" in text
 
 
+def test_a_notebook_answered_for_another_id_is_collected_and_named(course, tmp_path):
+    """The id entered in STUDENT_ID (or shown by the saved outputs) must be the one the LMS file name gives: a
+    mismatch is reported, and the file is still collected, under the file name's id."""
+    shown = nbformat.v4.new_code_cell("variants.use(STUDENT_ID)", id="setup")
+    shown.outputs = [
+        nbformat.v4.new_output("stream", text="The questions of this notebook are drawn for student '777'.\n")
+    ]
+    copied = nbformat.writes(nbformat.v4.new_notebook(cells=[shown]))
+    zipped = archive(
+        tmp_path / "submissions.zip",
+        {
+            f"doejane_12345_1_{NB}": notebook('STUDENT_ID = "555"  # my friend\'s'),
+            f"roefred_555_2_{NB}": notebook('STUDENT_ID = "555"'),
+            f"moemary_888_3_{NB}": copied,
+            f"lonelou_999_4_{NB}": notebook('STUDENT_ID = ""'),
+        },
+    )
+    result = lms.collect_archive(course, A, zipped)
+    assert result.students == ["12345", "555", "888", "999"]
+    assert submitted(course, "12345") == notebook('STUDENT_ID = "555"  # my friend\'s')  # collected all the same
+    assert result.other_ids == [("12345", NB, ["555"]), ("888", NB, ["777"])]
+    text = lms.summary(result, course)
+    assert "ANSWERED FOR ANOTHER ID" in text
+    assert f"12345: {NB} was answered for '555'" in text and f"888: {NB} was answered for '777'" in text
+
+
 def test_every_file_that_names_no_student_is_listed_and_nothing_leaves_the_folder(course, tmp_path):
     zipped = archive(
         tmp_path / "submissions.zip",

@@ -103,7 +103,7 @@ def batchnorm_backward(dout, x, gamma, eps):
     ),
     Variant(
         "q_upstream_shift_wrong_option",
-        {"q_upstream_shift_answer": 'ANSWER_UPSTREAM_SHIFT = "a"'},
+        {"q_upstream_shift_answer": 'ANSWER_UPSTREAM_SHIFT = questions.find_option("upstream_shift", "All three")'},
         frozenset({"test_q_upstream_shift"}),
         "a wrong prediction",
     ),
@@ -192,7 +192,9 @@ def batchnorm_backward(dout, x, gamma, eps):
     ),
     Variant(
         "q_upstream_shift_upper_case",
-        {"q_upstream_shift_answer": 'ANSWER_UPSTREAM_SHIFT = " B "'},
+        {
+            "q_upstream_shift_answer": 'ANSWER_UPSTREAM_SHIFT = " " + questions.find_option("upstream_shift", "Only dbeta").upper() + " "'
+        },
         frozenset(),
         "the right letter in upper case, with spaces",
     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from bnlab.instructor import notebooks
 
@@ -25,10 +26,12 @@ def nn_tests(parts=("fc", "conv"), whats=("variables", "population", "training_o
 
 
 NN_TESTS = nn_tests()
-# the multiple-choice questions' test cells and every answer cell, read from source/ (a new graded cell
+# the multiple-choice and numeric questions' test cells and every answer cell, read from source/ (a new graded cell
 # there needs no edit here)
 QUESTION_TESTS = frozenset(
-    gid for gid, meta, code in notebooks.code_cells() if meta.get("grade") and "grading.check_choice(" in code
+    gid
+    for gid, meta, code in notebooks.code_cells()
+    if meta.get("grade") and re.search(r"grading\.check_(choice|number)\(", code)
 )
 ANSWER_CELLS = tuple(notebooks.solution_answers())
 ALL_TESTS = frozenset(gid for gid, meta, _ in notebooks.code_cells() if meta.get("grade"))  # every graded code cell

@@ -384,9 +384,9 @@ def train_step(model, optimizer, images, labels):
     ),
     Variant(
         "q_single_images_wrong_option",
-        {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "d"'},
+        {"q_single_images_answer": 'ANSWER_SINGLE_IMAGES = questions.find_option("single_images", "15% or lower")'},
         frozenset({"test_q_single_images"}),
-        "a wrong prediction",
+        "a wrong prediction (its letter differs per student: the option found by its text, wrong under any id)",
     ),
     Variant(
         "q_single_images_not_an_option",
@@ -396,27 +396,44 @@ def train_step(model, optimizer, images, labels):
     ),
     Variant(
         "q_statistics_wrong_option",
-        {"q_statistics_answer": 'ANSWER_STATISTICS = "a"'},
+        {
+            "q_statistics_answer": 'batch, height, width, maps = my_layer["shape"]\nANSWER_STATISTICS = batch * height * width * maps'
+        },
         frozenset({"test_q_statistics"}),
-        "a wrong prediction",
+        "every number of the student's own layer counted: one mean for the whole tensor",
     ),
     Variant(
         "q_plain_network_dead_relus",
-        {"q_plain_network_answer": 'ANSWER_PLAIN_NETWORK = "c"'},
+        {"q_plain_network_answer": 'ANSWER_PLAIN_NETWORK = questions.find_option("plain_network", "dead")'},
         frozenset({"test_q_plain_network"}),
         "dead ReLUs blamed for the plain network (section 8 refutes it)",
     ),
     Variant(
         "q_diagnose_memory_the_keras_default",
-        {"q_diagnose_memory_answer": 'ANSWER_DIAGNOSE_MEMORY = "a"'},
+        {"q_diagnose_memory_answer": "ANSWER_DIAGNOSE_MEMORY = 0.01"},
         frozenset({"test_q_diagnose_memory"}),
         "the share a correct Keras layer would have, not the measured one",
     ),
     Variant(
         "q_diagnose_memory_a_number",
-        {"q_diagnose_memory_answer": "ANSWER_DIAGNOSE_MEMORY = 0.9"},
+        {"q_diagnose_memory_answer": 'ANSWER_DIAGNOSE_MEMORY = "d"'},
         frozenset({"test_q_diagnose_memory"}),
-        "the share as a number instead of a letter",
+        "a letter instead of the share (a number)",
+    ),
+    Variant(
+        "q_diagnose_memory_the_old_share",
+        {
+            "q_diagnose_memory_answer": 'row = classmate["trace"][0]\n'
+            'ANSWER_DIAGNOSE_MEMORY = 1 - (row["after"] - row["before"]) / (row["batch"] - row["before"])'
+        },
+        frozenset({"test_q_diagnose_memory"}),
+        "the share the population mean keeps of its old value (Keras' momentum), not the new batch's",
+    ),
+    Variant(
+        "q_statistics_the_batch_only",
+        {"q_statistics_answer": 'ANSWER_STATISTICS = my_layer["shape"][0]'},
+        frozenset({"test_q_statistics"}),
+        "one value per image, as for a dense layer",
     ),
     Variant(
         "diagnose_momentum_just_below_the_bound",
@@ -642,13 +659,15 @@ def train_step(model, optimizer, images, labels):
     Variant(
         "alt_answers_spelled_loosely",
         {
-            "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " A "',
-            "q_statistics_answer": "ANSWER_STATISTICS = 'C'",
-            "q_plain_network_answer": "ANSWER_PLAIN_NETWORK = 'b '",
-            "q_diagnose_memory_answer": 'ANSWER_DIAGNOSE_MEMORY = "D"',
+            "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = " " + questions.find_option("single_images", "about the '
+            'same").upper() + " "',
+            "q_statistics_answer": 'ANSWER_STATISTICS = float(my_layer["shape"][0] * my_layer["shape"][1] ** 2)',
+            "q_plain_network_answer": 'ANSWER_PLAIN_NETWORK = questions.find_option("plain_network", "Shrinks").upper()',
+            "q_diagnose_memory_answer": 'row = classmate["trace"][-1]\n'
+            'ANSWER_DIAGNOSE_MEMORY = (row["after"] - row["before"]) / (row["batch"] - row["before"])',
         },
         frozenset(),
-        "the right options, in capitals with spaces",
+        "the right options in capitals with spaces, the count as a float, the share of one row unrounded",
     ),
     Variant(
         "alt_diagnose_momentum_at_the_bound",

@@ -8,6 +8,8 @@ kernels sandboxed; it is configured as ``Execute`` is (``c.Execute.timeout`` app
 set the sandbox's limits (:class:`bnlab.instructor.isolation.SandboxLimits`): ``memory_limit``,
 ``tmp_size``, ``work_size``, ``max_processes`` and ``wall_time`` for the whole notebook. A kernel the
 watchdog ends for a limit is a dead kernel: its cell scores zero and says why, the rest is graded.
+The kernel gets the id nbgrader grades the notebook under in ``BNLAB_STUDENT``, so its checks expect that
+student's answers (:mod:`bnlab.variants`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from nbformat import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Float, Integer
 
+from bnlab import variants
 from bnlab.grading.errors import KERNEL_DIED
 from bnlab.instructor.isolation import GiB, MiB, Sandbox, SandboxLimits, check, sandbox_env, strays
 
@@ -33,6 +36,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     _sandbox: Sandbox | None = None
     limits: SandboxLimits = SandboxLimits()
     deadline: float | None = None  # time.monotonic() at which the notebook's wall time runs out
+    student: str | None = None  # the id the notebook is graded under: the kernel draws that student's variants
 
     async def _async_pre_start_kernel(self, **kw):
         self._close_sandbox()
@@ -48,6 +52,8 @@ class SandboxedKernelManager(AsyncKernelManager):
             cmd = self._sandbox.command(cmd)
             kw["env"] = sandbox_env(kw.get("env") or os.environ)
             self.log.info("kernel sandboxed by bubblewrap in %s", self._sandbox.workdir)
+        if self.student is not None:
+            kw["env"] = {**(kw.get("env") or os.environ), variants.STUDENT_VARIABLE: self.student}
         return cmd, kw
 
     async def _async_launch_kernel(self, kernel_cmd, **kw) -> None:
@@ -103,6 +109,8 @@ class SandboxedExecute(Execute):
     the cells before it again (their first outputs are kept), and execution goes on after it. After
     ``max_kernel_deaths`` deaths the remaining cells are marked as not run."""
 
+    _student: str | None = None
+
     max_kernel_deaths = Integer(3, help="Kernel deaths after which the rest of the notebook is not run.").tag(
         config=True
     )
@@ -135,11 +143,16 @@ class SandboxedExecute(Execute):
         km = super().create_kernel_manager()
         if isinstance(km, SandboxedKernelManager):
             km.limits, km.deadline = self.sandbox_limits(), self._deadline
+            km.student = self._student
         return km
 
     def preprocess(self, nb, resources=None, km=None):
         self._deaths, self._skipped = 0, set()
         self._deadline = time.monotonic() + self.wall_time if self.wall_time else None
+        self._student = (resources or {}).get("nbgrader", {}).get("student")  # whose variants the kernel draws
+        others = variants.entered_in(nb) - {self._student}  # the ids the submission was answered for, before it runs
+        if others and resources is not None:
+            resources.setdefault("bnlab", {})["answered_for"] = sorted(others)
         return super().preprocess(nb, resources, km)
 
     def _stop_reason(self) -> str | None:
