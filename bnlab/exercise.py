@@ -28,6 +28,16 @@ MOMENTUM_TOLERANCE = 1e-4
 MAX_MOMENTUM = 0.5 ** (1 / NUM_BATCHES)
 
 
+def conv_output_shape(layer_depth: int, batch: int) -> tuple[int, int, int, int]:
+    """The shape of the linear output of the exercise's ``conv_layer`` at ``layer_depth`` for ``batch`` images
+    (3x3 kernels, ``layer_depth * 4`` feature maps, stride 2 on every third layer, "same" padding, 28x28 input)."""
+    size = 28
+    for depth in range(1, layer_depth + 1):
+        if depth % 3 == 0:
+            size = -(-size // 2)
+    return batch, size, size, layer_depth * 4
+
+
 def due(batch: int, num_batches: int, every: int) -> bool:
     """Whether 1-based ``batch`` is a reporting point of the schedule: every ``every`` batches, and the last.
 

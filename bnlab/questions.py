@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from bnlab import variants
-from bnlab.exercise import MAX_MOMENTUM, MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
+from bnlab.exercise import MAX_MOMENTUM, MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES, conv_output_shape
 
 __all__ = [
     "OPTIONS",
@@ -175,15 +175,6 @@ STATISTICS_BATCHES = (32, 48, 64, 96, 100, 128, 200, 256)
 STATISTICS_DEPTHS = (1, 2, 3, 4, 5, 9, 10, 11, 12, 13, 14)
 
 
-def conv_output_shape(layer_depth: int, batch: int) -> tuple[int, int, int, int]:
-    """The shape of the linear output of the exercise's ``conv_layer`` at ``layer_depth`` for ``batch`` images."""
-    size = 28
-    for depth in range(1, layer_depth + 1):
-        if depth % 3 == 0:
-            size = -(-size // 2)  # stride 2, "same" padding
-    return batch, size, size, layer_depth * 4
-
-
 def statistics_case(student: str | None = None) -> dict:
     """The statistics question's case for the student: ``{"layer_depth", "shape"}``."""
     depth = STATISTICS_DEPTHS[variants.draw("statistics_depth", len(STATISTICS_DEPTHS), student)]
@@ -192,23 +183,14 @@ def statistics_case(student: str | None = None) -> dict:
 
 
 def candidates(question: str, student: str | None = None) -> dict:
-    """The values a numeric answer to ``question`` may name in the student's case, by what each would mean (the
-    statistics question; {} for a question whose case has no such list)."""
-    if question == "statistics":
-        return statistics_candidates(statistics_case(student)["shape"])
-    return {}
-
-
-def statistics_candidates(shape) -> dict[str, int]:
-    """The counts an answer to the statistics question may name for a linear output of ``shape``, by what each
-    would average: one value per image, the positions of one image, the batch at every position, the tensor."""
-    batch, height, width, maps = shape
-    return {
-        "batch": batch,
-        "positions": height * width,
-        "batch_and_positions": batch * height * width,
-        "tensor": batch * height * width * maps,
-    }
+    """The values a numeric answer to the statistics question may name in the student's case, by what each would
+    average: one value per image, the positions of one image, the batch at every position, the whole tensor ({} for
+    another question)."""
+    if question != "statistics":
+        return {}
+    batch, height, width, maps = statistics_case(student)["shape"]
+    return {"batch": batch, "positions": height * width, "batch_and_positions": batch * height * width,
+            "tensor": batch * height * width * maps}  # fmt: skip
 
 
 def show_statistics_case() -> dict:
@@ -318,60 +300,30 @@ def show_averaged_count(shape=(64, 7, 7, 32), seed: int = 0) -> int:
 # tests/course/test_questions.py records them again from layers built that way and compares.
 WARMUP = 300
 WORKING = [0.000612, 0.00057, 0.000481, 0.000343, 0.000461, 0.000613]
+
+
+def _recording(moves, unit, trace) -> dict:
+    rows = [dict(zip(("before", "batch", "after"), row)) for row in trace]
+    return {"symptom": {"the classmate's layer": moves, "a layer that works": WORKING}, "unit": unit, "trace": rows}
+
+
+# each: how far the output moved after each of 6 batches; the unit followed; (before, batch, after) per batch
+# fmt: off
 CLASSMATES = [
-    {
-        "symptom": {
-            "the classmate's layer": [0.154104, 0.119634, 0.123376, 0.092343, 0.079225, 0.079018],
-            "a layer that works": WORKING,
-        },
-        "unit": 1,
-        "trace": [
-            {"before": 2.998136, "batch": 2.575526, "after": 2.617788},
-            {"before": 2.617788, "batch": 2.845453, "after": 2.822686},
-            {"before": 2.822686, "batch": 2.361213, "after": 2.407361},
-            {"before": 2.407361, "batch": 2.844424, "after": 2.800718},
-        ],
-    },
-    {
-        "symptom": {
-            "the classmate's layer": [0.139997, 0.107858, 0.113564, 0.084304, 0.073225, 0.07241],
-            "a layer that works": WORKING,
-        },
-        "unit": 1,
-        "trace": [
-            {"before": 2.992077, "batch": 2.575526, "after": 2.638009},
-            {"before": 2.638009, "batch": 2.845453, "after": 2.814336},
-            {"before": 2.814336, "batch": 2.361213, "after": 2.429182},
-            {"before": 2.429182, "batch": 2.844424, "after": 2.782138},
-        ],
-    },
-    {
-        "symptom": {
-            "the classmate's layer": [0.126725, 0.096709, 0.1056, 0.076617, 0.067711, 0.066092],
-            "a layer that works": WORKING,
-        },
-        "unit": 1,
-        "trace": [
-            {"before": 2.984324, "batch": 2.575526, "after": 2.657286},
-            {"before": 2.657286, "batch": 2.845453, "after": 2.807819},
-            {"before": 2.807819, "batch": 2.361213, "after": 2.450535},
-            {"before": 2.450535, "batch": 2.844424, "after": 2.765646},
-        ],
-    },
-    {
-        "symptom": {
-            "the classmate's layer": [0.114251, 0.086061, 0.097984, 0.069059, 0.062841, 0.060341],
-            "a layer that works": WORKING,
-        },
-        "unit": 1,
-        "trace": [
-            {"before": 2.974855, "batch": 2.575526, "after": 2.675359},
-            {"before": 2.675359, "batch": 2.845453, "after": 2.802929},
-            {"before": 2.802929, "batch": 2.361213, "after": 2.471642},
-            {"before": 2.471642, "batch": 2.844424, "after": 2.751229},
-        ],
-    },
+    _recording([0.154104, 0.119634, 0.123376, 0.092343, 0.079225, 0.079018], 1,
+               [(2.998136, 2.575526, 2.617788), (2.617788, 2.845453, 2.822686),
+                (2.822686, 2.361213, 2.407361), (2.407361, 2.844424, 2.800718)]),
+    _recording([0.139997, 0.107858, 0.113564, 0.084304, 0.073225, 0.07241], 1,
+               [(2.992077, 2.575526, 2.638009), (2.638009, 2.845453, 2.814336),
+                (2.814336, 2.361213, 2.429182), (2.429182, 2.844424, 2.782138)]),
+    _recording([0.126725, 0.096709, 0.1056, 0.076617, 0.067711, 0.066092], 1,
+               [(2.984324, 2.575526, 2.657286), (2.657286, 2.845453, 2.807819),
+                (2.807819, 2.361213, 2.450535), (2.450535, 2.844424, 2.765646)]),
+    _recording([0.114251, 0.086061, 0.097984, 0.069059, 0.062841, 0.060341], 1,
+               [(2.974855, 2.575526, 2.675359), (2.675359, 2.845453, 2.802929),
+                (2.802929, 2.361213, 2.471642), (2.471642, 2.844424, 2.751229)]),
 ]
+# fmt: on
 
 
 def classmate(student: str | None = None) -> dict:

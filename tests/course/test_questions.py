@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import bnlab
-from bnlab import grading, questions, variants
+from bnlab import exercise, grading, questions, variants
 from bnlab.instructor import notebooks
 
 tf = bnlab.tf
@@ -316,7 +316,7 @@ def test_each_students_layer_is_a_real_one_shown_with_its_shape_and_unlike_the_m
         x = keras.Input(shape=(28, 28, 1), batch_size=2)
         for d in range(1, depth + 1):
             x = keras.layers.Conv2D(d * 4, 3, strides=2 if d % 3 == 0 else 1, padding="same")(x)
-        assert tuple(x.shape) == questions.conv_output_shape(depth, 2)
+        assert tuple(x.shape) == exercise.conv_output_shape(depth, 2)
     for student in IDS:
         monkeypatch.setenv(variants.STUDENT_VARIABLE, student)
         case = questions.show_statistics_case()
