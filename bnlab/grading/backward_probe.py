@@ -1,9 +1,10 @@
 """TensorFlow side of Part 4's check: the student's ``batchnorm_backward`` run on the check's inputs.
 
 :class:`BackwardProbe` calls the function on copies of the inputs the check drew and reports what it returned
-as float64 arrays, with TensorFlow's autodiff of the same forward pass beside it. It judges nothing: the
-verdict is :func:`bnlab.grading.backward.check_backward`'s (NumPy only). In the trusted re-run the worker
-(:mod:`bnlab.grading.worker`) builds it under the name ``"backward"``.
+as float64 arrays, with TensorFlow's autodiff of the same forward pass beside it in the notebook's kernel. It judges
+nothing: the verdict is :func:`bnlab.grading.backward.check_backward`'s (NumPy only). In the trusted re-run it runs
+without autodiff in Part 4's own process (:func:`bnlab.grading.worker.main_part_4`), where TensorFlow cannot be
+imported.
 """
 
 from __future__ import annotations
@@ -33,14 +34,19 @@ def _array(value):
 
 
 class BackwardProbe:
-    """Runs ``fn(dout, x, gamma, eps)``; :meth:`run` answers ``{"error", "answer", "autodiff"}``."""
+    """Runs ``fn(dout, x, gamma, eps)``; :meth:`run` answers ``{"error", "answer", "autodiff"}`` (``"autodiff"``
+    None when built with ``with_autodiff=False``)."""
 
-    def __init__(self, fn):
-        self.fn = fn
+    def __init__(self, fn, with_autodiff: bool = True):
+        self.fn, self.with_autodiff = fn, with_autodiff
 
     def run(self, dout, x, gamma, eps) -> dict:
         inputs = [np.array(a, dtype=np.float64) for a in (dout, x, gamma)]
-        report = {"error": None, "answer": None, "autodiff": autodiff(*inputs, float(eps))}
+        report = {
+            "error": None,
+            "answer": None,
+            "autodiff": autodiff(*inputs, float(eps)) if self.with_autodiff else None,
+        }
         try:
             result = self.fn(*[a.copy() for a in inputs], float(eps))
         except Exception as exc:  # noqa: BLE001 - the check reports it

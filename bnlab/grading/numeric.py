@@ -17,13 +17,17 @@ from bnlab.reference import batch_norm_formula
 # The checks probe a layer with what the exercise's network feeds it (bnlab.exercise): a training batch of 64 float32
 # activations after a ReLU, shaped as the layer's real call. conv_layer(prev, depth) for depth 1..19 on 28x28x1
 # images gets (depth - 1) * 4 feature maps (1 for depth 1), halved in size after every third depth; in the kernel its
-# default depth is a real call at 4x4 (stride 1; 12 is the stride-2 call beside it), and in the trusted re-run a
-# depth drawn with the test cell's salt among the 14 whose output is more than 1x1 (salted_depth). fully_connected
-# gets the flattened 1x1x76 map of depth 19 and has 100 units.
+# default depth is a real call at 4x4 (stride 1; 12 is the stride-2 call beside it, and the hidden cells name 3), and
+# in the trusted re-run every conv depth, named or not, is replaced by one drawn with the test cell's salt among the
+# depths of the same stride that no check probes in the kernel (salted_depth). fully_connected gets the flattened
+# 1x1x76 map of depth 19 and has 100 units.
 BATCH = 64
 IMAGE_SIZE, IMAGE_CHANNELS, CONV_LAYERS = 28, 1, 19
 DENSE_FEATURES, DENSE_UNITS = 76, 100
 CONV_DEPTHS = (11, 12)  # inputs 4x4x40 (44 feature maps, stride 1) and 4x4x44 (48 feature maps, stride 2)
+# every depth a check probes in the notebook's kernel: the defaults above and the depth the hidden test cells name (3,
+# stride 2 on 28x28x8 maps). The trusted re-run never probes these, so normalizing only there earns nothing
+KERNEL_DEPTHS = (*CONV_DEPTHS, 3)
 ATOL = RTOL = 2e-3
 DEPTH_STREAM = 19  # mixed with the salt for the depth, so that it is drawn apart from the inputs' values
 
@@ -46,35 +50,57 @@ def salted(salt: int | None):
 
 
 def layer_arg(kind: str, arg):
-    """The layer's size argument: ``arg``, or the checks' default when it is None. A conv layer's default depth is
-    ``CONV_DEPTHS[0]`` in the notebook's kernel, and in the trusted re-run (under :func:`salted`) a depth
-    drawn with the salt among the network's (:func:`salted_depth`)."""
-    if arg is None:
-        if kind == "dense":
+    """The layer's size argument the checks probe: ``arg``, or the checks' default when it is None (100 units;
+    depth ``CONV_DEPTHS[0]``). In the trusted re-run (under :func:`salted`) a conv depth, named or not, is replaced
+    by the depth drawn with the salt among those of the same stride that the kernel's checks never probe
+    (:func:`salted_depth`): a check that asks for a stride-2 call still gets one, and a layer cannot normalize
+    only at the depths the checks name."""
+    if kind == "dense":
+        if arg is None:
             return DENSE_UNITS
-        salt = _SALT.get()
-        return CONV_DEPTHS[0] if salt is None else salted_depth(salt)
-    if kind == "conv" and not (isinstance(arg, int) and 1 <= arg <= CONV_LAYERS):
+        if not (isinstance(arg, int) and arg >= 1):
+            raise ValueError(f"a dense layer's size is a positive int (its number of units), got {arg!r}")
+        return arg
+    depth = CONV_DEPTHS[0] if arg is None else arg
+    if not (isinstance(depth, int) and 1 <= depth <= CONV_LAYERS):
         raise ValueError(f"a conv layer's depth is an int from 1 to {CONV_LAYERS} (the network's layers), got {arg!r}")
-    if kind == "dense" and not (isinstance(arg, int) and arg >= 1):
-        raise ValueError(f"a dense layer's size is a positive int (its number of units), got {arg!r}")
-    return arg
+    salt = _SALT.get()
+    return depth if salt is None else salted_depth(salt, _stride_at(depth))
 
 
-@functools.lru_cache(maxsize=64)
-def salted_depth(salt: int) -> int:
-    """The conv depth that the checks' default probes in a test cell whose salt is ``salt``, one of
-    :func:`drawn_depths`: the worker builds the layer at this depth without knowing the salt, so a layer cannot
-    normalize only at the depths the checks use by default."""
-    depths = drawn_depths()
-    return depths[int(np.random.default_rng([salt, DEPTH_STREAM]).integers(len(depths)))]
+@functools.lru_cache(maxsize=256)
+def salted_depth(salt: int, step: int = 1) -> int:
+    """The conv depth that a check asking for a depth of stride ``step`` probes in a test cell whose salt is
+    ``salt``: one of :func:`drawn_depths` ``(step)``, the same for every depth of that stride (so resolving a drawn
+    depth again gives it back). The worker builds the layer at this depth without knowing the salt."""
+    depths = drawn_depths(step)
+    return depths[int(np.random.default_rng([salt, DEPTH_STREAM, step]).integers(len(depths)))]
 
 
-def drawn_depths() -> tuple:
-    """The depths a conv check's default is drawn from in the trusted re-run: every real call of the network whose
-    output is still a map (more than 1x1, depths 1 to 14). From depth 15 on the output is 1x1, where statistics per
-    position and per feature map are the same, so the checks could not tell a layer that mixes them up."""
-    return tuple(d for d in range(1, CONV_LAYERS + 1) if output_shape("conv", d)[0] > 1)
+def drawn_depths(step: int | None = None) -> tuple:
+    """The depths the trusted re-run draws a conv check's depth from: every real call of the network whose output
+    is still a map (more than 1x1: depths 1 to 14; from depth 15 on, statistics per position and per feature map are
+    the same, so the checks could not tell a layer that mixes them up) and that no check probes in the kernel
+    (:data:`KERNEL_DEPTHS`), with stride ``step`` (both strides when None): 1, 2, 4, 5, 7, 8, 10, 13, 14 (stride 1)
+    and 6, 9 (stride 2)."""
+    return tuple(
+        d
+        for d in range(1, CONV_LAYERS + 1)
+        if _input_size(d + 1) > 1 and d not in KERNEL_DEPTHS and step in (None, _stride_at(d))
+    )
+
+
+def _stride_at(depth: int) -> int:
+    return 2 if depth % 3 == 0 else 1
+
+
+def _input_size(depth: int) -> int:
+    """The height (and width) of the maps ``conv_layer(prev, depth)`` gets: 28, halved (rounded up) after every
+    stride-2 depth before it."""
+    size = IMAGE_SIZE
+    for before in range(1, depth):
+        size = -(-size // _stride_at(before))
+    return size
 
 
 def units(kind: str, arg) -> int:
@@ -83,7 +109,7 @@ def units(kind: str, arg) -> int:
 
 
 def stride(kind: str, arg) -> int:
-    return 1 if kind == "dense" or layer_arg(kind, arg) % 3 else 2
+    return 1 if kind == "dense" else _stride_at(layer_arg(kind, arg))
 
 
 def input_shape(kind: str, arg=None) -> tuple:
@@ -91,9 +117,8 @@ def input_shape(kind: str, arg=None) -> tuple:
     feature map for ``fully_connected``, the output of depth ``arg - 1`` for ``conv_layer(prev, arg)``."""
     if kind == "dense":
         return (DENSE_FEATURES,)
-    depth, size = layer_arg(kind, arg), IMAGE_SIZE
-    for before in range(1, depth):
-        size = -(-size // stride("conv", before))
+    depth = layer_arg(kind, arg)
+    size = _input_size(depth)
     return (size, size, IMAGE_CHANNELS if depth == 1 else (depth - 1) * 4)
 
 
@@ -109,12 +134,17 @@ def batches(kind: str, steps: int, seed: int, arg=None, batch: int | None = None
     """``steps`` float32 batches shaped as the layer's real input (:func:`input_shape`), ``batch`` (default
     :data:`BATCH`) examples each: activations after a ReLU, non-negative with many zeros, with a per-feature offset
     and scale so that their statistics are distinctive. Drawn from ``seed``, mixed with the salt of :func:`salted`."""
-    salt = _SALT.get()
-    rng = np.random.default_rng(seed if salt is None else [seed, salt])
+    rng = generator(seed)
     shape = (batch or BATCH,) + input_shape(kind, arg)
     offset = rng.uniform(-1.0, 2.0, size=shape[-1])
     scale = rng.uniform(0.5, 3.0, size=shape[-1])
     return [relu(offset + scale * rng.standard_normal(shape)).astype(np.float32) for _ in range(steps)]
+
+
+def generator(seed: int) -> np.random.Generator:
+    """The random generator of a check's draws from ``seed``: mixed with the salt of :func:`salted` when one is set."""
+    salt = _SALT.get()
+    return np.random.default_rng(seed if salt is None else [seed, salt])
 
 
 def axes(z) -> tuple:

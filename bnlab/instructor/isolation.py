@@ -15,6 +15,8 @@ the formgrader's button, ``make autograde`` and ``make grade-demo`` all use it) 
   to nbgrader over Unix sockets in a private folder), and every process the submission starts,
   in a new session or a double fork included, ends with the sandbox (``--die-with-parent``);
 - an environment of the variables a kernel needs (no instructor secrets, ``HOME`` in ``/tmp``);
+- where asked (``Sandbox(hidden=...)``: Part 4's process, which must compute without autodiff), installed packages
+  hidden: an empty read-only folder mounted over each of their folders (:func:`package_folders`);
 - bounded resources (:class:`SandboxLimits`): ``/``, ``/dev`` read-only; ``/tmp``, ``/dev/shm`` and the working
   copy on size-limited tmpfs (bubblewrap's ``--size``), so a disk fill ends at the quota and never reaches the
   host's disk; ``RLIMIT_NPROC`` at twice the process limit (enforced by Linux for every user but root); and a
@@ -175,6 +177,23 @@ def readable_paths() -> list[Path]:
     return sorted(p for p in paths if p.exists())
 
 
+def package_folders(names) -> list[Path]:
+    """The folders of the installed top-level packages ``names`` that a sandbox can read, for :class:`Sandbox` to
+    hide: found on ``sys.path`` as a fresh interpreter finds them (not the ``__path__`` of a package loaded here, which
+    TensorFlow extends with its own subfolders)."""
+    from importlib.machinery import PathFinder
+
+    readable = readable_paths()
+    folders = []
+    for name in names:
+        spec = PathFinder.find_spec(name)
+        for location in (spec.submodule_search_locations or []) if spec is not None else []:
+            path = Path(location).resolve()
+            if path.is_dir() and any(path.is_relative_to(r) for r in readable):
+                folders.append(path)
+    return [path for path in folders if not any(path != other and path.is_relative_to(other) for other in folders)]
+
+
 def base_command(network: bool = False, limits: SandboxLimits | None = None) -> list[str]:
     """bwrap and the options every sandbox shares (the private folders are added by :class:`Sandbox`)."""
     limits = limits or SandboxLimits()
@@ -272,11 +291,19 @@ def sandbox_env(env: dict) -> dict:
 
 class Sandbox:
     """One sandboxed process: a private copy of ``workdir`` at the same path (on a tmpfs of ``work_bytes``),
-    and private folders (``shared``, writable by both sides, e.g. for a kernel's sockets), under ``limits``.
-    :meth:`watch` enforces the limits bubblewrap cannot; :meth:`close` removes the folders."""
+    and private folders (``shared``, writable by both sides, e.g. for a kernel's sockets), under ``limits``; the
+    folders ``hidden`` (of packages, :func:`package_folders`) are empty inside. :meth:`watch` enforces the limits
+    bubblewrap cannot; :meth:`close` removes the folders."""
 
-    def __init__(self, workdir: str | os.PathLike | None, shared: bool = False, limits: SandboxLimits | None = None):
+    def __init__(
+        self,
+        workdir: str | os.PathLike | None,
+        shared: bool = False,
+        limits: SandboxLimits | None = None,
+        hidden=(),
+    ):
         self.limits = limits or SandboxLimits()
+        self.hidden = [Path(path) for path in hidden]
         self.stopped: str | None = None  # why the watchdog ended the sandbox
         self.peak_bytes = 0  # the most memory (processes and tmpfs) the watchdog saw
         self._done = threading.Event()
@@ -301,6 +328,8 @@ class Sandbox:
         if self.shared:
             args += ["--bind", str(self.shared), str(self.shared)]
         args += ["--ro-bind", str(self.copy), SUBMISSION, "--size", str(self.limits.work_bytes), "--tmpfs", self.inside]
+        for path in self.hidden:  # an empty tmpfs over the folder, read-only: nothing of it is left to import
+            args += ["--size", "4096", "--tmpfs", str(path), "--remount-ro", str(path)]
         args += ["--remount-ro", "/", "--chdir", self.inside]
         # jupyter_client's launcher sets JPY_PARENT_PID to nbgrader's PID, which does not exist in here: the
         # kernel would think its parent gone. PID 1, the sandbox's init, lives exactly as long as the sandbox.

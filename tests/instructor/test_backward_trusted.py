@@ -1,12 +1,31 @@
-"""Part 4 through the trusted re-verification: the worker runs the student's batchnorm_backward on the check's
-inputs (the "backward" probe) and the parent judges, with the same verdicts and messages as the kernel."""
+"""Part 4 through the trusted re-verification: a process of its own runs only Part 4's answer cell, where
+TensorFlow cannot be imported, on the inputs the check draws (salted); the parent judges, with the same verdicts and
+messages as the kernel."""
 
 from __future__ import annotations
 
+import pytest
 from submissions import ALTERNATIVES, BUGS
+from submissions.tampering import BACKWARD_BY_AUTODIFF, BACKWARD_LIES, BACKWARD_STUB, REPLACE_PROBE
 from test_integrity import _by_name, combine, failed, trusted_verdicts
 
+from bnlab.grading import backward
+from bnlab.instructor import isolation
+from bnlab.instructor.notebooks import solution_answers
+from bnlab.instructor.preprocessors import verify
+
 PART_4 = {"test_backward_dense", "test_backward_conv", "test_q_upstream_shift"}  # what these answer cells decide
+TESTS = {
+    "test_backward_dense": 'grading.check_backward(batchnorm_backward, "dense")\n'
+    'grading.check_backward(batchnorm_backward, "dense", seed=7)',
+    "test_backward_conv": 'grading.check_backward(batchnorm_backward, "conv", seed=12)',
+}
+
+
+def part_4_verdicts(answer: str, before: str = "") -> dict:
+    """Part 4's checks re-run on a notebook of two cells: ``before``, then Part 4's answer cell ``answer``."""
+    cells = [("setup", before), (verify.BACKWARD_ANSWER, answer), *((name, "") for name in TESTS)]
+    return verify.verify_cells(cells, TESTS, timeout=120)
 
 
 def test_trusted_rerun_names_the_missing_term_of_a_wrong_backward_pass():
@@ -21,3 +40,61 @@ def test_trusted_rerun_names_the_missing_term_of_a_wrong_backward_pass():
 def test_trusted_rerun_accepts_a_float32_backward_pass():
     cells, _ = combine(*_by_name(["alt_bw_compact_float32", "q_upstream_shift_upper_case"], ALTERNATIVES))
     assert failed(trusted_verdicts(cells)) & PART_4 == set()
+
+
+def test_the_honest_backward_pass_passes_in_the_kernel_and_in_its_own_process():
+    answer = solution_answers()[verify.BACKWARD_ANSWER]
+    namespace: dict = {}
+    exec(answer, namespace)
+    for kind in ("dense", "conv"):  # the kernel's route: autodiff beside it
+        backward.check_backward(namespace["batchnorm_backward"], kind)
+    assert part_4_verdicts(answer) == {name: None for name in TESTS}
+
+
+def test_a_cell_that_replaces_the_probe_earns_nothing_in_part_4s_process(monkeypatch):
+    """Only Part 4's answer cell runs where its checks get their answers: another cell that replaces the probe (and
+    fools the kernel) changes nothing there, and the unanswered stub fails."""
+    from bnlab.grading import backward_probe
+
+    monkeypatch.setattr(backward_probe.BackwardProbe, "run", backward_probe.BackwardProbe.run)  # put back afterwards
+    lie = next(v for v in BACKWARD_LIES if v.name == "lie_backward_probe_replaced_in_another_cell")
+    assert REPLACE_PROBE in lie.cells["nn_layers"] and lie.cells[verify.BACKWARD_ANSWER] == BACKWARD_STUB
+    namespace: dict = {}
+    exec(REPLACE_PROBE + BACKWARD_STUB, namespace)
+    backward.check_backward(namespace["batchnorm_backward"], "dense")  # the control: the kernel is fooled
+    verdicts = part_4_verdicts(BACKWARD_STUB, before=REPLACE_PROBE)
+    assert all("NotImplementedError" in verdicts[name] for name in TESTS), verdicts
+
+
+@pytest.mark.parametrize("where", ["cell", "function"])
+def test_a_backward_pass_taken_from_tensorflow_fails_with_a_message_that_says_why(where):
+    """TensorFlow cannot be imported where Part 4 runs: whether the cell or the function imports it, the check says
+    so and points to the lesson's section on the backward pass by hand."""
+    answer = BACKWARD_BY_AUTODIFF
+    if where == "function":
+        answer = answer.replace("import tensorflow as tf\n", "").replace(
+            "    x_t, gamma_t = ", "    import tensorflow as tf\n\n    x_t, gamma_t = "
+        )
+    verdicts = part_4_verdicts(answer)
+    for name in TESTS:
+        assert "TensorFlow cannot be imported in Part 4" in verdicts[name], verdicts[name]
+        assert "lesson, section 12" in verdicts[name]
+
+
+def test_tensorflow_and_keras_folders_are_hidden_in_part_4s_sandbox():
+    """The import is refused before the cell runs, and where the sandbox runs their folders are empty too: a cell
+    that removes the refusal finds nothing to import."""
+    if not isolation.available()[0]:
+        pytest.skip(isolation.available()[1])
+    answer = """
+import sys
+sys.meta_path = [f for f in sys.meta_path if type(f).__name__ != "_RefuseAutodiff"]
+import tensorflow
+FOUND = sorted(name for name in dir(tensorflow) if not name.startswith("__"))
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    raise RuntimeError(f"tensorflow holds {FOUND}, {tensorflow.__path__}")
+"""
+    verdicts = part_4_verdicts(answer)
+    assert "tensorflow holds []" in verdicts["test_backward_dense"], verdicts

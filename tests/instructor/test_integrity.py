@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import time
-import types
 
 import nbformat
 import pytest
 from submissions import ALL_TESTS, ALTERNATIVES, BUGS, TAMPERING, Variant
-from submissions.tampering import DEFAULT_DEPTHS, LIE_AT_THE_CHECKS_DEPTHS
+from submissions.tampering import CHECKS_DEPTHS, KERAS_CHECKS_DEPTHS
 
 from bnlab.grading import numeric, wire
 from bnlab.instructor.notebooks import code_cells
@@ -56,48 +56,76 @@ def test_tampering_earns_only_what_its_answers_earn(variant: Variant):
     assert failed(verdicts) == set(variant.fails), verdicts
 
 
-def _salts_drawing(depths: list, drawn: list):
-    """A stand-in for ``secrets.randbits`` in the re-run: the n-th call gives a salt whose conv depth
-    (:func:`bnlab.grading.numeric.salted_depth`, as the re-run draws it) is ``depths[n % len(depths)]``, and notes its
-    depth in ``drawn``."""
-    calls = itertools.count()
-
-    def randbits(bits):
-        depth = depths[next(calls) % len(depths)]
-        salt = next(salt for salt in itertools.count(1) if numeric.salted_depth(salt) == depth)
-        drawn.append(depth)
-        return salt
-
-    return randbits
+def _salt_drawing(depth: int) -> int:
+    """A salt under which the re-run probes conv depth ``depth`` (:func:`bnlab.grading.numeric.salted_depth`)."""
+    step = 2 if depth % 3 == 0 else 1
+    return next(salt for salt in itertools.count(1) if numeric.salted_depth(salt, step) == depth)
 
 
-def test_a_layer_that_normalizes_only_at_the_checks_depths_loses_at_a_drawn_depth(monkeypatch):
-    """A conv check without a depth probes, in the re-run, a depth drawn with the test cell's secret salt among all
-    the network's depths: layers that normalize only at the checks' default calls (11, 12, the hidden cells' 3) lose
-    every conv cell whose draw falls elsewhere, while the honest Part 1 in the same notebook keeps its marks there
-    (the 28x28 depths 1 and 2 included)."""
-    elsewhere = [2, 1, 14, 7, 9]  # the conv cells (5th to 7th, 15th to 18th test cells) get 9, 2, 1 and 9, 2, 1, 14
-    assert not set(elsewhere) & set(DEFAULT_DEPTHS) and set(elsewhere) <= set(numeric.drawn_depths())
-    drawn = []
-    monkeypatch.setattr(verify, "secrets", types.SimpleNamespace(randbits=_salts_drawing(elsewhere, drawn)))
-    verdicts = trusted_verdicts(LIE_AT_THE_CHECKS_DEPTHS.cells)
-    assert failed(verdicts) == set(LIE_AT_THE_CHECKS_DEPTHS.fails), verdicts
-    assert len(drawn) == len(ALL_TESTS) and set(drawn) == set(elsewhere)  # a salt per test cell, as drawn
+def test_the_rerun_never_probes_a_conv_layer_where_the_kernel_checks_do():
+    """Every conv depth a check asks for, named or not, is replaced in the re-run by one drawn with the salt among the
+    depths of the same stride that no kernel check probes: the test cells' own depths are never judged there."""
+    named = {  # the depths the test cells name (the hidden cells' 3), read from the source notebook
+        int(depth)
+        for _, meta, source in code_cells()
+        if meta.get("grade")
+        for depth in re.findall(r'"conv",[^)]*\barg=(\d+)', source)
+    }
+    assert named and named | set(numeric.CONV_DEPTHS) <= set(numeric.KERNEL_DEPTHS)
+    assert numeric.drawn_depths(1) == (1, 2, 4, 5, 7, 8, 10, 13, 14) and numeric.drawn_depths(2) == (6, 9)
+    for salt in range(200):
+        with numeric.salted(salt):
+            for asked in (None, *numeric.KERNEL_DEPTHS, 1, 6, 14):
+                depth = numeric.layer_arg("conv", asked)
+                assert depth in numeric.drawn_depths() and numeric.output_shape("conv", depth)[0] > 1
+                assert numeric.stride("conv", asked) == (2 if (asked or numeric.CONV_DEPTHS[0]) % 3 == 0 else 1)
+                assert numeric.layer_arg("conv", depth) == depth  # resolving a drawn depth again gives it back
+            assert numeric.layer_arg("dense", 3) == 3 and numeric.layer_arg("dense", None) == numeric.DENSE_UNITS
+    assert numeric.layer_arg("conv", 3) == 3 and numeric.layer_arg("conv", None) == numeric.CONV_DEPTHS[0]  # kernel
+    assert {numeric.salted_depth(salt, step) for salt in range(200) for step in (1, 2)} == set(numeric.drawn_depths())
+
+
+def _layers(cell: str, api: str):
+    """The conv_layer an answer cell defines, run as the notebook's setup cell would."""
+    import bnlab
+    from bnlab import nn
+
+    namespace = {"tf": bnlab.tf, "keras": bnlab.tf.keras, "nn": nn}
+    exec(cell, namespace)
+    return namespace["conv_layer"]
+
+
+@pytest.mark.parametrize("depth", numeric.drawn_depths())
+def test_the_lie_at_the_checks_depths_loses_and_the_honest_layer_passes_at_every_drawn_depth(depth):
+    """At every depth a salt can draw, whether the check names a depth of that stride or none, the layers that
+    normalize only at the checks' depths fail (tf.nn and Keras) and the solution's pass (28x28 maps included)."""
+    from bnlab import grading
+    from bnlab.instructor.notebooks import solution_answers
+
+    solution = solution_answers()
+    asked = 3 if depth % 3 == 0 else None  # what the test cells ask for: the hidden cells' 3, or the default
+    with numeric.salted(_salt_drawing(depth)):
+        assert numeric.layer_arg("conv", asked) == depth
+        for api, lie, honest in (
+            ("nn", CHECKS_DEPTHS, solution["nn_layers"]),
+            ("keras", KERAS_CHECKS_DEPTHS, solution["keras_layers"]),
+        ):
+            grading.check_training_output(_layers(honest, api), "conv", api, arg=asked)
+            with pytest.raises(AssertionError, match="conv_layer"):
+                grading.check_training_output(_layers(lie, api), "conv", api, arg=asked)
 
 
 def test_the_layer_that_normalizes_only_at_the_checks_depths_fools_them_there():
-    """The control of the test above: in the kernel (no salt) the lie passes the conv checks at their default depth
-    and the hidden cells' 3, and fails at another depth of the network."""
-    import bnlab
-    from bnlab import grading, nn
+    """The control of the tests above: in the kernel (no salt) the lies pass the conv checks at their default depth
+    and the hidden cells' 3, and fail at another depth of the network."""
+    from bnlab import grading
 
-    namespace = {"tf": bnlab.tf, "keras": bnlab.tf.keras, "nn": nn}  # what the notebook's setup cell defines
-    exec(LIE_AT_THE_CHECKS_DEPTHS.cells["nn_layers"], namespace)
-    conv = namespace["conv_layer"]
-    for depth in (None, 3):
-        grading.check_training_output(conv, "conv", "nn", arg=depth)
-    with pytest.raises(AssertionError, match="conv_layer"):
-        grading.check_training_output(conv, "conv", "nn", arg=2)
+    for api, cell in (("nn", CHECKS_DEPTHS), ("keras", KERAS_CHECKS_DEPTHS)):
+        conv = _layers(cell, api)
+        for depth in (None, 3):
+            grading.check_training_output(conv, "conv", api, arg=depth)
+        with pytest.raises(AssertionError, match="conv_layer"):
+            grading.check_training_output(conv, "conv", api, arg=2)
 
 
 def _by_name(names, pool):

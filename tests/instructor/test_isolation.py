@@ -323,3 +323,45 @@ def test_an_honest_process_runs_within_the_default_limits(tmp_path):
         sandbox.close()
     assert proc.returncode == 0 and out.strip() == "262144.0" and sandbox.stopped is None
     assert "1 GiB" in isolation.SandboxLimits().describe()
+
+
+def test_package_folders_are_found_on_disk_and_never_nested(tmp_path, monkeypatch):
+    """The folders a sandbox hides (Part 4's TensorFlow and Keras) are the packages' folders on sys.path, as a fresh
+    interpreter finds them, whatever a package loaded here made of its __path__ (TensorFlow adds its subfolders:
+    bubblewrap could not mount over a folder inside one already hidden)."""
+    site = tmp_path / "site"
+    for name in ("alpha", "beta"):
+        (site / name / "inner").mkdir(parents=True)
+        (site / name / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(isolation, "readable_paths", lambda: [tmp_path])
+    loaded = type(sys)("alpha")
+    loaded.__path__ = [str(site / "alpha"), str(site / "alpha" / "inner")]
+    monkeypatch.setitem(sys.modules, "alpha", loaded)
+    assert isolation.package_folders(["alpha", "beta", "not_installed_here"]) == [site / "alpha", site / "beta"]
+    monkeypatch.setattr(isolation, "readable_paths", lambda: [tmp_path / "elsewhere"])
+    assert isolation.package_folders(["alpha"]) == []  # not visible in the sandbox: nothing to hide
+
+
+@needs_sandbox
+def test_a_hidden_folder_is_empty_and_read_only_inside(tmp_path):
+    """Keras' folder, readable in every sandbox (the control), is empty and read-only in one that hides it."""
+    keras = isolation.package_folders(["keras"])
+    if not keras:
+        pytest.skip("Keras is not installed where a sandbox can read it")
+    command = "import os, sys; print(len(os.listdir(sys.argv[1]))); open(sys.argv[1] + '/x.py', 'w')"
+    seen = []
+    for hidden in ((), keras):
+        sandbox = isolation.Sandbox(tmp_path, hidden=hidden)
+        try:
+            done = subprocess.run(
+                sandbox.command([sys.executable, "-c", command, str(keras[0])]),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=isolation.sandbox_env(dict(os.environ)),
+            )
+        finally:
+            sandbox.close()
+        seen.append((int(done.stdout.strip()), "Read-only file system" in done.stderr))
+    assert seen[0][0] > 0 and seen[1] == (0, True), seen

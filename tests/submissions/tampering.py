@@ -394,22 +394,103 @@ TAMPERING.extend(LIES)
 
 # layers that normalize (TensorFlow operations only) only the inputs of the checks' own calls in the kernel: the dense
 # layer's 76 features and the conv layer at the depths the test cells name or default to (11, 12 and the hidden
-# cells' 3); at every other depth of the network they do linear and ReLU alone. In the trusted re-run a conv check
-# without a depth probes one drawn with the test cell's secret salt among 14 (bnlab.grading.numeric.drawn_depths), so
-# the lie wins such a cell only when the draw falls on one of its three depths (3 in 14). Not in TAMPERING: what it
-# earns depends on the draws, so tests/instructor/test_integrity.py fixes the salts
+# cells' 3: bnlab.grading.numeric.KERNEL_DEPTHS); at every other depth of the network they do linear and ReLU alone.
+# In the trusted re-run every conv check, whatever depth it names, probes a depth drawn with the test cell's secret
+# salt among those of the same stride that no kernel check probes (bnlab.grading.numeric.drawn_depths), so the lie
+# loses every conv cell that looks at the normalization, whatever the salts
 DEFAULT_DEPTHS = (3, 11, 12)
-CHECKS_DEPTHS = OLD_PROBE_SHAPES.replace(
-    "((6,), (6, 6, 3))", "((76,), (4, 4, 40), (4, 4, 44), (28, 28, 8))  # depths 11, 12, 3: the checks' calls"
-)
+CHECKS_SHAPES = "((76,), (4, 4, 40), (4, 4, 44), (28, 28, 8))  # depths 11, 12, 3: the checks' calls"
+CHECKS_DEPTHS = OLD_PROBE_SHAPES.replace("((6,), (6, 6, 3))", CHECKS_SHAPES)
 assert CHECKS_DEPTHS != OLD_PROBE_SHAPES
-# what it loses when the drawn depths are not its own: every conv test that looks at the normalization
+# the same lie in Part 1: a Keras conv layer with batch normalization only at the checks' depths
+KERAS_CHECKS_DEPTHS = """
+def fully_connected(prev_layer, num_units):
+    layer = keras.layers.Dense(num_units, use_bias=False)(prev_layer)
+    return keras.layers.ReLU()(keras.layers.BatchNormalization()(layer))
+
+
+def conv_layer(prev_layer, layer_depth):
+    strides = 2 if layer_depth % 3 == 0 else 1
+    if tuple(prev_layer.shape[1:]) not in SHAPES
+        return keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", activation="relu")(prev_layer)
+    layer = keras.layers.Conv2D(layer_depth * 4, 3, strides=strides, padding="same", use_bias=False)(prev_layer)
+    return keras.layers.ReLU()(keras.layers.BatchNormalization()(layer))
+""".replace("SHAPES", CHECKS_SHAPES.replace("  #", ":  #"))
+# what they lose: every conv test that looks at the normalization (the tf.nn layer's variables exist everywhere; the
+# Keras layer has no BatchNormalization layer at the drawn depth, so its structure fails too)
 CHECKS_DEPTHS_FAILS = frozenset(
     {"test_nn_conv_population", "test_nn_conv_training_output", "test_nn_conv_inference_output"}
 )
+KERAS_CHECKS_DEPTHS_FAILS = frozenset(t for t in KERAS_LAYER_TESTS if "_conv_" in t)
 LIE_AT_THE_CHECKS_DEPTHS = lie(
     "lie_normalizes_only_at_the_checks_depths",
-    {"nn_layers": CHECKS_DEPTHS},
-    CHECKS_DEPTHS_FAILS,
-    "tf.nn layers that normalize (TensorFlow operations only) only at the dense and conv calls the checks make by default",
+    {"nn_layers": CHECKS_DEPTHS, "keras_layers": KERAS_CHECKS_DEPTHS},
+    CHECKS_DEPTHS_FAILS | KERAS_CHECKS_DEPTHS_FAILS,
+    "tf.nn and Keras layers that normalize (TensorFlow operations only) only at the dense and conv calls the "
+    "checks make in the kernel",
 )
+TAMPERING.append(LIE_AT_THE_CHECKS_DEPTHS)
+
+# --- Part 4: lies about the NumPy backward pass --------------------------------------------------------------------
+# In the trusted re-run Part 4's checks get their answers from a process that runs only Part 4's answer cell, where
+# TensorFlow cannot be imported (bnlab.grading.worker.main_part_4). Both lies fool the kernel; neither earns a point
+PART_4_TESTS = frozenset({"test_backward_dense", "test_backward_conv"})
+BACKWARD_STUB = """
+def batchnorm_backward(dout, x, gamma, eps):
+    raise NotImplementedError("Write this part of the exercise (see the instructions above)")
+"""
+# another cell replaces the probe that runs batchnorm_backward with one answering the checks' numerical gradients (the
+# library's own); the answer cell is left unanswered. It would win in a worker that ran every cell
+REPLACE_PROBE = """
+
+from bnlab.grading import backward_probe as _backward_probe, numeric as _numeric
+
+
+def _answered(self, dout, x, gamma, eps):
+    right = _numeric.differences("correct", dout, x, gamma, eps)
+    return {"error": None, "answer": [right["dx"], right["dgamma"], right["dbeta"]], "autodiff": right}
+
+
+_backward_probe.BackwardProbe.run = _answered
+"""
+# the backward pass taken from TensorFlow's autodiff instead of derived: right values, not the exercise
+BACKWARD_BY_AUTODIFF = """
+import numpy as np
+import tensorflow as tf
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    x_t, gamma_t = tf.constant(x), tf.constant(gamma)
+    with tf.GradientTape() as tape:
+        tape.watch([x_t, gamma_t])
+        mean, variance = tf.nn.moments(x_t, axes=list(range(x.ndim - 1)))
+        out = gamma_t * (x_t - mean) / tf.sqrt(variance + eps)
+    dx, dgamma = tape.gradient(out, [x_t, gamma_t], output_gradients=tf.constant(dout))
+    return dx.numpy(), dgamma.numpy(), dout.sum(axis=tuple(range(x.ndim - 1)))
+"""
+
+
+def _solution(cell: str) -> str:
+    from bnlab.instructor.notebooks import solution_answers
+
+    return solution_answers()[cell]
+
+
+BACKWARD_LIES = [
+    lie(
+        "lie_backward_probe_replaced_in_another_cell",
+        {
+            "backward_answer": BACKWARD_STUB,
+            "nn_layers": _solution("nn_layers") + REPLACE_PROBE,
+        },
+        PART_4_TESTS,
+        "Part 4 unanswered; Part 2's cell replaces the probe with one answering numerical gradients",
+    ),
+    lie(
+        "lie_backward_by_tensorflow_autodiff",
+        {"backward_answer": BACKWARD_BY_AUTODIFF},
+        PART_4_TESTS,
+        "Part 4's backward pass taken from tf.GradientTape",
+    ),
+]
+TAMPERING.extend(BACKWARD_LIES)

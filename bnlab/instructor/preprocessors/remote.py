@@ -2,8 +2,9 @@
 
 The parent (nbgrader's own process, which never runs student code) starts one :mod:`bnlab.grading.worker`
 process per submission, which runs the student's cells, and one :mod:`bnlab.grading.judge` process, which runs
-the graphs the worker exports and nothing else of the student's. It talks to both over pipes in the JSON lines
-of :mod:`bnlab.grading.wire`.
+the graphs the worker exports and nothing else of the student's; at the first Part 4 check, a third, Part 4's
+process (:func:`bnlab.grading.worker.main_part_4`), which runs only Part 4's answer cell, without TensorFlow.
+It talks to them over pipes in the JSON lines of :mod:`bnlab.grading.wire`.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ import subprocess
 import sys
 import time
 
+from bnlab.grading import numeric
 from bnlab.grading.errors import fail
 from bnlab.grading.wire import MAX_LINE, RemoteName, decode, encode
+from bnlab.grading.worker import AUTODIFF_PACKAGES
 from bnlab.instructor import isolation
 from bnlab.instructor.isolation import Sandbox
 
 
 class RemoteProbe:
-    """A probe living in another process (the judge, or the worker): each method call is a request, its answer
-    decoded data."""
+    """A probe living in the judge's process: each method call is a request, its answer decoded data."""
 
     def __init__(self, process: "_Process", handle: int):
         self._process, self._handle = process, handle
@@ -57,18 +59,30 @@ class RemoteStep(RemoteProbe):
         return self._process.request("call", handle=self._handle, method="predict", args=encode([package, x]))
 
 
-class _Process:
-    """One sandboxed Python process of the course (``python -I -m MODULE IN OUT``) answering JSON lines within a
-    total time budget."""
+class BackwardRun:
+    """Part 4's probe in the trusted re-run: the student's function, by name, in Part 4's own process."""
 
-    def __init__(self, module: str, cwd: str | None, deadline: float, env: dict, log, sandboxed: bool):
+    def __init__(self, process: "_Process", name: str):
+        self._process, self._name = process, name
+
+    def run(self, dout, x, gamma, eps) -> dict:
+        return self._process.request("run", name=self._name, args=encode([dout, x, gamma, float(eps)]))
+
+
+class _Process:
+    """One sandboxed Python process of the course (``python -I -m MODULE *ARGS IN OUT``) answering JSON lines within
+    a total time budget; ``hidden``: folders left empty in its sandbox (``isolation.Sandbox``)."""
+
+    def __init__(
+        self, module: str, cwd: str | None, deadline: float, env: dict, log, sandboxed: bool, args=(), hidden=()
+    ):
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         # -I: neither the working folder (the submission's) nor PYTHONPATH comes before the course's library, so a
         # `bnlab` (or `numpy`, ...) shipped in the submission cannot stand in for it
-        cmd = [sys.executable, "-I", "-m", module, str(to_child_r), str(from_child_w)]
+        cmd = [sys.executable, "-I", "-m", module, *args, str(to_child_r), str(from_child_w)]
         self.module, self.log = module, log
-        self.sandbox = Sandbox(cwd) if sandboxed else None
+        self.sandbox = Sandbox(cwd, hidden=hidden) if sandboxed else None
         environment = env
         if self.sandbox is not None:
             cmd, environment = self.sandbox.command(cmd), isolation.sandbox_env(environment)
@@ -160,18 +174,40 @@ UNJUDGEABLE_HINT = (
 
 
 class Session:
-    """The trusted re-run's two processes: the worker, which runs the student's cells and exports their layers'
-    graphs (:mod:`bnlab.grading.worker`), and the judge, which runs those graphs for the checks
-    (:mod:`bnlab.grading.judge`) and has never loaded the student's Python."""
+    """The trusted re-run's processes: the worker, which runs the student's cells and exports their layers'
+    graphs (:mod:`bnlab.grading.worker`), the judge, which runs those graphs for the checks
+    (:mod:`bnlab.grading.judge`) and has never loaded the student's Python, and, at the first Part 4 check, Part 4's
+    process, which runs only ``backward_source`` (Part 4's answer cell, from the submission) from an empty folder,
+    TensorFlow's and Keras' folders hidden in its sandbox and their import refused."""
 
-    def __init__(self, cwd: str | None = None, timeout: float = 180.0, env: dict | None = None, log=None):
+    def __init__(
+        self,
+        cwd: str | None = None,
+        timeout: float = 180.0,
+        env: dict | None = None,
+        log=None,
+        backward_source: str = "",
+    ):
         environment = dict(os.environ, **(env or {}))
         deadline = time.monotonic() + timeout
         sandboxed = isolation.check(log)  # the student's code runs in the worker, their graphs in the judge
-        self.log = log
+        self.log, self.backward_source = log, backward_source
+        self._start = (deadline, environment, sandboxed)
         self.worker = _Process("bnlab.grading.worker", cwd, deadline, environment, log, sandboxed)
         self.judge = _Process("bnlab.grading.judge", None, deadline, environment, log, sandboxed)
+        self.backward: _Process | None = None
         self.process = self.worker.process
+
+    def _backward_process(self) -> "_Process":
+        """Part 4's process, started (once) with the answer cell run in it."""
+        if self.backward is None:
+            deadline, environment, sandboxed = self._start
+            hidden = isolation.package_folders(AUTODIFF_PACKAGES) if sandboxed else ()
+            self.backward = _Process(
+                "bnlab.grading.worker", None, deadline, environment, self.log, sandboxed, ("backward",), hidden
+            )
+            self.backward.request("cell", source=self.backward_source)
+        return self.backward
 
     @property
     def died(self) -> bool:
@@ -193,22 +229,30 @@ class Session:
         """Run one of the notebook's (non-test) cells; its errors are ignored, as under nbgrader."""
         self.request("exec", source=source)
 
-    def probe(self, kind: str, *args) -> RemoteProbe:
+    def probe(self, kind: str, *args):
         """A layer's probe is its graph, exported by the worker and run by the judge; a training step's is the
-        course's reference model in the judge, given the graph of the student's function; any other probe (Part 4's
-        NumPy function) runs in the worker."""
+        course's reference model in the judge, given the graph of the student's function; Part 4's NumPy function
+        (``"backward"``) runs in Part 4's process, on the arrays the check sends.
+
+        A layer's size is resolved here, under the test cell's salt (:func:`bnlab.grading.numeric.layer_arg`), so
+        the worker builds a conv layer at the depth drawn with the salt without ever seeing the salt."""
         __tracebackhide__ = True
         if kind == "layer":
+            layer_fn, layer_kind, api, arg, seed = args
+            args = (layer_fn, layer_kind, api, numeric.layer_arg(layer_kind, arg), seed)
             package = self.worker.request("export", args=encode(args))
             return RemoteProbe(self.judge, int(self.judge.request("load", package=encode(package))))
         if kind == "step":
             seed = int(args[0]) if args else 0
             return RemoteStep(self, int(self.judge.request("step", seed=seed)), seed)
-        return RemoteProbe(self.worker, int(self.request("new", what=kind, args=encode(args))))
+        if kind == "backward":
+            return BackwardRun(self._backward_process(), args[0].name)
+        raise ValueError(f"no probe {kind!r}")
 
     def value(self, name: RemoteName):
         return self.request("value", name=name.name)
 
     def close(self) -> None:
-        self.worker.close()
-        self.judge.close()
+        for process in (self.worker, self.judge, self.backward):
+            if process is not None:
+                process.close()

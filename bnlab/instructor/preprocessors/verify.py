@@ -16,8 +16,11 @@ executed the notebook, :class:`VerifyChecks` runs each graded test cell again:
 - the checks' inputs are drawn here, after the student's cells before the test cell ran, from the checks' seeds
   mixed with a fresh secret salt per test cell (:func:`bnlab.grading.numeric.salted`): the salt never reaches the
   worker, so the graph it exported cannot know the inputs it will be judged on (only the judge sees them, as arrays);
-  a conv check without a depth asks the worker for the layer at a depth drawn with the salt among all the network's
-  (:func:`bnlab.grading.numeric.salted_depth`), so a layer cannot normalize only where the checks look by default;
+  a conv check asks the worker for the layer at a depth drawn with the salt among the network's depths of the stride
+  it asked for that no check probes in the kernel (:func:`bnlab.grading.numeric.salted_depth`), so a layer cannot
+  normalize only where the checks look in the kernel;
+- Part 4's checks get their answers from a process of their own that runs only Part 4's answer cell, as submitted,
+  where TensorFlow cannot be imported (:func:`bnlab.grading.worker.main_part_4`), on arrays drawn here;
 - a cell that passed in the kernel but fails here gets an error output, so
   :class:`nbgrader.preprocessors.SaveAutoGrades` gives it zero, and the submission is flagged as
   tampered: a warning in nbgrader's log, ``metadata.bnlab`` on the cell and the notebook.
@@ -58,6 +61,8 @@ from bnlab.instructor.preprocessors.remote import RemoteName, Session
 PACKAGE = Path(bnlab.__file__).resolve().parent
 # long cells that define nothing the checks need: the training runs and the diagnose task's demo
 SKIPPED = TRAINING_RUNS | DEMO_CELLS
+# Part 4's answer cell: the only source its checks' process runs (remote.Session's backward_source)
+BACKWARD_ANSWER = "backward_answer"
 try:  # the teaching messages of the prediction questions, imported before any submission runs
     import bnlab.questions  # noqa: F401
 except ImportError:  # pragma: no cover - an exercise without questions
@@ -170,20 +175,6 @@ def run_test_cell(source: str, session: Session, salt: int | None = None) -> str
     except Exception as exc:  # noqa: BLE001 - e.g. a name the test needs is not a function
         return f"{type(exc).__name__}: {str(exc)[:300]}"
     return None
-
-
-class _ProbeAtDrawnSize(Session):
-    """The re-run's worker and judge (:class:`~bnlab.instructor.preprocessors.remote.Session`), asked for a layer's
-    probe at the size the checks judge it at: a check's default size is resolved here, under the test cell's salt
-    (:func:`bnlab.grading.numeric.layer_arg`), so the worker builds a conv layer at the depth drawn with the salt
-    without ever seeing the salt."""
-
-    def probe(self, kind: str, *args):
-        __tracebackhide__ = True
-        if kind == "layer":
-            layer_fn, layer_kind, api, arg, seed = args
-            args = (layer_fn, layer_kind, api, numeric.layer_arg(layer_kind, arg), seed)
-        return super().probe(kind, *args)
 
 
 def kernel_failed(cell) -> bool:
@@ -457,9 +448,11 @@ def verify_cells(
     """
     deadline = time.monotonic() + timeout
     env = {"NBGRADER_EXECUTION": settings.grading() or "autograde"}
+    backward_source = next((source for name, source in cells if name == BACKWARD_ANSWER), "")
 
     def start(replay=()):
-        session = _ProbeAtDrawnSize(cwd=cwd, timeout=max(1.0, deadline - time.monotonic()), env=env, log=log)
+        left = max(1.0, deadline - time.monotonic())
+        session = Session(cwd=cwd, timeout=left, env=env, log=log, backward_source=backward_source)
         if on_session is not None:
             on_session(session)
         for source in replay:
