@@ -35,6 +35,7 @@ GROUPS = {
         "tests/instructor/test_pipeline.py",
         "tests/instructor/test_sandbox_pipeline.py",
         "tests/instructor/test_tamper_pipeline.py",
+        "tests/instructor/test_variants_pipeline.py",
         "tests/instructor/test_autograde.py",  # grades on both cores: with the shared gradings
     ),
     "browser": ("tests/browser/",),
