@@ -21,10 +21,15 @@ so the mark groups nothing. Every collection checks that the modules which use t
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+# Whose questions a notebook shows when a test runs it outside the grader (nbval, the in-process checks, the
+# browser's JupyterLab): the exercise's setup cell needs an id (bnlab.variants); a test that grades sets its own.
+os.environ.setdefault("BNLAB_STUDENT", "pytest")
 
 TESTS = Path(__file__).resolve().parent
 # group -> the test paths (files or folders, from the repository root) in it; longest group first

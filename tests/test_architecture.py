@@ -23,6 +23,7 @@ LAYERS = {
         "bnlab._quiet",
         "bnlab.settings",
         "bnlab.exercise",
+        "bnlab.variants",
         "bnlab.reference",
         "bnlab.data",
         "bnlab.device",

@@ -257,7 +257,7 @@ def graded_parts(source: Path | None = None) -> list[dict]:
                 isinstance(node, ast.Call)
                 and isinstance(node.func, ast.Attribute)
                 and node.func.attr.startswith("check_")
-                and node.func.attr != "check_choice"
+                and node.func.attr not in ("check_choice", "check_number")
                 and node.args
                 and isinstance(node.args[0], ast.Name)
             ):

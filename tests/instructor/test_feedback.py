@@ -21,7 +21,7 @@ from bnlab import exercise
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.preprocessors import feedback, sanitize
 
-HIDDEN_CALL = 'grading.check_choice(ANSWER, "abcd", expected="d", question="single_images");'
+HIDDEN_CALL = 'grading.check_choice(ANSWER, "abcd", expected="same", question="single_images");'
 VISIBLE_CALL = 'grading.check_choice(ANSWER, "abcd")'
 
 
@@ -149,8 +149,8 @@ def _submit_wrong_choices(course, _scratch):
     solution = notebooks.solution_answers()
     wrong = {
         **solution,
-        "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = "b"',
-        "q_statistics_answer": 'ANSWER_STATISTICS = "a"',
+        "q_single_images_answer": 'ANSWER_SINGLE_IMAGES = questions.find_option("single_images", "15% or lower")',
+        "q_statistics_answer": "ANSWER_STATISTICS = 1",
     }
     scratch.submit(course, "wrong_choices", notebooks.fill_in(scratch.release_notebook(course), wrong))
 
