@@ -15,6 +15,10 @@ variable                 default                     effect
 ``BNLAB_ISOLATION``      ``auto``                    student code under grading runs in bubblewrap:
                                                      ``auto`` where it can, ``require`` refuses
                                                      without it, ``off`` never (trusted work only)
+``BNLAB_STUDENT``        (set by the grader)         the id a graded kernel is graded under: its
+                                                     questions are drawn for it (``bnlab.variants``)
+``JUPYTERHUB_USER``      (set by JupyterHub)         read only: the hub user, whose questions the
+                                                     notebook shows
 ``NBGRADER_EXECUTION``   (set by nbgrader)           read only: nbgrader is executing the notebook
 =======================  ==========================  ===============================================
 
@@ -56,6 +60,19 @@ def _flag(name: str, default: bool) -> bool:
 def grading() -> str | None:
     """What nbgrader is doing with this notebook (its ``NBGRADER_EXECUTION``), or None."""
     return os.environ.get("NBGRADER_EXECUTION") or None
+
+
+STUDENT_VARIABLE = "BNLAB_STUDENT"
+
+
+def graded_student() -> str | None:
+    """The id a graded kernel is graded under (``$BNLAB_STUDENT``, set by the grader), or None."""
+    return os.environ.get(STUDENT_VARIABLE, "").strip() or None
+
+
+def hub_user() -> str | None:
+    """The JupyterHub user this server runs for (``$JUPYTERHUB_USER``), or None off a hub."""
+    return os.environ.get("JUPYTERHUB_USER", "").strip() or None
 
 
 def skip_given_code(what: str, asked: bool) -> bool:
@@ -136,6 +153,8 @@ def describe() -> str:
     """The settings in effect, one per line (``python -m bnlab.settings``)."""
     rows = [
         ("grading (NBGRADER_EXECUTION)", grading() or "no"),
+        ("graded as (BNLAB_STUDENT)", graded_student() or "no one"),
+        ("JupyterHub user (JUPYTERHUB_USER)", hub_user() or "none"),
         ("short mode (BNLAB_SHORT)", "on" if short_mode() else "off"),
         ("batches per shortened run (BNLAB_SHORT_BATCHES)", short_batches()),
         ("evaluation images", evaluation_images() or "all"),

@@ -18,13 +18,12 @@ import ast
 import contextlib
 import contextvars
 import hashlib
-import os
 import re
 
+from bnlab import settings
 from bnlab.exercise import ASSIGNMENT
 
-STUDENT_VARIABLE = "BNLAB_STUDENT"  # the id a graded kernel is graded under (set by the grader)
-HUB_VARIABLE = "JUPYTERHUB_USER"
+STUDENT_VARIABLE = settings.STUDENT_VARIABLE  # the id a graded kernel is graded under (set by the grader)
 ID_CELL = re.compile(r"^STUDENT_ID\s*=\s*(.+?)\s*(?:#.*)?$", re.M)  # the notebook's first code cell
 SHOWN = re.compile(r"drawn for student '([^']*)'")  # what :func:`use` prints
 
@@ -56,8 +55,8 @@ def student_id(entered: str | None = None) -> str:
     """The id whose variants this notebook shows (see the module's docstring for the order)."""
     for found in (
         _graded.get(),
-        _clean(os.environ.get(STUDENT_VARIABLE)),
-        _clean(os.environ.get(HUB_VARIABLE)),
+        settings.graded_student(),
+        settings.hub_user(),
         _clean(entered),
         _clean(_entered),
     ):

@@ -12,7 +12,7 @@ from bnlab import variants
 def no_id(monkeypatch):
     """No id from the environment or an earlier ``use``, unless a test sets one."""
     monkeypatch.delenv(variants.STUDENT_VARIABLE, raising=False)
-    monkeypatch.delenv(variants.HUB_VARIABLE, raising=False)
+    monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
     monkeypatch.setattr(variants, "_entered", None)
 
 
@@ -27,14 +27,14 @@ def test_the_entered_id_is_used_where_nothing_else_says(capsys):
 
 
 def test_the_hub_user_wins_over_an_entered_id_and_says_so(monkeypatch, capsys):
-    monkeypatch.setenv(variants.HUB_VARIABLE, "ann")
+    monkeypatch.setenv("JUPYTERHUB_USER", "ann")
     assert variants.use("12345") == "ann"
     out = capsys.readouterr().out
     assert "drawn for student 'ann'" in out and "STUDENT_ID = '12345' is not used here" in out
 
 
 def test_the_graded_id_wins_over_the_hub_and_the_entered_id(monkeypatch):
-    monkeypatch.setenv(variants.HUB_VARIABLE, "instructor")
+    monkeypatch.setenv("JUPYTERHUB_USER", "instructor")
     monkeypatch.setenv(variants.STUDENT_VARIABLE, "bob")
     assert variants.student_id("12345") == "bob"
     with variants.graded_as("carol"):  # the trusted re-run: nbgrader's id, whatever the process's environment
