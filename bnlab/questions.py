@@ -27,7 +27,6 @@ __all__ = [
     "show_options",
     "find_option",
     "statistics_case",
-    "candidates",
     "show_statistics_case",
     "show_single_images",
     "show_averaged_count",
@@ -182,6 +181,7 @@ def statistics_case(student: str | None = None) -> dict:
     return {"layer_depth": depth, "shape": conv_output_shape(depth, batch)}
 
 
+# BEGIN GRADER SIDE (the values a numeric answer is compared with: left out of the student bundle)
 def candidates(question: str, student: str | None = None) -> dict:
     """The values a numeric answer to the statistics question may name in the student's case, by what each would
     average: one value per image, the positions of one image, the batch at every position, the whole tensor ({} for
@@ -193,6 +193,7 @@ def candidates(question: str, student: str | None = None) -> dict:
             "tensor": batch * height * width * maps}  # fmt: skip
 
 
+# END GRADER SIDE
 def show_statistics_case() -> dict:
     """Print the statistics question's case as this notebook's student sees it; return it."""
     case = statistics_case()
