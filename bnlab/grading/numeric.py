@@ -17,7 +17,7 @@ from bnlab.reference import batch_norm_formula
 # The checks probe a layer with what the exercise's network feeds it (bnlab.exercise): a training batch of 64 float32
 # activations after a ReLU, shaped as the layer's real call. conv_layer(prev, depth) for depth 1..19 on 28x28x1
 # images gets (depth - 1) * 4 feature maps (1 for depth 1), halved in size after every third depth; in the kernel its
-# default depth is a real call at 4x4 (stride 1; 12 is the stride-2 call beside it, and the hidden cells name 3), and
+# default depth is a real call at 4x4 (stride 1; 12 is the stride-2 call beside it, and some checks name 3), and
 # in the trusted re-run every conv depth, named or not, is replaced by one drawn with the test cell's salt among the
 # depths of the same stride that no check probes in the kernel (salted_depth). fully_connected gets the flattened
 # 1x1x76 map of depth 19 and has 100 units.
