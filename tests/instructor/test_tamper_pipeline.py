@@ -12,7 +12,7 @@ import nbformat
 import pytest
 import shared_grading
 from submissions import ALL_TESTS, TAMPERING
-from submissions.tampering import FILES, LIES
+from submissions.tampering import BACKWARD_LIES, FILES, LIE_AT_THE_CHECKS_DEPTHS, LIES
 
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.autograde import record
@@ -36,9 +36,15 @@ FLAGGED = {
     "lie_py_function_in_nested_tf_function": "unjudgeable",
     "lie_file_operations": "unjudgeable",
     "lie_bnlab_package_in_submission": "tampered",
+    # passes the kernel's checks at their depths (11, 12, 3), fails the re-run's drawn ones
+    LIE_AT_THE_CHECKS_DEPTHS.name: "tampered",
+    # Part 4: the kernel runs the replaced probe or TensorFlow's autodiff; the re-run runs the answer cell alone,
+    # without TensorFlow
+    **{v.name: "tampered" for v in BACKWARD_LIES},
 }
-assert set(FLAGGED) == {v.name for v in LIES}
-ROUTES = {"grader": KERNEL_TAMPERING + LIES, "nbgrader": LIES}
+PIPELINE_LIES = [*LIES, LIE_AT_THE_CHECKS_DEPTHS, *BACKWARD_LIES]
+assert set(FLAGGED) == {v.name for v in PIPELINE_LIES}
+ROUTES = {"grader": KERNEL_TAMPERING + PIPELINE_LIES, "nbgrader": PIPELINE_LIES}
 LOG_MARK = {"tampered": "TAMPERING: student {}:", "unjudgeable": "UNJUDGEABLE: student {}:"}
 
 
@@ -125,7 +131,7 @@ def test_tampering_scores_what_its_answers_earn_and_is_flagged(graded, variant):
         assert fooled
 
 
-@pytest.mark.parametrize("variant", LIES, ids=lambda v: v.name)
+@pytest.mark.parametrize("variant", PIPELINE_LIES, ids=lambda v: v.name)
 def test_a_lie_to_the_trusted_rerun_scores_what_its_answers_earn_and_is_flagged(graded, variant):
     route, course, notes = graded
     assert _lost(course, variant.name) == set(variant.fails), route
