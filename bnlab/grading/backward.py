@@ -18,6 +18,9 @@ Bessel-corrected variance) and finding the one the answer matches.
 
 from __future__ import annotations
 
+import builtins
+import linecache
+
 import numpy as np
 
 from bnlab.grading.checks import _judged, _name_of, _remote
@@ -25,6 +28,9 @@ from bnlab.grading.errors import fail
 from bnlab.grading.numeric import differences, generator
 
 TOLERANCE = 1e-4  # relative (norm) error a float64 or float32 answer stays within; the mistakes differ by >1%
+# Part 4 is graded from its answer cell alone, where these cannot be imported (bnlab.grading.worker.main_part_4)
+AUTODIFF_PACKAGES = ("tensorflow", "keras", "tf_keras", "jax", "torch")
+NUMPY_ONLY = "TensorFlow cannot be imported in Part 4: write the backward pass with NumPy, node by node"
 
 
 def draw(kind: str, seed: int) -> tuple:
@@ -136,3 +142,33 @@ def check_backward(batchnorm_backward, kind: str = "dense", seed: int = 0) -> No
             f"{name}: dbeta is not the sum of dout over every axis but the last (beta is added to every output).",
             "backward",
         )
+    if _remote(batchnorm_backward) is None:  # in the notebook: would it also pass from its own cell alone?
+        _check_alone(batchnorm_backward, name, (dout, x, gamma, eps), (dx, dgamma, dbeta))
+
+
+def _numpy_only_import(module, *args, **kwargs):
+    if module.partition(".")[0] in AUTODIFF_PACKAGES:
+        raise ModuleNotFoundError(NUMPY_ONLY, name=module)
+    return builtins.__import__(module, *args, **kwargs)
+
+
+def _check_alone(fn, name: str, inputs: tuple, answer: tuple) -> None:
+    """In the notebook's kernel: run ``fn``'s cell again on its own, as Part 4 is graded (no other cell, no
+    TensorFlow), and fail where the function it defines there does not give ``answer`` on ``inputs``. Nothing to
+    do for a function not defined in a notebook cell."""
+    __tracebackhide__ = True
+    code = getattr(fn, "__code__", None)
+    cell = linecache.cache.get(code.co_filename) if code is not None else None
+    if not cell or cell[1] is not None:  # IPython keeps a cell's source with no time stamp, a file has one
+        return
+    lines = cell[2]
+    namespace = {"__name__": "__main__", "__builtins__": {**vars(builtins), "__import__": _numpy_only_import}}
+    alone = "on its own, as it is graded: its cell runs without the notebook's other cells, and without TensorFlow"
+    try:
+        exec(compile("".join(lines), code.co_filename, "exec"), namespace)  # noqa: S102 - the student's own cell
+        again = namespace[fn.__name__](*[np.array(a, dtype=np.float64) for a in inputs[:3]], float(inputs[3]))
+        same = len(again) == 3 and all(agrees(np.asarray(a, np.float64), b, 1e-6) for a, b in zip(again, answer))
+    except Exception as exc:  # noqa: BLE001 - what stops it is the message
+        fail(f"{name} passes here but fails {alone}: {type(exc).__name__}: {str(exc).strip()[:200]}", "backward")
+    if not same:
+        fail(f"{name} passes here but gives another answer {alone}.", "backward")

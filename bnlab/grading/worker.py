@@ -23,8 +23,7 @@ import sys
 
 # the packages that could differentiate for a student's backward pass: Part 4's process refuses to import them, and
 # the sandbox it runs in hides their folders (bnlab.instructor.preprocessors.remote)
-AUTODIFF_PACKAGES = ("tensorflow", "keras", "tf_keras", "jax", "torch")
-NUMPY_ONLY = "TensorFlow cannot be imported in Part 4: write the backward pass with NumPy, node by node"
+from bnlab.grading.backward import AUTODIFF_PACKAGES, NUMPY_ONLY
 
 
 def _run_cell(source: str, namespace: dict) -> str | None:

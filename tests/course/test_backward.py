@@ -6,10 +6,12 @@ other part; these tests hold the pieces of the check to account."""
 from __future__ import annotations
 
 import ast
+import linecache
 from pathlib import Path
 
 import numpy as np
 import pytest
+from submissions.backward_part import graph
 
 from bnlab import grading
 from bnlab.grading import backward, backward_probe, numeric
@@ -143,3 +145,46 @@ def test_the_demo_after_the_upstream_question_shows_a_neighbouring_case_not_the_
     assert max(change.values()) < 1e-9
     assert "every input of feature 0" in capsys.readouterr().out
     assert not hasattr(gradients, "show_upstream_shift")
+
+
+def _notebook_cell(source: str, number: int) -> dict:
+    """Run ``source`` as a notebook cell is run: IPython keeps a cell's source in linecache with no time stamp
+    (IPython.core.compilerop), and compiles it under that name. Returns the namespace it defined."""
+    filename = f"<notebook cell {number}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace
+
+
+AUTODIFF_ANSWER = """
+import numpy as np
+import tensorflow as tf
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    x_t, g = tf.constant(x), tf.constant(gamma)
+    with tf.GradientTape() as tape:
+        tape.watch([x_t, g])
+        mean, var = tf.nn.moments(x_t, axes=list(range(len(x.shape) - 1)))
+        out = g * (x_t - mean) / tf.sqrt(var + eps)
+    dx, dgamma = tape.gradient(out, [x_t, g], output_gradients=tf.constant(dout))
+    return dx.numpy(), dgamma.numpy(), dout.sum(axis=tuple(range(x.ndim - 1)))
+"""
+
+
+def test_in_the_notebook_the_check_runs_the_answer_cell_alone_as_it_is_graded():
+    """Part 4 is graded from its answer cell alone, without TensorFlow: the notebook's check says so when an
+    answer passes only with another cell's help or with TensorFlow's autodiff, and the answer cell that stands on
+    its own passes."""
+    right = graph()["backward_answer"]
+    grading.check_backward(_notebook_cell(right, 1)["batchnorm_backward"], "conv")
+    helper = _notebook_cell(right.replace("def batchnorm_backward", "def derived"), 2)["derived"]
+    leaning = _notebook_cell(
+        "def batchnorm_backward(dout, x, gamma, eps):\n    return derived(dout, x, gamma, eps)\n", 3
+    )
+    leaning["batchnorm_backward"].__globals__["derived"] = helper  # defined in another cell of the notebook
+    with pytest.raises(grading.CheckFailed, match="fails on its own.*NameError: name 'derived'"):
+        grading.check_backward(leaning["batchnorm_backward"], "dense")
+    with pytest.raises(grading.CheckFailed, match="on its own.*TensorFlow cannot be imported in Part 4"):
+        grading.check_backward(_notebook_cell(AUTODIFF_ANSWER, 4)["batchnorm_backward"], "dense")

@@ -17,9 +17,9 @@ import sys
 import time
 
 from bnlab.grading import numeric
+from bnlab.grading.backward import AUTODIFF_PACKAGES
 from bnlab.grading.errors import fail
 from bnlab.grading.wire import MAX_LINE, RemoteName, decode, encode
-from bnlab.grading.worker import AUTODIFF_PACKAGES
 from bnlab.instructor import isolation
 from bnlab.instructor.isolation import Sandbox
 
