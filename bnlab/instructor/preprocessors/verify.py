@@ -337,21 +337,18 @@ class VerifyChecks(NbGraderPreprocessor):
         ]
         key = _key(resources)
         cancelled = _CANCELLED.setdefault(key, threading.Event())  # made fresh by _start
-        student = resources.get("nbgrader", {}).get("student")  # whose variants: the checks here, the worker's cells
-        if student:
-            cells = [(None, f"__import__('os').environ[{variants.STUDENT_VARIABLE!r}] = {student!r}"), *cells]
         try:
-            with variants.graded_as(student):
-                return verify_cells(
-                    cells,
-                    tests,
-                    cwd=resources.get("metadata", {}).get("path") or None,
-                    timeout=self.timeout,
-                    skip=set(self.skip_cells),
-                    on_session=lambda session: _WORKERS.__setitem__(key, session),
-                    log=self.log,
-                    cancelled=cancelled,
-                )
+            return verify_cells(
+                cells,
+                tests,
+                cwd=resources.get("metadata", {}).get("path") or None,
+                timeout=self.timeout,
+                skip=set(self.skip_cells),
+                on_session=lambda session: _WORKERS.__setitem__(key, session),
+                log=self.log,
+                cancelled=cancelled,
+                student=resources.get("nbgrader", {}).get("student"),
+            )
         finally:
             _WORKERS.pop(key, None)
 
@@ -425,6 +422,7 @@ def verify_cells(
     log=None,
     max_deaths: int = 3,
     cancelled: threading.Event | None = None,
+    student: str | None = None,
 ) -> dict:
     """Run ``cells`` in a worker; for every cell whose grade_id is in ``tests`` run the trusted source
     ``tests[grade_id]`` here instead.
@@ -442,12 +440,16 @@ def verify_cells(
         log: where the worker's session logs.
         max_deaths: how many cells may end a worker before the re-run gives up.
         cancelled: set when the grader stopped the worker (:func:`stop_abandoned`); no new worker starts.
+        student: the id graded under, whose variants (:mod:`bnlab.variants`) both sides use; else ``BNLAB_STUDENT``.
 
     Returns:
         ``{grade_id: None (passed) or the failure's message}`` for the cells of ``tests``.
     """
     deadline = time.monotonic() + timeout
+    student = student or settings.graded_student()
     env = {"NBGRADER_EXECUTION": settings.grading() or "autograde"}
+    if student:
+        env[settings.STUDENT_VARIABLE] = student
     backward_source = next((source for name, source in cells if name == BACKWARD_ANSWER), "")
 
     def start(replay=()):
@@ -462,19 +464,20 @@ def verify_cells(
     session, ran, deaths = start(), [], 0
     verdicts = {}
     try:
-        for name, source in cells:
-            if name in tests:
-                refused = len(session.refused)
-                verdicts[name] = run_test_cell(tests[name], session)
-                if len(session.refused) > refused and verdicts[name] is not None:
-                    verdicts[name] = Unjudgeable(verdicts[name])
-            elif name not in skip:
-                if _run(session, source):
-                    ran.append(source)
-            if session.died and deaths < max_deaths and not (cancelled is not None and cancelled.is_set()):
-                deaths += 1
-                session.close()
-                session = start(ran)
+        with variants.graded_as(student):
+            for name, source in cells:
+                if name in tests:
+                    refused = len(session.refused)
+                    verdicts[name] = run_test_cell(tests[name], session)
+                    if len(session.refused) > refused and verdicts[name] is not None:
+                        verdicts[name] = Unjudgeable(verdicts[name])
+                elif name not in skip:
+                    if _run(session, source):
+                        ran.append(source)
+                if session.died and deaths < max_deaths and not (cancelled is not None and cancelled.is_set()):
+                    deaths += 1
+                    session.close()
+                    session = start(ran)
     finally:
         session.close()
     return verdicts
