@@ -17,7 +17,7 @@ import pytest
 import shared_grading
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from bnlab import exercise
+from bnlab import exercise, questions, variants
 from bnlab.instructor import notebooks, scratch
 from bnlab.instructor.preprocessors import feedback, sanitize
 
@@ -205,9 +205,12 @@ def test_failure_message_comes_first_in_each_failing_test_cell(graded_failures):
             before = "".join(o.get("text", "") for o in cell.outputs[: cell.outputs.index(error)])
             assert len(before.splitlines()) <= 3, (meta["grade_id"], before)
         assert failing > 0, student
-    # a wrong choice gets a teaching message that does not name the right option
+    # a wrong choice or number gets a teaching message that does not name the right one (the letter is the one
+    # the wrong option has in this student's order)
+    with variants.graded_as("wrong_choices"):
+        letter = questions.find_option("single_images", "15% or lower")
     page = html.unescape(pages["wrong_choices"])
-    assert "'b' is not the expected answer" in page and "'a' is not the expected answer" in page
+    assert f"'{letter}' is not the expected answer" in page and "1 is not the expected answer" in page
 
 
 # --- A submission is data (issue 27): the graded notebook is inert and bounded, and so is its feedback.
