@@ -38,9 +38,10 @@ FLAGGED = {
     "lie_bnlab_package_in_submission": "tampered",
     # passes the kernel's checks at their depths (11, 12, 3), fails the re-run's drawn ones
     LIE_AT_THE_CHECKS_DEPTHS.name: "tampered",
-    # Part 4: the kernel runs the replaced probe or TensorFlow's autodiff; the re-run runs the answer cell alone,
-    # without TensorFlow
-    **{v.name: "tampered" for v in BACKWARD_LIES},
+    # Part 4: the re-run runs the answer cell alone, without TensorFlow. The kernel runs the replaced probe (the lie
+    # also silences the notebook's own run of the cell alone); TensorFlow's autodiff the notebook's check refuses too
+    "lie_backward_probe_replaced_in_another_cell": "tampered",
+    "lie_backward_by_tensorflow_autodiff": None,
 }
 PIPELINE_LIES = [*LIES, LIE_AT_THE_CHECKS_DEPTHS, *BACKWARD_LIES]
 assert set(FLAGGED) == {v.name for v in PIPELINE_LIES}

@@ -433,7 +433,8 @@ TAMPERING.append(LIE_AT_THE_CHECKS_DEPTHS)
 
 # --- Part 4: lies about the NumPy backward pass --------------------------------------------------------------------
 # In the trusted re-run Part 4's checks get their answers from a process that runs only Part 4's answer cell, where
-# TensorFlow cannot be imported (bnlab.grading.worker.main_part_4). Both lies fool the kernel; neither earns a point
+# TensorFlow cannot be imported (bnlab.grading.worker.main_part_4). The first lie fools the kernel (it silences the
+# notebook's own run of the answer cell alone too); the notebook's check refuses the second already. Neither earns a point
 PART_4_TESTS = frozenset({"test_backward_dense", "test_backward_conv"})
 BACKWARD_STUB = """
 def batchnorm_backward(dout, x, gamma, eps):
@@ -443,7 +444,7 @@ def batchnorm_backward(dout, x, gamma, eps):
 # library's own); the answer cell is left unanswered. It would win in a worker that ran every cell
 REPLACE_PROBE = """
 
-from bnlab.grading import backward_probe as _backward_probe, numeric as _numeric
+from bnlab.grading import backward as _backward, backward_probe as _backward_probe, numeric as _numeric
 
 
 def _answered(self, dout, x, gamma, eps):
@@ -452,6 +453,7 @@ def _answered(self, dout, x, gamma, eps):
 
 
 _backward_probe.BackwardProbe.run = _answered
+_backward._check_alone = lambda *args: None  # and the notebook's own run of the answer cell alone
 """
 # the backward pass taken from TensorFlow's autodiff instead of derived: right values, not the exercise
 BACKWARD_BY_AUTODIFF = """
