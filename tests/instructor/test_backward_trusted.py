@@ -56,7 +56,9 @@ def test_a_cell_that_replaces_the_probe_earns_nothing_in_part_4s_process(monkeyp
     fools the kernel) changes nothing there, and the unanswered stub fails."""
     from bnlab.grading import backward_probe
 
-    monkeypatch.setattr(backward_probe.BackwardProbe, "run", backward_probe.BackwardProbe.run)  # put back afterwards
+    # put back afterwards what the lie replaces
+    monkeypatch.setattr(backward_probe.BackwardProbe, "run", backward_probe.BackwardProbe.run)
+    monkeypatch.setattr(backward, "_check_alone", backward._check_alone)
     lie = next(v for v in BACKWARD_LIES if v.name == "lie_backward_probe_replaced_in_another_cell")
     assert REPLACE_PROBE in lie.cells["nn_layers"] and lie.cells[verify.BACKWARD_ANSWER] == BACKWARD_STUB
     namespace: dict = {}
