@@ -5,6 +5,7 @@ The same attacks through the whole pipeline, both routes, are in test_hostile_pi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -53,8 +54,9 @@ def hostile_folder(folder, secrets):
     os.mkfifo(folder / "pipe")
     os.link(secrets / "private" / "key.txt", folder / "hard.txt")
     (folder / "odd\nname.txt").write_text("a name with a newline")
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.bind(str(folder / "sock"))
+    # bound by a relative name: a socket's path may hold at most 107 bytes, and pytest-xdist's tmp_path is deep
+    with socket.socket(socket.AF_UNIX) as sock, contextlib.chdir(folder):
+        sock.bind("sock")
     return folder
 
 
