@@ -146,6 +146,9 @@ def check_backward(batchnorm_backward, kind: str = "dense", seed: int = 0) -> No
         _check_alone(batchnorm_backward, name, (dout, x, gamma, eps), (dx, dgamma, dbeta))
 
 
+_ALONE: list = []  # the check running a cell alone (so that a check called from that cell does not run it again)
+
+
 def _numpy_only_import(module, *args, **kwargs):
     if module.partition(".")[0] in AUTODIFF_PACKAGES:
         raise ModuleNotFoundError(NUMPY_ONLY, name=module)
@@ -154,21 +157,33 @@ def _numpy_only_import(module, *args, **kwargs):
 
 def _check_alone(fn, name: str, inputs: tuple, answer: tuple) -> None:
     """In the notebook's kernel: run ``fn``'s cell again on its own, as Part 4 is graded (no other cell, no
-    TensorFlow), and fail where the function it defines there does not give ``answer`` on ``inputs``. Nothing to
-    do for a function not defined in a notebook cell."""
+    TensorFlow), and fail where the function it defines there does not give ``answer`` on ``inputs``. As there, an
+    error in the cell after the function is defined does not matter. Nothing to do for a function not defined in a
+    notebook cell, or while the cell runs alone (a check called from the cell itself)."""
     __tracebackhide__ = True
     code = getattr(fn, "__code__", None)
     cell = linecache.cache.get(code.co_filename) if code is not None else None
-    if not cell or cell[1] is not None:  # IPython keeps a cell's source with no time stamp, a file has one
+    if not cell or cell[1] is not None or _ALONE:  # IPython keeps a cell's source with no time stamp, a file has one
         return
-    lines = cell[2]
     namespace = {"__name__": "__main__", "__builtins__": {**vars(builtins), "__import__": _numpy_only_import}}
     alone = "on its own, as it is graded: its cell runs without the notebook's other cells, and without TensorFlow"
+    _ALONE.append(name)
     try:
-        exec(compile("".join(lines), code.co_filename, "exec"), namespace)  # noqa: S102 - the student's own cell
-        again = namespace[fn.__name__](*[np.array(a, dtype=np.float64) for a in inputs[:3]], float(inputs[3]))
-        same = len(again) == 3 and all(agrees(np.asarray(a, np.float64), b, 1e-6) for a, b in zip(again, answer))
-    except Exception as exc:  # noqa: BLE001 - what stops it is the message
-        fail(f"{name} passes here but fails {alone}: {type(exc).__name__}: {str(exc).strip()[:200]}", "backward")
+        try:
+            exec(compile("".join(cell[2]), code.co_filename, "exec"), namespace)  # noqa: S102 - the student's cell
+        except Exception as exc:  # noqa: BLE001 - as in the graded run: only the function counts
+            stopped = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        else:
+            stopped = None
+        try:
+            again = namespace[fn.__name__](*[np.array(a, dtype=np.float64) for a in inputs[:3]], float(inputs[3]))
+            same = len(again) == 3 and all(agrees(np.asarray(a, np.float64), b, 1e-6) for a, b in zip(again, answer))
+        except Exception as exc:  # noqa: BLE001 - what stops it is the message
+            why = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+            if isinstance(exc, KeyError) and stopped:
+                why = f"the cell stopped with {stopped} before it defined {fn.__name__}"
+            fail(f"{name} passes here but fails {alone}: {why}", "backward")
+    finally:
+        _ALONE.clear()
     if not same:
         fail(f"{name} passes here but gives another answer {alone}.", "backward")
