@@ -97,6 +97,9 @@ def test_formgrader_day(instructor_lab, page):
         grader.goto(f"{base}/formgrader/submissions/{notebook_id}/?index=0", referer=f"{base}/lab")
         field = grader.locator(f"input.score#{manual[0]}")
         appears(field, 60, f"the score field of {manual[0]}")
+        # the field is in the page's HTML before the formgrader's script has fetched the grades and bound
+        # them: a score typed earlier is wiped by the first render and never saved (seen once under load)
+        grader.wait_for_function("() => window.formgrader && formgrader.grades && formgrader.grades.loaded", timeout=60_000)
         field.fill("1.5")
         field.press("Tab")  # leaving the field saves it: on to the next field, as a grader does
         deadline = time.monotonic() + 30
