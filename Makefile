@@ -48,7 +48,9 @@ lab: setup data lab-settings  ## start JupyterLab on the student notebooks in re
 lab-settings:  ## install the course's quiet, offline JupyterLab settings into $(LAB_PREFIX) (jupyter/README.md)
 	@install -D -m 644 jupyter/overrides.json $(LAB_PREFIX)/share/jupyter/lab/settings/overrides.d/bnlab-course.json
 	@install -D -m 644 jupyter/jupyter_lab_config.json $(LAB_PREFIX)/etc/jupyter/jupyter_lab_config.json
-	@echo "Course JupyterLab settings installed in $(LAB_PREFIX) (no news prompt, no news or update checks)."
+	@mkdir -p $(LAB_PREFIX)/share/jupyter/labextensions/bnlab-validate
+	@cp -R jupyter/validate-extension/. $(LAB_PREFIX)/share/jupyter/labextensions/bnlab-validate
+	@echo "Course JupyterLab settings installed in $(LAB_PREFIX) (no news prompt, no news or update checks; Validate names what is graded after submission)."
 
 test: setup data  ## set up, then run the whole test suite
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)

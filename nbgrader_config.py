@@ -8,11 +8,10 @@ from bnlab.instructor.admission import before_copy  # nbgrader's pre-convert hoo
 
 c = get_config()  # noqa: F821 - provided by nbgrader
 
-# `nbgrader validate`: where nbgrader would say a bare "Success!", it lists the multiple-choice and written answers,
-# which are graded only after submission (nbgrader has no setting for that line). JupyterLab's Validate button can
-# show the same list (dialog=True), as entries under nbgrader's fixed heading "The following cell failed:"; it stays
-# off until tests/browser/test_student_day.py expects that dialog instead of "validation-success".
-explain_validation(dialog=False)
+# `nbgrader validate`: where nbgrader would say a bare "Success!", it lists the multiple-choice, numeric and written
+# answers, which are graded only after submission (nbgrader has no setting for that line). JupyterLab's Validate
+# dialog says the same through the course's extension (jupyter/validate-extension, installed by `make lab-settings`).
+explain_validation()
 
 here = os.path.dirname(os.path.abspath(__file__))
 

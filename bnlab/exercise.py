@@ -97,49 +97,30 @@ def graded_after_submission(nb) -> list[dict]:
     return found
 
 
-def explain_validation(dialog: bool = True) -> None:
-    """Make nbgrader's Validator list the answers graded only after submission where it would say a bare
-    "Success!": ``nbgrader validate`` always, and JupyterLab's *Validate* button (the same Validator) when
-    ``dialog`` is true.
+def explain_validation() -> None:
+    """Make ``nbgrader validate`` list the answers graded only after submission where it would print a bare
+    "Success!".
 
-    nbgrader 0.9.6 has no setting for that line (its CLI and its JupyterLab dialog hard-code it), so an
-    nbgrader configuration file calls this. A validation that finds nothing wrong then reports each such
-    answer with what is and is not checked: the CLI under a heading that says every check passes, the dialog
-    as entries of its list (the only text it shows besides its fixed "Success!", under nbgrader's own heading
-    "The following cell failed:"). Failures, changed cells and changed cell types are reported as before.
+    nbgrader 0.9.6 has no setting for that line, so an nbgrader configuration file calls this. A validation
+    that finds nothing wrong then ends with each such answer and what is and is not checked; failures,
+    changed cells and changed cell types are printed as before. JupyterLab's *Validate* dialog says the same
+    through the course's JupyterLab extension (jupyter/validate-extension), which reads the open notebook by
+    this module's rule; the results nbgrader's server sends that dialog are left as they are.
     """
-    import html
-
     import nbformat
     from nbgrader.validator import Validator
 
     if getattr(Validator, "explains_later_grading", False):
         return
-    validate, validate_and_print = Validator.validate, Validator.validate_and_print
-
-    def with_notices(self, filename, results):
-        if results or self.invert:
-            return results
-        later = graded_after_submission(nbformat.read(filename, as_version=4))
-        if not later:
-            return results
-        return {
-            "failed": [
-                # JupyterLab's dialog shows "error" as HTML (nbgrader escapes its own); the answer is the student's text
-                {"source": a["source"], "error": html.escape(a["message"]), "raw_error": a["message"], "later": True}
-                for a in later
-            ]
-        }
-
-    def validate_explained(self, filename):
-        return with_notices(self, filename, validate(self, filename))
+    validate_and_print = Validator.validate_and_print
 
     def print_explained(self, filename):
-        results = with_notices(self, filename, self.validate(filename))
-        if list(results) == ["failed"] and all(entry.get("later") for entry in results["failed"]):
+        results = self.validate(filename)
+        later = [] if results or self.invert else graded_after_submission(nbformat.read(filename, as_version=4))
+        if later:
             self.stream.write("Success! Every check in the notebook passes. Graded only after you submit:\n")
-            for entry in results["failed"]:
-                self.stream.write(f"- {entry['raw_error']}\n")
+            for answer in later:
+                self.stream.write(f"- {answer['message']}\n")
             return
         self.validate = lambda _filename: results  # nbgrader prints what was found, without running it again
         try:
@@ -147,7 +128,5 @@ def explain_validation(dialog: bool = True) -> None:
         finally:
             del self.validate
 
-    if dialog:
-        Validator.validate = validate_explained
     Validator.validate_and_print = print_explained
     Validator.explains_later_grading = True

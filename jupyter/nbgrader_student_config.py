@@ -11,7 +11,7 @@ c.CourseDirectory.course_id = "batchnorm"
 c.Execute.timeout = 300
 
 # `nbgrader validate` in a terminal lists the answers graded only after submission where it would say a bare
-# "Success!" (the Validate button's dialog keeps nbgrader's own "Success!"; see the course's nbgrader_config.py)
+# "Success!" (the Validate button's dialog says the same through jupyter/validate-extension)
 from bnlab.exercise import explain_validation  # noqa: E402 - after get_config, as nbgrader reads the file
 
-explain_validation(dialog=False)
+explain_validation()

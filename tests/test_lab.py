@@ -114,6 +114,7 @@ def test_make_lab_serves_the_release_folder(tmp_path):
 @pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
 def test_make_lab_settings_installs_the_quiet_settings(tmp_path):
     """`make lab-settings LAB_PREFIX=...` puts the course's settings where JupyterLab reads them."""
+    from jupyterlab_server.config import get_federated_extensions
     from jupyterlab_server.settings_utils import _get_overrides
 
     result = subprocess.run(
@@ -129,3 +130,9 @@ def test_make_lab_settings_installs_the_quiet_settings(tmp_path):
     config = json.loads((tmp_path / "etc" / "jupyter" / "jupyter_lab_config.json").read_text())
     assert config["LabApp"]["news_url"] is None
     assert config["LabApp"]["check_for_updates_class"] == "jupyterlab.NeverCheckForUpdate"
+    # the Validate message (jupyter/validate-extension): JupyterLab finds it as a prebuilt extension
+    found = get_federated_extensions([str(tmp_path / "share" / "jupyter" / "labextensions")])
+    assert list(found) == ["bnlab-validate"], found
+    build = found["bnlab-validate"]["jupyterlab"]["_build"]
+    assert (Path(found["bnlab-validate"]["ext_path"]) / build["load"]).is_file()
+    assert build["extension"] == "./extension"

@@ -57,6 +57,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(CURDIR)/.venv/bin
 PORT ?= 8888
 export PATH := $(BIN):$(PATH)
+EXTENSION := .venv/share/jupyter/labextensions/bnlab-validate
 .PHONY: setup data lab
 setup: .venv/.installed
 # After the README's `pip install -e .` the course is installed but this stamp is not there yet: no second install.
@@ -73,6 +74,7 @@ lab: setup data  ## open JupyterLab on the notebooks (with the course's quiet Ju
 \tinstall -D -m 644 jupyter/overrides.json .venv/share/jupyter/lab/settings/overrides.d/bnlab-course.json
 \tinstall -D -m 644 jupyter/jupyter_lab_config.json .venv/etc/jupyter/jupyter_lab_config.json
 \tinstall -D -m 644 jupyter/nbgrader_student_config.py .venv/etc/jupyter/nbgrader_config.py
+\tmkdir -p $(EXTENSION) && cp -R jupyter/validate-extension/. $(EXTENSION)
 \t$(BIN)/jupyter lab --ServerApp.root_dir=notebooks --port=$(PORT) $(if $(filter 0,$(shell id -u)),--allow-root,)
 """
 
@@ -87,7 +89,9 @@ make lab                                                  # fetch MNIST once, th
 ```
 
 Without `make`: `.venv/bin/python -m bnlab.data`, then `.venv/bin/jupyter lab notebooks
---LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate`.
+--LabApp.news_url=None --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate` (copy
+`jupyter/validate-extension` to `.venv/share/jupyter/labextensions/bnlab-validate` first, and *Validate* lists
+the answers graded after you hand the notebook in).
 
 - `notebooks/batch_norm_lesson/`: the lesson (ungraded).
 - `notebooks/batch_norm_exercises/`: the graded exercise. Run its *Check* cells; hidden checks run

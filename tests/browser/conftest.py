@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -114,8 +113,8 @@ def instructor_lab(browser, tmp_path_factory):
     from bnlab.instructor.nbgrader import nbgrader
 
     work = tmp_path_factory.mktemp("instructor-lab")
-    if shutil.which("make"):  # the course's quiet JupyterLab settings, as `make lab` installs them
-        subprocess.run(["make", "--no-print-directory", "lab-settings"], cwd=REPO, check=True, capture_output=True)
+    if shutil.which("make"):
+        labdriver.install_lab_settings()
     course = scratch.create_course(work / "course")
     # A named student, as after `nbgrader db student import` (else the formgrader shows "None, None").
     nbgrader("db", "student", "add", "ada", "--first-name=Ada", "--last-name=Lovelace", root=course)

@@ -117,6 +117,12 @@ def jupyter_lab(cmd: list[str], cwd: Path, env: dict, port: int, log_path: Path,
 
 
 @contextlib.contextmanager
+def install_lab_settings() -> None:
+    """The course's JupyterLab settings and Validate message into the course's .venv, as ``make lab`` and
+    ``make hub`` install them (``make lab-settings``; jupyter/README.md)."""
+    subprocess.run(["make", "--no-print-directory", "lab-settings"], cwd=REPO, check=True, capture_output=True)
+
+
 def course_lab(course: Path, work: Path, extra_env: dict, log_name: str):
     """JupyterLab (the formgrader with it) served from the nbgrader course ``course``, as an instructor runs it
     there; ``work`` holds its settings. Yields the base URL and the server's environment; its kernels are shut
@@ -331,3 +337,42 @@ def text(outputs: list[dict], mime: str = STDOUT) -> str:
 def news_prompts(page) -> int:
     """How many "get notified about official Jupyter news?" pop-ups the page shows."""
     return page.get_by_text("notified about official Jupyter news").count()
+
+
+def validate(page, notebook: nbformat.NotebookNode, seconds: float) -> str:
+    """Press the notebook's Validate button; return the success message after checking that it names every
+    answer graded only after submission (by the rule of ``nbgrader validate``'s list,
+    ``bnlab.exercise.graded_after_submission``) and the written answer, never a bare "Success!"."""
+    from bnlab.exercise import CHOICE_CHECK
+
+    page.get_by_role("button", name="Validate").click()
+    verdict = page.locator("#validation-message")
+    appears(verdict, seconds, "nbgrader's validation verdict")
+    classes = verdict.get_attribute("class") or ""
+    assert "validation-success" in classes, f"nbgrader's verdict ({classes}): {verdict.inner_text()[:1500]}"
+    page.wait_for_selector("#validation-message[data-bnlab-rewritten]", timeout=10_000)
+    message = verdict.inner_text()
+    graded = [(c, c.metadata.get("nbgrader", {})) for c in notebook.cells]
+    later = [(name, m["points"]) for c, m in graded if m.get("grade") for name in CHOICE_CHECK.findall(c.source)]
+    written = [c for c, m in graded if m.get("grade") and c.cell_type == "markdown"]
+    assert later and written, "the notebook has no answer graded after submission to name"
+    assert "passes all the tests" not in message, f"Validate still claims that every test passed: {message}"
+    for name, points in later:
+        named = f"{name} ({points:g} point{'' if points == 1 else 's'})"
+        assert named in message, f"Validate does not name {named} as graded after submission: {message}"
+    assert "graded by hand after you submit" in message, f"Validate does not mention the written answer: {message}"
+    return message
+
+
+def score_by_hand(grader, field, score: str, saved) -> None:
+    """Type ``score`` into a formgrader score ``field`` as a grader does (type, then Tab away, which saves it)
+    and wait until ``saved()`` says the gradebook has it. The field is in the page's HTML before the
+    formgrader's script has fetched the grades and bound them: a score typed earlier is wiped by the first
+    render and never saved (seen under load), so this first waits for the script."""
+    grader.wait_for_function("() => window.formgrader && formgrader.grades && formgrader.grades.loaded", timeout=60_000)
+    field.fill(score)
+    field.press("Tab")
+    deadline = time.monotonic() + 30
+    while not saved() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert saved(), f"the manual score {score} did not reach the gradebook within 30 s"

@@ -9,11 +9,10 @@ generates feedback (after manual grading) with that score and in which no hidden
 from __future__ import annotations
 
 import re
-import time
 
 import nbformat
 import pytest
-from labdriver import Steps, appears
+from labdriver import Steps, appears, score_by_hand
 
 from bnlab import exercise
 from bnlab.instructor import notebooks
@@ -97,16 +96,8 @@ def test_formgrader_day(instructor_lab, page):
         grader.goto(f"{base}/formgrader/submissions/{notebook_id}/?index=0", referer=f"{base}/lab")
         field = grader.locator(f"input.score#{manual[0]}")
         appears(field, 60, f"the score field of {manual[0]}")
-        # the field is in the page's HTML before the formgrader's script has fetched the grades and bound
-        # them: a score typed earlier is wiped by the first render and never saved (seen once under load)
-        grader.wait_for_function("() => window.formgrader && formgrader.grades && formgrader.grades.loaded", timeout=60_000)
-        field.fill("1.5")
-        field.press("Tab")  # leaving the field saves it: on to the next field, as a grader does
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and record.cell_scores(course, assignment)[student][manual[0]][0] != 1.5:
-            time.sleep(0.5)
-        given = record.cell_scores(course, assignment)[student][manual[0]][0]
-        assert given == 1.5, "the manual score did not reach the gradebook"
+        given = lambda: record.cell_scores(course, assignment)[student][manual[0]][0] == 1.5  # noqa: E731
+        score_by_hand(grader, field, "1.5", given)
         steps.page = page
         total += 1.5
 
