@@ -1,19 +1,21 @@
-"""Part 4's checks: a student's NumPy ``batchnorm_backward`` judged against numerical gradients (NumPy only).
+"""Part 4's checks: a student's NumPy ``batchnorm_backward`` judged against TensorFlow's autodiff.
 
 The contract (stated in the exercise): ``batchnorm_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta)``
 for training-mode batch normalization ``out = gamma * (x - mean) / sqrt(var + eps) + beta``, the mean and
 the (biased) variance taken over every axis but the last: the batch for a dense layer's ``(N, D)``
 activations, batch and positions for a convolution's ``(N, H, W, C)`` feature maps.
 
-The check draws the inputs itself (from its seed, mixed with the test cell's secret salt in the trusted re-run),
-runs the student's function through a probe (:mod:`bnlab.grading.backward_probe`) and compares its answer with
-centred finite differences of the forward pass in float64, computed here, and in the notebook's kernel also with
-TensorFlow's autodiff, which the probe reports. In the trusted re-run the probe is Part 4's own process
-(:func:`bnlab.grading.worker.main_part_4`): it runs only the answer cell, where TensorFlow cannot be imported, on
-the arrays drawn here, and reports only what the function returned. There is no analytic backward pass in the library: a
-wrong answer is named by differentiating, the same numerical way, forward passes that contain the
-mistake (the mean or the variance held constant, the statistics over the batch axis only, the
-Bessel-corrected variance) and finding the one the answer matches.
+The check draws the inputs itself (from its seed, mixed with the test cell's secret salt in the trusted re-run):
+small ones, then once inputs of a layer of the network's size (:data:`LAYER_SHAPES`). It runs the student's function
+through a probe (:mod:`bnlab.grading.backward_probe`), which stops it past a time limit, and compares its answer with
+TensorFlow's autodiff of the forward pass in float64 (:func:`bnlab.grading.backward_probe.autodiff`), computed here,
+in the process that judges. In the trusted re-run the probe is Part 4's own process
+(:func:`bnlab.grading.worker.main_part_4`): it runs only the answer cell, where TensorFlow cannot be imported, on the
+arrays drawn here, and reports only what the function returned. There is no backward pass in the library that an
+answer could call there: a wrong answer is named by differentiating, the same way, forward passes that contain the
+mistake (the mean or the variance held constant, the statistics over the batch axis only, the Bessel-corrected
+variance) and finding the one the answer matches. A backward pass by finite differences is right on small inputs but
+runs past the time limit on the layer's.
 """
 
 from __future__ import annotations
@@ -23,25 +25,37 @@ import linecache
 
 import numpy as np
 
+from bnlab.exercise import BATCH_SIZE, conv_output_shape
+from bnlab.grading.backward_probe import TIME_LIMIT, autodiff
 from bnlab.grading.checks import _judged, _name_of, _remote
 from bnlab.grading.errors import fail
-from bnlab.grading.numeric import differences, generator
+from bnlab.grading.numeric import generator
 
 TOLERANCE = 1e-4  # relative (norm) error a float64 or float32 answer stays within; the mistakes differ by >1%
 # Part 4 is graded from its answer cell alone, where these cannot be imported (bnlab.grading.worker.main_part_4)
 AUTODIFF_PACKAGES = ("tensorflow", "keras", "tf_keras", "jax", "torch")
 NUMPY_ONLY = "TensorFlow cannot be imported in Part 4: write the backward pass with NumPy, node by node"
+# The inputs of a layer of the network's size: what batch normalization gets at the network's first conv layer,
+# conv_layer(images, 1), for a training batch of 64 (64 x 28 x 28 positions of 4 feature maps, 200,704 values); the
+# dense check gets the same statistics as a dense batch, one row per position. The network's own dense layer (64
+# rows of 100 units) is too small to tell a derived backward pass from a finite-difference one: moving one row of
+# every unit at once takes 128 forward passes of 6,400 values, well under a second. With 50,176 rows any
+# finite-difference pass needs at least 100,352 forward passes of 200,704 values (minutes), a derived one milliseconds
+_CONV_LAYER = conv_output_shape(1, BATCH_SIZE)
+LAYER_SHAPES = {"conv": _CONV_LAYER, "dense": (int(np.prod(_CONV_LAYER[:-1])), _CONV_LAYER[-1])}
 
 
-def draw(kind: str, seed: int) -> tuple:
+def draw(kind: str, seed: int, layer: bool = False) -> tuple:
     """``(dout, x, gamma, eps)`` for a check: shapes, offsets and scales drawn from ``seed`` (mixed with the salt of
-    :func:`bnlab.grading.numeric.salted`)."""
-    if kind not in ("dense", "conv"):
+    :func:`bnlab.grading.numeric.salted`); with ``layer``, of the shape :data:`LAYER_SHAPES` gives ``kind``."""
+    if kind not in LAYER_SHAPES:
         raise ValueError("kind must be 'dense' or 'conv'")
-    rng = generator(1000 + seed)
+    rng = generator((2000 if layer else 1000) + seed)
     shape = (int(rng.integers(6, 11)), int(rng.integers(3, 7)))
     if kind == "conv":
         shape = (int(rng.integers(3, 6)), int(rng.integers(3, 5)), int(rng.integers(3, 5)), int(rng.integers(2, 5)))
+    if layer:
+        shape = LAYER_SHAPES[kind]
     channels = shape[-1]
     x = rng.uniform(-2.0, 2.0, channels) + rng.uniform(0.5, 3.0, channels) * rng.standard_normal(shape)
     gamma = rng.uniform(0.5, 2.0, channels) * rng.choice([-1.0, 1.0], channels)

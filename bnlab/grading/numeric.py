@@ -1,7 +1,9 @@
-"""NumPy-only helpers of the checks: test inputs, the reference forward pass and its numerical gradients.
+"""NumPy-only helpers of the checks: test inputs and the reference forward pass.
 
 Nothing here imports TensorFlow or runs student code, so the trusted re-verification
-computes every reference in a process the student's code never ran in.
+computes every reference in a process the student's code never ran in. Batch normalization's gradients are not
+here: the checks take them from TensorFlow's autodiff (:func:`bnlab.grading.backward_probe.autodiff`), which Part 4's
+answer cannot import where it is graded.
 """
 
 from __future__ import annotations
@@ -219,60 +221,6 @@ def kernel_gradient(x, kernel, upstream_of_linear, step: int = 1) -> np.ndarray:
 def bn_forward(z, gamma, beta, mean, var, epsilon):
     """Batch normalization of ``z``: :func:`bnlab.reference.batch_norm_formula`, whose Args these are."""
     return batch_norm_formula(z, gamma, beta, mean, var, epsilon)
-
-
-# a forward pass of batch normalization, correct or with one of Part 4's mistakes:
-# {name: (axes of the statistics, Bessel-corrected variance, mean held constant, variance held constant)}
-FORWARDS = {
-    "correct": ("all", False, False, False),
-    "no_mean_path": ("all", False, True, False),
-    "no_variance_path": ("all", False, False, True),
-    "no_statistics_path": ("all", False, True, True),
-    "batch_axis_only": ("batch", False, False, False),
-    "bessel": ("all", True, False, False),
-}
-DIFFERENCE_STEP = 1e-5
-
-
-def _groups(x, variant):
-    """``x`` as (values in a statistics group, groups): a column per feature, or per position and feature for the
-    variant whose statistics are taken over the batch axis only."""
-    rule = FORWARDS[variant][0]
-    return x.reshape(-1, x.shape[-1]) if rule == "all" else x.reshape(x.shape[0], -1)
-
-
-def differences(variant: str, dout, x, gamma, eps, step: float = DIFFERENCE_STEP) -> dict:
-    """Centred finite differences of ``sum(dout * out)``, ``out`` training-mode batch normalization of ``x``
-    (forward pass ``variant``, a key of :data:`FORWARDS`): ``{"dx", "dgamma", "dbeta"}`` in float64.
-
-    There is no analytic backward pass in the library (Part 4 asks students for one): the checks differentiate
-    the forward pass numerically. Each value of ``x`` is moved by ``+-step`` and the forward pass evaluated again;
-    the values of a statistics group (a feature's column) are independent of the other groups, and the group's
-    loss ``gamma * sum(dout * (x - mean)) / sqrt(var + eps)`` is a function of four sums over the group (of
-    ``dout * x``, ``dout``, ``x`` and ``x**2``), so the forward pass at every moved value is evaluated at once
-    from those sums moved by that one value."""
-    _, unbiased, hold_mean, hold_var = FORWARDS[variant]
-    dout, x, gamma = (np.asarray(a, dtype=np.float64) for a in (dout, x, gamma))
-    lead = axes(x)
-    cols, douts = _groups(x, variant), _groups(dout, variant)
-    cols = cols - cols.mean(axis=0)  # (the loss does not change when a group is shifted: sums of small values)
-    n = cols.shape[0]
-    g = _groups(np.broadcast_to(gamma, x.shape), variant)[0]
-    s_dx, s_d, s_x, s_xx = (douts * cols).sum(0), douts.sum(0), cols.sum(0), (cols * cols).sum(0)
-    mean0, var0 = s_x / n, s_xx / n - (s_x / n) ** 2
-    correction = n / (n - 1) if unbiased else 1.0
-
-    def loss(h, gain=g):
-        """The group's loss with each value moved by ``h`` in turn (one loss per value): shape of ``cols``."""
-        moved_x = s_x + h
-        mean = mean0 if hold_mean else moved_x / n
-        var = var0 if hold_var else (s_xx + 2 * cols * h + h * h) / n - (moved_x / n) ** 2
-        return gain * (s_dx + douts * h - mean * s_d) / np.sqrt(var * correction + eps)
-
-    dx = ((loss(step) - loss(-step)) / (2 * step)).reshape(x.shape)
-    by_group = (loss(0.0, g + step) - loss(0.0, g - step))[0] / (2 * step)
-    dgamma = by_group.reshape(-1, x.shape[-1]).sum(axis=0)  # a feature's groups (one per position, or just one)
-    return {"dx": dx, "dgamma": dgamma, "dbeta": dout.sum(axis=lead)}  # out + beta: d/dbeta is exact
 
 
 def infer_momentum(before, after, batch_value):

@@ -116,13 +116,13 @@ def jupyter_lab(cmd: list[str], cwd: Path, env: dict, port: int, log_path: Path,
         log.close()
 
 
-@contextlib.contextmanager
 def install_lab_settings() -> None:
     """The course's JupyterLab settings and Validate message into the course's .venv, as ``make lab`` and
     ``make hub`` install them (``make lab-settings``; jupyter/README.md)."""
     subprocess.run(["make", "--no-print-directory", "lab-settings"], cwd=REPO, check=True, capture_output=True)
 
 
+@contextlib.contextmanager
 def course_lab(course: Path, work: Path, extra_env: dict, log_name: str):
     """JupyterLab (the formgrader with it) served from the nbgrader course ``course``, as an instructor runs it
     there; ``work`` holds its settings. Yields the base URL and the server's environment; its kernels are shut
