@@ -1,10 +1,11 @@
 """The graded checks: each calls a student's function through a probe and judges what it did.
 
-The judging is NumPy only (:mod:`bnlab.grading.numeric`). In the notebook the probe runs in the same
-kernel; in the trusted re-verification the student's names are :class:`~bnlab.grading.wire.RemoteName`
-and the probe runs in a worker process, so the same judging code sees the same data. Checks return
-None and raise :class:`~bnlab.grading.errors.CheckFailed` with a short message: what is wrong in the
-judged function (named by its own name), why it matters, what to try, and the lesson section that
+The judging is NumPy (:mod:`bnlab.grading.numeric`), its reference gradients TensorFlow's autodiff
+(:func:`~bnlab.grading.backward_probe.autodiff`). In the notebook the probe runs in the same kernel; in the
+trusted re-verification the student's names are :class:`~bnlab.grading.wire.RemoteName` and the probe runs in
+a worker process, so the same judging code sees the same data. Checks return None and raise
+:class:`~bnlab.grading.errors.CheckFailed` with a short message: what is wrong in the judged function
+(named by its own name), why it matters, what to try, and the lesson section that
 explains it (:data:`~bnlab.grading.errors.LESSON`). They judge behaviour under the notebook's own calls:
 Keras inference as the given ``predict`` runs it (``model(images)``, no flag, so a training flag fixed
 inside a layer function shows), ``train_step`` traced and also with the run's optimizer
@@ -19,6 +20,7 @@ import numpy as np
 
 from bnlab.exercise import MAX_MOMENTUM, MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
 from bnlab.grading import numeric as num
+from bnlab.grading.backward_probe import autodiff
 from bnlab.grading.errors import fail, flag_fixed_inside, never_moved, one_for_all, stats_named, worst_entry
 from bnlab.grading.errors import judged as _judged  # (the step and backward checks import these two from here)
 from bnlab.grading.errors import name_of as _name_of  # noqa: F401
@@ -391,8 +393,8 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
         g = upstream * (num.bn_forward(z, gamma, beta, mean, var, eps) > 0) if relu_after else upstream
         if not through_stats:
             dz = g * gamma / np.sqrt(var + eps)
-        else:  # numerically: the library has no analytic backward pass (exercise, Part 4)
-            dz = num.differences("bessel" if unbiased else "correct", g, z, gamma, eps)["dx"]
+        else:  # TensorFlow's autodiff: the library has no backward pass of its own (exercise, Part 4)
+            dz = autodiff(g, z, gamma, eps, "bessel" if unbiased else "correct")["dx"]
         return num.kernel_gradient(x, info["kernel"], dz if relu_after else dz * (lin > 0), num.stride(kind, arg))
 
     # the variance kind the forward pass matched first, then the other (they differ little in the forward pass)

@@ -11,8 +11,10 @@ parent computes from the judge's data.
 Part 4 has a process of its own, ``python -I -m bnlab.grading.worker backward IN OUT`` (:func:`main_part_4`),
 started from an empty folder: it runs only the source of Part 4's answer cell, which the parent sends, where
 TensorFlow and Keras cannot be imported (:data:`AUTODIFF_PACKAGES`; the sandbox also hides their folders), and
-answers with what the student's ``batchnorm_backward`` returns on the arrays the parent drew. No other cell of the
-submission runs there, so nothing can replace what it runs, and no autodiff can stand in for the backward pass.
+answers with what the student's ``batchnorm_backward`` returns on the arrays the parent drew, or that it ran past the
+probe's time limit (:data:`bnlab.grading.backward_probe.TIME_LIMIT`, kept by this process's main thread, so the
+process answers and the checks after it still run). No other cell of the submission runs there, so nothing can
+replace what it runs, and no autodiff can stand in for the backward pass.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ class _RefuseAutodiff(importlib.abc.MetaPathFinder):
 def main_part_4(fd_in: int, fd_out: int) -> None:
     """Part 4's process. ``{"op": "cell", "source"}`` runs the answer cell (once); ``{"op": "run", "name", "args"}``
     calls the function it defined, ``name(dout, x, gamma, eps)``, and answers
-    :meth:`bnlab.grading.backward_probe.BackwardProbe.run`'s report (``"undefined"`` says why there is no function)."""
+    :meth:`bnlab.grading.backward_probe.BackwardProbe.run`'s report (``"undefined"`` says why there is no function;
+    ``"slow"`` that the call ran past the time limit)."""
     reader, writer = _quiet(fd_in, fd_out)
     from bnlab.grading.backward_probe import BackwardProbe
     from bnlab.grading.wire import decode, encode, serve
@@ -125,7 +128,7 @@ def main_part_4(fd_in: int, fd_out: int) -> None:
             if not callable(function):
                 stopped = f": the cell stopped with {cell['error']}" if cell["error"] else ""
                 return {"ok": encode({"undefined": f"Part 4's answer cell does not define {name}{stopped}"})}
-            report = BackwardProbe(function, with_autodiff=False).run(*decode(request["args"]))
+            report = BackwardProbe(function).run(*decode(request["args"]))  # in the main thread: time-limited
             if report["error"] and cell["error"]:  # e.g. a name the cell never got to define: say what stopped it
                 report["error"] += f" (the answer cell stopped with {cell['error']})"
             return {"ok": encode(report)}

@@ -7,58 +7,51 @@ from __future__ import annotations
 
 import ast
 import linecache
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from submissions.backward_part import graph
 
-from bnlab import grading
+from bnlab import gradients, grading
 from bnlab.grading import backward, backward_probe, numeric
 
 PACKAGE = Path(backward.__file__).resolve().parents[1]
 
 
+def _forward(variant, x, gamma, eps):
+    """A NumPy forward pass of batch normalization for ``sum(dout * out)``, correct or with one of Part 4's mistakes
+    (``backward_probe.FORWARDS``): a statistic held at its value for ``x``, the batch axis only, Bessel's variance."""
+    batch_axis_only, unbiased, hold_mean, hold_var = backward_probe.FORWARDS[variant]
+    over = (0,) if batch_axis_only else tuple(range(x.ndim - 1))
+    fixed_mean, fixed_var = x.mean(axis=over), x.var(axis=over, ddof=int(unbiased))
+
+    def forward(xv, g=gamma):
+        mean = fixed_mean if hold_mean else xv.mean(axis=over)
+        var = fixed_var if hold_var else xv.var(axis=over, ddof=int(unbiased))
+        return g * (xv - mean) / np.sqrt(var + eps)
+
+    return forward
+
+
 @pytest.mark.parametrize("kind", ["dense", "conv"])
-def test_numerical_gradient_matches_tensorflow_autodiff(kind):
-    """The finite differences (float64) agree with tf.GradientTape to CS231n's float64 level."""
-    for seed in range(3):
+def test_the_tensorflow_reference_matches_a_slow_numerical_gradient(kind):
+    """The checks' reference (tf.GradientTape, float64) agrees with the lesson's numerical_gradient, one entry at a
+    time (float64), to CS231n's float64 level: for the right forward pass and for each named mistake."""
+    for seed in range(2):
         dout, x, gamma, eps = backward.draw(kind, seed)
-        numerical = numeric.differences("correct", dout, x, gamma, eps)
+        for variant in backward_probe.FORWARDS:
+            forward = _forward(variant, x, gamma, eps)
+            tape = backward_probe.autodiff(dout, x, gamma, eps, variant)
+            numerical = gradients.numerical_gradient(forward, x, dout)
+            assert backward.relative_error(tape["dx"], numerical) < 1e-5, (seed, variant)
         tape = backward_probe.autodiff(dout, x, gamma, eps)
-        for key in ("dx", "dgamma", "dbeta"):
-            assert backward.relative_error(numerical[key], tape[key]) < 1e-5, key
-
-
-def _moved_one_at_a_time(variant, dout, x, gamma, eps, step=numeric.DIFFERENCE_STEP):
-    """d sum(dout * out) / dx by moving one value at a time and running the whole forward pass again."""
-    rule, unbiased, hold_mean, hold_var = numeric.FORWARDS[variant]
-    over = tuple(range(x.ndim - 1)) if rule == "all" else (0,)
-
-    def loss(xv):
-        mean, var = xv.mean(axis=over), xv.var(axis=over, ddof=1 if unbiased else 0)
-        mean, var = (
-            (x.mean(axis=over) if hold_mean else mean),
-            (x.var(axis=over, ddof=int(unbiased)) if hold_var else var),
-        )
-        return float((dout * gamma * (xv - mean) / np.sqrt(var + eps)).sum())
-
-    dx = np.empty_like(x)
-    for index in np.ndindex(*x.shape):
-        moved = [x.copy(), x.copy()]
-        moved[0][index] += step
-        moved[1][index] -= step
-        dx[index] = (loss(moved[0]) - loss(moved[1])) / (2 * step)
-    return dx
-
-
-@pytest.mark.parametrize("shape", [(12, 5), (6, 3, 3, 4)])
-def test_differences_from_group_sums_are_those_of_moving_one_value_at_a_time(shape):
-    rng = np.random.default_rng(3)
-    x, dout, gamma = 1.5 + 2 * rng.standard_normal(shape), rng.standard_normal(shape), rng.uniform(0.5, 2, shape[-1])
-    for variant in numeric.FORWARDS:
-        fast = numeric.differences(variant, dout, x, gamma, 1e-3)["dx"]
-        assert backward.relative_error(fast, _moved_one_at_a_time(variant, dout, x, gamma, 1e-3)) < 1e-6, variant
+        numerical = gradients.numerical_gradient(lambda g: _forward("correct", x, g, eps)(x, g), gamma, dout)
+        assert backward.relative_error(tape["dgamma"], numerical) < 1e-5
+        assert backward.relative_error(tape["dbeta"], dout.sum(axis=tuple(range(x.ndim - 1)))) < 1e-12
 
 
 def test_every_mistake_differs_from_the_right_gradient_beyond_the_tolerance():
@@ -66,11 +59,11 @@ def test_every_mistake_differs_from_the_right_gradient_beyond_the_tolerance():
     for kind in ("dense", "conv"):
         for seed in range(4):
             dout, x, gamma, eps = backward.draw(kind, seed)
-            right = numeric.differences("correct", dout, x, gamma, eps)["dx"]
+            right = backward_probe.autodiff(dout, x, gamma, eps)["dx"]
             for variant in backward.DX_MISTAKES:
                 if variant == "batch_axis_only" and kind == "dense":
                     continue  # the same axes for (N, D)
-                wrong = numeric.differences(variant, dout, x, gamma, eps)["dx"]
+                wrong = backward_probe.autodiff(dout, x, gamma, eps, variant)["dx"]
                 assert not backward.agrees(wrong, right, 10 * backward.TOLERANCE), (kind, seed, variant)
 
 
@@ -79,6 +72,107 @@ def test_inputs_vary_with_the_seed_and_the_kind():
     assert len(shapes) > 4 and {len(s) for s in shapes} == {2, 4}
     with pytest.raises(ValueError):
         backward.draw("rnn", 0)
+
+
+def test_the_layer_sized_inputs_are_the_first_conv_layers_drawn_with_the_seed_and_the_salt():
+    """64 images of 28x28 with 4 feature maps (the dense check: the same values as rows), other values for
+    another seed or another salt."""
+    assert backward.LAYER_SHAPES == {"conv": (64, 28, 28, 4), "dense": (64 * 28 * 28, 4)}
+    for kind, shape in backward.LAYER_SHAPES.items():
+        x = backward.draw(kind, 0, layer=True)[1]
+        assert x.shape == shape
+        assert not np.allclose(x, backward.draw(kind, 1, layer=True)[1])
+        with numeric.salted(5):
+            assert not np.allclose(x, backward.draw(kind, 0, layer=True)[1])
+
+
+NUMERICAL_ANSWER = """
+import numpy as np
+
+
+def forward(x, gamma, eps):
+    axes = tuple(range(x.ndim - 1))
+    return gamma * (x - x.mean(axis=axes)) / np.sqrt(x.var(axis=axes) + eps)
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    dx = numerical_gradient(lambda xv: forward(xv, gamma, eps), x, dout)
+    dgamma = numerical_gradient(lambda g: forward(x, g, eps), gamma, dout)
+    return dx, dgamma, dout.sum(axis=tuple(range(x.ndim - 1)))
+"""
+
+
+def test_a_backward_pass_by_finite_differences_fails_on_the_layer_sized_inputs_with_the_time_message():
+    """The lesson's numerical_gradient on the student's own NumPy forward pass is right on the small inputs, and the
+    check stops it on the layer's within the time limit, saying why."""
+    namespace: dict = {"numerical_gradient": gradients.numerical_gradient}
+    exec(NUMERICAL_ANSWER, namespace)
+    small = backward.draw("conv", 0)
+    report = backward_probe.BackwardProbe(namespace["batchnorm_backward"]).run(*small)
+    assert backward.agrees(report["answer"][0], backward_probe.autodiff(*small)["dx"])  # the control: right there
+    start = time.monotonic()
+    with pytest.raises(grading.CheckFailed) as info:
+        grading.check_backward(namespace["batchnorm_backward"], "dense")
+    assert time.monotonic() - start < backward_probe.TIME_LIMIT + 5
+    message = str(info.value)
+    assert f"took more than {backward_probe.TIME_LIMIT:g} s on inputs of shape (50176, 4)" in message, message
+    assert "two forward passes per input value" in message and "node by node" in message
+    assert "lesson, section 12, *The backward pass by hand*" in message
+
+
+def test_the_solution_passes_and_takes_a_small_part_of_the_time_limit():
+    namespace: dict = {}
+    exec(graph()["backward_answer"], namespace)
+    for kind in ("dense", "conv"):
+        grading.check_backward(namespace["batchnorm_backward"], kind, seed=2)
+        inputs = backward.draw(kind, 2, layer=True)
+        start = time.monotonic()
+        namespace["batchnorm_backward"](*inputs)
+        assert time.monotonic() - start < backward_probe.TIME_LIMIT / 20, kind
+
+
+def test_an_answer_that_calls_the_former_finite_differences_of_the_library_fails():
+    """``bnlab.grading.numeric.differences`` (a vectorised backward pass) is gone: a 3-line answer that called it
+    scored Part 4."""
+    with pytest.raises(ImportError, match="differences"):
+        exec("from bnlab.grading.numeric import differences", {})
+    namespace: dict = {}
+    exec(
+        "from bnlab.grading import numeric\n\n\ndef batchnorm_backward(dout, x, gamma, eps):\n"
+        '    d = numeric.differences("correct", dout, x, gamma, eps)\n    return d["dx"], d["dgamma"], d["dbeta"]\n',
+        namespace,
+    )
+    with pytest.raises(grading.CheckFailed, match="AttributeError.*differences"):
+        grading.check_backward(namespace["batchnorm_backward"], "dense")
+
+
+def test_the_time_limit_stops_the_block_and_puts_back_the_timer_and_handler_it_found():
+    def earlier(signum, frame):
+        raise AssertionError("the earlier timer fired")
+
+    previous = signal.signal(signal.SIGALRM, earlier)
+    signal.setitimer(signal.ITIMER_REAL, 60.0)
+    try:
+        with pytest.raises(backward_probe.TooSlow):
+            with backward_probe.time_limit(0.05):
+                while True:
+                    pass
+        assert signal.getsignal(signal.SIGALRM) is earlier
+        assert 55.0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 60.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    elsewhere = []  # no signals outside the main thread: no limit there
+    thread = threading.Thread(target=lambda: elsewhere.append(_run_limited(0.01, 0.05)))
+    thread.start()
+    thread.join()
+    assert elsewhere == ["done"]
+
+
+def _run_limited(limit, duration):
+    with backward_probe.time_limit(limit):
+        time.sleep(duration)
+    return "done"
 
 
 def test_a_function_that_raises_or_returns_too_little_gets_a_message():
@@ -96,7 +190,8 @@ def test_a_function_that_raises_or_returns_too_little_gets_a_message():
 
 def test_the_library_ships_no_analytic_backward_pass():
     """What a student receives (bnlab outside instructor/) defines no function that returns batch
-    normalization's gradient by formula: the checks differentiate the forward pass numerically."""
+    normalization's gradient by formula: the checks take it from TensorFlow's autodiff (backward_probe.autodiff),
+    which cannot be imported where Part 4 is graded, and the finite differences of numeric are gone."""
     offenders = []
     for path in PACKAGE.rglob("*.py"):
         if "instructor" in path.parts:
@@ -105,6 +200,7 @@ def test_the_library_ships_no_analytic_backward_pass():
             if isinstance(node, ast.FunctionDef) and "backward" in node.name and node.name != "check_backward":
                 offenders.append(f"{path.name}:{node.name}")
     assert offenders == []
+    assert not hasattr(numeric, "differences")
 
 
 def test_stopped_statistics_message_points_to_the_backward_section():
