@@ -4,12 +4,15 @@ messages as the kernel."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from submissions import ALTERNATIVES, BUGS
 from submissions.tampering import BACKWARD_BY_AUTODIFF, BACKWARD_LIES, BACKWARD_STUB, REPLACE_PROBE
 from test_integrity import _by_name, combine, failed, trusted_verdicts
 
-from bnlab.grading import backward
+from bnlab.grading import backward, backward_probe
+from bnlab.grading.errors import CheckFailed
 from bnlab.instructor import isolation
 from bnlab.instructor.notebooks import solution_answers
 from bnlab.instructor.preprocessors import verify
@@ -49,6 +52,54 @@ def test_the_honest_backward_pass_passes_in_the_kernel_and_in_its_own_process():
     for kind in ("dense", "conv"):  # the kernel's route: autodiff beside it
         backward.check_backward(namespace["batchnorm_backward"], kind)
     assert part_4_verdicts(answer) == {name: None for name in TESTS}
+
+
+# finite differences of the answer's own NumPy forward pass, one value at a time (the lesson's numerical_gradient,
+# written out: bnlab.gradients imports TensorFlow, which Part 4's process refuses)
+NUMERICAL_ANSWER = """
+import numpy as np
+
+
+def forward(x, gamma, eps):
+    axes = tuple(range(x.ndim - 1))
+    return gamma * (x - x.mean(axis=axes)) / np.sqrt(x.var(axis=axes) + eps)
+
+
+def numerical_gradient(f, x, dout, step=1e-5):
+    x, grad = np.array(x, dtype=np.float64), np.empty(np.shape(x))
+    for index in np.ndindex(*x.shape):
+        saved = x[index]
+        x[index] = saved + step
+        plus = np.sum(dout * f(x))
+        x[index] = saved - step
+        grad[index] = (plus - np.sum(dout * f(x))) / (2 * step)
+        x[index] = saved
+    return grad
+
+
+def batchnorm_backward(dout, x, gamma, eps):
+    dx = numerical_gradient(lambda xv: forward(xv, gamma, eps), x, dout)
+    dgamma = numerical_gradient(lambda g: forward(x, g, eps), gamma, dout)
+    return dx, dgamma, dout.sum(axis=tuple(range(x.ndim - 1)))
+"""
+
+
+def test_a_backward_pass_by_finite_differences_fails_on_both_routes_with_the_time_message():
+    """Right on the small inputs, too slow on the layer's: the kernel's check fails it (so the re-run's failure is
+    no tampering, only a wrong answer), and Part 4's process stops it at the time limit and answers, with the
+    message that says why."""
+    namespace: dict = {}
+    exec(NUMERICAL_ANSWER, namespace)
+    small = backward.draw("dense", 3)
+    assert backward.agrees(namespace["batchnorm_backward"](*small)[0], backward_probe.autodiff(*small)["dx"])
+    expected = f"took more than {backward_probe.TIME_LIMIT:g} s on inputs of shape (50176, 4)"
+    with pytest.raises(CheckFailed, match=re.escape(expected)):
+        backward.check_backward(namespace["batchnorm_backward"], "dense")
+    cells = [(verify.BACKWARD_ANSWER, NUMERICAL_ANSWER), ("test_backward_dense", "")]
+    verdict = verify.verify_cells(cells, {"test_backward_dense": TESTS["test_backward_dense"]}, timeout=120)
+    message = verdict["test_backward_dense"]
+    assert expected in message and "two forward passes per input value" in message, message
+    assert "lesson, section 12" in message
 
 
 def test_a_cell_that_replaces_the_probe_earns_nothing_in_part_4s_process(monkeypatch):
