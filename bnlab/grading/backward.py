@@ -40,7 +40,8 @@ NUMPY_ONLY = "TensorFlow cannot be imported in Part 4: write the backward pass w
 # dense check gets the same statistics as a dense batch, one row per position. The network's own dense layer (64
 # rows of 100 units) is too small to tell a derived backward pass from a finite-difference one: moving one row of
 # every unit at once takes 128 forward passes of 6,400 values, well under a second. With 50,176 rows any
-# finite-difference pass needs at least 100,352 forward passes of 200,704 values (minutes), a derived one milliseconds
+# finite-difference pass needs at least 100,352 forward passes of 200,704 values (over 1,000 s), a derived one
+# milliseconds
 _CONV_LAYER = conv_output_shape(1, BATCH_SIZE)
 LAYER_SHAPES = {"conv": _CONV_LAYER, "dense": (int(np.prod(_CONV_LAYER[:-1])), _CONV_LAYER[-1])}
 
