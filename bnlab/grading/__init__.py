@@ -8,9 +8,9 @@ why it matters, what to try and which lesson section explains it, with no grader
 - :mod:`bnlab.grading.checks`: the layer checks and their judging (NumPy only);
 - :mod:`bnlab.grading.step_checks`: the checks of ``train_step``, ``predict`` and the answers
   (multiple choice and numeric, each student's own: :mod:`bnlab.variants`);
-- :mod:`bnlab.grading.backward`: Part 4's check of a NumPy backward pass (NumPy only), with its probe in
-  :mod:`bnlab.grading.backward_probe`;
-- :mod:`bnlab.grading.numeric`: test inputs, the reference forward pass and its numerical gradients;
+- :mod:`bnlab.grading.backward`: Part 4's check of a NumPy backward pass, with its probe and its TensorFlow
+  reference (autodiff, imported only when a check needs it) in :mod:`bnlab.grading.backward_probe`;
+- :mod:`bnlab.grading.numeric`: test inputs and the reference forward pass;
 - :mod:`bnlab.grading.probes`: the TensorFlow side: student functions run and reported as arrays;
 - :mod:`bnlab.grading.errors`: :class:`CheckFailed` and the lesson sections its messages point to;
 - where the course is graded (not in a student's copy): every check runs again out of the notebook's reach, on the
@@ -21,7 +21,7 @@ why it matters, what to try and which lesson section explains it, with no grader
 layer_depth)`` apply Keras layers; ``train_step(model, optimizer, images, labels)`` and
 ``predict(model, images)`` choose the mode. ``api="nn"`` (Part 2): the layer functions take
 ``is_training`` and create their variables with :func:`bnlab.nn.get_variable`.
-Importing this package does not import TensorFlow (the trusted verifier needs NumPy only).
+Importing this package does not import TensorFlow (Part 4's process, where it cannot be imported, uses it).
 """
 
 from bnlab.grading.backward import check_backward
