@@ -1,12 +1,13 @@
 """TensorFlow side of Part 4's check: the reference gradients, and the student's ``batchnorm_backward`` run on the
 check's inputs within a time limit.
 
-:func:`autodiff` is the checks' one reference for batch normalization's backward pass: TensorFlow's autodiff of a
-forward pass in float64, correct or with one of Part 4's named mistakes. It is TensorFlow and not NumPy on purpose:
-the checks compute it in the process that judges (the notebook's kernel, nbgrader's process in the trusted re-run),
-where TensorFlow is at hand, while Part 4's answer is graded from its cell alone where TensorFlow cannot be imported
-(:func:`bnlab.grading.worker.main_part_4`, and the notebook's ``backward._check_alone``). So nothing in the library
-that an answer can call there returns batch normalization's gradients.
+:func:`autodiff` is the checks' reference for batch normalization's backward pass in the notebook: TensorFlow's
+autodiff of a forward pass in float64, correct or with one of Part 4's named mistakes. It is TensorFlow and not NumPy
+on purpose: the checks compute it in the kernel, where TensorFlow is at hand, while Part 4's answer is graded from its
+cell alone where TensorFlow cannot be imported (:func:`bnlab.grading.worker.main_part_4`, and the notebook's
+``backward._check_alone``). So nothing in the library that an answer can call there returns batch normalization's
+gradients. Where a notebook is graded, the checks judge in a process without TensorFlow, with the grader's own NumPy
+reference (:data:`GRADER_REFERENCE`, not part of the library), which gives the same gradients.
 
 :class:`BackwardProbe` calls the function on copies of the inputs the check drew and reports what it returned as
 float64 arrays, or that it ran past :data:`TIME_LIMIT`. It judges nothing: the verdict is
@@ -40,6 +41,18 @@ FORWARDS = {
     "batch_axis_only": (True, False, False, False),
     "bessel": (False, True, False, False),
 }
+
+
+# where the checks judge without TensorFlow (when a notebook is graded): the grader's NumPy reference, set there
+GRADER_REFERENCE = None
+
+
+def reference(dout, x, gamma, eps, variant: str = "correct") -> dict:
+    """The checks' reference gradients: :func:`autodiff`, or where a notebook is graded the grader's NumPy one
+    (:data:`GRADER_REFERENCE`), which gives the same ``{"dx", "dgamma", "dbeta"}``."""
+    if GRADER_REFERENCE is not None:
+        return GRADER_REFERENCE(dout, x, gamma, eps, variant)
+    return autodiff(dout, x, gamma, eps, variant)
 
 
 def autodiff(dout, x, gamma, eps, variant: str = "correct") -> dict:

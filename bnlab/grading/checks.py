@@ -20,7 +20,7 @@ import numpy as np
 
 from bnlab.exercise import MAX_MOMENTUM, MIN_MOMENTUM, MOMENTUM_TOLERANCE, NUM_BATCHES
 from bnlab.grading import numeric as num
-from bnlab.grading.backward_probe import autodiff
+from bnlab.grading.backward_probe import reference as reference_gradients
 from bnlab.grading.errors import fail, flag_fixed_inside, never_moved, one_for_all, stats_named, worst_entry
 from bnlab.grading.errors import judged as _judged  # (the step and backward checks import these two from here)
 from bnlab.grading.errors import name_of as _name_of  # noqa: F401
@@ -393,8 +393,8 @@ def check_training_output(layer_fn, kind: str, api: str, arg=None, seed: int = 0
         g = upstream * (num.bn_forward(z, gamma, beta, mean, var, eps) > 0) if relu_after else upstream
         if not through_stats:
             dz = g * gamma / np.sqrt(var + eps)
-        else:  # TensorFlow's autodiff: the library has no backward pass of its own (exercise, Part 4)
-            dz = autodiff(g, z, gamma, eps, "bessel" if unbiased else "correct")["dx"]
+        else:  # autodiff (the grader's NumPy reference in nbgrader's process): no backward pass is shipped (Part 4)
+            dz = reference_gradients(g, z, gamma, eps, "bessel" if unbiased else "correct")["dx"]
         return num.kernel_gradient(x, info["kernel"], dz if relu_after else dz * (lin > 0), num.stride(kind, arg))
 
     # the variance kind the forward pass matched first, then the other (they differ little in the forward pass)

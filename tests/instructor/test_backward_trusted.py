@@ -4,7 +4,10 @@ messages as the kernel."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 from submissions import ALTERNATIVES, BUGS
@@ -13,7 +16,7 @@ from test_integrity import _by_name, combine, failed, trusted_verdicts
 
 from bnlab.grading import backward, backward_probe
 from bnlab.grading.errors import CheckFailed
-from bnlab.instructor import isolation
+from bnlab.instructor import isolation, reference
 from bnlab.instructor.notebooks import solution_answers
 from bnlab.instructor.preprocessors import verify
 
@@ -151,3 +154,33 @@ def batchnorm_backward(dout, x, gamma, eps):
 """
     verdicts = part_4_verdicts(answer)
     assert "tensorflow holds []" in verdicts["test_backward_dense"], verdicts
+
+
+@pytest.mark.parametrize("variant", list(backward_probe.FORWARDS))
+@pytest.mark.parametrize("kind", ["dense", "conv"])
+def test_the_graders_numpy_reference_agrees_with_autodiff(kind, variant):
+    """nbgrader's process judges with the grader's NumPy reference (bnlab.instructor.reference), the kernel with
+    TensorFlow's autodiff: the same gradients, correct and for every named mistake, at both sizes."""
+    for inputs in (backward.draw(kind, 5), backward.draw(kind, 5, layer=True)):
+        numpy_side, tf_side = reference.differences(*inputs, variant), backward_probe.autodiff(*inputs, variant)
+        for key in ("dx", "dgamma", "dbeta"):
+            assert backward.agrees(numpy_side[key], tf_side[key], 1e-6), (kind, variant, key)
+
+
+def test_the_rerun_judges_part_4_without_loading_tensorflow_in_nbgraders_process():
+    """TensorFlow in nbgrader's process would add about 1 GiB to every submission under `make autograde`'s memory
+    limit (it stopped the graded class in CI): the re-run's checks there use the NumPy reference."""
+    script = (
+        "import json, sys\n"
+        "from bnlab.instructor.preprocessors import verify\n"
+        "from bnlab.instructor.notebooks import solution_answers\n"
+        f"tests = {TESTS!r}\n"
+        "cells = [(verify.BACKWARD_ANSWER, solution_answers()[verify.BACKWARD_ANSWER]), *((n, '') for n in tests)]\n"
+        "verdicts = verify.verify_cells(cells, tests, timeout=120)\n"
+        "print(json.dumps([verdicts, 'tensorflow' in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts, loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert verdicts == {name: None for name in TESTS}, verdicts
+    assert not loaded, "nbgrader's process imported TensorFlow to judge Part 4"
