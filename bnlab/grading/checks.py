@@ -1,7 +1,7 @@
 """The graded checks: each calls a student's function through a probe and judges what it did.
 
-The judging is NumPy (:mod:`bnlab.grading.numeric`), its reference gradients TensorFlow's autodiff
-(:func:`~bnlab.grading.backward_probe.autodiff`). In the notebook the probe runs in the same kernel; in the
+The judging is NumPy (:mod:`bnlab.grading.numeric`), its reference gradients
+:func:`~bnlab.grading.backward_probe.reference`'s. In the notebook the probe runs in the same kernel; in the
 trusted re-verification the student's names are :class:`~bnlab.grading.wire.RemoteName` and the probe runs in
 a worker process, so the same judging code sees the same data. Checks return None and raise
 :class:`~bnlab.grading.errors.CheckFailed` with a short message: what is wrong in the judged function

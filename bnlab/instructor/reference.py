@@ -3,8 +3,9 @@
 The checks' reference is TensorFlow's autodiff (:func:`bnlab.grading.backward_probe.autodiff`) wherever a student's
 kernel runs them. nbgrader's process, where the trusted re-run judges, does not load TensorFlow: importing it there
 would add about 1 GiB to every submission's memory, next to the kernel and the re-run's processes, under the same
-limit (``make autograde``'s per-submission memory). There :func:`install` (called by the re-run,
-:mod:`bnlab.instructor.preprocessors.verify`) makes the checks use :func:`differences` instead. This module is
+limit (``make autograde``'s per-submission memory). There :func:`install` (called when the re-run's
+parent side, :mod:`bnlab.instructor.preprocessors.remote`, is imported) makes the checks use :func:`differences`
+instead. This module is
 instructor-side: it is not in the students' bundle, so no answer can call it.
 """
 
